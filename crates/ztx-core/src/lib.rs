@@ -3,8 +3,10 @@
 //! commands in, events out; time is passed in.
 #![forbid(unsafe_code)]
 
+pub mod book;
 pub mod changes;
 pub mod error;
+pub mod exchange;
 pub mod ledger;
 pub mod market;
 pub mod money;
@@ -12,6 +14,7 @@ pub mod order;
 
 pub use changes::{Changes, ExchangeState};
 pub use error::{ParseAmountError, TransferError};
+pub use exchange::{Command, Deposit, Exchange, ExchangeError, NewOrder, OrderRef, Reply};
 pub use ledger::{
     AccountKey, Applied, Balances, CustomerId, Ledger, Owner, PendingState, Transfer, TransferCode,
     TransferId, TransferKind,

@@ -3,6 +3,7 @@
 
 use thiserror::Error;
 
+use crate::book::Sizing;
 use crate::money::{Amount, Asset, Price};
 
 /// Why a market definition is unusable. The operator's fault (configuration).
@@ -89,10 +90,10 @@ impl MarketSpec {
             return Err(MarketSpecError::ZeroStep(s));
         }
         let product = p.tick_size.minor().checked_mul(p.step_size.minor());
-        if product.is_none_or(|x| x % p.base.unit().minor() != 0) {
+        if product.is_none_or(|x| !x.is_multiple_of(p.base.unit().minor())) {
             return Err(MarketSpecError::InexactNotional(s));
         }
-        let aligned = |v: u128, step: u128| v % step == 0;
+        let aligned = |v: u128, step: u128| v.is_multiple_of(step);
         if p.min_price > p.max_price
             || p.min_qty > p.max_qty
             || p.min_notional > p.max_notional
@@ -172,7 +173,7 @@ impl MarketSpec {
         if price < self.min_price
             || price > self.max_price
             || price.minor() == 0
-            || price.minor() % self.tick_size.minor() != 0
+            || !price.minor().is_multiple_of(self.tick_size.minor())
         {
             return Err(FilterError::Price);
         }
@@ -184,7 +185,7 @@ impl MarketSpec {
         if qty < self.min_qty
             || qty > self.max_qty
             || qty.is_zero()
-            || qty.minor() % self.step_size.minor() != 0
+            || !qty.minor().is_multiple_of(self.step_size.minor())
         {
             return Err(FilterError::LotSize);
         }
@@ -199,20 +200,18 @@ impl MarketSpec {
         Ok(())
     }
 
+    /// The quantities the book needs to compute notionals.
+    pub fn sizing(&self) -> Sizing {
+        Sizing {
+            base_unit: self.base.unit().minor(),
+            step: self.step_size.minor(),
+        }
+    }
+
     /// `price × qty` in the quote's smallest units. Exact for prices on the tick and
     /// quantities on the step (checked by [`MarketSpec::new`]); `None` on overflow.
     pub fn notional(&self, price: Price, qty: Amount) -> Option<Amount> {
-        let product = price.minor().checked_mul(qty.minor())?;
-        Some(Amount::from_minor(product / self.base.unit().minor()))
-    }
-
-    /// The largest quantity on the step that `quote` buys at `price`.
-    pub fn qty_for_quote(&self, price: Price, quote: Amount) -> Option<Amount> {
-        if price.minor() == 0 {
-            return None;
-        }
-        let raw = quote.minor().checked_mul(self.base.unit().minor())? / price.minor();
-        Some(Amount::from_minor(raw - raw % self.step_size.minor()))
+        self.sizing().notional(price, qty)
     }
 }
 
