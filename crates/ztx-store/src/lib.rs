@@ -1,1 +1,239 @@
-//! placeholder
+//! Persistence for ztx: one [`Store`] trait with a SQLite and a PostgreSQL backend,
+//! sharing one logical schema, one set of SQL statements and one row codec. The store
+//! decides nothing: it writes what the core changed, in one transaction per batch, and
+//! gives it back on restart.
+#![forbid(unsafe_code)]
+
+#[macro_use]
+mod columns;
+mod codec;
+mod error;
+mod model;
+mod pg;
+mod read;
+mod schema;
+mod sql;
+mod sqlite;
+pub mod testing;
+mod write;
+
+use ztx_core::{
+    Amount, AssetCode, Changes, CustomerId, ExchangeState, Order, OrderId, Trade, TradeId,
+    TransferId,
+};
+
+pub use error::{Result, StoreError};
+pub use model::{
+    ApiKeyCredential, ApiKeyId, ApiKeyRecord, Candle, CustomerRecord, InboxCommand,
+    InboxCompletion, InboxId, InboxItem, Mode, NewApiKey, OrderQuery,
+};
+pub use pg::{PgStore, connect as pg_connect};
+pub use schema::SCHEMA_VERSION;
+pub use sqlite::SqliteStore;
+
+/// The most rows one query returns, whatever limit the caller asks for.
+pub const MAX_ROWS: u32 = 10_000;
+
+/// The exchange's persistent state. Object safe: callers hold a `Box<dyn Store>`.
+///
+/// Reads take `&mut self` because a backend caches prepared statements on its single
+/// connection. Time windows are inclusive; `None` means unbounded. Every list of history
+/// follows Binance: with a `from_id`, ascending from that id; otherwise the most recent
+/// `limit` rows, in ascending order. Limits are capped at [`MAX_ROWS`].
+pub trait Store: Send {
+    /// The mode the database was created for, if set.
+    fn mode(&mut self) -> Result<Option<Mode>>;
+    /// Records the mode once; refuses a different one later.
+    fn init_mode(&mut self, mode: Mode) -> Result<()>;
+
+    fn create_customer(&mut self, email: &str, now_ms: u64) -> Result<CustomerId>;
+    fn customer(&mut self, id: CustomerId) -> Result<Option<CustomerRecord>>;
+    fn customer_exists(&mut self, id: CustomerId) -> Result<bool>;
+
+    fn create_api_key(&mut self, key: &NewApiKey) -> Result<ApiKeyId>;
+    fn api_key_by_key(&mut self, api_key: &str) -> Result<Option<ApiKeyRecord>>;
+    fn api_keys_of(&mut self, customer: CustomerId) -> Result<Vec<ApiKeyRecord>>;
+
+    /// Persists a batch of changes in one transaction: all of it or, on error, none.
+    fn apply(&mut self, changes: &Changes) -> Result<()>;
+    /// Everything the exchange resumes from: accounts sorted by key, transfers and
+    /// pending transfers by id, open orders by (symbol, priority).
+    fn load_state(&mut self) -> Result<ExchangeState>;
+
+    fn order(
+        &mut self,
+        customer: CustomerId,
+        symbol: &str,
+        query: &OrderQuery,
+    ) -> Result<Option<Order>>;
+    fn orders(
+        &mut self,
+        customer: CustomerId,
+        symbol: &str,
+        from_id: Option<OrderId>,
+        start_ms: Option<u64>,
+        end_ms: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Order>>;
+    /// Open orders by id; of every market when `symbol` is `None`.
+    fn open_orders(&mut self, customer: CustomerId, symbol: Option<&str>) -> Result<Vec<Order>>;
+    /// Trades where the customer is buyer or seller (once if both).
+    fn my_trades(
+        &mut self,
+        customer: CustomerId,
+        symbol: &str,
+        from_id: Option<TradeId>,
+        start_ms: Option<u64>,
+        end_ms: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Trade>>;
+    fn recent_trades(&mut self, symbol: &str, limit: u32) -> Result<Vec<Trade>>;
+    fn last_trade(&mut self, symbol: &str) -> Result<Option<Trade>>;
+    /// 1-minute candles by open time; with a `start_ms` ascending from it, otherwise the
+    /// most recent `limit`.
+    fn candles(
+        &mut self,
+        symbol: &str,
+        start_ms: Option<u64>,
+        end_ms: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Candle>>;
+
+    /// Queues a deposit for the running server; the customer must exist.
+    fn enqueue_deposit(
+        &mut self,
+        transfer_id: TransferId,
+        customer: CustomerId,
+        asset: AssetCode,
+        amount: Amount,
+        now_ms: u64,
+    ) -> Result<InboxId>;
+    /// Items not completed yet, oldest first.
+    fn pending_inbox(&mut self, limit: u32) -> Result<Vec<InboxItem>>;
+    /// Marks an item done, once.
+    fn complete_inbox(&mut self, id: InboxId, result: &str, now_ms: u64) -> Result<()>;
+    fn inbox_item(&mut self, id: InboxId) -> Result<Option<InboxItem>>;
+}
+
+/// Implements [`Store`] for a backend by calling the shared operations.
+macro_rules! impl_store {
+    ($backend:ty) => {
+        impl Store for $backend {
+            fn mode(&mut self) -> Result<Option<Mode>> {
+                read::mode(self)
+            }
+            fn init_mode(&mut self, mode: Mode) -> Result<()> {
+                write::init_mode(self, mode)
+            }
+            fn create_customer(&mut self, email: &str, now_ms: u64) -> Result<CustomerId> {
+                write::create_customer(self, email, now_ms)
+            }
+            fn customer(&mut self, id: CustomerId) -> Result<Option<CustomerRecord>> {
+                read::customer(self, id)
+            }
+            fn customer_exists(&mut self, id: CustomerId) -> Result<bool> {
+                write::customer_exists(self, id)
+            }
+            fn create_api_key(&mut self, key: &NewApiKey) -> Result<ApiKeyId> {
+                write::create_api_key(self, key)
+            }
+            fn api_key_by_key(&mut self, api_key: &str) -> Result<Option<ApiKeyRecord>> {
+                read::api_key_by_key(self, api_key)
+            }
+            fn api_keys_of(&mut self, customer: CustomerId) -> Result<Vec<ApiKeyRecord>> {
+                read::api_keys_of(self, customer)
+            }
+            fn apply(&mut self, changes: &Changes) -> Result<()> {
+                write::apply(self, changes)
+            }
+            fn load_state(&mut self) -> Result<ExchangeState> {
+                // One transaction, so the state is a consistent snapshot.
+                sql::Backend::transaction(self, read::load_state)
+            }
+            fn order(
+                &mut self,
+                customer: CustomerId,
+                symbol: &str,
+                query: &OrderQuery,
+            ) -> Result<Option<Order>> {
+                read::order(self, customer, symbol, query)
+            }
+            fn orders(
+                &mut self,
+                customer: CustomerId,
+                symbol: &str,
+                from_id: Option<OrderId>,
+                start_ms: Option<u64>,
+                end_ms: Option<u64>,
+                limit: u32,
+            ) -> Result<Vec<Order>> {
+                read::orders(self, customer, symbol, from_id, (start_ms, end_ms), limit)
+            }
+            fn open_orders(
+                &mut self,
+                customer: CustomerId,
+                symbol: Option<&str>,
+            ) -> Result<Vec<Order>> {
+                read::open_orders(self, customer, symbol)
+            }
+            fn my_trades(
+                &mut self,
+                customer: CustomerId,
+                symbol: &str,
+                from_id: Option<TradeId>,
+                start_ms: Option<u64>,
+                end_ms: Option<u64>,
+                limit: u32,
+            ) -> Result<Vec<Trade>> {
+                read::my_trades(self, customer, symbol, from_id, (start_ms, end_ms), limit)
+            }
+            fn recent_trades(&mut self, symbol: &str, limit: u32) -> Result<Vec<Trade>> {
+                read::recent_trades(self, symbol, limit)
+            }
+            fn last_trade(&mut self, symbol: &str) -> Result<Option<Trade>> {
+                read::last_trade(self, symbol)
+            }
+            fn candles(
+                &mut self,
+                symbol: &str,
+                start_ms: Option<u64>,
+                end_ms: Option<u64>,
+                limit: u32,
+            ) -> Result<Vec<Candle>> {
+                read::candles(self, symbol, (start_ms, end_ms), limit)
+            }
+            fn enqueue_deposit(
+                &mut self,
+                transfer_id: TransferId,
+                customer: CustomerId,
+                asset: AssetCode,
+                amount: Amount,
+                now_ms: u64,
+            ) -> Result<InboxId> {
+                write::enqueue_deposit(self, transfer_id, customer, asset, amount, now_ms)
+            }
+            fn pending_inbox(&mut self, limit: u32) -> Result<Vec<InboxItem>> {
+                read::pending_inbox(self, limit)
+            }
+            fn complete_inbox(&mut self, id: InboxId, result: &str, now_ms: u64) -> Result<()> {
+                write::complete_inbox(self, id, result, now_ms)
+            }
+            fn inbox_item(&mut self, id: InboxId) -> Result<Option<InboxItem>> {
+                read::inbox_item(self, id)
+            }
+        }
+    };
+}
+
+impl_store!(SqliteStore);
+impl_store!(PgStore);
+
+/// Opens a store: a `postgres://` or `postgresql://` URL connects to PostgreSQL,
+/// anything else is the path of a SQLite file.
+pub fn open(url_or_path: &str) -> Result<Box<dyn Store>> {
+    if url_or_path.starts_with("postgres://") || url_or_path.starts_with("postgresql://") {
+        Ok(Box::new(PgStore::connect(url_or_path)?))
+    } else {
+        Ok(Box::new(SqliteStore::open(url_or_path)?))
+    }
+}

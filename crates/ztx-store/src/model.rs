@@ -1,0 +1,168 @@
+//! The records the store keeps besides the core's: customers, API keys, the admin inbox,
+//! candles, and the query selectors the REST API passes in.
+
+use std::fmt;
+
+use ztx_core::{Amount, AssetCode, CustomerId, OrderId, Price, TransferId};
+
+/// Whether a database belongs to a development or a production deployment; written once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    Development,
+    Production,
+}
+
+impl Mode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Mode::Development => "development",
+            Mode::Production => "production",
+        }
+    }
+    pub fn parse(text: &str) -> Option<Mode> {
+        match text {
+            "development" => Some(Mode::Development),
+            "production" => Some(Mode::Production),
+            _ => None,
+        }
+    }
+}
+
+/// A stored customer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomerRecord {
+    pub id: CustomerId,
+    pub email: String,
+    pub created_ms: u64,
+}
+
+/// The store's id of an API key row (not the public key string).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ApiKeyId(pub u64);
+
+/// How requests made with a key are authenticated. Each kind carries exactly the material
+/// it needs, so a key cannot be both or neither.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ApiKeyCredential {
+    /// The HMAC-SHA256 secret, already sealed (encrypted) by the caller: the store never
+    /// sees the plaintext.
+    Hmac { secret_sealed: Vec<u8> },
+    /// The raw 32-byte Ed25519 public key.
+    Ed25519 { public_key: [u8; 32] },
+}
+
+impl ApiKeyCredential {
+    /// The stored `kind` column: `hmac` or `ed25519`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiKeyCredential::Hmac { .. } => "hmac",
+            ApiKeyCredential::Ed25519 { .. } => "ed25519",
+        }
+    }
+}
+
+impl fmt::Debug for ApiKeyCredential {
+    // Even sealed, secret material stays out of logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiKeyCredential::Hmac { secret_sealed } => f
+                .debug_struct("Hmac")
+                .field(
+                    "secret_sealed",
+                    &format_args!("<{} bytes redacted>", secret_sealed.len()),
+                )
+                .finish(),
+            ApiKeyCredential::Ed25519 { public_key } => f
+                .debug_struct("Ed25519")
+                .field("public_key", &format_args!("{:02x?}", public_key))
+                .finish(),
+        }
+    }
+}
+
+/// An API key to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewApiKey {
+    /// The public key string bots send in `X-MBX-APIKEY`.
+    pub api_key: String,
+    pub customer: CustomerId,
+    pub credential: ApiKeyCredential,
+    /// Comma-separated permissions such as `read,trade`; the API parses them.
+    pub permissions: String,
+    /// Comma-separated IP addresses; empty means any.
+    pub ip_allowlist: String,
+    pub enabled: bool,
+    pub created_ms: u64,
+}
+
+/// A stored API key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: ApiKeyId,
+    pub api_key: String,
+    pub customer: CustomerId,
+    pub credential: ApiKeyCredential,
+    pub permissions: String,
+    pub ip_allowlist: String,
+    pub enabled: bool,
+    pub created_ms: u64,
+}
+
+/// Which order of a customer in a market to look up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OrderQuery {
+    ById(OrderId),
+    /// The most recent order with this client order id.
+    ByClientId(String),
+}
+
+/// One 1-minute candle of a market. Prices in the quote's smallest units per whole base
+/// unit; volumes in each asset's smallest units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candle {
+    /// The start of the minute, a multiple of 60 000.
+    pub open_ms: u64,
+    pub open: Price,
+    pub high: Price,
+    pub low: Price,
+    pub close: Price,
+    pub base_volume: Amount,
+    pub quote_volume: Amount,
+    pub trade_count: u64,
+    pub taker_buy_base_volume: Amount,
+    pub taker_buy_quote_volume: Amount,
+}
+
+/// The id of an admin inbox item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InboxId(pub u64);
+
+/// What an inbox item asks the running server to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InboxCommand {
+    /// Credit `amount` of `asset` to `customer` from the external account, with the
+    /// caller-chosen `transfer_id` so that processing the item twice credits once.
+    Deposit {
+        transfer_id: TransferId,
+        customer: CustomerId,
+        asset: AssetCode,
+        amount: Amount,
+    },
+}
+
+/// How an inbox item ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboxCompletion {
+    pub completed_ms: u64,
+    pub result: String,
+}
+
+/// An admin command queued for the running server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboxItem {
+    pub id: InboxId,
+    pub command: InboxCommand,
+    pub created_ms: u64,
+    /// `None` while the item waits.
+    pub completion: Option<InboxCompletion>,
+}

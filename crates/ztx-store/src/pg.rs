@@ -1,0 +1,163 @@
+//! The PostgreSQL backend (synchronous `postgres` client), with prepared statements
+//! cached per connection.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use postgres::types::{ToSql, Type};
+use postgres::{Client, GenericClient, NoTls, Statement};
+
+use crate::error::Result;
+use crate::schema;
+use crate::sql::{Backend, Cell, Conn, Dialect, Param, Row};
+
+/// Opens a client connection. The one place that chooses the transport: plain TCP or a
+/// Unix socket for now; mutual TLS replaces `NoTls` here.
+pub fn connect(url: &str) -> Result<Client> {
+    Ok(Client::connect(url, NoTls)?)
+}
+
+/// A store in a PostgreSQL database.
+pub struct PgStore {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("cached_statements", &self.statements.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects (see [`connect`]) and brings the schema up to date.
+    pub fn connect(url: &str) -> Result<Self> {
+        let mut store = Self {
+            client: connect(url)?,
+            statements: HashMap::new(),
+        };
+        schema::migrate(&mut store)?;
+        Ok(store)
+    }
+}
+
+// Typed nulls: PostgreSQL checks a parameter's type even when it is NULL.
+static NULL_TEXT: Option<String> = None;
+static NULL_BLOB: Option<Vec<u8>> = None;
+
+fn bind(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| -> &(dyn ToSql + Sync) {
+            match p {
+                Param::Int(v) => v,
+                Param::Text(v) => v,
+                Param::Blob(v) => v,
+                Param::Bool(v) => v,
+                Param::NullText => &NULL_TEXT,
+                Param::NullBlob => &NULL_BLOB,
+            }
+        })
+        .collect()
+}
+
+fn cells(row: &postgres::Row) -> Result<Row> {
+    let mut out = Vec::with_capacity(row.len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let ty = column.type_();
+        let cell = if *ty == Type::INT8 {
+            row.try_get::<_, Option<i64>>(i)?
+                .map_or(Cell::Null, Cell::Int)
+        } else if *ty == Type::INT4 {
+            row.try_get::<_, Option<i32>>(i)?
+                .map_or(Cell::Null, |v| Cell::Int(i64::from(v)))
+        } else if *ty == Type::TEXT || *ty == Type::VARCHAR {
+            row.try_get::<_, Option<String>>(i)?
+                .map_or(Cell::Null, Cell::Text)
+        } else if *ty == Type::BYTEA {
+            row.try_get::<_, Option<Vec<u8>>>(i)?
+                .map_or(Cell::Null, Cell::Blob)
+        } else if *ty == Type::BOOL {
+            row.try_get::<_, Option<bool>>(i)?
+                .map_or(Cell::Null, Cell::Bool)
+        } else {
+            Cell::Other("an unexpected PostgreSQL type")
+        };
+        out.push(cell);
+    }
+    Ok(out)
+}
+
+/// Runs statements on the client or on its open transaction, sharing the store's cache.
+struct PgConn<'a, C: GenericClient> {
+    client: &'a mut C,
+    statements: &'a mut HashMap<&'static str, Statement>,
+}
+
+impl<C: GenericClient> PgConn<'_, C> {
+    fn statement(&mut self, sql: &'static str) -> Result<Statement> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+}
+
+impl<C: GenericClient> Conn for PgConn<'_, C> {
+    fn exec(&mut self, sql: &'static str, params: &[Param]) -> Result<u64> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.execute(&statement, &bind(params))?)
+    }
+
+    fn query(&mut self, sql: &'static str, params: &[Param]) -> Result<Vec<Row>> {
+        let statement = self.statement(sql)?;
+        let rows = self.client.query(&statement, &bind(params))?;
+        rows.iter().map(cells).collect()
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        Ok(self.client.batch_execute(sql)?)
+    }
+}
+
+impl PgStore {
+    fn conn(&mut self) -> PgConn<'_, Client> {
+        PgConn {
+            client: &mut self.client,
+            statements: &mut self.statements,
+        }
+    }
+}
+
+impl Conn for PgStore {
+    fn exec(&mut self, sql: &'static str, params: &[Param]) -> Result<u64> {
+        self.conn().exec(sql, params)
+    }
+    fn query(&mut self, sql: &'static str, params: &[Param]) -> Result<Vec<Row>> {
+        self.conn().query(sql, params)
+    }
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        self.conn().batch(sql)
+    }
+}
+
+impl Backend for PgStore {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
+        // Dropping `tx` on an error rolls it back.
+        let mut tx = self.client.transaction()?;
+        let out = f(&mut PgConn {
+            client: &mut tx,
+            statements: &mut self.statements,
+        })?;
+        tx.commit()?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,348 @@
+//! Every read: the state the exchange resumes from, and the queries behind the REST API
+//! (Binance semantics: a `from_id` reads ascending from that id, otherwise the most
+//! recent `limit` rows are returned in ascending order).
+
+use std::collections::HashMap;
+
+use ztx_core::{
+    CustomerId, ExchangeState, Order, OrderId, PendingState, Trade, TradeId, Transfer, TransferId,
+};
+
+use crate::codec;
+use crate::error::{Result, StoreError};
+use crate::model::{ApiKeyRecord, Candle, CustomerRecord, InboxId, InboxItem, Mode, OrderQuery};
+use crate::schema;
+use crate::sql::{self, Conn, Param, Row, RowReader};
+
+fn decode_all<T>(rows: Vec<Row>, decode: impl Fn(Row) -> Result<T>) -> Result<Vec<T>> {
+    rows.into_iter().map(decode).collect()
+}
+
+fn max_id(conn: &mut dyn Conn, sql: &'static str, table: &'static str) -> Result<u64> {
+    let row = sql::first(conn.query(sql, &[])?)
+        .ok_or_else(|| StoreError::corrupt(table, "id", "MAX(id) returned no row"))?;
+    RowReader::new(table, row).u64("id")
+}
+
+pub(crate) fn load_state(conn: &mut dyn Conn) -> Result<ExchangeState> {
+    let mut accounts = decode_all(
+        conn.query(
+            concat!("SELECT ", account_columns!(), " FROM accounts"),
+            &[],
+        )?,
+        codec::account,
+    )?;
+    accounts.sort_by_key(|(key, _)| *key);
+    let mut transfers = decode_all(
+        conn.query(
+            concat!("SELECT ", transfer_columns!(), " FROM transfers"),
+            &[],
+        )?,
+        codec::transfer,
+    )?;
+    transfers.sort_by_key(|t| t.id);
+    let by_id: HashMap<TransferId, &Transfer> = transfers.iter().map(|t| (t.id, t)).collect();
+    let mut pending = Vec::new();
+    for row in conn.query("SELECT transfer_id, remaining FROM pending", &[])? {
+        let mut r = RowReader::new("pending", row);
+        let id = r.transfer_id("transfer_id")?;
+        let remaining = r.amount("remaining")?;
+        let transfer = by_id
+            .get(&id)
+            .ok_or_else(|| r.corrupt_here("transfer_id", format!("no transfer {id:?}")))?;
+        pending.push(PendingState {
+            transfer: **transfer,
+            remaining,
+        });
+    }
+    pending.sort_by_key(|p| p.transfer.id);
+    let mut open_orders = decode_all(
+        conn.query(
+            concat!(
+                "SELECT ",
+                order_columns!(),
+                " FROM orders WHERE status IN ",
+                open_statuses!()
+            ),
+            &[],
+        )?,
+        codec::order,
+    )?;
+    // Sorted here, not in SQL: text collation differs between engines and locales.
+    open_orders.sort_by(|a, b| (&a.symbol, a.priority, a.id).cmp(&(&b.symbol, b.priority, b.id)));
+    Ok(ExchangeState {
+        accounts,
+        transfers,
+        pending,
+        open_orders,
+        last_order_id: max_id(conn, "SELECT COALESCE(MAX(id), 0) FROM orders", "orders")?,
+        last_trade_id: max_id(conn, "SELECT COALESCE(MAX(id), 0) FROM trades", "trades")?,
+    })
+}
+
+pub(crate) fn mode(conn: &mut dyn Conn) -> Result<Option<Mode>> {
+    match schema::read_meta(conn, "mode")? {
+        None => Ok(None),
+        Some(text) => Mode::parse(&text)
+            .map(Some)
+            .ok_or_else(|| StoreError::corrupt("meta", "value", format!("mode {text:?}"))),
+    }
+}
+
+pub(crate) fn customer(conn: &mut dyn Conn, id: CustomerId) -> Result<Option<CustomerRecord>> {
+    let rows = conn.query(
+        "SELECT id, email, created_ms FROM customers WHERE id = $1",
+        &[sql::int(id.0, "customer id")?],
+    )?;
+    sql::first(rows).map(codec::customer).transpose()
+}
+
+pub(crate) fn api_key_by_key(conn: &mut dyn Conn, api_key: &str) -> Result<Option<ApiKeyRecord>> {
+    let rows = conn.query(
+        concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE api_key = $1"
+        ),
+        &[sql::text(api_key)],
+    )?;
+    sql::first(rows).map(codec::api_key).transpose()
+}
+
+pub(crate) fn api_keys_of(conn: &mut dyn Conn, customer: CustomerId) -> Result<Vec<ApiKeyRecord>> {
+    let rows = conn.query(
+        concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE customer_id = $1 ORDER BY id"
+        ),
+        &[sql::int(customer.0, "customer id")?],
+    )?;
+    decode_all(rows, codec::api_key)
+}
+
+pub(crate) fn order(
+    conn: &mut dyn Conn,
+    customer: CustomerId,
+    symbol: &str,
+    query: &OrderQuery,
+) -> Result<Option<Order>> {
+    let customer = sql::int(customer.0, "customer id")?;
+    let rows = match query {
+        OrderQuery::ById(id) => conn.query(
+            concat!(
+                "SELECT ",
+                order_columns!(),
+                " FROM orders WHERE customer_id = $1 AND symbol = $2 AND id = $3"
+            ),
+            &[customer, sql::text(symbol), sql::int(id.0, "order id")?],
+        )?,
+        OrderQuery::ByClientId(client_id) => conn.query(
+            concat!(
+                "SELECT ",
+                order_columns!(),
+                " FROM orders WHERE customer_id = $1 AND symbol = $2 AND client_order_id = $3 \
+                 ORDER BY id DESC LIMIT 1"
+            ),
+            &[customer, sql::text(symbol), sql::text(client_id)],
+        )?,
+    };
+    sql::first(rows).map(codec::order).transpose()
+}
+
+/// Runs the ascending statement from `from_id`, or the descending one (most recent first)
+/// and reverses it. Both take `$1 $2` key, `$3` from id, `$4 $5` time window, `$6` limit.
+fn page<T>(
+    conn: &mut dyn Conn,
+    (ascending, descending): (&'static str, &'static str),
+    key: [Param; 2],
+    from_id: Option<u64>,
+    window: (Option<u64>, Option<u64>),
+    limit: u32,
+    decode: impl Fn(Row) -> Result<T>,
+) -> Result<Vec<T>> {
+    let [a, b] = key;
+    let params = [
+        a,
+        b,
+        sql::lower_bound(from_id, "from id")?,
+        sql::lower_bound(window.0, "start_ms")?,
+        sql::upper_bound(window.1),
+        sql::limit(limit),
+    ];
+    if from_id.is_some() {
+        decode_all(conn.query(ascending, &params)?, decode)
+    } else {
+        let mut out = decode_all(conn.query(descending, &params)?, decode)?;
+        out.reverse();
+        Ok(out)
+    }
+}
+
+macro_rules! order_page {
+    ($direction:literal) => {
+        concat!(
+            "SELECT ",
+            order_columns!(),
+            " FROM orders WHERE customer_id = $1 AND symbol = $2 AND id >= $3 \
+             AND created_ms >= $4 AND created_ms <= $5 ORDER BY id ",
+            $direction,
+            " LIMIT $6"
+        )
+    };
+}
+
+pub(crate) fn orders(
+    conn: &mut dyn Conn,
+    customer: CustomerId,
+    symbol: &str,
+    from_id: Option<OrderId>,
+    window: (Option<u64>, Option<u64>),
+    limit: u32,
+) -> Result<Vec<Order>> {
+    page(
+        conn,
+        (order_page!("ASC"), order_page!("DESC")),
+        [sql::int(customer.0, "customer id")?, sql::text(symbol)],
+        from_id.map(|id| id.0),
+        window,
+        limit,
+        codec::order,
+    )
+}
+
+pub(crate) fn open_orders(
+    conn: &mut dyn Conn,
+    customer: CustomerId,
+    symbol: Option<&str>,
+) -> Result<Vec<Order>> {
+    let customer = sql::int(customer.0, "customer id")?;
+    let rows = match symbol {
+        Some(symbol) => conn.query(
+            concat!(
+                "SELECT ",
+                order_columns!(),
+                " FROM orders WHERE customer_id = $1 AND symbol = $2 AND status IN ",
+                open_statuses!(),
+                " ORDER BY id"
+            ),
+            &[customer, sql::text(symbol)],
+        )?,
+        None => conn.query(
+            concat!(
+                "SELECT ",
+                order_columns!(),
+                " FROM orders WHERE customer_id = $1 AND status IN ",
+                open_statuses!(),
+                " ORDER BY id"
+            ),
+            &[customer],
+        )?,
+    };
+    decode_all(rows, codec::order)
+}
+
+macro_rules! my_trade_page {
+    ($direction:literal) => {
+        concat!(
+            "SELECT ",
+            trade_columns!(),
+            " FROM trades WHERE (buyer_id = $1 OR seller_id = $1) AND symbol = $2 AND id >= $3 \
+             AND time_ms >= $4 AND time_ms <= $5 ORDER BY id ",
+            $direction,
+            " LIMIT $6"
+        )
+    };
+}
+
+pub(crate) fn my_trades(
+    conn: &mut dyn Conn,
+    customer: CustomerId,
+    symbol: &str,
+    from_id: Option<TradeId>,
+    window: (Option<u64>, Option<u64>),
+    limit: u32,
+) -> Result<Vec<Trade>> {
+    page(
+        conn,
+        (my_trade_page!("ASC"), my_trade_page!("DESC")),
+        [sql::int(customer.0, "customer id")?, sql::text(symbol)],
+        from_id.map(|id| id.0),
+        window,
+        limit,
+        codec::trade,
+    )
+}
+
+pub(crate) fn recent_trades(conn: &mut dyn Conn, symbol: &str, limit: u32) -> Result<Vec<Trade>> {
+    let rows = conn.query(
+        concat!(
+            "SELECT ",
+            trade_columns!(),
+            " FROM trades WHERE symbol = $1 ORDER BY id DESC LIMIT $2"
+        ),
+        &[sql::text(symbol), sql::limit(limit)],
+    )?;
+    let mut out = decode_all(rows, codec::trade)?;
+    out.reverse();
+    Ok(out)
+}
+
+pub(crate) fn last_trade(conn: &mut dyn Conn, symbol: &str) -> Result<Option<Trade>> {
+    Ok(recent_trades(conn, symbol, 1)?.pop())
+}
+
+macro_rules! candle_page {
+    ($direction:literal) => {
+        concat!(
+            "SELECT ",
+            candle_columns!(),
+            " FROM candles WHERE symbol = $1 AND open_ms >= $2 AND open_ms <= $3 \
+             ORDER BY open_ms ",
+            $direction,
+            " LIMIT $4"
+        )
+    };
+}
+
+/// Binance klines: with a start, ascending from it; otherwise the most recent `limit`.
+pub(crate) fn candles(
+    conn: &mut dyn Conn,
+    symbol: &str,
+    window: (Option<u64>, Option<u64>),
+    limit: u32,
+) -> Result<Vec<Candle>> {
+    let params = [
+        sql::text(symbol),
+        sql::lower_bound(window.0, "start_ms")?,
+        sql::upper_bound(window.1),
+        sql::limit(limit),
+    ];
+    if window.0.is_some() {
+        decode_all(conn.query(candle_page!("ASC"), &params)?, codec::candle)
+    } else {
+        let mut out = decode_all(conn.query(candle_page!("DESC"), &params)?, codec::candle)?;
+        out.reverse();
+        Ok(out)
+    }
+}
+
+pub(crate) fn pending_inbox(conn: &mut dyn Conn, limit: u32) -> Result<Vec<InboxItem>> {
+    let rows = conn.query(
+        concat!(
+            "SELECT ",
+            inbox_columns!(),
+            " FROM inbox WHERE completed_ms IS NULL ORDER BY id LIMIT $1"
+        ),
+        &[sql::limit(limit)],
+    )?;
+    decode_all(rows, codec::inbox_item)
+}
+
+pub(crate) fn inbox_item(conn: &mut dyn Conn, id: InboxId) -> Result<Option<InboxItem>> {
+    let rows = conn.query(
+        concat!("SELECT ", inbox_columns!(), " FROM inbox WHERE id = $1"),
+        &[sql::int(id.0, "inbox id")?],
+    )?;
+    sql::first(rows).map(codec::inbox_item).transpose()
+}

@@ -1,0 +1,240 @@
+//! The schema, one DDL text for both engines, and the migrations run on every open.
+
+use crate::error::{Result, StoreError};
+use crate::sql::{self, Backend, Conn, Dialect, RowReader};
+
+/// The `meta` table exists before any migration: it records how far they got.
+const META_DDL: &str =
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
+
+/// Version 1. `{blob}` is the engine's byte-string type (SQLite `BLOB`, PostgreSQL
+/// `BYTEA`), the only difference the dialects force. Integers are `BIGINT` (signed 64-bit
+/// on both), amounts decimal `TEXT`, transfer ids 16-byte big-endian `{blob}`.
+const V1: &str = "
+CREATE TABLE customers (
+    id BIGINT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE api_keys (
+    id BIGINT PRIMARY KEY,
+    api_key TEXT NOT NULL UNIQUE,
+    customer_id BIGINT NOT NULL REFERENCES customers (id),
+    kind TEXT NOT NULL,
+    secret_sealed {blob},
+    public_key {blob},
+    permissions TEXT NOT NULL,
+    ip_allowlist TEXT NOT NULL,
+    enabled BOOLEAN NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE INDEX api_keys_customer ON api_keys (customer_id, id);
+CREATE TABLE accounts (
+    owner_kind TEXT NOT NULL,
+    owner_id BIGINT NOT NULL,
+    asset TEXT NOT NULL,
+    debits_pending TEXT NOT NULL,
+    debits_posted TEXT NOT NULL,
+    credits_pending TEXT NOT NULL,
+    credits_posted TEXT NOT NULL,
+    PRIMARY KEY (owner_kind, owner_id, asset)
+);
+CREATE TABLE transfers (
+    id {blob} PRIMARY KEY,
+    debit_kind TEXT NOT NULL,
+    debit_id BIGINT NOT NULL,
+    debit_asset TEXT NOT NULL,
+    credit_kind TEXT NOT NULL,
+    credit_id BIGINT NOT NULL,
+    credit_asset TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    pending_id {blob},
+    code TEXT NOT NULL,
+    timestamp_ms BIGINT NOT NULL
+);
+CREATE TABLE pending (
+    transfer_id {blob} PRIMARY KEY,
+    remaining TEXT NOT NULL
+);
+CREATE TABLE orders (
+    id BIGINT PRIMARY KEY,
+    symbol TEXT NOT NULL,
+    customer_id BIGINT NOT NULL,
+    client_order_id TEXT NOT NULL,
+    side TEXT NOT NULL,
+    order_type TEXT NOT NULL,
+    time_in_force TEXT NOT NULL,
+    stp_mode TEXT NOT NULL,
+    price TEXT,
+    orig_qty TEXT NOT NULL,
+    orig_quote_qty TEXT NOT NULL,
+    executed_qty TEXT NOT NULL,
+    cumulative_quote TEXT NOT NULL,
+    status TEXT NOT NULL,
+    hold_id {blob} NOT NULL,
+    priority BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL
+);
+CREATE INDEX orders_customer_symbol_id ON orders (customer_id, symbol, id);
+CREATE INDEX orders_customer_symbol_client ON orders (customer_id, symbol, client_order_id);
+CREATE INDEX orders_open ON orders (customer_id, symbol, id)
+    WHERE status IN ('NEW', 'PARTIALLY_FILLED');
+CREATE TABLE trades (
+    id BIGINT PRIMARY KEY,
+    symbol TEXT NOT NULL,
+    price TEXT NOT NULL,
+    qty TEXT NOT NULL,
+    quote_qty TEXT NOT NULL,
+    buy_order_id BIGINT NOT NULL,
+    sell_order_id BIGINT NOT NULL,
+    buyer_id BIGINT NOT NULL,
+    seller_id BIGINT NOT NULL,
+    buyer_is_maker BOOLEAN NOT NULL,
+    buyer_fee TEXT NOT NULL,
+    buyer_fee_asset TEXT NOT NULL,
+    seller_fee TEXT NOT NULL,
+    seller_fee_asset TEXT NOT NULL,
+    time_ms BIGINT NOT NULL
+);
+CREATE INDEX trades_symbol_id ON trades (symbol, id);
+CREATE INDEX trades_buyer_symbol ON trades (buyer_id, symbol, id);
+CREATE INDEX trades_seller_symbol ON trades (seller_id, symbol, id);
+CREATE TABLE candles (
+    symbol TEXT NOT NULL,
+    open_ms BIGINT NOT NULL,
+    open TEXT NOT NULL,
+    high TEXT NOT NULL,
+    low TEXT NOT NULL,
+    close TEXT NOT NULL,
+    base_volume TEXT NOT NULL,
+    quote_volume TEXT NOT NULL,
+    trade_count BIGINT NOT NULL,
+    taker_buy_base_volume TEXT NOT NULL,
+    taker_buy_quote_volume TEXT NOT NULL,
+    PRIMARY KEY (symbol, open_ms)
+);
+CREATE TABLE inbox (
+    id BIGINT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    transfer_id {blob} NOT NULL,
+    customer_id BIGINT NOT NULL,
+    asset TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    completed_ms BIGINT,
+    result TEXT
+);
+CREATE INDEX inbox_waiting ON inbox (id) WHERE completed_ms IS NULL;
+";
+
+/// Every migration in order; entry `i` brings the schema to version `i + 1`.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+fn render(ddl: &str, dialect: Dialect) -> String {
+    let blob = match dialect {
+        Dialect::Sqlite => "BLOB",
+        Dialect::Postgres => "BYTEA",
+    };
+    ddl.replace("{blob}", blob)
+}
+
+pub(crate) fn read_meta(conn: &mut dyn Conn, key: &str) -> Result<Option<String>> {
+    let rows = conn.query("SELECT value FROM meta WHERE key = $1", &[sql::text(key)])?;
+    match sql::first(rows) {
+        None => Ok(None),
+        Some(row) => RowReader::new("meta", row).text("value").map(Some),
+    }
+}
+
+pub(crate) fn write_meta(conn: &mut dyn Conn, key: &str, value: &str) -> Result<()> {
+    conn.exec(
+        "INSERT INTO meta (key, value) VALUES ($1, $2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[sql::text(key), sql::text(value)],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn read_version(conn: &mut dyn Conn) -> Result<u32> {
+    match read_meta(conn, "schema_version")? {
+        None => Ok(0),
+        Some(text) => text
+            .parse()
+            .map_err(|_| StoreError::corrupt("meta", "value", format!("schema_version {text:?}"))),
+    }
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`] in one transaction; a no-op when it is
+/// there already, so every open may call it.
+pub(crate) fn migrate<B: Backend>(db: &mut B) -> Result<()> {
+    let dialect = db.dialect();
+    db.transaction(|tx| {
+        tx.batch(META_DDL)?;
+        if dialect == Dialect::Postgres {
+            // Two processes opening a fresh database at once: the second waits here, then
+            // sees the first one's version and has nothing to do.
+            tx.batch("LOCK TABLE meta IN SHARE ROW EXCLUSIVE MODE")?;
+        }
+        let current = read_version(tx)?;
+        if current > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found: current,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        for (version, ddl) in (1u32..).zip(MIGRATIONS) {
+            if version > current {
+                tx.batch(&render(ddl, dialect))?;
+                write_meta(tx, "schema_version", &version.to_string())?;
+            }
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ztx_core::OrderStatus;
+
+    #[test]
+    fn open_status_list_matches_the_core() {
+        let all = [
+            OrderStatus::New,
+            OrderStatus::PartiallyFilled,
+            OrderStatus::Filled,
+            OrderStatus::Canceled,
+            OrderStatus::Rejected,
+            OrderStatus::Expired,
+            OrderStatus::ExpiredInMatch,
+        ];
+        for status in all {
+            let quoted = format!("'{}'", status.as_str());
+            assert_eq!(
+                open_statuses!().contains(&quoted),
+                status.is_open(),
+                "{status:?}"
+            );
+            assert_eq!(
+                V1.contains(&quoted),
+                status.is_open(),
+                "{status:?} in orders_open"
+            );
+        }
+        let _ = SCHEMA_VERSION;
+        assert_eq!(MIGRATIONS.len(), usize::try_from(SCHEMA_VERSION).unwrap());
+    }
+
+    #[test]
+    fn dialects_differ_only_in_blob_type() {
+        let sqlite = render(V1, Dialect::Sqlite);
+        let pg = render(V1, Dialect::Postgres);
+        assert!(!sqlite.contains("BYTEA") && !pg.contains("BLOB"));
+        assert_eq!(sqlite.replace("BLOB", "BYTEA"), pg);
+    }
+}

@@ -1,0 +1,124 @@
+//! The SQLite backend: one file, WAL journal, `synchronous=FULL` so that a committed
+//! transaction survives a power loss, and cached prepared statements.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::{Result, StoreError};
+use crate::schema;
+use crate::sql::{Backend, Cell, Conn, Dialect, Param, Row};
+
+/// How many prepared statements each connection keeps; above the number the store uses.
+const STATEMENT_CACHE: usize = 64;
+
+/// A store in one SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        let journal: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !journal.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Setting(format!(
+                "journal_mode=WAL refused (got {journal:?})"
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        let mut store = Self { conn };
+        schema::migrate(&mut store)?;
+        Ok(store)
+    }
+}
+
+impl rusqlite::ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Param::Int(v) => ValueRef::Integer(*v),
+            Param::Text(v) => ValueRef::Text(v.as_bytes()),
+            Param::Blob(v) => ValueRef::Blob(v),
+            Param::Bool(v) => ValueRef::Integer(i64::from(*v)),
+            Param::NullText | Param::NullBlob => ValueRef::Null,
+        }))
+    }
+}
+
+fn cell(value: ValueRef<'_>) -> Cell {
+    match value {
+        ValueRef::Null => Cell::Null,
+        ValueRef::Integer(v) => Cell::Int(v),
+        ValueRef::Real(_) => Cell::Other("real"),
+        ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => Cell::Text(text.to_owned()),
+            Err(_) => Cell::Other("text that is not UTF-8"),
+        },
+        ValueRef::Blob(bytes) => Cell::Blob(bytes.to_vec()),
+    }
+}
+
+/// Runs statements on a borrowed connection: the store's own, or its open transaction.
+struct SqliteConn<'a>(&'a Connection);
+
+impl Conn for SqliteConn<'_> {
+    fn exec(&mut self, sql: &'static str, params: &[Param]) -> Result<u64> {
+        let mut stmt = self.0.prepare_cached(sql)?;
+        let changed = stmt.execute(rusqlite::params_from_iter(params))?;
+        Ok(u64::try_from(changed).unwrap_or(u64::MAX))
+    }
+
+    fn query(&mut self, sql: &'static str, params: &[Param]) -> Result<Vec<Row>> {
+        let mut stmt = self.0.prepare_cached(sql)?;
+        let width = stmt.column_count();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let cells = (0..width)
+                .map(|i| row.get_ref(i).map(cell))
+                .collect::<rusqlite::Result<Row>>()?;
+            out.push(cells);
+        }
+        Ok(out)
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        Ok(self.0.execute_batch(sql)?)
+    }
+}
+
+impl Conn for SqliteStore {
+    fn exec(&mut self, sql: &'static str, params: &[Param]) -> Result<u64> {
+        SqliteConn(&self.conn).exec(sql, params)
+    }
+    fn query(&mut self, sql: &'static str, params: &[Param]) -> Result<Vec<Row>> {
+        SqliteConn(&self.conn).query(sql, params)
+    }
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        SqliteConn(&self.conn).batch(sql)
+    }
+}
+
+impl Backend for SqliteStore {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
+        // IMMEDIATE takes the write lock up front, so a writer never fails half-way with
+        // SQLITE_BUSY on lock upgrade. Dropping `tx` on an error rolls it back.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&mut SqliteConn(&tx))?;
+        tx.commit()?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,294 @@
+//! A throw-away PostgreSQL cluster for tests (this crate's and other crates'): initdb in a
+//! temporary directory, a server on a free loopback port, one fresh database per test.
+//! Never touches a PostgreSQL already running on the machine.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use thiserror::Error;
+
+/// Why the cluster could not be provided.
+#[derive(Debug, Error)]
+pub enum HarnessError {
+    /// Only returned when `CI=true`: elsewhere missing binaries skip the tests.
+    #[error("PostgreSQL binaries (initdb, pg_ctl) not found, and CI=true requires them")]
+    NotFound,
+    #[error("{what} failed: {detail}")]
+    Command { what: String, detail: String },
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] postgres::Error),
+}
+
+/// How many times start is tried: a free port may be taken between choosing and binding.
+const START_ATTEMPTS: u32 = 3;
+
+/// A running throw-away cluster; dropping it stops the server and removes its files.
+#[derive(Debug)]
+pub struct PgCluster {
+    dir: PathBuf,
+    bin: PathBuf,
+    port: u16,
+    as_postgres_user: bool,
+    databases: AtomicU32,
+}
+
+fn command_error(what: &str, detail: impl Into<String>) -> HarnessError {
+    HarnessError::Command {
+        what: what.to_owned(),
+        detail: detail.into(),
+    }
+}
+
+/// The directory holding `initdb` and `pg_ctl`: from `PATH`, then the newest
+/// `/usr/lib/postgresql/*/bin`.
+fn find_bin_dir() -> Option<PathBuf> {
+    let has_tools = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if has_tools(&dir) {
+                // Resolve symlinks so pg_ctl finds its sibling `postgres`.
+                let real = std::fs::canonicalize(dir.join("initdb")).ok()?;
+                return real.parent().map(Path::to_path_buf);
+            }
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .filter(|(_, dir)| has_tools(dir))
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, dir)| dir)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .is_some_and(|uid| uid.trim() == "0")
+}
+
+fn run(mut command: Command, what: &str) -> Result<(), HarnessError> {
+    let out = command.stdin(Stdio::null()).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(command_error(
+            what,
+            format!(
+                "{}: {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ))
+    }
+}
+
+fn free_port() -> Result<u16, HarnessError> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl PgCluster {
+    /// Starts a new cluster. `Ok(None)` (after a loud line on stderr) when PostgreSQL is
+    /// not installed, unless `CI=true`, where that is an error.
+    pub fn start() -> Result<Option<PgCluster>, HarnessError> {
+        let Some(bin) = find_bin_dir() else {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                return Err(HarnessError::NotFound);
+            }
+            eprintln!("PostgreSQL binaries not found: skipping PostgreSQL tests");
+            return Ok(None);
+        };
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = std::env::temp_dir().join(format!("ztx-pg-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let mut cluster = PgCluster {
+            dir,
+            bin,
+            port: 0,
+            as_postgres_user: is_root(),
+            databases: AtomicU32::new(0),
+        };
+        if cluster.as_postgres_user {
+            // PostgreSQL refuses to run as root: the files and the server are postgres's.
+            let mut chown = Command::new("chown");
+            chown.arg("postgres:").arg(&cluster.dir);
+            run(chown, "chown of the cluster directory to postgres")?;
+        }
+        let mut initdb = cluster.tool("initdb");
+        initdb.arg("-D").arg(cluster.data_dir()).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]);
+        run(initdb, "initdb")?;
+        let mut last_error = None;
+        for _ in 0..START_ATTEMPTS {
+            cluster.port = free_port()?;
+            match cluster.pg_ctl_start() {
+                Ok(()) => {
+                    last_error = None;
+                    break;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        if let Some(e) = last_error {
+            return Err(e);
+        }
+        Ok(Some(cluster))
+    }
+
+    /// One cluster per test process, started on first use. It is stopped, and its files
+    /// removed, by a watchdog when the process exits (statics are never dropped).
+    pub fn shared() -> Result<Option<&'static PgCluster>, HarnessError> {
+        static SHARED: OnceLock<Result<Option<PgCluster>, String>> = OnceLock::new();
+        let started = SHARED.get_or_init(|| {
+            let cluster = PgCluster::start().map_err(|e| e.to_string())?;
+            if let Some(cluster) = &cluster {
+                cluster.watch_process().map_err(|e| e.to_string())?;
+            }
+            Ok(cluster)
+        });
+        match started {
+            Ok(cluster) => Ok(cluster.as_ref()),
+            Err(detail) => Err(command_error(
+                "starting the shared PostgreSQL cluster",
+                detail.clone(),
+            )),
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// A command for one of the PostgreSQL tools, run as the `postgres` user when we are
+    /// root.
+    fn tool(&self, name: &str) -> Command {
+        let program = self.bin.join(name);
+        if self.as_postgres_user {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn pg_ctl_start(&self) -> Result<(), HarnessError> {
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -k {} -p {}",
+            self.dir.display(),
+            self.port
+        );
+        let mut pg_ctl = self.tool("pg_ctl");
+        pg_ctl
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .args(["-w", "-t", "60", "-o", &options, "start"]);
+        run(pg_ctl, "pg_ctl start")?;
+        // `pg_ctl -w` waited for readiness; connecting proves it is ours and listening.
+        for attempt in 0..50 {
+            match self.admin() {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt == 49 => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        Ok(())
+    }
+
+    fn stop_command(&self) -> Command {
+        let mut pg_ctl = self.tool("pg_ctl");
+        pg_ctl
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", "immediate", "stop"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        pg_ctl
+    }
+
+    /// Spawns a detached shell that waits for this process to exit, then stops the server
+    /// and removes the directory.
+    fn watch_process(&self) -> Result<(), HarnessError> {
+        // Paths are ours (temp dir, PostgreSQL's bin dir) and hold no quotes.
+        let stop = format!(
+            "{runas}'{pg_ctl}' -D '{data}' -m immediate stop",
+            runas = if self.as_postgres_user {
+                "runuser -u postgres -- "
+            } else {
+                ""
+            },
+            pg_ctl = self.bin.join("pg_ctl").display(),
+            data = self.data_dir().display(),
+        );
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf '{dir}'",
+            pid = std::process::id(),
+            dir = self.dir.display(),
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(())
+    }
+
+    fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    fn admin(&self) -> Result<postgres::Client, HarnessError> {
+        Ok(postgres::Client::connect(
+            &self.url("postgres"),
+            postgres::NoTls,
+        )?)
+    }
+
+    /// The port the server listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Creates an empty database and returns its `postgres://` URL.
+    pub fn fresh_database(&self) -> Result<String, HarnessError> {
+        let n = self.databases.fetch_add(1, Ordering::Relaxed);
+        let name = format!("test_{n}");
+        self.admin()?
+            .batch_execute(&format!("CREATE DATABASE {name}"))?;
+        Ok(self.url(&name))
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        // Best effort: nothing useful can be done with a failure while dropping.
+        let _ = self.stop_command().status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
