@@ -318,6 +318,13 @@ impl Exchange {
         orders
     }
 
+    /// Grows with every change to any book, and never runs backwards, restarts included:
+    /// Binance's `lastUpdateId`. Every book change applies at least one transfer (a hold,
+    /// a fill or a release), and every transfer is persisted, so their count serves.
+    pub fn version(&self) -> u64 {
+        u64::try_from(self.ledger.transfer_count()).unwrap_or(u64::MAX)
+    }
+
     pub fn open_order_count(&self) -> usize {
         self.open.len()
     }
@@ -326,15 +333,6 @@ impl Exchange {
     pub fn depth(&self, symbol: &str, limit: usize) -> Option<DepthView> {
         let book = &self.markets.get(symbol)?.book;
         Some((book.depth(Side::Buy, limit), book.depth(Side::Sell, limit)))
-    }
-
-    /// Checks an order as `order/test` does: parameters and filters, no balance, no effect.
-    pub fn check(&self, order: &NewOrder) -> Result<(), ExchangeError> {
-        let market = self
-            .markets
-            .get(&order.symbol)
-            .ok_or_else(|| ExchangeError::UnknownSymbol(order.symbol.clone()))?;
-        check_shape(&market.spec, order).map(|_| ())
     }
 
     /// Executes one command at time `now_ms`, appending what changed to `changes`.
@@ -906,6 +904,15 @@ impl Exchange {
         }
         Ok(Reply::CanceledAll(canceled))
     }
+}
+
+/// Checks an order as `order/test` does: parameters and filters of its market, no balance,
+/// no effect.
+pub fn check_order(spec: &MarketSpec, order: &NewOrder) -> Result<(), ExchangeError> {
+    if order.symbol != spec.symbol() {
+        return Err(ExchangeError::UnknownSymbol(order.symbol.clone()));
+    }
+    check_shape(spec, order).map(|_| ())
 }
 
 /// Aggregated `(bids, asks)`, best first.

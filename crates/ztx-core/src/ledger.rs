@@ -238,6 +238,11 @@ impl Ledger {
         self.accounts.iter()
     }
 
+    /// How many transfers were ever applied.
+    pub fn transfer_count(&self) -> usize {
+        self.transfers.len()
+    }
+
     pub fn transfer(&self, id: TransferId) -> Option<&Transfer> {
         self.transfers.get(&id)
     }

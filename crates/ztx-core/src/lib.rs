@@ -14,7 +14,9 @@ pub mod order;
 
 pub use changes::{Changes, ExchangeState};
 pub use error::{ParseAmountError, TransferError};
-pub use exchange::{Command, Deposit, Exchange, ExchangeError, NewOrder, OrderRef, Reply};
+pub use exchange::{
+    Command, Deposit, Exchange, ExchangeError, NewOrder, OrderRef, Reply, check_order,
+};
 pub use ledger::{
     AccountKey, Applied, Balances, CustomerId, Ledger, Owner, PendingState, Transfer, TransferCode,
     TransferId, TransferKind,

@@ -1,0 +1,249 @@
+//! The engine against a real SQLite store: acknowledged means durable, a restart resumes
+//! exactly, a failed commit acknowledges nothing, and the admin inbox is drained.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test helpers: a panic is a failed test"
+)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ztx_core::{
+    Amount, Asset, AssetCode, Command, CustomerId, Deposit, MarketParams, MarketSpec, NewOrder,
+    OrderStatus, OrderType, Price, Reply, Side, StpMode, TimeInForce, TransferId,
+};
+use ztx_engine::{Clock, Engine, EngineError, EngineHandle, Query, QueryReply};
+use ztx_store::{SqliteStore, Store};
+
+fn code(s: &str) -> AssetCode {
+    AssetCode::new(s).unwrap()
+}
+
+fn market() -> MarketSpec {
+    MarketSpec::new(MarketParams {
+        symbol: "BTCUSDT".into(),
+        base: Asset::new(code("BTC"), 8).unwrap(),
+        quote: Asset::new(code("USDT"), 8).unwrap(),
+        tick_size: Price::from_minor(1_000_000),
+        min_price: Price::from_minor(1_000_000),
+        max_price: Price::from_minor(100_000_000_000_000),
+        step_size: Amount::from_minor(1_000),
+        min_qty: Amount::from_minor(1_000),
+        max_qty: Amount::from_minor(900_000_000_000),
+        min_notional: Amount::from_minor(100_000_000),
+        max_notional: Amount::from_minor(10u128.pow(20)),
+        maker_fee_bps: 10,
+        taker_fee_bps: 10,
+    })
+    .unwrap()
+}
+
+fn clock() -> Clock {
+    let t = Arc::new(AtomicU64::new(1_700_000_000_000));
+    Arc::new(move || t.fetch_add(1, Ordering::Relaxed))
+}
+
+fn start(path: &Path) -> (Engine, EngineHandle) {
+    let store = SqliteStore::open(path).unwrap();
+    Engine::start(Box::new(store), vec![market()], clock()).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn deposit(customer: u64, asset: &str, whole: u128, id: u128) -> Command {
+    Command::Deposit(Deposit {
+        transfer_id: TransferId(id),
+        customer: CustomerId(customer),
+        asset: code(asset),
+        amount: Amount::from_minor(whole * 100_000_000),
+    })
+}
+
+fn buy(customer: u64, price_whole: u128, milli: u128) -> Command {
+    Command::Place(NewOrder {
+        customer: CustomerId(customer),
+        symbol: "BTCUSDT".into(),
+        side: Side::Buy,
+        order_type: OrderType::Limit,
+        time_in_force: Some(TimeInForce::Gtc),
+        price: Some(Price::from_minor(price_whole * 100_000_000)),
+        quantity: Some(Amount::from_minor(milli * 100_000)),
+        quote_order_qty: None,
+        client_order_id: None,
+        stp_mode: StpMode::ExpireMaker,
+    })
+}
+
+fn sell(customer: u64, price_whole: u128, milli: u128) -> Command {
+    let Command::Place(o) = buy(customer, price_whole, milli) else {
+        unreachable!()
+    };
+    Command::Place(NewOrder {
+        side: Side::Sell,
+        ..o
+    })
+}
+
+#[test]
+fn an_acknowledged_order_is_already_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ztx.sqlite");
+    let (_engine, handle) = start(&path);
+    runtime().block_on(async {
+        handle.execute(deposit(1, "USDT", 10_000, 1)).await.unwrap();
+        let Reply::Placed { order, .. } = handle.execute(buy(1, 50_000, 10)).await.unwrap() else {
+            panic!()
+        };
+        // A second, independent connection sees it the moment the reply arrives.
+        let mut other = SqliteStore::open(&path).unwrap();
+        let state = other.load_state().unwrap();
+        assert_eq!(state.open_orders.len(), 1);
+        assert_eq!(state.open_orders[0].id, order.id);
+    });
+}
+
+#[test]
+fn restart_resumes_books_holds_and_balances_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ztx.sqlite");
+    let rt = runtime();
+    let snapshot = |handle: &EngineHandle| {
+        rt.block_on(async {
+            let b1 = handle.query(Query::Balances(CustomerId(1))).await.unwrap();
+            let b2 = handle.query(Query::Balances(CustomerId(2))).await.unwrap();
+            let depth = handle
+                .query(Query::Depth {
+                    symbol: "BTCUSDT".into(),
+                    limit: 100,
+                })
+                .await
+                .unwrap();
+            let open = handle
+                .query(Query::OpenOrders {
+                    customer: CustomerId(1),
+                    symbol: None,
+                })
+                .await
+                .unwrap();
+            (b1, b2, depth, open)
+        })
+    };
+    let before = {
+        let (engine, handle) = start(&path);
+        rt.block_on(async {
+            for cmd in [
+                deposit(1, "USDT", 100_000, 1),
+                deposit(2, "BTC", 10, 2),
+                buy(1, 50_000, 100),
+                buy(1, 49_000, 50),
+                sell(2, 50_000, 40),
+                sell(2, 51_000, 30),
+            ] {
+                handle.execute(cmd).await.unwrap();
+            }
+        });
+        let s = snapshot(&handle);
+        drop(handle);
+        engine.join();
+        s
+    };
+    let (_engine, handle) = start(&path);
+    let after = snapshot(&handle);
+    assert_eq!(
+        before, after,
+        "the depth's lastUpdateId included: it must not run backwards"
+    );
+    let QueryReply::OpenOrders(open) = &after.3 else {
+        panic!()
+    };
+    assert_eq!(open[0].status, OrderStatus::PartiallyFilled);
+}
+
+#[test]
+fn a_failed_commit_acknowledges_nothing_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ztx.sqlite");
+    let (_engine, handle) = start(&path);
+    let rt = runtime();
+    rt.block_on(async {
+        handle
+            .execute(deposit(1, "USDT", 100_000, 1))
+            .await
+            .unwrap();
+    });
+    // Make every order insert fail from now on, as a full disk or a broken database would.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch(
+        "CREATE TRIGGER fail_orders BEFORE INSERT ON orders BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+    )
+    .unwrap();
+    rt.block_on(async {
+        let refused = handle.execute(buy(1, 50_000, 10)).await;
+        assert_eq!(refused, Err(EngineError::Unavailable));
+        let QueryReply::Balances(b) = handle.query(Query::Balances(CustomerId(1))).await.unwrap()
+        else {
+            panic!()
+        };
+        let usdt = b.iter().find(|(a, _)| a.as_str() == "USDT").unwrap().1;
+        assert_eq!(
+            usdt.held(),
+            Amount::ZERO,
+            "the hold of the refused order was rolled back"
+        );
+    });
+    raw.execute_batch("DROP TRIGGER fail_orders;").unwrap();
+    rt.block_on(async {
+        let Reply::Placed { order, .. } = handle.execute(buy(1, 50_000, 10)).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(order.id.0, 1, "the refused order's id was never used");
+    });
+}
+
+#[test]
+fn inbox_deposits_are_applied_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ztx.sqlite");
+    let (_engine, handle) = start(&path);
+    let mut admin = SqliteStore::open(&path).unwrap();
+    for n in 1..=3 {
+        admin
+            .create_customer(&format!("c{n}@example.com"), 1)
+            .unwrap();
+    }
+    let amount = Amount::from_minor(5 * 100_000_000);
+    let item = admin
+        .enqueue_deposit(TransferId(77), CustomerId(3), code("USDT"), amount, 1)
+        .unwrap();
+    let again = admin
+        .enqueue_deposit(TransferId(77), CustomerId(3), code("USDT"), amount, 2)
+        .unwrap();
+    let mut done = |id| {
+        for _ in 0..200 {
+            if let Some(c) = admin.inbox_item(id).unwrap().and_then(|i| i.completion) {
+                return c.result;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("inbox item not processed");
+    };
+    assert!(done(item).starts_with("ok"));
+    assert!(done(again).contains("AlreadyApplied"));
+    runtime().block_on(async {
+        let QueryReply::Balances(b) = handle.query(Query::Balances(CustomerId(3))).await.unwrap()
+        else {
+            panic!()
+        };
+        let usdt = b.iter().find(|(a, _)| a.as_str() == "USDT").unwrap().1;
+        assert_eq!(usdt.available(), amount);
+    });
+}
