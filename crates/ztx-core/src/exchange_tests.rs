@@ -571,8 +571,6 @@ fn check_invariants(w: &World, deposited: &BTreeMap<AssetCode, u128>) -> Result<
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
-
     /// Invariant 2 through the exchange: conservation per asset, no negative balance,
     /// escrow nets out, and holds match open orders, after every command.
     #[test]

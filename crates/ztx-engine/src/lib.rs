@@ -3,12 +3,15 @@
 //! store transaction (group commit) before it answers any request of that batch. Nothing
 //! is acknowledged — and no read shows an effect — before it is durable.
 //!
-//! A store failure or a broken invariant discards the whole batch: every request in it is
-//! answered `Unavailable`, and the exchange is reloaded from the store, which is exactly
-//! the state that was last acknowledged.
+//! A writer thread commits batch N while the engine executes batch N+1; the answers of a
+//! batch travel with it and are sent only after its commit. A failed commit refuses that
+//! batch and every batch behind it (`Unavailable`); the engine waits for the pipeline to
+//! drain and reloads the exchange from the store, which is exactly the state that was
+//! last acknowledged. A command that breaks an invariant is handled the same way.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,7 +22,7 @@ use ztx_core::{
     Amount, AssetCode, Balances, Changes, Command, CustomerId, Deposit, Exchange, ExchangeError,
     MarketSpec, Order, Price, Reply,
 };
-use ztx_store::{InboxCommand, Store};
+use ztx_store::{InboxCommand, Store, StoreFactory};
 
 /// The most requests waiting for the engine; past it callers are told it is busy.
 pub const QUEUE_CAPACITY: usize = 65_536;
@@ -124,29 +127,49 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Loads the exchange from `store` and starts the engine thread.
+    /// Loads the exchange from the store and starts the engine and its writer. `open`
+    /// gives each its own connection.
     pub fn start(
-        mut store: Box<dyn Store>,
+        open: StoreFactory,
         markets: Vec<MarketSpec>,
         clock: Clock,
     ) -> Result<(Engine, EngineHandle), StartError> {
-        let state = store
-            .load_state()
-            .map_err(|e| StartError::Store(e.to_string()))?;
+        let store_error = |e: ztx_store::StoreError| StartError::Store(e.to_string());
+        let mut reader = open().map_err(store_error)?;
+        let writer_store = open().map_err(store_error)?;
+        let state = reader.load_state().map_err(store_error)?;
         let exchange = Exchange::restore(markets.clone(), state)
             .map_err(|e| StartError::Restore(e.to_string()))?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let (sealed_tx, sealed_rx) = mpsc::sync_channel(WRITER_DEPTH);
+        let pipeline = Arc::new(Pipeline::default());
+        let mut writer = Writer {
+            store: writer_store,
+            pipeline: pipeline.clone(),
+        };
+        let writer_thread = std::thread::Builder::new()
+            .name("ztx-writer".into())
+            .spawn(move || writer.run(&sealed_rx))
+            .map_err(|e| StartError::Thread(e.to_string()))?;
         let mut worker = Worker {
-            store,
+            store: reader,
             exchange,
             markets: markets.clone(),
             clock,
             last_ms: 0,
             stopped: false,
+            writer: sealed_tx,
+            pipeline,
+            sent: 0,
         };
         let thread = std::thread::Builder::new()
             .name("ztx-engine".into())
-            .spawn(move || worker.run(&rx))
+            .spawn(move || {
+                worker.run(&rx);
+                // Closing the writer's queue lets it finish what is in flight.
+                drop(worker);
+                let _ = writer_thread.join();
+            })
             .map_err(|e| StartError::Thread(e.to_string()))?;
         let handle = EngineHandle {
             tx,
@@ -160,7 +183,7 @@ impl Engine {
         ))
     }
 
-    /// Waits for the engine thread to finish (after every handle is dropped).
+    /// Waits until every handle is dropped and everything accepted is written.
     pub fn join(mut self) {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -179,7 +202,88 @@ pub enum StartError {
     Thread(String),
 }
 
+/// The most executed batches waiting for the writer; past it the engine waits, which
+/// bounds both memory and the latency a commit can add.
+const WRITER_DEPTH: usize = 2;
+
+/// What the engine and the writer share: how many batches the writer finished, and
+/// whether a commit failed.
+#[derive(Debug, Default)]
+struct Pipeline {
+    done: AtomicU64,
+    /// Set by the writer when a commit fails: from then on it refuses every batch until
+    /// the engine has reloaded the durable state and clears it.
+    poisoned: AtomicBool,
+}
+
+/// A batch the engine executed, with the answers to send once it is durable.
+struct Sealed {
+    changes: Changes,
+    answers: Vec<Pending>,
+    now_ms: u64,
+}
+
+/// Commits batches in order, then answers them.
+struct Writer {
+    store: Box<dyn Store>,
+    pipeline: Arc<Pipeline>,
+}
+
+impl Writer {
+    fn run(&mut self, rx: &Receiver<Sealed>) {
+        while let Ok(sealed) = rx.recv() {
+            let durable = !self.pipeline.poisoned.load(Ordering::Acquire)
+                && (sealed.changes.is_empty() || self.commit(&sealed.changes));
+            if !durable {
+                self.pipeline.poisoned.store(true, Ordering::Release);
+            }
+            self.answer(sealed, durable);
+            self.pipeline.done.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn commit(&mut self, changes: &Changes) -> bool {
+        match self.store.apply(changes) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "store write failed; refusing the batch");
+                false
+            }
+        }
+    }
+
+    fn answer(&mut self, sealed: Sealed, durable: bool) {
+        for answer in sealed.answers {
+            match answer {
+                Pending::Command(reply, result) => {
+                    let _ = reply.send(if durable {
+                        result
+                    } else {
+                        Err(EngineError::Unavailable)
+                    });
+                }
+                Pending::Query(reply, result) => {
+                    let _ = reply.send(if durable {
+                        Ok(result)
+                    } else {
+                        Err(EngineError::Unavailable)
+                    });
+                }
+                Pending::Inbox(id, outcome) if durable => {
+                    if let Err(e) = self.store.complete_inbox(id, &outcome, sealed.now_ms) {
+                        // The deposit itself is durable and idempotent: the item is
+                        // simply taken again later and reports AlreadyApplied.
+                        tracing::warn!(error = %e, "cannot mark inbox item done");
+                    }
+                }
+                Pending::Inbox(..) => {}
+            }
+        }
+    }
+}
+
 struct Worker {
+    /// A connection of the engine's own, for the inbox and for reloading.
     store: Box<dyn Store>,
     exchange: Exchange,
     markets: Vec<MarketSpec>,
@@ -188,6 +292,10 @@ struct Worker {
     /// Set when the exchange could not be reloaded after a failure: every request is then
     /// answered `Unavailable` rather than served from a state that may not be durable.
     stopped: bool,
+    writer: SyncSender<Sealed>,
+    pipeline: Arc<Pipeline>,
+    /// Batches handed to the writer.
+    sent: u64,
 }
 
 /// An answer held back until the batch is durable.
@@ -198,6 +306,13 @@ enum Pending {
     ),
     Query(oneshot::Sender<Result<QueryReply, EngineError>>, QueryReply),
     Inbox(ztx_store::InboxId, String),
+}
+
+fn refuse(request: Request) {
+    match request {
+        Request::Command(_, reply) => drop(reply.send(Err(EngineError::Unavailable))),
+        Request::Query(_, reply) => drop(reply.send(Err(EngineError::Unavailable))),
+    }
 }
 
 impl Worker {
@@ -220,6 +335,13 @@ impl Worker {
             if take_inbox {
                 last_inbox = Instant::now();
             }
+            if self.pipeline.poisoned.load(Ordering::Acquire) {
+                self.recover();
+            }
+            if self.stopped {
+                batch.drain(..).for_each(refuse);
+                continue;
+            }
             self.run_batch(&mut batch, take_inbox);
         }
     }
@@ -231,15 +353,6 @@ impl Worker {
     }
 
     fn run_batch(&mut self, batch: &mut Vec<Request>, take_inbox: bool) {
-        if self.stopped {
-            for request in batch.drain(..) {
-                match request {
-                    Request::Command(_, reply) => drop(reply.send(Err(EngineError::Unavailable))),
-                    Request::Query(_, reply) => drop(reply.send(Err(EngineError::Unavailable))),
-                }
-            }
-            return;
-        }
         let now = self.now();
         let mut changes = Changes::default();
         let mut answers = Vec::with_capacity(batch.len());
@@ -259,57 +372,49 @@ impl Worker {
         if take_inbox && !broken {
             broken |= self.take_inbox(now, &mut changes, &mut answers);
         }
-        let durable = !broken && (changes.is_empty() || self.persist(&changes));
-        if !durable {
-            tracing::error!("batch discarded; reloading the exchange from the store");
-            self.reload();
-        }
-        for answer in answers {
-            match answer {
-                Pending::Command(reply, result) => {
-                    let _ = reply.send(if durable {
-                        result
-                    } else {
-                        Err(EngineError::Unavailable)
-                    });
+        if broken {
+            tracing::error!("a command broke an invariant; discarding its batch");
+            for answer in answers {
+                match answer {
+                    Pending::Command(reply, _) => drop(reply.send(Err(EngineError::Unavailable))),
+                    Pending::Query(reply, _) => drop(reply.send(Err(EngineError::Unavailable))),
+                    Pending::Inbox(..) => {}
                 }
-                Pending::Query(reply, result) => {
-                    let _ = reply.send(if durable {
-                        Ok(result)
-                    } else {
-                        Err(EngineError::Unavailable)
-                    });
-                }
-                Pending::Inbox(id, outcome) if durable => {
-                    if let Err(e) = self.store.complete_inbox(id, &outcome, now) {
-                        // The deposit itself is durable and idempotent: the item is
-                        // simply taken again next time and reports AlreadyApplied.
-                        tracing::warn!(error = %e, "cannot mark inbox item done");
-                    }
-                }
-                Pending::Inbox(..) => {}
             }
+            self.recover();
+            return;
         }
+        changes.compact();
+        let sealed = Sealed {
+            changes,
+            answers,
+            now_ms: now,
+        };
+        if self.writer.send(sealed).is_err() {
+            tracing::error!("the writer stopped; refusing all requests");
+            self.stopped = true;
+            return;
+        }
+        self.sent += 1;
     }
 
-    fn persist(&mut self, changes: &Changes) -> bool {
-        match self.store.apply(changes) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, "store write failed");
-                false
-            }
+    /// Waits until the writer has finished every batch sent, then reloads the exchange
+    /// from the store: exactly the state that was acknowledged.
+    fn recover(&mut self) {
+        while self.pipeline.done.load(Ordering::Acquire) < self.sent {
+            std::thread::sleep(Duration::from_millis(1));
         }
-    }
-
-    fn reload(&mut self) {
         let restored = self
             .store
             .load_state()
             .map_err(|e| e.to_string())
             .and_then(|s| Exchange::restore(self.markets.clone(), s).map_err(|e| e.to_string()));
         match restored {
-            Ok(exchange) => self.exchange = exchange,
+            Ok(exchange) => {
+                tracing::warn!("reloaded the exchange from the store");
+                self.exchange = exchange;
+                self.pipeline.poisoned.store(false, Ordering::Release);
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot reload the exchange; refusing all requests");
                 self.stopped = true;

@@ -48,8 +48,10 @@ fn clock() -> Clock {
 }
 
 fn start(path: &Path) -> (Engine, EngineHandle) {
-    let store = SqliteStore::open(path).unwrap();
-    Engine::start(Box::new(store), vec![market()], clock()).unwrap()
+    let path = path.to_path_buf();
+    let open: ztx_store::StoreFactory =
+        Arc::new(move || SqliteStore::open(&path).map(|s| Box::new(s) as Box<dyn Store>));
+    Engine::start(open, vec![market()], clock()).unwrap()
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -31,6 +31,10 @@ pub use pg::{PgStore, connect as pg_connect};
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::SqliteStore;
 
+/// Opens a new connection to the same store each call (a SQLite file or a PostgreSQL
+/// URL): the engine's writer, its reader and the API's read pool each hold their own.
+pub type StoreFactory = std::sync::Arc<dyn Fn() -> Result<Box<dyn Store>> + Send + Sync>;
+
 /// The most rows one query returns, whatever limit the caller asks for.
 pub const MAX_ROWS: u32 = 10_000;
 
