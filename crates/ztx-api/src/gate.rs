@@ -1,0 +1,196 @@
+//! The gate every request passes: request weight per IP, parameter parsing, then for
+//! signed endpoints the API key, its IP allow-list, the timestamp window, the signature and
+//! the permission the endpoint needs — in that order, each refusal with Binance's code.
+//! Answers carry Binance's `X-MBX-USED-WEIGHT-1M` (and for orders `X-MBX-ORDER-COUNT-*`).
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, Uri};
+use axum::response::{IntoResponse, Response};
+use ztx_core::CustomerId;
+
+use crate::auth::{API_KEY_HEADER, check_api_key_format, check_timestamp, signature_payload};
+use crate::error::ApiError;
+use crate::params::Params;
+use crate::state::{AppState, KeyEntry};
+
+/// Who may call an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    /// Signed, with a key that may read.
+    Read,
+    /// Signed, with a key that may trade.
+    Trade,
+}
+
+/// A request that passed the gate.
+#[derive(Debug)]
+pub struct Call {
+    pub params: Params,
+    pub ip: IpAddr,
+    pub now_ms: u64,
+    /// The key's customer, for signed endpoints.
+    pub customer: Option<CustomerId>,
+    pub key: Option<KeyEntry>,
+}
+
+impl Call {
+    /// The authenticated customer; only signed endpoints call this.
+    pub fn customer(&self) -> Result<CustomerId, ApiError> {
+        self.customer.ok_or_else(ApiError::unauthorized)
+    }
+}
+
+/// The raw request as the gate needs it.
+#[derive(Debug)]
+pub struct Raw {
+    pub ip: IpAddr,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Raw {
+    pub fn new(
+        ConnectInfo(peer): ConnectInfo<SocketAddr>,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Self {
+        Self {
+            ip: peer.ip(),
+            uri,
+            headers,
+            body,
+        }
+    }
+}
+
+/// Headers to add to an answer.
+#[derive(Debug, Default)]
+struct Usage {
+    weight: Option<u64>,
+    orders_10s: Option<u64>,
+    orders_1d: Option<u64>,
+}
+
+impl Usage {
+    fn apply(&self, response: &mut Response) {
+        let headers = response.headers_mut();
+        let mut put = |name: &'static str, value: Option<u64>| {
+            if let Some(v) = value
+                && let Ok(v) = HeaderValue::from_str(&v.to_string())
+            {
+                headers.insert(name, v);
+            }
+        };
+        put("x-mbx-used-weight-1m", self.weight);
+        put("x-mbx-used-weight", self.weight);
+        put("x-mbx-order-count-10s", self.orders_10s);
+        put("x-mbx-order-count-1d", self.orders_1d);
+    }
+}
+
+/// Runs the gate, then `handler`, and turns either outcome into a response with the
+/// usage headers. `weight` is the endpoint's request weight; `counts_order` charges the
+/// customer's order-rate limits.
+pub async fn serve<F, Fut>(
+    state: State<AppState>,
+    raw: Raw,
+    access: Access,
+    weight: u64,
+    counts_order: bool,
+    handler: F,
+) -> Response
+where
+    F: FnOnce(AppState, Call) -> Fut,
+    Fut: std::future::Future<Output = Result<Response, ApiError>>,
+{
+    let State(state) = state;
+    let mut usage = Usage::default();
+    let result = async {
+        let now_ms = state.now_ms();
+        let used = state
+            .limiter
+            .charge_weight(raw.ip, weight, now_ms)
+            .map_err(ApiError::from)?;
+        usage.weight = Some(used.used_1m);
+        let query = raw.uri.query().unwrap_or_default().as_bytes();
+        let params = Params::parse(query, &raw.body)?;
+        let mut call = Call {
+            params,
+            ip: raw.ip,
+            now_ms,
+            customer: None,
+            key: None,
+        };
+        if access != Access::Public {
+            let key = authenticate(&state, &raw, &call, access).await?;
+            let customer = key.customer;
+            call.customer = Some(customer);
+            call.key = Some(key);
+            if counts_order {
+                let counts = state
+                    .limiter
+                    .charge_order(customer.0, now_ms)
+                    .map_err(ApiError::from)?;
+                usage.orders_10s = Some(counts.count_10s);
+                usage.orders_1d = Some(counts.count_1d);
+            }
+        }
+        handler(state.clone(), call).await
+    }
+    .await;
+    let mut response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            if let Some(detail) = error.detail() {
+                tracing::warn!(code = error.code(), detail, "request refused");
+            }
+            error.into_response()
+        }
+    };
+    usage.apply(&mut response);
+    response
+}
+
+async fn authenticate(
+    state: &AppState,
+    raw: &Raw,
+    call: &Call,
+    access: Access,
+) -> Result<KeyEntry, ApiError> {
+    let header = raw
+        .headers
+        .get(API_KEY_HEADER)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    check_api_key_format(header)?;
+    let api_key = std::str::from_utf8(header).map_err(|_| ApiError::bad_api_key_format())?;
+    let key = state
+        .key(api_key)
+        .await?
+        .ok_or_else(ApiError::rejected_api_key)?;
+    if !key.enabled || (!key.allowed_ips.is_empty() && !key.allowed_ips.contains(&raw.ip)) {
+        return Err(ApiError::rejected_api_key());
+    }
+    let timestamp = call.params.u64("timestamp")?;
+    let recv_window = call.params.optional_u64("recvWindow")?;
+    check_timestamp(timestamp, recv_window, call.now_ms)?;
+    let query = raw.uri.query().unwrap_or_default().as_bytes();
+    let signed = signature_payload(query, &raw.body)?;
+    key.key.verify(&signed)?;
+    call.params.mark_read(crate::auth::SIGNATURE_PARAM);
+    let allowed = match access {
+        Access::Public => true,
+        Access::Read => key.permissions.read,
+        Access::Trade => key.permissions.trade,
+    };
+    if !allowed {
+        return Err(ApiError::rejected_api_key());
+    }
+    Ok(key)
+}

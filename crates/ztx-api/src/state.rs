@@ -1,0 +1,227 @@
+//! What every handler shares: the engine handle, a bounded pool of store connections for
+//! history reads, the cache of API keys (secrets opened from the vault only in memory),
+//! the rate limiter and the clock.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ztx_core::CustomerId;
+use ztx_engine::{Clock, EngineHandle};
+use ztx_store::{ApiKeyCredential, ApiKeyRecord, Store, StoreError, StoreFactory};
+use ztx_vault::{Aad, MasterKey};
+
+use crate::auth::{ClientKey, Ed25519Key, HmacSecret};
+use crate::error::ApiError;
+use crate::ratelimit::{RateLimiter, RateLimits};
+
+/// How long a key stays cached; a permission or allow-list change takes effect within it.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
+/// The most keys cached; past it the cache is emptied and refilled on demand.
+const KEY_CACHE_MAX: usize = 100_000;
+/// The most idle store connections kept for reads.
+const POOL_MAX_IDLE: usize = 16;
+
+/// What an API key may do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Permissions {
+    pub read: bool,
+    pub trade: bool,
+    pub withdraw: bool,
+}
+
+impl Permissions {
+    /// Parses `read,trade,withdraw` (any subset, any order).
+    pub fn parse(text: &str) -> Option<Permissions> {
+        let mut p = Permissions::default();
+        for part in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match part {
+                "read" => p.read = true,
+                "trade" => p.trade = true,
+                "withdraw" => p.withdraw = true,
+                _ => return None,
+            }
+        }
+        Some(p)
+    }
+}
+
+/// A key ready to check requests with.
+#[derive(Clone, Debug)]
+pub struct KeyEntry {
+    pub customer: CustomerId,
+    pub key: ClientKey,
+    pub permissions: Permissions,
+    /// Empty means any address.
+    pub allowed_ips: Vec<IpAddr>,
+    pub enabled: bool,
+    pub created_ms: u64,
+}
+
+/// The associated data that binds a sealed HMAC secret to its key row.
+pub fn secret_aad(api_key: &str) -> Aad<'_> {
+    Aad {
+        table: "api_keys",
+        column: "secret_sealed",
+        row_key: api_key.as_bytes(),
+        key_version: 1,
+    }
+}
+
+impl KeyEntry {
+    fn from_record(record: &ApiKeyRecord, master: &MasterKey) -> Result<KeyEntry, ApiError> {
+        let internal =
+            |what: &str| ApiError::unknown().with_detail(format!("key {}: {what}", record.api_key));
+        let key = match &record.credential {
+            ApiKeyCredential::Hmac { secret_sealed } => {
+                let secret = master
+                    .open(secret_sealed, &secret_aad(&record.api_key))
+                    .map_err(|e| internal(&format!("cannot open secret: {e}")))?;
+                ClientKey::Hmac(HmacSecret::new(secret.to_vec()))
+            }
+            ApiKeyCredential::Ed25519 { public_key } => ClientKey::Ed25519(
+                Ed25519Key::from_bytes(public_key).map_err(|e| internal(&e.to_string()))?,
+            ),
+        };
+        let permissions =
+            Permissions::parse(&record.permissions).ok_or_else(|| internal("bad permissions"))?;
+        let allowed_ips = record
+            .ip_allowlist
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<IpAddr>().map_err(|_| internal("bad allow-list")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(KeyEntry {
+            customer: record.customer,
+            key,
+            permissions,
+            allowed_ips,
+            enabled: record.enabled,
+            created_ms: record.created_ms,
+        })
+    }
+}
+
+/// A bounded pool of store connections for reads that go to the database.
+#[derive(Clone)]
+pub struct StorePool {
+    factory: StoreFactory,
+    idle: Arc<Mutex<Vec<Box<dyn Store>>>>,
+}
+
+impl std::fmt::Debug for StorePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StorePool")
+    }
+}
+
+impl StorePool {
+    pub fn new(factory: StoreFactory) -> Self {
+        Self {
+            factory,
+            idle: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Runs `f` with a connection on a blocking thread.
+    pub async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let taken = pool.idle.lock().ok().and_then(|mut idle| idle.pop());
+            let mut store = match taken {
+                Some(store) => store,
+                None => (pool.factory)().map_err(|e| store_error(&e))?,
+            };
+            let result = f(store.as_mut()).map_err(|e| store_error(&e));
+            if let Ok(mut idle) = pool.idle.lock()
+                && idle.len() < POOL_MAX_IDLE
+            {
+                idle.push(store);
+            }
+            result
+        })
+        .await
+        .map_err(|e| ApiError::unknown().with_detail(format!("read task failed: {e}")))?
+    }
+}
+
+fn store_error(e: &StoreError) -> ApiError {
+    ApiError::unknown().with_detail(format!("store: {e}"))
+}
+
+/// Keys by their public string, each with the time it was loaded.
+#[derive(Default)]
+struct KeyCache {
+    entries: HashMap<String, (Instant, Option<KeyEntry>)>,
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: EngineHandle,
+    pub reads: StorePool,
+    pub limiter: Arc<RateLimiter>,
+    pub clock: Clock,
+    master: Arc<MasterKey>,
+    keys: Arc<Mutex<KeyCache>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppState")
+    }
+}
+
+impl AppState {
+    pub fn new(
+        engine: EngineHandle,
+        reads: StorePool,
+        master: Arc<MasterKey>,
+        limits: RateLimits,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            engine,
+            reads,
+            limiter: Arc::new(RateLimiter::new(limits)),
+            clock,
+            master,
+            keys: Arc::new(Mutex::new(KeyCache::default())),
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// The key registered under `api_key`, from the cache or the store. `None` when no such
+    /// key exists.
+    pub async fn key(&self, api_key: &str) -> Result<Option<KeyEntry>, ApiError> {
+        if let Ok(cache) = self.keys.lock()
+            && let Some((loaded, entry)) = cache.entries.get(api_key)
+            && loaded.elapsed() < KEY_CACHE_TTL
+        {
+            return Ok(entry.clone());
+        }
+        let wanted = api_key.to_string();
+        let record = self.reads.with(move |s| s.api_key_by_key(&wanted)).await?;
+        let entry = record
+            .as_ref()
+            .map(|r| KeyEntry::from_record(r, &self.master))
+            .transpose()?;
+        if let Ok(mut cache) = self.keys.lock() {
+            if cache.entries.len() >= KEY_CACHE_MAX {
+                cache.entries.clear();
+            }
+            cache
+                .entries
+                .insert(api_key.to_string(), (Instant::now(), entry.clone()));
+        }
+        Ok(entry)
+    }
+}
