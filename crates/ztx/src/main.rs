@@ -1,1 +1,54 @@
-fn main() {}
+//! `ztx`: the server (`ztx serve`) and the operator's commands (`ztx admin …`).
+#![forbid(unsafe_code)]
+
+mod admin;
+mod config;
+mod serve;
+mod site;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// ztx: a zero-trust custody and spot exchange.
+#[derive(Debug, Parser)]
+#[command(name = "ztx", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Debug, Subcommand)]
+enum Top {
+    /// Run the exchange with its Binance-compatible API.
+    Serve(serve::ServeArgs),
+    /// Operator commands against a data directory or database.
+    Admin(admin::AdminArgs),
+}
+
+/// Where the data lives: the data directory (embedded store, master key, configuration)
+/// and optionally a PostgreSQL URL for the store.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Location {
+    /// The data directory.
+    #[arg(long, default_value = "ztx-data", global = true)]
+    pub data_dir: PathBuf,
+    /// Use PostgreSQL instead of the embedded store, e.g. postgres://user@host/db.
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Top::Serve(args) => serve::run(args),
+        Top::Admin(args) => admin::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ztx: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The configuration file: mode, listen address, rate limits, assets and markets. Parsed
+//! strictly (unknown keys are errors) and checked into core types, each error naming the
+//! file and the entry at fault.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Deserialize;
+use ztx_api::RateLimits;
+use ztx_core::{Amount, Asset, AssetCode, MarketParams, MarketSpec, Price};
+use ztx_store::Mode;
+
+/// The default configuration, shipped with the binary.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    mode: String,
+    listen: String,
+    rate_limits: RawLimits,
+    assets: Vec<RawAsset>,
+    markets: Vec<RawMarket>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    weight_per_minute: u64,
+    orders_per_10s: u64,
+    orders_per_day: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAsset {
+    code: String,
+    decimals: u8,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMarket {
+    symbol: String,
+    base: String,
+    quote: String,
+    tick_size: String,
+    min_price: String,
+    max_price: String,
+    step_size: String,
+    min_qty: String,
+    max_qty: String,
+    min_notional: String,
+    max_notional: String,
+    maker_fee_bps: u32,
+    taker_fee_bps: u32,
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub listen: SocketAddr,
+    pub rate_limits: RateLimits,
+    pub assets: Vec<Asset>,
+    pub markets: Vec<MarketSpec>,
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("bad configuration file {}", path.display()))
+    }
+
+    /// Checks a configuration text.
+    pub fn parse(text: &str) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow!("{e}"))?;
+        let mode = Mode::parse(&raw.mode).ok_or_else(|| {
+            anyhow!(
+                "mode must be \"development\" or \"production\", not {:?}",
+                raw.mode
+            )
+        })?;
+        let listen = raw.listen.parse().map_err(|_| {
+            anyhow!(
+                "listen must be HOST:PORT with an IP address, not {:?}",
+                raw.listen
+            )
+        })?;
+        let mut assets: Vec<Asset> = Vec::new();
+        for a in &raw.assets {
+            let code = AssetCode::new(&a.code).ok_or_else(|| {
+                anyhow!("asset {:?}: code must be 1-10 characters A-Z0-9", a.code)
+            })?;
+            let asset = Asset::new(code, a.decimals)
+                .ok_or_else(|| anyhow!("asset {}: decimals must be at most 18", a.code))?;
+            if assets.iter().any(|x| x.code() == code) {
+                bail!("asset {} is listed twice", a.code);
+            }
+            assets.push(asset);
+        }
+        let markets = raw
+            .markets
+            .iter()
+            .map(|m| market(m, &assets))
+            .collect::<Result<Vec<_>>>()?;
+        if markets.is_empty() {
+            bail!("no markets are configured");
+        }
+        Ok(Config {
+            mode,
+            listen,
+            rate_limits: RateLimits {
+                weight_per_minute: raw.rate_limits.weight_per_minute,
+                orders_per_10s: raw.rate_limits.orders_per_10s,
+                orders_per_day: raw.rate_limits.orders_per_day,
+                ..RateLimits::default()
+            },
+            assets,
+            markets,
+        })
+    }
+
+    /// The asset with this code, if configured.
+    pub fn asset(&self, code: &str) -> Option<Asset> {
+        self.assets
+            .iter()
+            .copied()
+            .find(|a| a.code().as_str() == code)
+    }
+}
+
+fn market(m: &RawMarket, assets: &[Asset]) -> Result<MarketSpec> {
+    let find = |code: &str| {
+        assets
+            .iter()
+            .copied()
+            .find(|a| a.code().as_str() == code)
+            .ok_or_else(|| anyhow!("market {}: asset {code} is not in [[assets]]", m.symbol))
+    };
+    let base = find(&m.base)?;
+    let quote = find(&m.quote)?;
+    let amount = |field: &str, text: &str, asset: Asset| {
+        Amount::parse_decimal(text, asset.decimals())
+            .map_err(|e| anyhow!("market {}: {field} {text:?}: {e}", m.symbol))
+    };
+    let price =
+        |field: &str, text: &str| amount(field, text, quote).map(|a| Price::from_minor(a.minor()));
+    MarketSpec::new(MarketParams {
+        symbol: m.symbol.clone(),
+        base,
+        quote,
+        tick_size: price("tick_size", &m.tick_size)?,
+        min_price: price("min_price", &m.min_price)?,
+        max_price: price("max_price", &m.max_price)?,
+        step_size: amount("step_size", &m.step_size, base)?,
+        min_qty: amount("min_qty", &m.min_qty, base)?,
+        max_qty: amount("max_qty", &m.max_qty, base)?,
+        min_notional: amount("min_notional", &m.min_notional, quote)?,
+        max_notional: amount("max_notional", &m.max_notional, quote)?,
+        maker_fee_bps: m.maker_fee_bps,
+        taker_fee_bps: m.taker_fee_bps,
+    })
+    .map_err(|e| anyhow!("{e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_configuration_is_valid() {
+        let c = Config::parse(DEFAULT_CONFIG).unwrap();
+        assert_eq!(c.mode, Mode::Development);
+        let symbols: Vec<&str> = c.markets.iter().map(|m| m.symbol()).collect();
+        assert_eq!(symbols, ["BTCUSDT", "ETHUSDT", "ETHBTC"]);
+    }
+
+    #[test]
+    fn errors_name_the_market_and_field() {
+        let bad = DEFAULT_CONFIG.replace("tick_size = \"0.01\"", "tick_size = \"0.001x\"");
+        let e = format!("{:#}", Config::parse(&bad).unwrap_err());
+        assert!(e.contains("BTCUSDT") && e.contains("tick_size"), "{e}");
+    }
+
+    #[test]
+    fn inexact_markets_are_refused() {
+        let bad =
+            DEFAULT_CONFIG.replacen("step_size = \"0.00001\"", "step_size = \"0.00000001\"", 1);
+        let e = format!("{:#}", Config::parse(&bad).unwrap_err());
+        assert!(e.contains("tick size × step size"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_modes_are_refused() {
+        assert!(Config::parse(&format!("colour = 1\n{DEFAULT_CONFIG}")).is_err());
+        let bad = DEFAULT_CONFIG.replace("mode = \"development\"", "mode = \"dev\"");
+        assert!(format!("{:#}", Config::parse(&bad).unwrap_err()).contains("mode"));
+    }
+}

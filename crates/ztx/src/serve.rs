@@ -1,0 +1,118 @@
+//! `ztx serve`: opens the store, resumes the exchange, and serves the API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use ztx_api::{AppState, StorePool};
+use ztx_engine::Engine;
+
+use crate::Location;
+use crate::site::{Site, now_ms};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    location: Location,
+    /// The address to listen on (default: the configuration's `listen`).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// A configuration file (default: config.toml in the data directory, written from the
+    /// built-in default on first start).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let site = Site::open(&args.location, true)?;
+    let config = site.config(args.config.as_deref())?;
+    let master = site.master_key()?;
+    let mut store = site.store()?;
+    store
+        .init_mode(config.mode)
+        .context("the data was created in another mode")?;
+    // Customer ids start at 1: without customer 1 there are none yet.
+    let first_start = store
+        .customer(ztx_core::CustomerId(1))
+        .context("cannot read customers")?
+        .is_none();
+    let listen = args.listen.unwrap_or(config.listen);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                bail!("cannot listen on {listen}: the port is taken (is another ztx running? use --listen)")
+            }
+            Err(e) => bail!("cannot listen on {listen}: {e}"),
+        };
+        let clock: ztx_engine::Clock = Arc::new(now_ms);
+        drop(store);
+        let (engine, handle) = Engine::start(site.store_factory(), config.markets.clone(), clock.clone())
+            .context("cannot start the exchange")?;
+        let state = AppState::new(
+            handle,
+            StorePool::new(site.store_factory()),
+            master,
+            config.rate_limits.clone(),
+            clock,
+        );
+        let local = listener.local_addr().unwrap_or(listen);
+        tracing::info!(%local, mode = config.mode.as_str(), data_dir = %site.dir.display(), "ztx is serving");
+        println!("ztx is serving the Binance-compatible API on http://{local}");
+        if first_start {
+            print_welcome(&site);
+        }
+        let app = ztx_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown())
+            .await
+            .context("the server failed")?;
+        tracing::info!("stopped accepting requests; finishing the engine");
+        drop(engine);
+        Ok(())
+    })
+}
+
+fn print_welcome(site: &Site) {
+    let dir = site.dir.display();
+    println!(
+        "\nNo customers yet. Create the first one and an API key for it:\n\
+         \n  ztx admin --data-dir {dir} customer create --email you@example.com\
+         \n  ztx admin --data-dir {dir} api-key create --customer 1 --permissions read,trade\
+         \n  ztx admin --data-dir {dir} faucet --customer 1 --asset USDT --amount 10000   # development deposit\n"
+    );
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

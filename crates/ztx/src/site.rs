@@ -1,0 +1,123 @@
+//! The data directory and what lives in it: the configuration copy, the master key that
+//! seals secrets (kept here, outside the database), and the embedded SQLite store — or the
+//! PostgreSQL store a URL names.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use ztx_store::{Store, StoreError};
+use ztx_vault::MasterKey;
+
+use crate::Location;
+use crate::config::{Config, DEFAULT_CONFIG};
+
+/// The environment variable that may hold the master key (hex) instead of the key file.
+pub const MASTER_KEY_ENV: &str = "ZTX_MASTER_KEY";
+
+/// A data directory, checked to exist and be writable.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub dir: PathBuf,
+    pub database_url: Option<String>,
+}
+
+impl Site {
+    /// Opens the data directory, creating it when `create` is set.
+    pub fn open(location: &Location, create: bool) -> Result<Site> {
+        let dir = location.data_dir.clone();
+        if !dir.exists() {
+            if !create {
+                bail!(
+                    "data directory {} does not exist (start `ztx serve --data-dir {}` first)",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+            fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+        }
+        if !dir.is_dir() {
+            bail!("data directory {} is not a directory", dir.display());
+        }
+        fs::read_dir(&dir)
+            .with_context(|| format!("cannot read the data directory {}", dir.display()))?;
+        let probe = dir.join(".ztx-write-probe");
+        fs::write(&probe, b"")
+            .with_context(|| format!("cannot write in the data directory {}", dir.display()))?;
+        let _ = fs::remove_file(&probe);
+        Ok(Site {
+            dir,
+            database_url: location.database_url.clone(),
+        })
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+
+    /// The configuration: `explicit` if given, else the data directory's copy, which is
+    /// written from the default on first use.
+    pub fn config(&self, explicit: Option<&Path>) -> Result<Config> {
+        if let Some(path) = explicit {
+            return Config::load(path);
+        }
+        let path = self.config_path();
+        if !path.exists() {
+            fs::write(&path, DEFAULT_CONFIG)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Config::load(&path)
+    }
+
+    /// The master key: from the environment if set, else the key file (created on first use
+    /// with owner-only permissions).
+    pub fn master_key(&self) -> Result<Arc<MasterKey>> {
+        if let Ok(hex) = std::env::var(MASTER_KEY_ENV) {
+            let key = MasterKey::from_hex(&hex)
+                .with_context(|| format!("{MASTER_KEY_ENV} is not a valid key"))?;
+            return Ok(Arc::new(key));
+        }
+        let path = self.dir.join("master.key");
+        let key = MasterKey::load_or_create(&path)
+            .with_context(|| format!("cannot load the master key {}", path.display()))?;
+        Ok(Arc::new(key))
+    }
+
+    /// Where the embedded store lives.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.dir.join("ztx.sqlite")
+    }
+
+    /// A function that opens a new store connection each call.
+    pub fn store_factory(&self) -> ztx_api::StoreFactory {
+        let url = self.database_url.clone();
+        let path = self.sqlite_path();
+        Arc::new(move || -> Result<Box<dyn Store>, StoreError> {
+            match &url {
+                Some(url) => {
+                    ztx_store::PgStore::connect(url).map(|s| Box::new(s) as Box<dyn Store>)
+                }
+                None => ztx_store::SqliteStore::open(&path).map(|s| Box::new(s) as Box<dyn Store>),
+            }
+        })
+    }
+
+    /// Opens one store connection, naming where it failed.
+    pub fn store(&self) -> Result<Box<dyn Store>> {
+        let what = match &self.database_url {
+            Some(_) => "the PostgreSQL database".to_string(),
+            None => format!("the store {}", self.sqlite_path().display()),
+        };
+        (self.store_factory())().with_context(|| format!("cannot open {what}"))
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
