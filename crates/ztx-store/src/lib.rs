@@ -93,6 +93,8 @@ pub trait Store: Send {
     ) -> Result<Vec<Trade>>;
     fn recent_trades(&mut self, symbol: &str, limit: u32) -> Result<Vec<Trade>>;
     fn last_trade(&mut self, symbol: &str) -> Result<Option<Trade>>;
+    /// The first trade of a market at or after `start_ms`.
+    fn first_trade_since(&mut self, symbol: &str, start_ms: u64) -> Result<Option<Trade>>;
     /// 1-minute candles by open time; with a `start_ms` ascending from it, otherwise the
     /// most recent `limit`.
     fn candles(
@@ -196,6 +198,9 @@ macro_rules! impl_store {
             }
             fn last_trade(&mut self, symbol: &str) -> Result<Option<Trade>> {
                 read::last_trade(self, symbol)
+            }
+            fn first_trade_since(&mut self, symbol: &str, start_ms: u64) -> Result<Option<Trade>> {
+                read::first_trade_since(self, symbol, start_ms)
             }
             fn candles(
                 &mut self,

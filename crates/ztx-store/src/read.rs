@@ -288,6 +288,23 @@ pub(crate) fn recent_trades(conn: &mut dyn Conn, symbol: &str, limit: u32) -> Re
     Ok(out)
 }
 
+/// The first trade of a market at or after `start_ms` (the 24-hour ticker's `firstId`).
+pub(crate) fn first_trade_since(
+    conn: &mut dyn Conn,
+    symbol: &str,
+    start_ms: u64,
+) -> Result<Option<Trade>> {
+    let rows = conn.query(
+        concat!(
+            "SELECT ",
+            trade_columns!(),
+            " FROM trades WHERE symbol = $1 AND time_ms >= $2 ORDER BY time_ms, id LIMIT 1"
+        ),
+        &[sql::text(symbol), sql::int(start_ms, "start time")?],
+    )?;
+    Ok(decode_all(rows, codec::trade)?.pop())
+}
+
 pub(crate) fn last_trade(conn: &mut dyn Conn, symbol: &str) -> Result<Option<Trade>> {
     Ok(recent_trades(conn, symbol, 1)?.pop())
 }

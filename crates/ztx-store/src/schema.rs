@@ -99,6 +99,7 @@ CREATE TABLE trades (
     time_ms BIGINT NOT NULL
 );
 CREATE INDEX trades_symbol_id ON trades (symbol, id);
+CREATE INDEX trades_symbol_time ON trades (symbol, time_ms, id);
 CREATE INDEX trades_buyer_symbol ON trades (buyer_id, symbol, id);
 CREATE INDEX trades_seller_symbol ON trades (seller_id, symbol, id);
 CREATE TABLE candles (

@@ -378,6 +378,20 @@ pub fn trade_queries_follow_binance(fx: &dyn Fixture) {
         Some(trades[5].clone())
     );
     assert_eq!(store.last_trade("XRPUSDT").unwrap(), None);
+    let first = |store: &mut Box<dyn ztx_store::Store>, from| {
+        store
+            .first_trade_since("BTCUSDT", from)
+            .unwrap()
+            .map(|t| t.id.0)
+    };
+    assert_eq!(first(&mut store, 0), Some(1));
+    assert_eq!(first(&mut store, 2_500), Some(3));
+    assert_eq!(
+        first(&mut store, 4_001),
+        Some(6),
+        "the ETHUSDT trade between is not counted"
+    );
+    assert_eq!(first(&mut store, 6_001), None);
 }
 
 pub fn candles_are_built_from_trades(fx: &dyn Fixture) {
