@@ -36,8 +36,19 @@ pub async fn account(state: AppState, call: Call) -> Result<Response, ApiError> 
             })
             .unwrap_or(8)
     };
+    let omit_zero = match call.params.optional_str("omitZeroBalances")? {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::illegal_chars(
+                "omitZeroBalances",
+                "^(true|false)$",
+            ));
+        }
+    };
     let list: Vec<Value> = balances
         .iter()
+        .filter(|(_, b)| !omit_zero || !(b.available().is_zero() && b.held().is_zero()))
         .map(|(asset, b)| {
             let d = decimals(*asset);
             json!({

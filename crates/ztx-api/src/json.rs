@@ -66,6 +66,7 @@ pub fn canceled(spec: &MarketSpec, o: &Order, orig_client_id: &str, now_ms: u64)
         "price": order_price(spec, o),
         "origQty": base(spec, o.orig_qty),
         "executedQty": base(spec, o.executed_qty),
+        "origQuoteOrderQty": quote(spec, o.orig_quote_qty),
         "cummulativeQuoteQty": quote(spec, o.cumulative_quote),
         "status": o.status.as_str(),
         "timeInForce": tif(o),

@@ -281,11 +281,12 @@ async fn ticker_of(state: &AppState, spec: &MarketSpec, now_ms: u64) -> Result<V
     const DAY: u64 = 86_400_000;
     let open_time = now_ms.saturating_sub(DAY);
     let symbol = spec.symbol().to_string();
-    let (rows, last) = state
+    let (rows, first, last) = state
         .reads
         .with(move |s| {
             Ok((
                 s.candles(&symbol, Some(open_time), Some(now_ms), 1_440)?,
+                s.first_trade_since(&symbol, open_time)?,
                 s.last_trade(&symbol)?,
             ))
         })
@@ -361,8 +362,9 @@ async fn ticker_of(state: &AppState, spec: &MarketSpec, now_ms: u64) -> Result<V
         "quoteVolume": quote(spec, quote_volume),
         "openTime": open_time,
         "closeTime": now_ms,
-        "firstId": -1,
-        "lastId": last.as_ref().map_or(-1, |t| i64::try_from(t.id.0).unwrap_or(-1)),
+        // Binance: -1 for both when the window saw no trade.
+        "firstId": first.as_ref().map_or(-1, |t| i64::try_from(t.id.0).unwrap_or(-1)),
+        "lastId": first.and(last.as_ref()).map_or(-1, |t| i64::try_from(t.id.0).unwrap_or(-1)),
         "count": count,
     }))
 }
