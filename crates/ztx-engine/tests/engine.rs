@@ -7,7 +7,6 @@
     reason = "test helpers: a panic is a failed test"
 )]
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -47,11 +46,81 @@ fn clock() -> Clock {
     Arc::new(move || t.fetch_add(1, Ordering::Relaxed))
 }
 
-fn start(path: &Path) -> (Engine, EngineHandle) {
-    let path = path.to_path_buf();
-    let open: ztx_store::StoreFactory =
-        Arc::new(move || SqliteStore::open(&path).map(|s| Box::new(s) as Box<dyn Store>));
-    Engine::start(open, vec![market()], clock()).unwrap()
+/// A fresh database of either backend.
+enum Db {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Db {
+    fn sqlite() -> Db {
+        Db::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    /// A fresh database on the shared throw-away cluster; `None` (said loudly by the
+    /// harness) when PostgreSQL is not installed, an error when CI requires it.
+    fn postgres() -> Option<Db> {
+        let cluster = ztx_store::testing::PgCluster::shared().unwrap()?;
+        Some(Db::Postgres(cluster.fresh_database().unwrap()))
+    }
+
+    fn factory(&self) -> ztx_store::StoreFactory {
+        match self {
+            Db::Sqlite(dir) => {
+                let path = dir.path().join("ztx.sqlite");
+                Arc::new(move || SqliteStore::open(&path).map(|s| Box::new(s) as Box<dyn Store>))
+            }
+            Db::Postgres(url) => {
+                let url = url.clone();
+                Arc::new(move || {
+                    ztx_store::PgStore::connect(&url).map(|s| Box::new(s) as Box<dyn Store>)
+                })
+            }
+        }
+    }
+
+    fn open(&self) -> Box<dyn Store> {
+        (self.factory())().unwrap()
+    }
+
+    /// Makes every order insert fail, as a full disk or a broken database would.
+    fn break_order_inserts(&self) {
+        match self {
+            Db::Sqlite(dir) => rusqlite::Connection::open(dir.path().join("ztx.sqlite"))
+                .unwrap()
+                .execute_batch(
+                    "CREATE TRIGGER fail_orders BEFORE INSERT ON orders \
+                     BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+                )
+                .unwrap(),
+            Db::Postgres(url) => ztx_store::pg_connect(url)
+                .unwrap()
+                .batch_execute(
+                    "CREATE FUNCTION fail_orders() RETURNS trigger AS $$ \
+                     BEGIN RAISE EXCEPTION 'injected'; END $$ LANGUAGE plpgsql; \
+                     CREATE TRIGGER fail_orders BEFORE INSERT ON orders \
+                     FOR EACH ROW EXECUTE FUNCTION fail_orders();",
+                )
+                .unwrap(),
+        }
+    }
+
+    fn repair_order_inserts(&self) {
+        match self {
+            Db::Sqlite(dir) => rusqlite::Connection::open(dir.path().join("ztx.sqlite"))
+                .unwrap()
+                .execute_batch("DROP TRIGGER fail_orders;")
+                .unwrap(),
+            Db::Postgres(url) => ztx_store::pg_connect(url)
+                .unwrap()
+                .batch_execute("DROP TRIGGER fail_orders ON orders;")
+                .unwrap(),
+        }
+    }
+}
+
+fn start(db: &Db) -> (Engine, EngineHandle) {
+    Engine::start(db.factory(), vec![market()], clock()).unwrap()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -95,28 +164,24 @@ fn sell(customer: u64, price_whole: u128, milli: u128) -> Command {
     })
 }
 
-#[test]
-fn an_acknowledged_order_is_already_in_the_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ztx.sqlite");
-    let (_engine, handle) = start(&path);
+fn an_acknowledged_order_is_already_in_the_store(db: &Db) {
+    let (_engine, handle) = start(db);
+    let mut other = db.open();
     runtime().block_on(async {
         handle.execute(deposit(1, "USDT", 10_000, 1)).await.unwrap();
         let Reply::Placed { order, .. } = handle.execute(buy(1, 50_000, 10)).await.unwrap() else {
             panic!()
         };
         // A second, independent connection sees it the moment the reply arrives.
-        let mut other = SqliteStore::open(&path).unwrap();
-        let state = other.load_state().unwrap();
+        let state = tokio::task::spawn_blocking(move || other.load_state().unwrap())
+            .await
+            .unwrap();
         assert_eq!(state.open_orders.len(), 1);
         assert_eq!(state.open_orders[0].id, order.id);
     });
 }
 
-#[test]
-fn restart_resumes_books_holds_and_balances_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ztx.sqlite");
+fn restart_resumes_books_holds_and_balances_exactly(db: &Db) {
     let rt = runtime();
     let snapshot = |handle: &EngineHandle| {
         rt.block_on(async {
@@ -140,7 +205,7 @@ fn restart_resumes_books_holds_and_balances_exactly() {
         })
     };
     let before = {
-        let (engine, handle) = start(&path);
+        let (engine, handle) = start(db);
         rt.block_on(async {
             for cmd in [
                 deposit(1, "USDT", 100_000, 1),
@@ -158,7 +223,7 @@ fn restart_resumes_books_holds_and_balances_exactly() {
         engine.join();
         s
     };
-    let (_engine, handle) = start(&path);
+    let (_engine, handle) = start(db);
     let after = snapshot(&handle);
     assert_eq!(
         before, after,
@@ -170,11 +235,8 @@ fn restart_resumes_books_holds_and_balances_exactly() {
     assert_eq!(open[0].status, OrderStatus::PartiallyFilled);
 }
 
-#[test]
-fn a_failed_commit_acknowledges_nothing_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ztx.sqlite");
-    let (_engine, handle) = start(&path);
+fn a_failed_commit_acknowledges_nothing_and_changes_nothing(db: &Db) {
+    let (_engine, handle) = start(db);
     let rt = runtime();
     rt.block_on(async {
         handle
@@ -182,12 +244,7 @@ fn a_failed_commit_acknowledges_nothing_and_changes_nothing() {
             .await
             .unwrap();
     });
-    // Make every order insert fail from now on, as a full disk or a broken database would.
-    let raw = rusqlite::Connection::open(&path).unwrap();
-    raw.execute_batch(
-        "CREATE TRIGGER fail_orders BEFORE INSERT ON orders BEGIN SELECT RAISE(ABORT, 'injected'); END;",
-    )
-    .unwrap();
+    db.break_order_inserts();
     rt.block_on(async {
         let refused = handle.execute(buy(1, 50_000, 10)).await;
         assert_eq!(refused, Err(EngineError::Unavailable));
@@ -202,7 +259,7 @@ fn a_failed_commit_acknowledges_nothing_and_changes_nothing() {
             "the hold of the refused order was rolled back"
         );
     });
-    raw.execute_batch("DROP TRIGGER fail_orders;").unwrap();
+    db.repair_order_inserts();
     rt.block_on(async {
         let Reply::Placed { order, .. } = handle.execute(buy(1, 50_000, 10)).await.unwrap() else {
             panic!()
@@ -211,12 +268,9 @@ fn a_failed_commit_acknowledges_nothing_and_changes_nothing() {
     });
 }
 
-#[test]
-fn inbox_deposits_are_applied_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ztx.sqlite");
-    let (_engine, handle) = start(&path);
-    let mut admin = SqliteStore::open(&path).unwrap();
+fn inbox_deposits_are_applied_once(db: &Db) {
+    let (_engine, handle) = start(db);
+    let mut admin = db.open();
     for n in 1..=3 {
         admin
             .create_customer(&format!("c{n}@example.com"), 1)
@@ -249,3 +303,26 @@ fn inbox_deposits_are_applied_once() {
         assert_eq!(usdt.available(), amount);
     });
 }
+
+/// Runs each scenario against both backends.
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(&super::Db::sqlite()); })+
+        }
+        mod postgres {
+            $(#[test] fn $name() {
+                if let Some(db) = super::Db::postgres() {
+                    super::$name(&db);
+                }
+            })+
+        }
+    };
+}
+
+on_both_backends!(
+    an_acknowledged_order_is_already_in_the_store,
+    restart_resumes_books_holds_and_balances_exactly,
+    a_failed_commit_acknowledges_nothing_and_changes_nothing,
+    inbox_deposits_are_applied_once,
+);

@@ -46,6 +46,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .is_none();
     let listen = args.listen.unwrap_or(config.listen);
 
+    // The engine and its store connections live on their own threads, outside the async
+    // runtime (the PostgreSQL client is synchronous).
+    drop(store);
+    let clock: ztx_engine::Clock = Arc::new(now_ms);
+    let (engine, handle) =
+        Engine::start(site.store_factory(), config.markets.clone(), clock.clone())
+            .context("cannot start the exchange")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -58,10 +65,6 @@ pub fn run(args: ServeArgs) -> Result<()> {
             }
             Err(e) => bail!("cannot listen on {listen}: {e}"),
         };
-        let clock: ztx_engine::Clock = Arc::new(now_ms);
-        drop(store);
-        let (engine, handle) = Engine::start(site.store_factory(), config.markets.clone(), clock.clone())
-            .context("cannot start the exchange")?;
         let state = AppState::new(
             handle,
             StorePool::new(site.store_factory()),
