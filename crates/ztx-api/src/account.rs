@@ -48,7 +48,7 @@ pub async fn account(state: AppState, call: Call) -> Result<Response, ApiError> 
     };
     let list: Vec<Value> = balances
         .iter()
-        .filter(|(_, b)| !omit_zero || !(b.available().is_zero() && b.held().is_zero()))
+        .filter(|(_, b)| !(omit_zero && b.available().is_zero() && b.held().is_zero()))
         .map(|(asset, b)| {
             let d = decimals(*asset);
             json!({
