@@ -69,7 +69,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             handle,
             StorePool::new(site.store_factory()),
             master,
-            config.rate_limits.clone(),
+            config.rate_limits,
             clock,
         );
         let local = listener.local_addr().unwrap_or(listen);
