@@ -546,7 +546,7 @@ fn a_crash_loses_no_acknowledged_order() {
                 let mut n = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     n += 1;
-                    let side = if n % 2 == 0 { "BUY" } else { "SELL" };
+                    let side = if n.is_multiple_of(2) { "BUY" } else { "SELL" };
                     let price = 50_000 + (n * 7 + w) % 20;
                     let q = format!(
                         "symbol=BTCUSDT&side={side}&type=LIMIT&timeInForce=GTC&quantity=0.001&price={price}&newClientOrderId=w{w}n{n}"
