@@ -28,52 +28,58 @@ fn tif(order: &Order) -> &'static str {
     order.time_in_force.as_str()
 }
 
+type Object = serde_json::Map<String, Value>;
+
+/// The identity of an order, common to every answer about it.
+fn identity(o: &Order) -> Object {
+    let mut m = Object::new();
+    m.insert("symbol".into(), json!(o.symbol));
+    m.insert("orderId".into(), json!(o.id.0));
+    m.insert("orderListId".into(), json!(-1));
+    m.insert("clientOrderId".into(), json!(o.client_order_id));
+    m
+}
+
+/// An order's terms and progress, common to every detailed answer.
+fn progress(spec: &MarketSpec, o: &Order, m: &mut Object) {
+    let fields = [
+        ("price", json!(order_price(spec, o))),
+        ("origQty", json!(base(spec, o.orig_qty))),
+        ("executedQty", json!(base(spec, o.executed_qty))),
+        ("origQuoteOrderQty", json!(quote(spec, o.orig_quote_qty))),
+        (
+            "cummulativeQuoteQty",
+            json!(quote(spec, o.cumulative_quote)),
+        ),
+        ("status", json!(o.status.as_str())),
+        ("timeInForce", json!(tif(o))),
+        ("type", json!(o.order_type.as_str())),
+        ("side", json!(o.side.as_str())),
+        ("selfTradePreventionMode", json!(o.stp_mode.as_str())),
+    ];
+    m.extend(fields.into_iter().map(|(k, v)| (k.to_string(), v)));
+}
+
 /// The order as `GET /api/v3/order` and `openOrders` show it.
 pub fn order(spec: &MarketSpec, o: &Order) -> Value {
-    json!({
-        "symbol": o.symbol,
-        "orderId": o.id.0,
-        "orderListId": -1,
-        "clientOrderId": o.client_order_id,
-        "price": order_price(spec, o),
-        "origQty": base(spec, o.orig_qty),
-        "executedQty": base(spec, o.executed_qty),
-        "cummulativeQuoteQty": quote(spec, o.cumulative_quote),
-        "status": o.status.as_str(),
-        "timeInForce": tif(o),
-        "type": o.order_type.as_str(),
-        "side": o.side.as_str(),
-        "stopPrice": price(spec, Price::default()),
-        "icebergQty": base(spec, Amount::ZERO),
-        "time": o.created_ms,
-        "updateTime": o.updated_ms,
-        "isWorking": o.order_type != OrderType::Market,
-        "workingTime": o.created_ms,
-        "origQuoteOrderQty": quote(spec, o.orig_quote_qty),
-        "selfTradePreventionMode": o.stp_mode.as_str(),
-    })
+    let mut m = identity(o);
+    progress(spec, o, &mut m);
+    m.insert("stopPrice".into(), json!(price(spec, Price::default())));
+    m.insert("icebergQty".into(), json!(base(spec, Amount::ZERO)));
+    m.insert("time".into(), json!(o.created_ms));
+    m.insert("updateTime".into(), json!(o.updated_ms));
+    m.insert("isWorking".into(), json!(o.order_type != OrderType::Market));
+    m.insert("workingTime".into(), json!(o.created_ms));
+    Value::Object(m)
 }
 
 /// The answer to a cancel.
 pub fn canceled(spec: &MarketSpec, o: &Order, orig_client_id: &str, now_ms: u64) -> Value {
-    json!({
-        "symbol": o.symbol,
-        "origClientOrderId": orig_client_id,
-        "orderId": o.id.0,
-        "orderListId": -1,
-        "clientOrderId": o.client_order_id,
-        "transactTime": now_ms,
-        "price": order_price(spec, o),
-        "origQty": base(spec, o.orig_qty),
-        "executedQty": base(spec, o.executed_qty),
-        "origQuoteOrderQty": quote(spec, o.orig_quote_qty),
-        "cummulativeQuoteQty": quote(spec, o.cumulative_quote),
-        "status": o.status.as_str(),
-        "timeInForce": tif(o),
-        "type": o.order_type.as_str(),
-        "side": o.side.as_str(),
-        "selfTradePreventionMode": o.stp_mode.as_str(),
-    })
+    let mut m = identity(o);
+    progress(spec, o, &mut m);
+    m.insert("origClientOrderId".into(), json!(orig_client_id));
+    m.insert("transactTime".into(), json!(now_ms));
+    Value::Object(m)
 }
 
 /// `newOrderRespType`.
@@ -86,33 +92,11 @@ pub enum RespType {
 
 /// The answer to a new order, in the requested detail.
 pub fn placed(spec: &MarketSpec, o: &Order, trades: &[Trade], resp: RespType) -> Value {
-    let mut v = json!({
-        "symbol": o.symbol,
-        "orderId": o.id.0,
-        "orderListId": -1,
-        "clientOrderId": o.client_order_id,
-        "transactTime": o.created_ms,
-    });
-    if resp == RespType::Ack {
-        return v;
-    }
-    if let Some(map) = v.as_object_mut() {
-        let extra = json!({
-            "price": order_price(spec, o),
-            "origQty": base(spec, o.orig_qty),
-            "executedQty": base(spec, o.executed_qty),
-            "origQuoteOrderQty": quote(spec, o.orig_quote_qty),
-            "cummulativeQuoteQty": quote(spec, o.cumulative_quote),
-            "status": o.status.as_str(),
-            "timeInForce": tif(o),
-            "type": o.order_type.as_str(),
-            "side": o.side.as_str(),
-            "workingTime": o.created_ms,
-            "selfTradePreventionMode": o.stp_mode.as_str(),
-        });
-        if let Some(extra) = extra.as_object() {
-            map.extend(extra.clone());
-        }
+    let mut map = identity(o);
+    map.insert("transactTime".into(), json!(o.created_ms));
+    if resp != RespType::Ack {
+        progress(spec, o, &mut map);
+        map.insert("workingTime".into(), json!(o.created_ms));
         if resp == RespType::Full {
             let fills: Vec<Value> = trades
                 .iter()
@@ -134,7 +118,7 @@ pub fn placed(spec: &MarketSpec, o: &Order, trades: &[Trade], resp: RespType) ->
             map.insert("fills".into(), Value::Array(fills));
         }
     }
-    v
+    Value::Object(map)
 }
 
 /// A trade as `myTrades` shows it to one side.

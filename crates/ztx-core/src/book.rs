@@ -23,6 +23,19 @@ pub struct Resting {
     pub remaining: Amount,
 }
 
+impl Resting {
+    /// The book's view of an order resting at `price` with `remaining` left.
+    pub fn of(order: &crate::order::Order, price: Price, remaining: Amount) -> Resting {
+        Resting {
+            id: order.id,
+            customer: order.customer,
+            side: order.side,
+            price,
+            remaining,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Node {
     order: Resting,

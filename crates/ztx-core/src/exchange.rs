@@ -256,13 +256,7 @@ impl Exchange {
             let remaining = order.orig_qty.saturating_sub(order.executed_qty);
             market
                 .book
-                .insert(Resting {
-                    id: order.id,
-                    customer: order.customer,
-                    side: order.side,
-                    price,
-                    remaining,
-                })
+                .insert(Resting::of(&order, price, remaining))
                 .map_err(|e| RestoreError::BadOrder(order.id, e.to_string()))?;
             client_ids.insert((order.customer, order.client_order_id.clone()), order.id);
             open.insert(order.id, order);
@@ -593,13 +587,7 @@ impl Exchange {
                 .ok_or_else(|| ExchangeError::Internal("market vanished".into()))?;
             market
                 .book
-                .insert(Resting {
-                    id: order.id,
-                    customer: order.customer,
-                    side: order.side,
-                    price,
-                    remaining,
-                })
+                .insert(Resting::of(order, price, remaining))
                 .map_err(|e| ExchangeError::Internal(e.to_string()))?;
             self.client_ids
                 .insert((order.customer, order.client_order_id.clone()), order.id);
