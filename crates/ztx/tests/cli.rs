@@ -23,6 +23,15 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Asserts a command failed and said `expected` on stderr.
+fn fails_with(out: &Output, expected: &str) {
+    assert!(
+        !out.status.success(),
+        "succeeded; expected an error about {expected:?}"
+    );
+    assert!(stderr(out).contains(expected), "{}", stderr(out));
+}
+
 fn default_config() -> String {
     std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -116,12 +125,7 @@ fn data_dir_that_is_a_file_is_refused() {
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"x").unwrap();
     let out = ztx(&["serve", "--data-dir", file.to_str().unwrap()]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("is not a directory"),
-        "{}",
-        stderr(&out)
-    );
+    fails_with(&out, "is not a directory");
 }
 
 #[test]
@@ -137,8 +141,7 @@ fn admin_on_a_missing_data_dir_says_so() {
         "--email",
         "a@example.com",
     ]);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    fails_with(&out, "does not exist");
     assert!(!missing.exists(), "admin must not create a data directory");
 }
 
@@ -154,8 +157,7 @@ fn taken_port_is_reported() {
         "--listen",
         &port,
     ]);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("port is taken"), "{}", stderr(&out));
+    fails_with(&out, "port is taken");
 }
 
 #[test]
@@ -195,12 +197,7 @@ fn faucet_is_refused_outside_development_mode() {
         "--amount",
         "5",
     ]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("development only"),
-        "{}",
-        stderr(&out)
-    );
+    fails_with(&out, "development only");
 }
 
 #[test]
@@ -223,8 +220,7 @@ fn data_created_in_one_mode_is_refused_in_the_other() {
         "--listen",
         "127.0.0.1:0",
     ]);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("mode"), "{}", stderr(&out));
+    fails_with(&out, "mode");
 }
 
 #[test]
