@@ -1,0 +1,373 @@
+//! End-to-end load: signed orders per second and their latency, over HTTP on loopback,
+//! against a real `ztx serve` process with its durable embedded store (SQLite, WAL,
+//! synchronous=FULL; every order is committed before it is answered).
+//!
+//! The generator signs every request like a bot (HMAC-SHA256 over the query string, a fresh
+//! timestamp each time) and keeps many keep-alive connections busy, one request in flight
+//! on each. Orders are LIMIT GTC at random prices around a mid, so about half cross and
+//! trade and the book stays bounded. Latency is measured per request from just before
+//! signing to the end of the response body.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::float_arithmetic,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a benchmark harness: failing loudly is the right behaviour, and floats only format figures"
+)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use sha2::Sha256;
+use tokio::net::TcpStream;
+
+#[derive(Debug, Parser)]
+#[command(about = "End-to-end signed-order load against a real ztx server")]
+struct Args {
+    /// The ztx binary (default: next to this one).
+    #[arg(long)]
+    ztx: Option<PathBuf>,
+    /// Keep-alive connections, each with one request in flight.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Customers (each with its own API key); connections are spread over them.
+    #[arg(long, default_value_t = 16)]
+    customers: usize,
+    /// Seconds of measured load, after the warm-up.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    #[arg(long, default_value_t = 3)]
+    warmup_seconds: u64,
+    /// Threads of the load generator (the server gets the rest of the machine).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+struct Server {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Key {
+    api_key: String,
+    secret: Vec<u8>,
+}
+
+fn ztx_bin(args: &Args) -> Result<PathBuf> {
+    if let Some(p) = &args.ztx {
+        return Ok(p.clone());
+    }
+    let me = std::env::current_exe()?;
+    let candidate = me.with_file_name("ztx");
+    if !candidate.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release -p ztx) or pass --ztx",
+            candidate.display()
+        );
+    }
+    Ok(candidate)
+}
+
+fn admin(ztx: &Path, data: &Path, args: &[&str]) -> Result<serde_json::Value> {
+    let out = Command::new(ztx)
+        .arg("admin")
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .arg("--json")
+        .output()
+        .context("running ztx admin")?;
+    if !out.status.success() {
+        bail!(
+            "ztx admin {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn start_server(ztx: &Path) -> Result<(Server, SocketAddr, PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let config = dir.path().join("bench.toml");
+    // The default markets, with order limits raised so that the limiter is not what is measured.
+    let text = include_str!("../../../../config/default.toml")
+        .replace("orders_per_10s = 100", "orders_per_10s = 1000000000")
+        .replace("orders_per_day = 200000", "orders_per_day = 1000000000")
+        .replace("weight_per_minute = 6000", "weight_per_minute = 1000000000");
+    std::fs::write(&config, text)?;
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let child = Command::new(ztx)
+        .args(["serve", "--listen", &addr.to_string(), "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting ztx serve")?;
+    let server = Server { child, _dir: dir };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            bail!("the server did not start listening on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((server, addr, data))
+}
+
+fn setup_customers(ztx: &Path, data: &Path, n: usize) -> Result<Vec<Key>> {
+    let mut keys = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = admin(
+            ztx,
+            data,
+            &[
+                "customer",
+                "create",
+                "--email",
+                &format!("load{i}@example.com"),
+            ],
+        )?;
+        let id = c["customer_id"].to_string();
+        let k = admin(
+            ztx,
+            data,
+            &[
+                "api-key",
+                "create",
+                "--customer",
+                &id,
+                "--permissions",
+                "read,trade",
+            ],
+        )?;
+        for (asset, amount) in [("USDT", "1000000000"), ("BTC", "100000")] {
+            let f = admin(
+                ztx,
+                data,
+                &[
+                    "faucet",
+                    "--customer",
+                    &id,
+                    "--asset",
+                    asset,
+                    "--amount",
+                    amount,
+                ],
+            )?;
+            if f["status"] != "credited" {
+                bail!("faucet did not credit: {f}");
+            }
+        }
+        keys.push(Key {
+            api_key: k["api_key"].as_str().unwrap().to_string(),
+            secret: k["secret"].as_str().unwrap().as_bytes().to_vec(),
+        });
+    }
+    Ok(keys)
+}
+
+/// A small deterministic PRNG (splitmix64) so runs are repeatable.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: u64,
+    errors: std::collections::BTreeMap<String, u64>,
+    latency_us: Option<Histogram<u64>>,
+}
+
+async fn connection(
+    addr: SocketAddr,
+    key: Arc<Key>,
+    seed: u64,
+    measuring: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> Result<Tally> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io).await?;
+    tokio::spawn(conn);
+    let mut rng = Rng(seed);
+    let mut tally = Tally {
+        latency_us: Some(Histogram::new_with_bounds(1, 60_000_000, 3)?),
+        ..Tally::default()
+    };
+    let mac = Hmac::<Sha256>::new_from_slice(&key.secret)?;
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let side = if rng.next().is_multiple_of(2) {
+            "BUY"
+        } else {
+            "SELL"
+        };
+        let price = 49_950 + rng.next() % 101;
+        let query = format!(
+            "symbol=BTCUSDT&side={side}&type=LIMIT&timeInForce=GTC&quantity=0.00100&price={price}.00&recvWindow=5000&timestamp={}",
+            now_ms()
+        );
+        let mut m = mac.clone();
+        m.update(query.as_bytes());
+        let signature = hex::encode(m.finalize().into_bytes());
+        let request = hyper::Request::post(format!("/api/v3/order?{query}&signature={signature}"))
+            .header("host", addr.to_string())
+            .header("x-mbx-apikey", &key.api_key)
+            .body(Empty::<Bytes>::new())?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        let elapsed = started.elapsed();
+        if !measuring.load(Ordering::Relaxed) {
+            continue;
+        }
+        if status.is_success() {
+            tally.ok += 1;
+            if let Some(h) = tally.latency_us.as_mut() {
+                h.record(elapsed.as_micros().max(1) as u64)?;
+            }
+        } else {
+            let text = String::from_utf8_lossy(&body)
+                .chars()
+                .take(120)
+                .collect::<String>();
+            *tally.errors.entry(format!("{status} {text}")).or_default() += 1;
+        }
+    }
+    Ok(tally)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let ztx = ztx_bin(&args)?;
+    let (server, addr, data) = start_server(&ztx)?;
+    eprintln!("server on {addr}; creating {} customers", args.customers);
+    let keys: Vec<Arc<Key>> = setup_customers(&ztx, &data, args.customers)?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build()?;
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tally, measured) = runtime.block_on(async {
+        let mut tasks = Vec::with_capacity(args.connections);
+        for i in 0..args.connections {
+            let key = keys[i % keys.len()].clone();
+            tasks.push(tokio::spawn(connection(
+                addr,
+                key,
+                i as u64 + 1,
+                measuring.clone(),
+                stop.clone(),
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(args.warmup_seconds)).await;
+        measuring.store(true, Ordering::Relaxed);
+        let t0 = Instant::now();
+        tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+        measuring.store(false, Ordering::Relaxed);
+        let measured = t0.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        let mut total = Tally {
+            latency_us: Some(Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()),
+            ..Tally::default()
+        };
+        for t in tasks {
+            let t = t.await.unwrap().unwrap();
+            total.ok += t.ok;
+            for (k, v) in t.errors {
+                *total.errors.entry(k).or_default() += v;
+            }
+            if let (Some(all), Some(h)) = (total.latency_us.as_mut(), t.latency_us.as_ref()) {
+                all.add(h).unwrap();
+            }
+        }
+        (total, measured)
+    });
+    drop(server);
+    let h = tally.latency_us.unwrap();
+    let per_s = tally.ok as f64 / measured.as_secs_f64();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    println!(
+        "ztx end-to-end signed orders over HTTP (loopback), embedded store, durable before reply"
+    );
+    println!(
+        "machine: {} cores, {cpu}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "connections {} · customers {} · generator threads {} · measured {:.1} s after {} s warm-up",
+        args.connections,
+        args.customers,
+        args.threads,
+        measured.as_secs_f64(),
+        args.warmup_seconds
+    );
+    println!("accepted orders: {} ({per_s:.0} orders/s)", tally.ok);
+    println!(
+        "latency: p50 {:.2} ms · p99 {:.2} ms · p99.9 {:.2} ms · max {:.2} ms",
+        h.value_at_quantile(0.50) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0,
+        h.value_at_quantile(0.999) as f64 / 1000.0,
+        h.max() as f64 / 1000.0
+    );
+    for (k, v) in &tally.errors {
+        println!("refused: {v} × {k}");
+    }
+    Ok(())
+}
