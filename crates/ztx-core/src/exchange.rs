@@ -432,15 +432,20 @@ impl Exchange {
             let s = sim()?;
             s.filled_qty < qty
         };
-        let (hold_asset, hold) = match (o.side, limit) {
-            (Side::Buy, Some(price)) => (
+        // An order holds what it asks for, as Binance checks it: the notional at its limit
+        // or the quote amount for a buy, the quantity for a sell. Only what cannot be known
+        // in advance — a market buy's cost, a market sell's quantity for a quote amount —
+        // is held as the match would fill it. Whatever is not spent is released.
+        let (hold_asset, hold) = match (o.side, limit, quote_budget) {
+            (Side::Buy, Some(price), _) => (
                 spec.quote().code(),
                 spec.notional(price, qty)
                     .ok_or(ExchangeError::Filter(FilterError::Notional))?,
             ),
-            (Side::Buy, None) => (spec.quote().code(), sim()?.filled_quote),
-            (Side::Sell, Some(_)) => (spec.base().code(), qty),
-            (Side::Sell, None) => (spec.base().code(), sim()?.filled_qty),
+            (Side::Buy, None, Some(budget)) => (spec.quote().code(), budget),
+            (Side::Buy, None, None) => (spec.quote().code(), sim()?.filled_quote),
+            (Side::Sell, None, Some(_)) => (spec.base().code(), sim()?.filled_qty),
+            (Side::Sell, _, _) => (spec.base().code(), qty),
         };
         let hold = if fok_fails { Amount::ZERO } else { hold };
         let account = AccountKey::new(Owner::Customer(o.customer), hold_asset);
@@ -607,7 +612,8 @@ impl Exchange {
     }
 
     /// A market order by quote amount is filled when what is left of the budget cannot buy
-    /// one more step at the best price; other orders when no quantity is left.
+    /// one more step at the best price still in the book; other orders when no quantity is
+    /// left.
     fn is_filled(&self, spec: &MarketSpec, order: &Order, plan: &Plan, remaining: Amount) -> bool {
         let Some(budget) = plan.quote_budget else {
             return remaining.is_zero();
@@ -621,8 +627,9 @@ impl Exchange {
             Side::Buy => b.best_ask(),
             Side::Sell => b.best_bid(),
         });
+        // With the book empty the liquidity ran out: expired, as Binance reports it.
         !order.executed_qty.is_zero()
-            && best.is_none_or(|p| {
+            && best.is_some_and(|p| {
                 spec.sizing()
                     .qty_for_quote(p, left)
                     .is_none_or(|q| q.is_zero())

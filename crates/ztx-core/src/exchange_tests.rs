@@ -626,3 +626,35 @@ proptest! {
         prop_assert_eq!(live_tail.ex.depth("BTCUSDT", 100), restored.ex.depth("BTCUSDT", 100));
     }
 }
+
+#[test]
+fn market_sell_larger_than_the_balance_is_refused_even_on_a_thin_book() {
+    let mut w = World::new();
+    w.place(limit(1, Side::Buy, 50_000, 1, TimeInForce::Gtc))
+        .unwrap();
+    // Customer 2 holds 100 BTC; the book could only take 0.001 of it.
+    let too_much = market(2, Side::Sell, Some(100_001), None);
+    assert_eq!(w.place(too_much), Err(ExchangeError::InsufficientBalance));
+}
+
+#[test]
+fn market_buy_for_more_quote_than_the_balance_is_refused_even_on_a_thin_book() {
+    let mut w = World::new();
+    w.place(limit(1, Side::Sell, 50_000, 1, TimeInForce::Gtc))
+        .unwrap();
+    let too_much = market(2, Side::Buy, None, Some(1_000_001));
+    assert_eq!(w.place(too_much), Err(ExchangeError::InsufficientBalance));
+    let (o, _) = w
+        .place(market(2, Side::Buy, None, Some(1_000_000)))
+        .unwrap();
+    assert_eq!(
+        o.status,
+        OrderStatus::Expired,
+        "the book ran out before the budget"
+    );
+    assert_eq!(
+        w.bal(2, "USDT").held(),
+        Amount::ZERO,
+        "what was not spent is released"
+    );
+}
