@@ -291,7 +291,8 @@ impl ApiError {
     pub fn bad_api_key_format() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, -2014, "API-key format invalid.")
     }
-    /// -2015, HTTP 401. Used for unknown keys too, so key existence is not revealed.
+    /// -2015, HTTP 401: an unknown key, a disallowed address or a missing permission, as
+    /// Binance answers them. (A known key with a bad signature gets -1022, also as Binance.)
     pub fn rejected_api_key() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
@@ -310,6 +311,30 @@ impl ApiError {
             StatusCode::PAYLOAD_TOO_LARGE,
             -1101,
             "Too many parameters sent for this endpoint.",
+        )
+    }
+    /// HTTP 404 in Binance's error shape: no such endpoint.
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            -1000,
+            "An unknown error occurred while processing the request.",
+        )
+    }
+    /// HTTP 405 in Binance's error shape: the path exists, the method does not.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            -1000,
+            "An unknown error occurred while processing the request.",
+        )
+    }
+    /// -1008, HTTP 503: the exchange's queue is full; try again shortly.
+    pub fn server_busy() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            -1008,
+            "Server is currently overloaded with other requests. Please try again in a few minutes.",
         )
     }
 }

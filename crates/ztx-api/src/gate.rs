@@ -4,8 +4,9 @@
 //! Answers carry Binance's `X-MBX-USED-WEIGHT-1M` (and for orders `X-MBX-ORDER-COUNT-*`).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
@@ -34,7 +35,7 @@ pub struct Call {
     pub now_ms: u64,
     /// The key's customer, for signed endpoints.
     pub customer: Option<CustomerId>,
-    pub key: Option<KeyEntry>,
+    pub key: Option<Arc<KeyEntry>>,
 }
 
 impl Call {
@@ -44,13 +45,17 @@ impl Call {
     }
 }
 
-/// The raw request as the gate needs it.
+/// The largest request body accepted (Binance requests are small).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The raw request as the gate needs it. The body is read by the gate itself, so that an
+/// oversized one is refused in Binance's shape and charged like any other request.
 #[derive(Debug)]
 pub struct Raw {
     pub ip: IpAddr,
     pub uri: Uri,
     pub headers: HeaderMap,
-    pub body: Bytes,
+    pub body: Body,
 }
 
 impl Raw {
@@ -58,13 +63,38 @@ impl Raw {
         ConnectInfo(peer): ConnectInfo<SocketAddr>,
         uri: Uri,
         headers: HeaderMap,
-        body: Bytes,
+        body: Body,
     ) -> Self {
         Self {
-            ip: peer.ip(),
+            // An IPv4 client on a dual-stack listener arrives as ::ffff:a.b.c.d; allow-lists
+            // and rate limits must see a.b.c.d.
+            ip: peer.ip().to_canonical(),
             uri,
             headers,
             body,
+        }
+    }
+}
+
+/// What a request costs in Binance's request weight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Weight {
+    Fixed(u64),
+    /// The order book: by its `limit` parameter, as decoded (an encoded name cannot hide it).
+    Depth,
+}
+
+impl Weight {
+    fn of(self, params: Option<&Params>) -> u64 {
+        match self {
+            Weight::Fixed(w) => w,
+            Weight::Depth => {
+                let limit = params
+                    .and_then(|p| p.optional_str("limit").ok().flatten())
+                    .and_then(|l| l.parse::<u64>().ok())
+                    .unwrap_or(100);
+                crate::market::depth_weight(limit)
+            }
         }
     }
 }
@@ -101,7 +131,7 @@ pub async fn serve<F, Fut>(
     state: State<AppState>,
     raw: Raw,
     access: Access,
-    weight: u64,
+    weight: Weight,
     counts_order: bool,
     handler: F,
 ) -> Response
@@ -113,22 +143,44 @@ where
     let mut usage = Usage::default();
     let result = async {
         let now_ms = state.now_ms();
-        let used = state
-            .limiter
-            .charge_weight(raw.ip, weight, now_ms)
-            .map_err(ApiError::from)?;
-        usage.weight = Some(used.used_1m);
-        let query = raw.uri.query().unwrap_or_default().as_bytes();
-        let params = Params::parse(query, &raw.body)?;
+        let Raw {
+            ip,
+            uri,
+            headers,
+            body,
+        } = raw;
+        let query = uri.query().unwrap_or_default().as_bytes();
+        let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await;
+        let parsed = match &body {
+            Ok(body) => Some(Params::parse(query, body)),
+            Err(_) => None,
+        };
+        let cost = weight.of(parsed.as_ref().and_then(|p| p.as_ref().ok()));
+        match state.limiter.charge_weight(ip, cost, now_ms) {
+            Ok(used) => usage.weight = Some(used.used_1m),
+            Err(limited) => {
+                usage.weight = Some(state.limiter.used_weight(ip, now_ms).used_1m);
+                return Err(ApiError::from(limited));
+            }
+        }
+        let (Ok(body), Some(params)) = (body, parsed) else {
+            return Err(ApiError::payload_too_large());
+        };
+        let params = params?;
         let mut call = Call {
             params,
-            ip: raw.ip,
+            ip,
             now_ms,
             customer: None,
             key: None,
         };
         if access != Access::Public {
-            let key = authenticate(&state, &raw, &call, access).await?;
+            let request = Signed {
+                headers: &headers,
+                query,
+                body: &body,
+            };
+            let key = authenticate(&state, &request, &call, access).await?;
             let customer = key.customer;
             call.customer = Some(customer);
             call.key = Some(key);
@@ -157,12 +209,19 @@ where
     response
 }
 
+/// What a signature covers, and the header naming the key.
+struct Signed<'a> {
+    headers: &'a HeaderMap,
+    query: &'a [u8],
+    body: &'a [u8],
+}
+
 async fn authenticate(
     state: &AppState,
-    raw: &Raw,
+    raw: &Signed<'_>,
     call: &Call,
     access: Access,
-) -> Result<KeyEntry, ApiError> {
+) -> Result<Arc<KeyEntry>, ApiError> {
     let header = raw
         .headers
         .get(API_KEY_HEADER)
@@ -174,14 +233,13 @@ async fn authenticate(
         .key(api_key)
         .await?
         .ok_or_else(ApiError::rejected_api_key)?;
-    if !key.enabled || (!key.allowed_ips.is_empty() && !key.allowed_ips.contains(&raw.ip)) {
+    if !key.enabled || (!key.allowed_ips.is_empty() && !key.allowed_ips.contains(&call.ip)) {
         return Err(ApiError::rejected_api_key());
     }
     let timestamp = call.params.u64("timestamp")?;
     let recv_window = call.params.optional_u64("recvWindow")?;
     check_timestamp(timestamp, recv_window, call.now_ms)?;
-    let query = raw.uri.query().unwrap_or_default().as_bytes();
-    let signed = signature_payload(query, &raw.body)?;
+    let signed = signature_payload(raw.query, raw.body)?;
     key.key.verify(&signed)?;
     call.params.mark_read(crate::auth::SIGNATURE_PARAM);
     let allowed = match access {

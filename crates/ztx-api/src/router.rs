@@ -3,27 +3,17 @@
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
 use axum::routing::{get, post};
 
 use crate::error::ApiError;
-use crate::gate::{Access, Raw, serve};
+pub use crate::gate::MAX_BODY_BYTES;
+use crate::gate::{Access, Call, Raw, Weight, serve};
 use crate::state::AppState;
 use crate::{account, market, trade};
-
-/// The largest request body accepted (Binance requests are small).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-type Parts = (
-    State<AppState>,
-    ConnectInfo<SocketAddr>,
-    Uri,
-    HeaderMap,
-    Bytes,
-);
 
 /// Declares a handler that passes through the gate with fixed access and weight.
 macro_rules! endpoint {
@@ -33,94 +23,62 @@ macro_rules! endpoint {
             peer: ConnectInfo<SocketAddr>,
             uri: Uri,
             headers: HeaderMap,
-            body: Bytes,
+            body: Body,
         ) -> Response {
-            let parts: Parts = (state, peer, uri, headers, body);
-            let (state, peer, uri, headers, body) = parts;
-            serve(
-                state,
-                Raw::new(peer, uri, headers, body),
-                $access,
-                $weight,
-                $orders,
-                $handler,
-            )
-            .await
+            let raw = Raw::new(peer, uri, headers, body);
+            serve(state, raw, $access, $weight, $orders, $handler).await
         }
     };
 }
 
-endpoint!(ping, Access::Public, 1, false, market::ping);
-endpoint!(time, Access::Public, 1, false, market::time);
+use Access::{Public, Read, Trade};
+use Weight::{Depth, Fixed};
+
+endpoint!(ping, Public, Fixed(1), false, market::ping);
+endpoint!(time, Public, Fixed(1), false, market::time);
 endpoint!(
     exchange_info,
-    Access::Public,
-    20,
+    Public,
+    Fixed(20),
     false,
     market::exchange_info
 );
-endpoint!(trades, Access::Public, 25, false, market::trades);
-endpoint!(klines, Access::Public, 2, false, market::klines);
-endpoint!(ticker_24hr, Access::Public, 40, false, market::ticker_24hr);
-endpoint!(ticker_price, Access::Public, 4, false, market::ticker_price);
-endpoint!(new_order, Access::Trade, 1, true, trade::place);
-endpoint!(test_order, Access::Trade, 1, false, trade::test_order);
-endpoint!(query_order, Access::Read, 4, false, trade::query_order);
-endpoint!(cancel_order, Access::Trade, 1, false, trade::cancel_order);
-endpoint!(open_orders, Access::Read, 6, false, trade::open_orders);
+endpoint!(depth, Public, Depth, false, market::depth);
+endpoint!(trades, Public, Fixed(25), false, market::trades);
+endpoint!(klines, Public, Fixed(2), false, market::klines);
+endpoint!(ticker_24hr, Public, Fixed(40), false, market::ticker_24hr);
+endpoint!(ticker_price, Public, Fixed(4), false, market::ticker_price);
+endpoint!(new_order, Trade, Fixed(1), true, trade::place);
+endpoint!(test_order, Trade, Fixed(1), false, trade::test_order);
+endpoint!(query_order, Read, Fixed(4), false, trade::query_order);
+endpoint!(cancel_order, Trade, Fixed(1), false, trade::cancel_order);
+endpoint!(open_orders, Read, Fixed(6), false, trade::open_orders);
 endpoint!(
     cancel_open_orders,
-    Access::Trade,
-    1,
+    Trade,
+    Fixed(1),
     false,
     trade::cancel_open_orders
 );
-endpoint!(all_orders, Access::Read, 20, false, trade::all_orders);
-endpoint!(account, Access::Read, 20, false, account::account);
-endpoint!(my_trades, Access::Read, 20, false, account::my_trades);
+endpoint!(all_orders, Read, Fixed(20), false, trade::all_orders);
+endpoint!(account, Read, Fixed(20), false, account::account);
+endpoint!(my_trades, Read, Fixed(20), false, account::my_trades);
 endpoint!(
     api_restrictions,
-    Access::Read,
-    1,
+    Read,
+    Fixed(1),
     false,
     account::api_restrictions
 );
+endpoint!(not_found, Public, Fixed(1), false, no_such_endpoint);
+endpoint!(wrong_method, Public, Fixed(1), false, no_such_method);
 
-/// Depth's weight depends on its `limit`, so it reads it before the gate.
-async fn depth(
-    state: State<AppState>,
-    peer: ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let limit = uri
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("limit="))
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(100);
-    let weight = market::depth_weight(limit);
-    serve(
-        state,
-        Raw::new(peer, uri, headers, body),
-        Access::Public,
-        weight,
-        false,
-        market::depth,
-    )
-    .await
+async fn no_such_endpoint(_: AppState, _: Call) -> Result<Response, ApiError> {
+    Err(ApiError::not_found())
 }
 
-async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        ApiError::unknown()
-            .with_detail("no such endpoint")
-            .body_json(),
-    )
-        .into_response()
+async fn no_such_method(_: AppState, _: Call) -> Result<Response, ApiError> {
+    Err(ApiError::method_not_allowed())
 }
 
 /// The Binance-compatible API.
@@ -148,6 +106,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v3/myTrades", get(my_trades))
         .route("/sapi/v1/account/apiRestrictions", get(api_restrictions))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .method_not_allowed_fallback(wrong_method)
         .with_state(state)
 }

@@ -157,7 +157,7 @@ fn store_error(e: &StoreError) -> ApiError {
 /// Keys by their public string, each with the time it was loaded.
 #[derive(Default)]
 struct KeyCache {
-    entries: HashMap<String, (Instant, Option<KeyEntry>)>,
+    entries: HashMap<String, (Instant, Option<Arc<KeyEntry>>)>,
 }
 
 /// Shared by every handler.
@@ -201,7 +201,7 @@ impl AppState {
 
     /// The key registered under `api_key`, from the cache or the store. `None` when no such
     /// key exists.
-    pub async fn key(&self, api_key: &str) -> Result<Option<KeyEntry>, ApiError> {
+    pub async fn key(&self, api_key: &str) -> Result<Option<Arc<KeyEntry>>, ApiError> {
         if let Ok(cache) = self.keys.lock()
             && let Some((loaded, entry)) = cache.entries.get(api_key)
             && loaded.elapsed() < KEY_CACHE_TTL
@@ -212,7 +212,7 @@ impl AppState {
         let record = self.reads.with(move |s| s.api_key_by_key(&wanted)).await?;
         let entry = record
             .as_ref()
-            .map(|r| KeyEntry::from_record(r, &self.master))
+            .map(|r| KeyEntry::from_record(r, &self.master).map(Arc::new))
             .transpose()?;
         if let Ok(mut cache) = self.keys.lock() {
             if cache.entries.len() >= KEY_CACHE_MAX {

@@ -22,7 +22,7 @@ use crate::state::AppState;
 pub fn engine_error(e: EngineError) -> ApiError {
     match e {
         EngineError::Refused(e) => exchange_error(e),
-        EngineError::Busy => ApiError::unknown().with_detail("engine queue full"),
+        EngineError::Busy => ApiError::server_busy(),
         EngineError::Unavailable => ApiError::unknown().with_detail("engine unavailable"),
     }
 }
