@@ -7,17 +7,20 @@ use crate::sql::{self, Backend, Conn, Dialect, RowReader};
 const META_DDL: &str =
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
 
-/// Version 1. `{blob}` is the engine's byte-string type (SQLite `BLOB`, PostgreSQL
-/// `BYTEA`), the only difference the dialects force. Integers are `BIGINT` (signed 64-bit
-/// on both), amounts decimal `TEXT`, transfer ids 16-byte big-endian `{blob}`.
+/// Version 1. Placeholders stand for what differs between the engines, and nothing else:
+/// `{blob}` is the byte-string type (SQLite `BLOB`, PostgreSQL `BYTEA`); `{id}` an integer
+/// primary key (SQLite `INTEGER`, which makes it the rowid instead of a second index;
+/// PostgreSQL `BIGINT`); `{without_rowid}` keeps SQLite tables keyed by blobs or several
+/// columns in one B-tree instead of two. Integers are signed 64-bit on both, amounts
+/// decimal `TEXT`, transfer ids 16-byte big-endian `{blob}`.
 const V1: &str = "
 CREATE TABLE customers (
-    id BIGINT PRIMARY KEY,
+    id {id} PRIMARY KEY,
     email TEXT NOT NULL UNIQUE,
     created_ms BIGINT NOT NULL
 );
 CREATE TABLE api_keys (
-    id BIGINT PRIMARY KEY,
+    id {id} PRIMARY KEY,
     api_key TEXT NOT NULL UNIQUE,
     customer_id BIGINT NOT NULL REFERENCES customers (id),
     kind TEXT NOT NULL,
@@ -38,7 +41,7 @@ CREATE TABLE accounts (
     credits_pending TEXT NOT NULL,
     credits_posted TEXT NOT NULL,
     PRIMARY KEY (owner_kind, owner_id, asset)
-);
+){without_rowid};
 CREATE TABLE transfers (
     id {blob} PRIMARY KEY,
     debit_kind TEXT NOT NULL,
@@ -52,13 +55,13 @@ CREATE TABLE transfers (
     pending_id {blob},
     code TEXT NOT NULL,
     timestamp_ms BIGINT NOT NULL
-);
+){without_rowid};
 CREATE TABLE pending (
     transfer_id {blob} PRIMARY KEY,
     remaining TEXT NOT NULL
-);
+){without_rowid};
 CREATE TABLE orders (
-    id BIGINT PRIMARY KEY,
+    id {id} PRIMARY KEY,
     symbol TEXT NOT NULL,
     customer_id BIGINT NOT NULL,
     client_order_id TEXT NOT NULL,
@@ -82,7 +85,7 @@ CREATE INDEX orders_customer_symbol_client ON orders (customer_id, symbol, clien
 CREATE INDEX orders_open ON orders (customer_id, symbol, id)
     WHERE status IN ('NEW', 'PARTIALLY_FILLED');
 CREATE TABLE trades (
-    id BIGINT PRIMARY KEY,
+    id {id} PRIMARY KEY,
     symbol TEXT NOT NULL,
     price TEXT NOT NULL,
     qty TEXT NOT NULL,
@@ -115,9 +118,9 @@ CREATE TABLE candles (
     taker_buy_base_volume TEXT NOT NULL,
     taker_buy_quote_volume TEXT NOT NULL,
     PRIMARY KEY (symbol, open_ms)
-);
+){without_rowid};
 CREATE TABLE inbox (
-    id BIGINT PRIMARY KEY,
+    id {id} PRIMARY KEY,
     kind TEXT NOT NULL,
     transfer_id {blob} NOT NULL,
     customer_id BIGINT NOT NULL,
@@ -137,11 +140,13 @@ const MIGRATIONS: &[&str] = &[V1];
 pub const SCHEMA_VERSION: u32 = 1;
 
 fn render(ddl: &str, dialect: Dialect) -> String {
-    let blob = match dialect {
-        Dialect::Sqlite => "BLOB",
-        Dialect::Postgres => "BYTEA",
+    let (blob, id, without_rowid) = match dialect {
+        Dialect::Sqlite => ("BLOB", "INTEGER", " WITHOUT ROWID"),
+        Dialect::Postgres => ("BYTEA", "BIGINT", ""),
     };
     ddl.replace("{blob}", blob)
+        .replace("{id}", id)
+        .replace("{without_rowid}", without_rowid)
 }
 
 pub(crate) fn read_meta(conn: &mut dyn Conn, key: &str) -> Result<Option<String>> {
@@ -173,6 +178,11 @@ pub(crate) fn read_version(conn: &mut dyn Conn) -> Result<u32> {
 /// Brings the schema up to [`SCHEMA_VERSION`] in one transaction; a no-op when it is
 /// there already, so every open may call it.
 pub(crate) fn migrate<B: Backend>(db: &mut B) -> Result<()> {
+    // Nearly every open finds the schema current: check with a plain read, so that opening
+    // a connection never takes the write lock the running exchange's commits need.
+    if matches!(read_version(db), Ok(v) if v == SCHEMA_VERSION) {
+        return Ok(());
+    }
     let dialect = db.dialect();
     db.transaction(|tx| {
         tx.batch(META_DDL)?;
@@ -232,10 +242,18 @@ mod tests {
     }
 
     #[test]
-    fn dialects_differ_only_in_blob_type() {
+    fn dialects_differ_only_in_storage_placeholders() {
         let sqlite = render(V1, Dialect::Sqlite);
         let pg = render(V1, Dialect::Postgres);
-        assert!(!sqlite.contains("BYTEA") && !pg.contains("BLOB"));
-        assert_eq!(sqlite.replace("BLOB", "BYTEA"), pg);
+        assert!(!sqlite.contains("BYTEA") && !pg.contains("BLOB") && !pg.contains("ROWID"));
+        assert!(
+            !sqlite.contains('{') && !pg.contains('{'),
+            "a placeholder was left"
+        );
+        let normalised = sqlite
+            .replace(" WITHOUT ROWID", "")
+            .replace("BLOB", "BYTEA")
+            .replace("id INTEGER PRIMARY KEY", "id BIGINT PRIMARY KEY");
+        assert_eq!(normalised, pg);
     }
 }
