@@ -203,8 +203,8 @@ pub enum StartError {
 }
 
 /// The most executed batches waiting for the writer; past it the engine waits, which
-/// bounds both memory and the latency a commit can add.
-const WRITER_DEPTH: usize = 2;
+/// bounds memory. The writer commits all that wait in one transaction.
+const WRITER_DEPTH: usize = 16;
 
 /// What the engine and the writer share: how many batches the writer finished, and
 /// whether a commit failed.
@@ -231,14 +231,29 @@ struct Writer {
 
 impl Writer {
     fn run(&mut self, rx: &Receiver<Sealed>) {
-        while let Ok(sealed) = rx.recv() {
+        let mut group = Vec::with_capacity(WRITER_DEPTH);
+        while let Ok(first) = rx.recv() {
+            // Every batch already waiting is committed with this one, in one transaction:
+            // the busier the exchange, the larger (and cheaper per order) the commit.
+            group.push(first);
+            while let Ok(next) = rx.try_recv() {
+                group.push(next);
+            }
+            let mut changes = Changes::default();
+            for sealed in &mut group {
+                changes.extend(std::mem::take(&mut sealed.changes));
+            }
+            changes.compact();
             let durable = !self.pipeline.poisoned.load(Ordering::Acquire)
-                && (sealed.changes.is_empty() || self.commit(&sealed.changes));
+                && (changes.is_empty() || self.commit(&changes));
             if !durable {
                 self.pipeline.poisoned.store(true, Ordering::Release);
             }
-            self.answer(sealed, durable);
-            self.pipeline.done.fetch_add(1, Ordering::AcqRel);
+            let count = u64::try_from(group.len()).unwrap_or(u64::MAX);
+            for sealed in group.drain(..) {
+                self.answer(sealed, durable);
+            }
+            self.pipeline.done.fetch_add(count, Ordering::AcqRel);
         }
     }
 
