@@ -137,6 +137,7 @@ impl Engine {
         let store_error = |e: ztx_store::StoreError| StartError::Store(e.to_string());
         let mut reader = open().map_err(store_error)?;
         let writer_store = open().map_err(store_error)?;
+        let mut upkeep_store = open().map_err(store_error)?;
         let state = reader.load_state().map_err(store_error)?;
         let exchange = Exchange::restore(markets.clone(), state)
             .map_err(|e| StartError::Restore(e.to_string()))?;
@@ -151,6 +152,18 @@ impl Engine {
             .name("ztx-writer".into())
             .spawn(move || writer.run(&sealed_rx))
             .map_err(|e| StartError::Thread(e.to_string()))?;
+        let upkeep_pipeline = pipeline.clone();
+        let upkeep_thread = std::thread::Builder::new()
+            .name("ztx-upkeep".into())
+            .spawn(move || {
+                while !upkeep_pipeline.stopped.load(Ordering::Acquire) {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    if let Err(e) = upkeep_store.maintain() {
+                        tracing::warn!(error = %e, "store upkeep failed");
+                    }
+                }
+            })
+            .map_err(|e| StartError::Thread(e.to_string()))?;
         let mut worker = Worker {
             store: reader,
             exchange,
@@ -159,7 +172,7 @@ impl Engine {
             last_ms: 0,
             stopped: false,
             writer: sealed_tx,
-            pipeline,
+            pipeline: pipeline.clone(),
             sent: 0,
         };
         let thread = std::thread::Builder::new()
@@ -169,6 +182,8 @@ impl Engine {
                 // Closing the writer's queue lets it finish what is in flight.
                 drop(worker);
                 let _ = writer_thread.join();
+                pipeline.stopped.store(true, Ordering::Release);
+                let _ = upkeep_thread.join();
             })
             .map_err(|e| StartError::Thread(e.to_string()))?;
         let handle = EngineHandle {
@@ -214,7 +229,12 @@ struct Pipeline {
     /// Set by the writer when a commit fails: from then on it refuses every batch until
     /// the engine has reloaded the durable state and clears it.
     poisoned: AtomicBool,
+    /// Set when the engine has stopped, for the upkeep thread.
+    stopped: AtomicBool,
 }
+
+/// How often the upkeep thread runs the store's maintenance (SQLite checkpoints).
+const UPKEEP_EVERY: Duration = Duration::from_millis(50);
 
 /// A batch the engine executed, with the answers to send once it is durable.
 struct Sealed {

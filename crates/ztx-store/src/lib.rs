@@ -119,6 +119,9 @@ pub trait Store: Send {
     /// Marks an item done, once.
     fn complete_inbox(&mut self, id: InboxId, result: &str, now_ms: u64) -> Result<()>;
     fn inbox_item(&mut self, id: InboxId) -> Result<Option<InboxItem>>;
+    /// Upkeep to run off the commit path, on a connection of its own, every few tens of
+    /// milliseconds (SQLite: a passive WAL checkpoint; PostgreSQL: nothing).
+    fn maintain(&mut self) -> Result<()>;
 }
 
 /// Implements [`Store`] for a backend by calling the shared operations.
@@ -226,6 +229,9 @@ macro_rules! impl_store {
             }
             fn complete_inbox(&mut self, id: InboxId, result: &str, now_ms: u64) -> Result<()> {
                 write::complete_inbox(self, id, result, now_ms)
+            }
+            fn maintain(&mut self) -> Result<()> {
+                sql::Backend::maintain(self)
             }
             fn inbox_item(&mut self, id: InboxId) -> Result<Option<InboxItem>> {
                 read::inbox_item(self, id)

@@ -150,6 +150,11 @@ impl Backend for PgStore {
         Dialect::Postgres
     }
 
+    fn maintain(&mut self) -> Result<()> {
+        // PostgreSQL checkpoints and vacuums by itself.
+        Ok(())
+    }
+
     fn transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
         // Dropping `tx` on an error rolls it back.
         let mut tx = self.client.transaction()?;

@@ -52,6 +52,8 @@ pub(crate) trait Conn {
 /// closure returns `Ok`, rolled back otherwise.
 pub(crate) trait Backend: Conn {
     fn dialect(&self) -> Dialect;
+    /// Background upkeep that must not run on the commit path (SQLite: checkpoint).
+    fn maintain(&mut self) -> Result<()>;
     fn transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T>;
 }
 

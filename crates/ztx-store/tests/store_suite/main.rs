@@ -29,6 +29,7 @@ macro_rules! store_suite {
                 inbox_queues_and_completes,
                 failed_apply_changes_nothing,
                 corrupt_rows_are_errors_not_panics,
+                upkeep_alongside_writes_keeps_every_commit,
             );
         }
     };

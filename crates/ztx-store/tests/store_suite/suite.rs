@@ -123,6 +123,21 @@ pub fn reopening_keeps_data_and_migrates_once(fx: &dyn Fixture) {
     }
 }
 
+/// `maintain` (SQLite's passive checkpoint) runs on its own connection while another
+/// writes: nothing committed is lost or changed.
+pub fn upkeep_alongside_writes_keeps_every_commit(fx: &dyn Fixture) {
+    let (first, second, expected) = two_batches();
+    let mut writer = fx.open();
+    let mut upkeep = fx.open();
+    writer.apply(&first).unwrap();
+    upkeep.maintain().unwrap();
+    writer.apply(&second).unwrap();
+    upkeep.maintain().unwrap();
+    upkeep.maintain().unwrap();
+    drop(writer);
+    assert_eq!(fx.open().load_state().unwrap(), expected);
+}
+
 pub fn mode_is_written_once(fx: &dyn Fixture) {
     let mut store = fx.open();
     assert_eq!(store.mode().unwrap(), None);
