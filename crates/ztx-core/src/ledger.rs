@@ -8,6 +8,8 @@
 //! in several parts (each by its own transfer), because an order's hold is consumed fill by
 //! fill. The pending transfer is finished when nothing of it remains.
 
+use std::collections::BTreeMap;
+
 use rustc_hash::FxHashMap;
 
 use crate::error::TransferError;
@@ -198,7 +200,10 @@ pub struct PendingState {
 #[derive(Debug, Default, Clone)]
 pub struct Ledger {
     accounts: FxHashMap<AccountKey, Balances>,
-    transfers: FxHashMap<TransferId, Transfer>,
+    /// Every transfer applied, for idempotency. Ordered rather than hashed: a hash map
+    /// this large doubles by rehashing everything at once, which stalled the exchange for
+    /// tens of milliseconds each time; a B-tree grows a node at a time.
+    transfers: BTreeMap<TransferId, Transfer>,
     pending: FxHashMap<TransferId, PendingState>,
 }
 
