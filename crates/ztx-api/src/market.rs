@@ -148,37 +148,20 @@ fn interval_ms(text: &str) -> Option<u64> {
 }
 
 /// Folds 1-minute candles into candles of `interval` ms.
-fn aggregate(rows: &[Candle], interval: u64) -> Vec<Candle> {
+fn aggregate(rows: &[Candle], interval: u64) -> Result<Vec<Candle>, ApiError> {
     let mut out: Vec<Candle> = Vec::new();
     for c in rows {
         let open_ms = c.open_ms - c.open_ms % interval;
         match out.last_mut() {
             Some(last) if last.open_ms == open_ms => {
-                last.high = last.high.max(c.high);
-                last.low = last.low.min(c.low);
-                last.close = c.close;
-                last.base_volume = last
-                    .base_volume
-                    .checked_add(c.base_volume)
-                    .unwrap_or(Amount::MAX);
-                last.quote_volume = last
-                    .quote_volume
-                    .checked_add(c.quote_volume)
-                    .unwrap_or(Amount::MAX);
-                last.trade_count = last.trade_count.saturating_add(c.trade_count);
-                last.taker_buy_base_volume = last
-                    .taker_buy_base_volume
-                    .checked_add(c.taker_buy_base_volume)
-                    .unwrap_or(Amount::MAX);
-                last.taker_buy_quote_volume = last
-                    .taker_buy_quote_volume
-                    .checked_add(c.taker_buy_quote_volume)
-                    .unwrap_or(Amount::MAX);
+                *last = last
+                    .merge(c)
+                    .map_err(|e| ApiError::unknown().with_detail(e.to_string()))?;
             }
             _ => out.push(Candle { open_ms, ..*c }),
         }
     }
-    out
+    Ok(out)
 }
 
 pub async fn klines(state: AppState, call: Call) -> Result<Response, ApiError> {
@@ -202,7 +185,7 @@ pub async fn klines(state: AppState, call: Call) -> Result<Response, ApiError> {
         .reads
         .with(move |s| s.candles(&symbol, Some(start), Some(end), rows_wanted))
         .await?;
-    let klines: Vec<Value> = aggregate(&rows, interval)
+    let klines: Vec<Value> = aggregate(&rows, interval)?
         .iter()
         .take(usize::try_from(limit).unwrap_or(1000))
         .map(|k| {
@@ -291,7 +274,7 @@ async fn ticker_of(state: &AppState, spec: &MarketSpec, now_ms: u64) -> Result<V
             ))
         })
         .await?;
-    let day = aggregate(&rows, u64::MAX).into_iter().next();
+    let day = aggregate(&rows, u64::MAX)?.into_iter().next();
     let depth = state
         .engine
         .query(Query::Depth {

@@ -106,8 +106,9 @@ impl Candle {
         }
     }
 
-    /// `later` happened after `self` in the same minute.
-    fn merge(self, later: &Candle) -> Result<Candle> {
+    /// Folds `later` (which happened after `self`, in the same period) into `self`:
+    /// the open and open time stay, the close is `later`'s, volumes add up (checked).
+    pub fn merge(self, later: &Candle) -> Result<Candle> {
         Ok(Candle {
             open_ms: self.open_ms,
             open: self.open,
