@@ -11,6 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine as _;
 use rand::RngCore as _;
 use serde_json::json;
+use zeroize::Zeroizing;
 use ztx_api::state::{Permissions, secret_aad};
 use ztx_core::{Amount, AssetCode, CustomerId, TransferId};
 use ztx_store::{ApiKeyCredential, Mode, NewApiKey};
@@ -183,11 +184,14 @@ fn create_api_key(
             )
         }
         None => {
-            let mut secret = [0u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut secret);
-            let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(secret)
-                .replace(['-', '_'], "x");
+            // Both the random bytes and their text are wiped when they go out of scope.
+            let mut raw_secret = Zeroizing::new([0u8; 32]);
+            rand::rngs::OsRng.fill_bytes(raw_secret.as_mut());
+            let secret = Zeroizing::new(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(raw_secret.as_ref())
+                    .replace(['-', '_'], "x"),
+            );
             let master = site.master_key()?;
             let sealed = master.seal(secret.as_bytes(), &secret_aad(&api_key));
             (
@@ -216,12 +220,15 @@ fn create_api_key(
     if json {
         println!(
             "{}",
-            json!({ "api_key": api_key, "secret": secret, "customer_id": customer, "permissions": permissions })
+            json!({ "api_key": api_key, "secret": secret.as_ref().map(|s| s.as_str()), "customer_id": customer, "permissions": permissions })
         );
     } else {
         println!("api key: {api_key}");
         match secret {
-            Some(s) => println!("secret:  {s}\n(the secret is shown only this once)"),
+            Some(s) => println!(
+                "secret:  {}\n(the secret is shown only this once)",
+                s.as_str()
+            ),
             None => println!("(Ed25519 key: sign requests with your private key)"),
         }
     }
