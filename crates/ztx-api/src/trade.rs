@@ -33,6 +33,9 @@ fn exchange_error(e: ExchangeError) -> ApiError {
         ExchangeError::UnknownAsset(_) => ApiError::illegal_chars("asset", "^[A-Z0-9]{1,10}$"),
         ExchangeError::MissingParameter(p) => ApiError::mandatory_param(p),
         ExchangeError::UnexpectedParameter(p) => ApiError::param_not_required(p),
+        ExchangeError::MalformedParameter(p) => {
+            ApiError::illegal_chars(p, crate::error::CLIENT_ORDER_ID_LEGAL_RANGE)
+        }
         ExchangeError::Filter(f) => ApiError::filter_failure(f),
         ExchangeError::InsufficientBalance => {
             ApiError::new_order_rejected(REASON_INSUFFICIENT_BALANCE)

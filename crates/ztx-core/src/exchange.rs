@@ -94,6 +94,8 @@ pub enum ExchangeError {
     MissingParameter(&'static str),
     #[error("parameter {0} is not allowed for this order type")]
     UnexpectedParameter(&'static str),
+    #[error("parameter {0} has characters or a length it may not have")]
+    MalformedParameter(&'static str),
     #[error("{0}")]
     Filter(#[from] FilterError),
     #[error("insufficient balance")]
@@ -927,7 +929,7 @@ fn check_shape(
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b));
         if !ok {
-            return Err(Missing("newClientOrderId"));
+            return Err(ExchangeError::MalformedParameter("newClientOrderId"));
         }
     }
     match o.order_type {

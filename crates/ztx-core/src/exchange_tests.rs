@@ -658,3 +658,20 @@ fn market_buy_for_more_quote_than_the_balance_is_refused_even_on_a_thin_book() {
         "what was not spent is released"
     );
 }
+
+#[test]
+fn malformed_client_order_id_is_named_as_such() {
+    let mut w = World::new();
+    for bad in ["", "has space", "x".repeat(37).as_str(), "emoji-🙂"] {
+        let o = NewOrder {
+            client_order_id: Some(bad.to_string()),
+            ..limit(1, Side::Buy, 50_000, 10, TimeInForce::Gtc)
+        };
+        assert_eq!(
+            w.place(o),
+            Err(ExchangeError::MalformedParameter("newClientOrderId")),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(w.ex.open_order_count(), 0);
+}
