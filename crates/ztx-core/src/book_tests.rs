@@ -1,3 +1,6 @@
+//! The order book's tests: priority, cancels, self-trade prevention, and that `simulate`
+//! predicts `match_taker`.
+
 use proptest::prelude::*;
 
 use super::*;

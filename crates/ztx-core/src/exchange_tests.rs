@@ -1,3 +1,7 @@
+//! The exchange's tests: each order type, time in force and self-trade mode, refusals,
+//! and properties over random command streams (conservation, exact holds, determinism,
+//! restart).
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
@@ -6,6 +10,7 @@ use super::*;
 use crate::ledger::PendingState;
 use crate::market::MarketParams;
 use crate::money::Asset;
+use crate::order::StpMode;
 
 fn code(s: &str) -> AssetCode {
     AssetCode::new(s).unwrap()

@@ -1,3 +1,6 @@
+//! The ledger's tests: TigerBeetle's semantics case by case, and the invariants of
+//! DESIGN.md (conservation, no negative balance, idempotency) as properties.
+
 use proptest::prelude::*;
 
 use super::*;

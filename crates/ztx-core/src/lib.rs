@@ -5,6 +5,7 @@
 
 pub mod book;
 pub mod changes;
+pub mod command;
 pub mod error;
 pub mod exchange;
 pub mod ledger;
