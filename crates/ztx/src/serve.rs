@@ -91,7 +91,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         );
         let local = listener.local_addr().unwrap_or(listen);
         tracing::info!(%local, mode = config.mode.as_str(), data_dir = %site.dir.display(), "ztx is serving");
-        println!("ztx is serving the Binance-compatible API on http://{local}");
+        say(&format!("ztx is serving the Binance-compatible API on http://{local}"));
         if first_start {
             print_welcome(&site);
         }
@@ -106,14 +106,23 @@ pub fn run(args: ServeArgs) -> Result<()> {
     })
 }
 
+/// Writes a line to stdout for the operator. A closed stdout (`ztx serve | head -1`) must
+/// not bring the server down, so write errors are ignored where `println!` would panic.
+fn say(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
 fn print_welcome(site: &Site) {
     let dir = site.dir.display();
-    println!(
+    say(&format!(
         "\nNo customers yet. Create the first one and an API key for it:\n\
          \n  ztx admin --data-dir {dir} customer create --email you@example.com\
          \n  ztx admin --data-dir {dir} api-key create --customer 1 --permissions read,trade\
          \n  ztx admin --data-dir {dir} faucet --customer 1 --asset USDT --amount 10000   # development deposit\n"
-    );
+    ));
 }
 
 async fn shutdown() {

@@ -622,14 +622,19 @@ fn secrets_never_reach_the_log() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let addr = {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         use std::io::BufRead;
-        std::io::BufReader::new(stdout)
+        for line in std::io::BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
-            .find_map(|l| l.split("http://").nth(1).map(|a| a.trim().to_string()))
-            .unwrap()
-    };
+        {
+            if let Some(addr) = line.split("http://").nth(1) {
+                let _ = tx.send(addr.trim().to_string());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(20)).unwrap();
     let server = Server(child);
     let d = data.to_str().unwrap();
     let (key, secret) = customer_with_key(d, "log@example.com");
@@ -680,4 +685,34 @@ fn secrets_never_reach_the_log() {
         !text.contains(master.trim()),
         "the master key appeared in the server log"
     );
+}
+
+/// Nobody reading the server's stdout (`ztx serve | head -1`, a closed terminal) must not
+/// bring it down: its messages are not worth a crash.
+#[test]
+fn serve_survives_a_closed_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader); // every write to stdout now fails with EPIPE
+    let child = Command::new(ZTX)
+        .args(["serve", "--listen", &addr, "--data-dir"])
+        .arg(dir.path().join("d"))
+        .stdout(writer)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "the server never listened");
+        assert!(server.0.try_wait().unwrap().is_none(), "the server died");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(http(&addr, "GET", "/api/v3/ping", None).0, 200);
+    assert!(server.0.try_wait().unwrap().is_none(), "the server died");
 }
