@@ -51,12 +51,18 @@ impl Drop for Server {
 }
 
 fn serve(data: &Path, extra: &[&str]) -> (Server, String) {
+    serve_logging(data, extra, Stdio::null(), "info")
+}
+
+/// `serve`, with the server's log (stderr) going to `log` at level `level`.
+fn serve_logging(data: &Path, extra: &[&str], log: Stdio, level: &str) -> (Server, String) {
     let mut child = Command::new(ZTX)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .args(extra)
+        .env("RUST_LOG", level)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -613,29 +619,8 @@ fn secrets_never_reach_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     let log = dir.path().join("serve.log");
-    let mut child = Command::new(ZTX)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(addr) = line.split("http://").nth(1) {
-                let _ = tx.send(addr.trim().to_string());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(20)).unwrap();
-    let server = Server(child);
+    let log_file = std::fs::File::create(&log).unwrap();
+    let (server, addr) = serve_logging(&data, &[], Stdio::from(log_file), "trace");
     let d = data.to_str().unwrap();
     let (key, secret) = customer_with_key(d, "log@example.com");
     // A good request, a bad signature and a refused order, each through every log path.
