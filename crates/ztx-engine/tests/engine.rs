@@ -304,6 +304,36 @@ fn inbox_deposits_are_applied_once(db: &Db) {
     });
 }
 
+fn the_writer_indexes_history_between_commits(db: &Db) {
+    let (_engine, handle) = start(db);
+    let mut other = db.open();
+    let (last_order, last_trade) = runtime().block_on(async {
+        handle.execute(deposit(1, "USDT", 10_000, 1)).await.unwrap();
+        handle.execute(deposit(2, "BTC", 1, 2)).await.unwrap();
+        handle.execute(buy(1, 50_000, 10)).await.unwrap();
+        let Reply::Placed { order, trades } = handle.execute(sell(2, 50_000, 10)).await.unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(trades.len(), 1);
+        (order.id, trades[0].id)
+    });
+    // Nobody but the engine's writer indexes; an idle writer catches up within a few of
+    // its intervals.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (orders, trades) = other.history_indexed_to().unwrap();
+        if orders == last_order && trades == last_trade {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "history still indexed only to {orders:?}, {trades:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Runs each scenario against both backends.
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
@@ -325,4 +355,5 @@ on_both_backends!(
     restart_resumes_books_holds_and_balances_exactly,
     a_failed_commit_acknowledges_nothing_and_changes_nothing,
     inbox_deposits_are_applied_once,
+    the_writer_indexes_history_between_commits,
 );

@@ -49,6 +49,10 @@ pub enum StoreError {
     /// The operator's fault: the database refused a setting the store depends on.
     #[error("database setting refused: {0}")]
     Setting(String),
+    /// A programming error: a statement's `$N` parameters are not numbered in order of
+    /// first use, which SQLite would silently bind to the wrong values.
+    #[error("statement parameters out of order: {0}")]
+    ParameterOrder(&'static str),
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("PostgreSQL: {0}")]

@@ -122,6 +122,17 @@ pub trait Store: Send {
     /// Upkeep to run off the commit path, on a connection of its own, every few tens of
     /// milliseconds (SQLite: a passive WAL checkpoint; PostgreSQL: nothing).
     fn maintain(&mut self) -> Result<()>;
+    /// Adds up to `limit` orders and `limit` trades committed since the last call to the
+    /// per-customer history indexes, in one transaction; returns how many it added. Reads
+    /// are complete whether or not this has run: it only moves rows from the small
+    /// unindexed tail, which every read also scans, into the index. Call it from the
+    /// connection that applies changes (so it never waits for a write lock), every few
+    /// tens of milliseconds: one call indexes many commits at once, which is what keeps
+    /// the per-customer B-trees off the commit path.
+    fn index_history(&mut self, limit: u32) -> Result<u64>;
+    /// The largest order id and trade id in the per-customer history indexes (the
+    /// indexing lag is the distance from the newest ids).
+    fn history_indexed_to(&mut self) -> Result<(OrderId, TradeId)>;
 }
 
 /// Implements [`Store`] for a backend by calling the shared operations.
@@ -232,6 +243,15 @@ macro_rules! impl_store {
             }
             fn maintain(&mut self) -> Result<()> {
                 sql::Backend::maintain(self)
+            }
+            fn index_history(&mut self, limit: u32) -> Result<u64> {
+                write::index_history(self, limit)
+            }
+            fn history_indexed_to(&mut self) -> Result<(OrderId, TradeId)> {
+                Ok((
+                    OrderId(write::indexed_to(self, "orders")?),
+                    TradeId(write::indexed_to(self, "trades")?),
+                ))
             }
             fn inbox_item(&mut self, id: InboxId) -> Result<Option<InboxItem>> {
                 read::inbox_item(self, id)

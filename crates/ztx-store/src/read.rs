@@ -139,10 +139,17 @@ pub(crate) fn order(
         )?,
         OrderQuery::ByClientId(client_id) => conn.query(
             concat!(
-                "SELECT ",
+                "SELECT * FROM (SELECT ",
                 order_columns!(),
-                " FROM orders WHERE customer_id = $1 AND symbol = $2 AND client_order_id = $3 \
-                 ORDER BY id DESC LIMIT 1"
+                " FROM order_client_index JOIN orders ON orders.id = order_id \
+                 WHERE owner = $1 AND market = $2 AND client_id = $3 \
+                 ORDER BY order_id DESC LIMIT 1) AS indexed \
+                 UNION ALL SELECT * FROM (SELECT ",
+                order_columns!(),
+                " FROM orders WHERE id > ",
+                indexed_to!("orders"),
+                " AND customer_id = $1 AND symbol = $2 AND client_order_id = $3 \
+                 ORDER BY id DESC LIMIT 1) AS tail ORDER BY id DESC LIMIT 1"
             ),
             &[customer, sql::text(symbol), sql::text(client_id)],
         )?,
@@ -179,13 +186,26 @@ fn page<T>(
     }
 }
 
+/// One page of history: `$1` customer, `$2` symbol, `$3` from id, `$4 $5` time window,
+/// `$6` limit; the indexed part and the tail each give at most `$6` rows, and the union
+/// is cut to `$6` again in the same order.
 macro_rules! order_page {
     ($direction:literal) => {
         concat!(
-            "SELECT ",
+            "SELECT * FROM (SELECT ",
             order_columns!(),
-            " FROM orders WHERE customer_id = $1 AND symbol = $2 AND id >= $3 \
+            " FROM order_index JOIN orders ON orders.id = order_id \
+             WHERE owner = $1 AND market = $2 AND order_id >= $3 \
+             AND created_ms >= $4 AND created_ms <= $5 ORDER BY order_id ",
+            $direction,
+            " LIMIT $6) AS indexed UNION ALL SELECT * FROM (SELECT ",
+            order_columns!(),
+            " FROM orders WHERE id > ",
+            indexed_to!("orders"),
+            " AND customer_id = $1 AND symbol = $2 AND id >= $3 \
              AND created_ms >= $4 AND created_ms <= $5 ORDER BY id ",
+            $direction,
+            " LIMIT $6) AS tail ORDER BY id ",
             $direction,
             " LIMIT $6"
         )
@@ -211,44 +231,46 @@ pub(crate) fn orders(
     )
 }
 
+/// Scans every open order of the exchange (the `orders_open` index), which is what
+/// restart reads too; the API asks the engine, which keeps them in memory.
 pub(crate) fn open_orders(
     conn: &mut dyn Conn,
     customer: CustomerId,
     symbol: Option<&str>,
 ) -> Result<Vec<Order>> {
-    let customer = sql::int(customer.0, "customer id")?;
-    let rows = match symbol {
-        Some(symbol) => conn.query(
-            concat!(
-                "SELECT ",
-                order_columns!(),
-                " FROM orders WHERE customer_id = $1 AND symbol = $2 AND status IN ",
-                open_statuses!(),
-                " ORDER BY id"
-            ),
-            &[customer, sql::text(symbol)],
-        )?,
-        None => conn.query(
-            concat!(
-                "SELECT ",
-                order_columns!(),
-                " FROM orders WHERE customer_id = $1 AND status IN ",
-                open_statuses!(),
-                " ORDER BY id"
-            ),
-            &[customer],
-        )?,
-    };
+    let rows = conn.query(
+        concat!(
+            "SELECT ",
+            order_columns!(),
+            " FROM orders WHERE status IN ",
+            open_statuses!(),
+            " AND customer_id = $1 AND ($2 = '' OR symbol = $2) ORDER BY id"
+        ),
+        &[
+            sql::int(customer.0, "customer id")?,
+            sql::text(symbol.unwrap_or("")),
+        ],
+    )?;
     decode_all(rows, codec::order)
 }
 
 macro_rules! my_trade_page {
     ($direction:literal) => {
         concat!(
-            "SELECT ",
+            "SELECT * FROM (SELECT ",
             trade_columns!(),
-            " FROM trades WHERE (buyer_id = $1 OR seller_id = $1) AND symbol = $2 AND id >= $3 \
+            " FROM trade_index JOIN trades ON trades.id = trade_id \
+             WHERE owner = $1 AND market = $2 AND trade_id >= $3 \
+             AND time_ms >= $4 AND time_ms <= $5 ORDER BY trade_id ",
+            $direction,
+            " LIMIT $6) AS indexed UNION ALL SELECT * FROM (SELECT ",
+            trade_columns!(),
+            " FROM trades WHERE id > ",
+            indexed_to!("trades"),
+            " AND (buyer_id = $1 OR seller_id = $1) AND symbol = $2 AND id >= $3 \
              AND time_ms >= $4 AND time_ms <= $5 ORDER BY id ",
+            $direction,
+            " LIMIT $6) AS tail ORDER BY id ",
             $direction,
             " LIMIT $6"
         )

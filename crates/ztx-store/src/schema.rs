@@ -13,6 +13,13 @@ const META_DDL: &str =
 /// PostgreSQL `BIGINT`); `{without_rowid}` keeps SQLite tables keyed by blobs or several
 /// columns in one B-tree instead of two. Integers are signed 64-bit on both, amounts
 /// decimal `TEXT`, transfer ids 16-byte big-endian `{blob}`.
+///
+/// `orders` and `trades` grow at their right end only (ids increase), so committing a
+/// batch touches few pages. Their per-customer look-ups live in `order_index`,
+/// `order_client_index` and `trade_index`, which [`crate::Store::index_history`] fills
+/// later, many batches at a time, up to the ids recorded in `history_indexed`; reads take
+/// the rows above those ids from the tables themselves, so nothing committed is ever
+/// missing from a query (see `read.rs`).
 const V1: &str = "
 CREATE TABLE customers (
     id {id} PRIMARY KEY,
@@ -80,10 +87,7 @@ CREATE TABLE orders (
     created_ms BIGINT NOT NULL,
     updated_ms BIGINT NOT NULL
 );
-CREATE INDEX orders_customer_symbol_id ON orders (customer_id, symbol, id);
-CREATE INDEX orders_customer_symbol_client ON orders (customer_id, symbol, client_order_id);
-CREATE INDEX orders_open ON orders (customer_id, symbol, id)
-    WHERE status IN ('NEW', 'PARTIALLY_FILLED');
+CREATE INDEX orders_open ON orders (id) WHERE status IN ('NEW', 'PARTIALLY_FILLED');
 CREATE TABLE trades (
     id {id} PRIMARY KEY,
     symbol TEXT NOT NULL,
@@ -103,8 +107,30 @@ CREATE TABLE trades (
 );
 CREATE INDEX trades_symbol_id ON trades (symbol, id);
 CREATE INDEX trades_symbol_time ON trades (symbol, time_ms, id);
-CREATE INDEX trades_buyer_symbol ON trades (buyer_id, symbol, id);
-CREATE INDEX trades_seller_symbol ON trades (seller_id, symbol, id);
+CREATE TABLE order_index (
+    owner BIGINT NOT NULL,
+    market TEXT NOT NULL,
+    order_id BIGINT NOT NULL,
+    PRIMARY KEY (owner, market, order_id)
+){without_rowid};
+CREATE TABLE order_client_index (
+    owner BIGINT NOT NULL,
+    market TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    order_id BIGINT NOT NULL,
+    PRIMARY KEY (owner, market, client_id, order_id)
+){without_rowid};
+CREATE TABLE trade_index (
+    owner BIGINT NOT NULL,
+    market TEXT NOT NULL,
+    trade_id BIGINT NOT NULL,
+    PRIMARY KEY (owner, market, trade_id)
+){without_rowid};
+CREATE TABLE history_indexed (
+    name TEXT PRIMARY KEY,
+    last_id BIGINT NOT NULL
+);
+INSERT INTO history_indexed (name, last_id) VALUES ('orders', 0), ('trades', 0);
 CREATE TABLE candles (
     symbol TEXT NOT NULL,
     open_ms BIGINT NOT NULL,

@@ -77,15 +77,35 @@ fn cell(value: ValueRef<'_>) -> Cell {
 /// Runs statements on a borrowed connection: the store's own, or its open transaction.
 struct SqliteConn<'a>(&'a Connection);
 
+impl SqliteConn<'_> {
+    /// The cached statement, refused unless its parameters are `$1`, `$2`, … in order of
+    /// first appearance. SQLite numbers `$N` by appearance, not by `N`, so a statement
+    /// such as `SET a = $2 WHERE b = $1` would bind each value to the other column;
+    /// PostgreSQL binds by `N`. Checking here keeps one statement text right for both.
+    fn prepare(&self, sql: &'static str) -> Result<rusqlite::CachedStatement<'_>> {
+        let stmt = self.0.prepare_cached(sql)?;
+        for i in 1..=stmt.parameter_count() {
+            let numbered = stmt
+                .parameter_name(i)
+                .and_then(|name| name.strip_prefix('$'))
+                .and_then(|n| n.parse::<usize>().ok());
+            if numbered != Some(i) {
+                return Err(StoreError::ParameterOrder(sql));
+            }
+        }
+        Ok(stmt)
+    }
+}
+
 impl Conn for SqliteConn<'_> {
     fn exec(&mut self, sql: &'static str, params: &[Param]) -> Result<u64> {
-        let mut stmt = self.0.prepare_cached(sql)?;
+        let mut stmt = self.prepare(sql)?;
         let changed = stmt.execute(rusqlite::params_from_iter(params))?;
         Ok(u64::try_from(changed).unwrap_or(u64::MAX))
     }
 
     fn query(&mut self, sql: &'static str, params: &[Param]) -> Result<Vec<Row>> {
-        let mut stmt = self.0.prepare_cached(sql)?;
+        let mut stmt = self.prepare(sql)?;
         let width = stmt.column_count();
         let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
         let mut out = Vec::new();

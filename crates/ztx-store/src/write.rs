@@ -209,6 +209,80 @@ pub(crate) fn apply<B: Backend>(db: &mut B, changes: &Changes) -> Result<()> {
     })
 }
 
+/// Statements that move one table's unindexed tail, `($1, $2]` by id, into its
+/// per-customer index.
+struct HistoryIndex {
+    /// The row of `history_indexed` that records how far this table is indexed.
+    name: &'static str,
+    /// The largest id of at most `$2` rows above `$1`; NULL when there are none.
+    tail_end: &'static str,
+    inserts: &'static [&'static str],
+}
+
+const HISTORY_INDEXES: [HistoryIndex; 2] = [
+    HistoryIndex {
+        name: "orders",
+        tail_end: "SELECT MAX(id) FROM \
+                   (SELECT id FROM orders WHERE id > $1 ORDER BY id LIMIT $2) AS t",
+        inserts: &[
+            "INSERT INTO order_index (owner, market, order_id) \
+             SELECT customer_id, symbol, id FROM orders WHERE id > $1 AND id <= $2",
+            "INSERT INTO order_client_index (owner, market, client_id, order_id) \
+             SELECT customer_id, symbol, client_order_id, id FROM orders \
+             WHERE id > $1 AND id <= $2",
+        ],
+    },
+    HistoryIndex {
+        name: "trades",
+        tail_end: "SELECT MAX(id) FROM \
+                   (SELECT id FROM trades WHERE id > $1 ORDER BY id LIMIT $2) AS t",
+        inserts: &[
+            "INSERT INTO trade_index (owner, market, trade_id) \
+             SELECT buyer_id, symbol, id FROM trades WHERE id > $1 AND id <= $2",
+            // A self-trade (STP mode NONE) is indexed once.
+            "INSERT INTO trade_index (owner, market, trade_id) \
+             SELECT seller_id, symbol, id FROM trades \
+             WHERE id > $1 AND id <= $2 AND seller_id <> buyer_id",
+        ],
+    },
+];
+
+/// How far the history table `name` is indexed: the largest id in its index.
+pub(crate) fn indexed_to(conn: &mut dyn Conn, name: &'static str) -> Result<u64> {
+    let row = sql::first(conn.query(
+        "SELECT last_id FROM history_indexed WHERE name = $1",
+        &[sql::text(name)],
+    )?)
+    .ok_or_else(|| StoreError::corrupt("history_indexed", "name", format!("no row {name:?}")))?;
+    RowReader::new("history_indexed", row).u64("last_id")
+}
+
+/// See [`crate::Store::index_history`]. Correct because ids only grow and a single
+/// writer commits them in order: no row at or below a recorded `last_id` appears later.
+pub(crate) fn index_history<B: Backend>(db: &mut B, limit: u32) -> Result<u64> {
+    let limit = sql::limit(limit);
+    db.transaction(|tx| {
+        let mut added = 0u64;
+        for index in &HISTORY_INDEXES {
+            let last = sql::int(indexed_to(tx, index.name)?, "history_indexed last_id")?;
+            let end = sql::first(tx.query(index.tail_end, &[last.clone(), limit.clone()])?)
+                .map(|row| RowReader::new(index.name, row).opt_u64("id"))
+                .transpose()?
+                .flatten();
+            let Some(end) = end else { continue };
+            let end = sql::int(end, "history_indexed last_id")?;
+            for insert in index.inserts {
+                added = added.saturating_add(tx.exec(insert, &[last.clone(), end.clone()])?);
+            }
+            tx.exec(
+                "UPDATE history_indexed SET last_id = $1 WHERE name = $2",
+                &[end, sql::text(index.name)],
+            )?;
+        }
+        Ok(added)
+    })
+}
+
 pub(crate) fn init_mode<B: Backend>(db: &mut B, mode: Mode) -> Result<()> {
     db.transaction(|tx| match schema::read_meta(tx, "mode")? {
         None => schema::write_meta(tx, "mode", mode.as_str()),

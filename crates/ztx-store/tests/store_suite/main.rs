@@ -1,5 +1,5 @@
-//! The store suite, run against SQLite and PostgreSQL, a property test of apply/load on
-//! SQLite, and a printed micro-benchmark of `apply`.
+//! The store suite, run against SQLite and PostgreSQL, property tests of apply/load and of
+//! the history indexes on SQLite, and a printed micro-benchmark of `apply`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -49,4 +49,5 @@ store_suite!(sqlite, Some(crate::common::SqliteFixture::new()));
 store_suite!(postgres, crate::common::PgFixture::new());
 
 mod bench;
+mod history;
 mod roundtrip;

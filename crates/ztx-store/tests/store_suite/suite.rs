@@ -260,6 +260,16 @@ pub fn order_queries_follow_binance(fx: &dyn Fixture) {
             ..Changes::default()
         })
         .unwrap();
+    // Complete whether or not the per-customer index has caught up: before any
+    // indexing, part-way (the older "client-2" indexed, the newer in the tail), and after.
+    check_order_queries(store.as_mut());
+    store.index_history(3).unwrap();
+    check_order_queries(store.as_mut());
+    while store.index_history(2).unwrap() > 0 {}
+    check_order_queries(store.as_mut());
+}
+
+fn check_order_queries(store: &mut dyn ztx_store::Store) {
     let c1 = CustomerId(1);
     let ids = |v: Vec<ztx_core::Order>| v.into_iter().map(|o| o.id.0).collect::<Vec<_>>();
 
@@ -346,6 +356,14 @@ pub fn trade_queries_follow_binance(fx: &dyn Fixture) {
             ..Changes::default()
         })
         .unwrap();
+    check_trade_queries(store.as_mut(), &trades);
+    store.index_history(3).unwrap();
+    check_trade_queries(store.as_mut(), &trades);
+    while store.index_history(2).unwrap() > 0 {}
+    check_trade_queries(store.as_mut(), &trades);
+}
+
+fn check_trade_queries(store: &mut dyn ztx_store::Store, trades: &[ztx_core::Trade]) {
     let ids = |v: Vec<ztx_core::Trade>| v.into_iter().map(|t| t.id.0).collect::<Vec<_>>();
     let c1 = CustomerId(1);
     assert_eq!(
@@ -393,20 +411,20 @@ pub fn trade_queries_follow_binance(fx: &dyn Fixture) {
         Some(trades[5].clone())
     );
     assert_eq!(store.last_trade("XRPUSDT").unwrap(), None);
-    let first = |store: &mut Box<dyn ztx_store::Store>, from| {
+    let first = |store: &mut dyn ztx_store::Store, from| {
         store
             .first_trade_since("BTCUSDT", from)
             .unwrap()
             .map(|t| t.id.0)
     };
-    assert_eq!(first(&mut store, 0), Some(1));
-    assert_eq!(first(&mut store, 2_500), Some(3));
+    assert_eq!(first(store, 0), Some(1));
+    assert_eq!(first(store, 2_500), Some(3));
     assert_eq!(
-        first(&mut store, 4_001),
+        first(store, 4_001),
         Some(6),
         "the ETHUSDT trade between is not counted"
     );
-    assert_eq!(first(&mut store, 6_001), None);
+    assert_eq!(first(store, 6_001), None);
 }
 
 pub fn candles_are_built_from_trades(fx: &dyn Fixture) {
