@@ -34,11 +34,16 @@ impl fmt::Debug for PgStore {
 impl PgStore {
     /// Connects (see [`connect`]) and brings the schema up to date.
     pub fn connect(url: &str) -> Result<Self> {
+        Self::connect_at(url, schema::SCHEMA_VERSION)
+    }
+
+    /// Connects with the schema brought up to `version` only (tests of migrations).
+    pub(crate) fn connect_at(url: &str, version: u32) -> Result<Self> {
         let mut store = Self {
             client: connect(url)?,
             statements: HashMap::new(),
         };
-        schema::migrate(&mut store)?;
+        schema::migrate_to(&mut store, version)?;
         Ok(store)
     }
 }

@@ -23,6 +23,11 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_at(path, schema::SCHEMA_VERSION)
+    }
+
+    /// Opens the file with its schema brought up to `version` only (tests of migrations).
+    pub(crate) fn open_at(path: impl AsRef<Path>, version: u32) -> Result<Self> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         let journal: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -44,7 +49,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let mut store = Self { conn };
-        schema::migrate(&mut store)?;
+        schema::migrate_to(&mut store, version)?;
         Ok(store)
     }
 }

@@ -1,6 +1,7 @@
 //! A throw-away PostgreSQL cluster for tests (this crate's and other crates'): initdb in a
 //! temporary directory, a server on a free loopback port, one fresh database per test.
-//! Never touches a PostgreSQL already running on the machine.
+//! Never touches a PostgreSQL already running on the machine. Also: opening a store at an
+//! older schema version, to test migrations.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -290,5 +291,16 @@ impl Drop for PgCluster {
         // Best effort: nothing useful can be done with a failure while dropping.
         let _ = self.stop_command().status();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Opens a store (as [`crate::open`] does) with its schema brought up to `version` only,
+/// as an older release would have left it. Only `apply` and reads that version had are
+/// meaningful on it; opening it normally afterwards migrates it to the latest.
+pub fn open_at_version(url_or_path: &str, version: u32) -> crate::Result<Box<dyn crate::Store>> {
+    if url_or_path.starts_with("postgres://") || url_or_path.starts_with("postgresql://") {
+        Ok(Box::new(crate::PgStore::connect_at(url_or_path, version)?))
+    } else {
+        Ok(Box::new(crate::SqliteStore::open_at(url_or_path, version)?))
     }
 }

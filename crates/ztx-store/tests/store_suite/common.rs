@@ -13,6 +13,8 @@ use ztx_store::testing::PgCluster;
 /// A database the suite can open (again) and poke with raw SQL.
 pub trait Fixture {
     fn open(&self) -> Box<dyn Store>;
+    /// Opens with the schema of an older release (see `testing::open_at_version`).
+    fn open_at_version(&self, version: u32) -> Box<dyn Store>;
     /// Runs raw SQL behind the store's back (to corrupt rows).
     fn raw(&self, sql: &str);
 }
@@ -35,6 +37,9 @@ impl Fixture for SqliteFixture {
     fn open(&self) -> Box<dyn Store> {
         // Through `open`, so that its dispatch on the argument is tested too.
         ztx_store::open(self.path.to_str().unwrap()).unwrap()
+    }
+    fn open_at_version(&self, version: u32) -> Box<dyn Store> {
+        ztx_store::testing::open_at_version(self.path.to_str().unwrap(), version).unwrap()
     }
     fn raw(&self, sql: &str) {
         rusqlite::Connection::open(&self.path)
@@ -62,6 +67,9 @@ impl PgFixture {
 impl Fixture for PgFixture {
     fn open(&self) -> Box<dyn Store> {
         ztx_store::open(&self.url).unwrap()
+    }
+    fn open_at_version(&self, version: u32) -> Box<dyn Store> {
+        ztx_store::testing::open_at_version(&self.url, version).unwrap()
     }
     fn raw(&self, sql: &str) {
         postgres::Client::connect(&self.url, postgres::NoTls)

@@ -238,8 +238,8 @@ pub fn api_keys_round_trip(fx: &dyn Fixture) {
     assert_eq!(store.api_keys_of(owner).unwrap().len(), 2);
 }
 
-pub fn order_queries_follow_binance(fx: &dyn Fixture) {
-    let mut store = fx.open();
+/// Orders of customers 1 and 2 in two markets; "client-2" is used twice (ids 2 and 9).
+fn order_history() -> Vec<ztx_core::Order> {
     let mut orders = Vec::new();
     for id in 1..=6 {
         let status = if id % 3 == 0 {
@@ -254,19 +254,70 @@ pub fn order_queries_follow_binance(fx: &dyn Fixture) {
     let mut same_client = order(9, 1, "BTCUSDT", OrderStatus::Canceled, 9000);
     same_client.client_order_id = "client-2".into();
     orders.push(same_client);
+    orders
+}
+
+/// Trades among customers 1–3, with a self-trade (id 4).
+fn trade_history() -> Vec<ztx_core::Trade> {
+    vec![
+        trade(1, "BTCUSDT", 1, 2, 1_000, 10, 1, true),
+        trade(2, "BTCUSDT", 2, 1, 2_000, 11, 1, false),
+        trade(3, "BTCUSDT", 2, 3, 3_000, 12, 1, true),
+        trade(4, "BTCUSDT", 1, 1, 4_000, 13, 1, true),
+        trade(5, "ETHUSDT", 1, 2, 5_000, 14, 1, true),
+        trade(6, "BTCUSDT", 3, 1, 6_000, 15, 1, false),
+    ]
+}
+
+/// Runs the history checks before any indexing, part-way (the older "client-2" indexed,
+/// the newer in the tail), and after: reads are complete whether or not the
+/// per-customer index has caught up.
+fn check_history_at_every_indexing_point(store: &mut dyn ztx_store::Store) {
+    let trades = trade_history();
+    let check = |store: &mut dyn ztx_store::Store| {
+        check_order_queries(store);
+        check_trade_queries(store, &trades);
+    };
+    check(store);
+    store.index_history(3).unwrap();
+    check(store);
+    while store.index_history(2).unwrap() > 0 {}
+    check(store);
+}
+
+pub fn history_queries_follow_binance(fx: &dyn Fixture) {
+    let mut store = fx.open();
     store
         .apply(&Changes {
-            orders,
+            orders: order_history(),
+            trades: trade_history(),
             ..Changes::default()
         })
         .unwrap();
-    // Complete whether or not the per-customer index has caught up: before any
-    // indexing, part-way (the older "client-2" indexed, the newer in the tail), and after.
-    check_order_queries(store.as_mut());
-    store.index_history(3).unwrap();
-    check_order_queries(store.as_mut());
-    while store.index_history(2).unwrap() > 0 {}
-    check_order_queries(store.as_mut());
+    check_history_at_every_indexing_point(store.as_mut());
+}
+
+/// A database written by schema version 1 (per-customer indexes on the tables
+/// themselves) reads the same after the migration, before and after indexing.
+pub fn version_one_history_is_complete_after_migrating(fx: &dyn Fixture) {
+    let mut old = fx.open_at_version(1);
+    old.apply(&Changes {
+        orders: order_history(),
+        trades: trade_history(),
+        ..Changes::default()
+    })
+    .unwrap();
+    drop(old);
+    let mut store = fx.open();
+    assert_eq!(
+        store.history_indexed_to().unwrap(),
+        (OrderId(0), TradeId(0))
+    );
+    check_history_at_every_indexing_point(store.as_mut());
+    assert_eq!(
+        store.history_indexed_to().unwrap(),
+        (OrderId(9), TradeId(6))
+    );
 }
 
 fn check_order_queries(store: &mut dyn ztx_store::Store) {
@@ -338,29 +389,6 @@ fn check_order_queries(store: &mut dyn ztx_store::Store) {
         ids(store.open_orders(CustomerId(3), None).unwrap()),
         Vec::<u64>::new()
     );
-}
-
-pub fn trade_queries_follow_binance(fx: &dyn Fixture) {
-    let mut store = fx.open();
-    let trades = vec![
-        trade(1, "BTCUSDT", 1, 2, 1_000, 10, 1, true),
-        trade(2, "BTCUSDT", 2, 1, 2_000, 11, 1, false),
-        trade(3, "BTCUSDT", 2, 3, 3_000, 12, 1, true),
-        trade(4, "BTCUSDT", 1, 1, 4_000, 13, 1, true),
-        trade(5, "ETHUSDT", 1, 2, 5_000, 14, 1, true),
-        trade(6, "BTCUSDT", 3, 1, 6_000, 15, 1, false),
-    ];
-    store
-        .apply(&Changes {
-            trades: trades.clone(),
-            ..Changes::default()
-        })
-        .unwrap();
-    check_trade_queries(store.as_mut(), &trades);
-    store.index_history(3).unwrap();
-    check_trade_queries(store.as_mut(), &trades);
-    while store.index_history(2).unwrap() > 0 {}
-    check_trade_queries(store.as_mut(), &trades);
 }
 
 fn check_trade_queries(store: &mut dyn ztx_store::Store, trades: &[ztx_core::Trade]) {
