@@ -250,6 +250,10 @@ struct Sealed {
 /// often enough that a call stays well under a millisecond at full load.
 const INDEX_EVERY: Duration = Duration::from_millis(20);
 
+/// Under continuous load the writer may find no gap between batches; it then indexes
+/// at least this often all the same.
+const INDEX_AT_MOST_EVERY: Duration = Duration::from_millis(100);
+
 /// The most orders (and trades) one indexing call takes; a backlog (after a restart)
 /// is worked off over several calls between commits.
 const INDEX_LIMIT: u32 = 2_000;
@@ -267,14 +271,18 @@ struct Writer {
 impl Writer {
     fn run(&mut self, rx: &Receiver<Sealed>) {
         let mut group = Vec::with_capacity(WRITER_DEPTH);
+        let mut next = None;
         loop {
-            let first = match rx.recv_timeout(INDEX_EVERY) {
-                Ok(first) => first,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.index();
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => return,
+            let first = match next.take() {
+                Some(first) => first,
+                None => match rx.recv_timeout(INDEX_EVERY) {
+                    Ok(first) => first,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.index();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
             };
             // Every batch already waiting is committed with this one, in one transaction:
             // the busier the exchange, the larger (and cheaper per order) the commit.
@@ -298,8 +306,14 @@ impl Writer {
             }
             self.pipeline.done.fetch_add(count, Ordering::AcqRel);
             self.unindexed |= durable;
-            if self.last_indexed.elapsed() >= INDEX_EVERY {
-                self.index();
+            // Index in a gap between batches, so that no batch waits behind it, unless
+            // batches have kept coming for long enough that the tail needs it anyway.
+            let since = self.last_indexed.elapsed();
+            if since >= INDEX_EVERY {
+                next = rx.try_recv().ok();
+                if next.is_none() || since >= INDEX_AT_MOST_EVERY {
+                    self.index();
+                }
             }
         }
     }

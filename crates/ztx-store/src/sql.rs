@@ -55,6 +55,11 @@ pub(crate) trait Backend: Conn {
     /// Background upkeep that must not run on the commit path (SQLite: checkpoint).
     fn maintain(&mut self) -> Result<()>;
     fn transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T>;
+    /// A transaction whose commit does not wait for the disk: for data that can be
+    /// derived again from what is durable. Still atomic, and ordered before every later
+    /// commit (a crash loses it only together with nothing durable); it is just not
+    /// durable by itself when it returns.
+    fn derived_transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T>;
 }
 
 /// The first row of a query, if any.

@@ -18,6 +18,9 @@ const STATEMENT_CACHE: usize = 64;
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
+    /// False while `synchronous` may be NORMAL (after a derived transaction whose
+    /// restore failed): a durable transaction then sets FULL again before it starts.
+    synchronous_full: bool,
 }
 
 impl SqliteStore {
@@ -48,7 +51,10 @@ impl SqliteStore {
         conn.pragma_update(None, "mmap_size", 268_435_456)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        let mut store = Self { conn };
+        let mut store = Self {
+            conn,
+            synchronous_full: true,
+        };
         schema::migrate_to(&mut store, version)?;
         Ok(store)
     }
@@ -154,6 +160,28 @@ impl Backend for SqliteStore {
     }
 
     fn transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
+        if !self.synchronous_full {
+            self.conn.pragma_update(None, "synchronous", "FULL")?;
+            self.synchronous_full = true;
+        }
+        self.unsynced_transaction(f)
+    }
+
+    fn derived_transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
+        // In WAL mode, NORMAL skips the fsync at commit; the frames are still appended in
+        // order, so the next FULL commit's fsync makes this one durable too.
+        self.synchronous_full = false;
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let out = self.unsynced_transaction(f);
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        self.synchronous_full = true;
+        out
+    }
+}
+
+impl SqliteStore {
+    /// A transaction at whatever `synchronous` setting the connection has.
+    fn unsynced_transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
         // IMMEDIATE takes the write lock up front, so a writer never fails half-way with
         // SQLITE_BUSY on lock upgrade. Dropping `tx` on an error rolls it back.
         let tx = self
@@ -162,5 +190,36 @@ impl Backend for SqliteStore {
         let out = f(&mut SqliteConn(&tx))?;
         tx.commit()?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synchronous(store: &SqliteStore) -> i64 {
+        store
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// A derived (unsynced) transaction must never leave the connection unsynced: every
+    /// later commit on it acknowledges orders.
+    #[test]
+    fn a_derived_transaction_leaves_the_connection_synchronous_full() {
+        const FULL: i64 = 2;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(dir.path().join("s.sqlite")).unwrap();
+        assert_eq!(synchronous(&store), FULL);
+        store
+            .derived_transaction(|tx| tx.query("PRAGMA synchronous", &[]))
+            .map(|rows| assert_eq!(rows, vec![vec![Cell::Int(1)]], "NORMAL inside"))
+            .unwrap();
+        assert_eq!(synchronous(&store), FULL);
+        let failed: Result<()> =
+            store.derived_transaction(|_| Err(StoreError::Setting("refused".into())));
+        assert!(failed.is_err());
+        assert_eq!(synchronous(&store), FULL, "restored after a failure too");
     }
 }

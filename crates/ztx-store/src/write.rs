@@ -261,7 +261,9 @@ pub(crate) fn indexed_to(conn: &mut dyn Conn, name: &'static str) -> Result<u64>
 /// writer commits them in order: no row at or below a recorded `last_id` appears later.
 pub(crate) fn index_history<B: Backend>(db: &mut B, limit: u32) -> Result<u64> {
     let limit = sql::limit(limit);
-    db.transaction(|tx| {
+    // The indexes are derived from `orders` and `trades`: if a crash loses this commit,
+    // it loses the matching `history_indexed` too, and the rows are indexed again.
+    db.derived_transaction(|tx| {
         let mut added = 0u64;
         for index in &HISTORY_INDEXES {
             let last = sql::int(indexed_to(tx, index.name)?, "history_indexed last_id")?;
