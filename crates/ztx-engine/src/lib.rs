@@ -147,8 +147,6 @@ impl Engine {
         let mut writer = Writer {
             store: writer_store,
             pipeline: pipeline.clone(),
-            last_indexed: Instant::now(),
-            unindexed: true,
         };
         let writer_thread = std::thread::Builder::new()
             .name("ztx-writer".into())
@@ -158,10 +156,15 @@ impl Engine {
         let upkeep_thread = std::thread::Builder::new()
             .name("ztx-upkeep".into())
             .spawn(move || {
+                let mut last_maintained = Instant::now();
                 while !upkeep_pipeline.stopped.load(Ordering::Acquire) {
-                    std::thread::sleep(UPKEEP_EVERY);
-                    if let Err(e) = upkeep_store.maintain() {
-                        tracing::warn!(error = %e, "store upkeep failed");
+                    std::thread::sleep(INDEX_EVERY);
+                    index_history(upkeep_store.as_mut());
+                    if last_maintained.elapsed() >= UPKEEP_EVERY {
+                        last_maintained = Instant::now();
+                        if let Err(e) = upkeep_store.maintain() {
+                            tracing::warn!(error = %e, "store upkeep failed");
+                        }
                     }
                 }
             })
@@ -245,45 +248,34 @@ struct Sealed {
     now_ms: u64,
 }
 
-/// How often the writer moves what it committed into the store's per-customer history
-/// indexes ([`Store::index_history`]): seldom enough that one call covers many commits,
-/// often enough that a call stays well under a millisecond at full load.
+/// How often the upkeep thread moves what was committed into the store's per-customer
+/// history indexes ([`Store::index_history`]): seldom enough that one call covers many
+/// commits (the same customers' index pages written once, not once per commit).
 const INDEX_EVERY: Duration = Duration::from_millis(20);
 
-/// Under continuous load the writer may find no gap between batches; it then indexes
-/// at least this often all the same.
-const INDEX_AT_MOST_EVERY: Duration = Duration::from_millis(100);
-
-/// The most orders (and trades) one indexing call takes; a backlog (after a restart)
-/// is worked off over several calls between commits.
+/// The most orders (and trades) one indexing call takes: a backlog (an upgraded
+/// database's history) is worked off at up to 100,000 a second without keeping the
+/// checkpoints waiting.
 const INDEX_LIMIT: u32 = 2_000;
+
+/// Indexes history committed since the last call. Reads stay complete without it (they
+/// scan the unindexed tail), so a failure is only logged and tried again next time.
+fn index_history(store: &mut dyn Store) {
+    if let Err(e) = store.index_history(INDEX_LIMIT) {
+        tracing::warn!(error = %e, "cannot index history");
+    }
+}
 
 /// Commits batches in order, then answers them.
 struct Writer {
     store: Box<dyn Store>,
     pipeline: Arc<Pipeline>,
-    last_indexed: Instant,
-    /// Whether anything may have been committed since the indexes were last brought up
-    /// to date (true at start: the previous run may have left a tail).
-    unindexed: bool,
 }
 
 impl Writer {
     fn run(&mut self, rx: &Receiver<Sealed>) {
         let mut group = Vec::with_capacity(WRITER_DEPTH);
-        let mut next = None;
-        loop {
-            let first = match next.take() {
-                Some(first) => first,
-                None => match rx.recv_timeout(INDEX_EVERY) {
-                    Ok(first) => first,
-                    Err(RecvTimeoutError::Timeout) => {
-                        self.index();
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => return,
-                },
-            };
+        while let Ok(first) = rx.recv() {
             // Every batch already waiting is committed with this one, in one transaction:
             // the busier the exchange, the larger (and cheaper per order) the commit.
             group.push(first);
@@ -305,31 +297,6 @@ impl Writer {
                 self.answer(sealed, durable);
             }
             self.pipeline.done.fetch_add(count, Ordering::AcqRel);
-            self.unindexed |= durable;
-            // Index in a gap between batches, so that no batch waits behind it, unless
-            // batches have kept coming for long enough that the tail needs it anyway.
-            let since = self.last_indexed.elapsed();
-            if since >= INDEX_EVERY {
-                next = rx.try_recv().ok();
-                if next.is_none() || since >= INDEX_AT_MOST_EVERY {
-                    self.index();
-                }
-            }
-        }
-    }
-
-    /// Indexes what was committed since the last call, between commits: on this
-    /// connection, so it never waits for the write lock, and never while an answer waits.
-    fn index(&mut self) {
-        self.last_indexed = Instant::now();
-        if !self.unindexed || self.pipeline.poisoned.load(Ordering::Acquire) {
-            return;
-        }
-        match self.store.index_history(INDEX_LIMIT) {
-            // A call that found rows may have left more behind: look again next interval.
-            Ok(added) => self.unindexed = added > 0,
-            // Reads stay complete without the index (they scan the tail); try again later.
-            Err(e) => tracing::warn!(error = %e, "cannot index history"),
         }
     }
 

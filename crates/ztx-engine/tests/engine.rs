@@ -304,7 +304,7 @@ fn inbox_deposits_are_applied_once(db: &Db) {
     });
 }
 
-fn the_writer_indexes_history_between_commits(db: &Db) {
+fn history_is_indexed_in_the_background(db: &Db) {
     let (_engine, handle) = start(db);
     let mut other = db.open();
     let (last_order, last_trade) = runtime().block_on(async {
@@ -318,8 +318,8 @@ fn the_writer_indexes_history_between_commits(db: &Db) {
         assert_eq!(trades.len(), 1);
         (order.id, trades[0].id)
     });
-    // Nobody but the engine's writer indexes; an idle writer catches up within a few of
-    // its intervals.
+    // Nobody but the engine's upkeep thread indexes; it catches up within a few of its
+    // intervals.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (orders, trades) = other.history_indexed_to().unwrap();
@@ -355,5 +355,5 @@ on_both_backends!(
     restart_resumes_books_holds_and_balances_exactly,
     a_failed_commit_acknowledges_nothing_and_changes_nothing,
     inbox_deposits_are_applied_once,
-    the_writer_indexes_history_between_commits,
+    history_is_indexed_in_the_background,
 );

@@ -123,12 +123,13 @@ pub trait Store: Send {
     /// milliseconds (SQLite: a passive WAL checkpoint; PostgreSQL: nothing).
     fn maintain(&mut self) -> Result<()>;
     /// Adds up to `limit` orders and `limit` trades committed since the last call to the
-    /// per-customer history indexes, in one transaction; returns how many it added. Reads
-    /// are complete whether or not this has run: it only moves rows from the small
-    /// unindexed tail, which every read also scans, into the index. Call it from the
-    /// connection that applies changes (so it never waits for a write lock), every few
-    /// tens of milliseconds: one call indexes many commits at once, which is what keeps
-    /// the per-customer B-trees off the commit path.
+    /// per-customer history indexes, in one transaction; returns how many rows it added.
+    /// Reads are complete whether or not this has run: it only moves rows from the small
+    /// unindexed tail, which every read also scans, into the index. Call it in the
+    /// background every few tens of milliseconds, on a connection of its own: one call
+    /// indexes many commits at once, which is what keeps the per-customer B-trees off
+    /// the commit path, and it never holds a lock the commits need (SQLite keeps the
+    /// indexes in a database file of their own; PostgreSQL does not lock readers out).
     fn index_history(&mut self, limit: u32) -> Result<u64>;
     /// The largest order id and trade id in the per-customer history indexes (the
     /// indexing lag is the distance from the newest ids).
@@ -176,6 +177,7 @@ macro_rules! impl_store {
                 symbol: &str,
                 query: &OrderQuery,
             ) -> Result<Option<Order>> {
+                sql::Backend::history(self)?;
                 read::order(self, customer, symbol, query)
             }
             fn orders(
@@ -187,6 +189,7 @@ macro_rules! impl_store {
                 end_ms: Option<u64>,
                 limit: u32,
             ) -> Result<Vec<Order>> {
+                sql::Backend::history(self)?;
                 read::orders(self, customer, symbol, from_id, (start_ms, end_ms), limit)
             }
             fn open_orders(
@@ -205,6 +208,7 @@ macro_rules! impl_store {
                 end_ms: Option<u64>,
                 limit: u32,
             ) -> Result<Vec<Trade>> {
+                sql::Backend::history(self)?;
                 read::my_trades(self, customer, symbol, from_id, (start_ms, end_ms), limit)
             }
             fn recent_trades(&mut self, symbol: &str, limit: u32) -> Result<Vec<Trade>> {
@@ -245,9 +249,11 @@ macro_rules! impl_store {
                 sql::Backend::maintain(self)
             }
             fn index_history(&mut self, limit: u32) -> Result<u64> {
+                sql::Backend::history(self)?;
                 write::index_history(self, limit)
             }
             fn history_indexed_to(&mut self) -> Result<(OrderId, TradeId)> {
+                sql::Backend::history(self)?;
                 Ok((
                     OrderId(write::indexed_to(self, "orders")?),
                     TradeId(write::indexed_to(self, "trades")?),

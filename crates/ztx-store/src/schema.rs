@@ -135,12 +135,12 @@ CREATE INDEX inbox_waiting ON inbox (id) WHERE completed_ms IS NULL;
 
 /// Version 2: per-customer history indexes off the commit path. `orders` and `trades`
 /// keep only indexes that grow at their right end (ids increase), so committing a batch
-/// touches few pages. Their per-customer look-ups move to `order_index`,
-/// `order_client_index` and `trade_index`, which [`crate::Store::index_history`] fills
-/// later, many batches at a time, up to the ids recorded in `history_indexed`; reads take
-/// the rows above those ids from the tables themselves, so nothing committed is ever
-/// missing from a query (see `indexed_to!`). `history_indexed` starts at 0, so the first
-/// calls index a version-1 database's existing history.
+/// touches few pages. Their per-customer look-ups move to the tables of [`HISTORY`],
+/// which [`crate::Store::index_history`] fills in the background, many batches at a
+/// time, up to the ids recorded in `history_indexed`; reads take the rows above those
+/// ids from the tables themselves, so nothing committed is ever missing from a query
+/// (see `indexed_to!`). On PostgreSQL those tables are created here; on SQLite they live
+/// in a database file of their own (see `sqlite.rs`).
 const V2: &str = "
 DROP INDEX orders_customer_symbol_id;
 DROP INDEX orders_customer_symbol_client;
@@ -148,30 +148,37 @@ DROP INDEX orders_open;
 CREATE INDEX orders_open ON orders (id) WHERE status IN ('NEW', 'PARTIALLY_FILLED');
 DROP INDEX trades_buyer_symbol;
 DROP INDEX trades_seller_symbol;
-CREATE TABLE order_index (
+{history_tables}";
+
+/// The per-customer history indexes, derived from `orders` and `trades` and so safe to
+/// lose: `history_indexed` starting at 0 rebuilds them. `{history}` qualifies the names
+/// with the schema they live in (SQLite's attached `history` database).
+pub(crate) const HISTORY: &str = "
+CREATE TABLE IF NOT EXISTS {history}order_index (
     owner BIGINT NOT NULL,
     market TEXT NOT NULL,
     order_id BIGINT NOT NULL,
     PRIMARY KEY (owner, market, order_id)
 ){without_rowid};
-CREATE TABLE order_client_index (
+CREATE TABLE IF NOT EXISTS {history}order_client_index (
     owner BIGINT NOT NULL,
     market TEXT NOT NULL,
     client_id TEXT NOT NULL,
     order_id BIGINT NOT NULL,
     PRIMARY KEY (owner, market, client_id, order_id)
 ){without_rowid};
-CREATE TABLE trade_index (
+CREATE TABLE IF NOT EXISTS {history}trade_index (
     owner BIGINT NOT NULL,
     market TEXT NOT NULL,
     trade_id BIGINT NOT NULL,
     PRIMARY KEY (owner, market, trade_id)
 ){without_rowid};
-CREATE TABLE history_indexed (
+CREATE TABLE IF NOT EXISTS {history}history_indexed (
     name TEXT PRIMARY KEY,
     last_id BIGINT NOT NULL
 );
-INSERT INTO history_indexed (name, last_id) VALUES ('orders', 0), ('trades', 0);
+INSERT INTO {history}history_indexed (name, last_id) VALUES ('orders', 0), ('trades', 0)
+    ON CONFLICT (name) DO NOTHING;
 ";
 
 /// Every migration in order; entry `i` brings the schema to version `i + 1`.
@@ -180,12 +187,17 @@ const MIGRATIONS: &[&str] = &[V1, V2];
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = 2;
 
-fn render(ddl: &str, dialect: Dialect) -> String {
-    let (blob, id, without_rowid) = match dialect {
-        Dialect::Sqlite => ("BLOB", "INTEGER", " WITHOUT ROWID"),
-        Dialect::Postgres => ("BYTEA", "BIGINT", ""),
+/// The schema the history tables are created in, as a qualifier for [`HISTORY`].
+pub(crate) const HISTORY_SCHEMA: &str = "history.";
+
+pub(crate) fn render(ddl: &str, dialect: Dialect) -> String {
+    let (blob, id, without_rowid, history_tables, history) = match dialect {
+        Dialect::Sqlite => ("BLOB", "INTEGER", " WITHOUT ROWID", "", HISTORY_SCHEMA),
+        Dialect::Postgres => ("BYTEA", "BIGINT", "", HISTORY, ""),
     };
-    ddl.replace("{blob}", blob)
+    ddl.replace("{history_tables}", history_tables)
+        .replace("{history}", history)
+        .replace("{blob}", blob)
         .replace("{id}", id)
         .replace("{without_rowid}", without_rowid)
 }
@@ -288,12 +300,14 @@ mod tests {
     #[test]
     fn dialects_differ_only_in_storage_placeholders() {
         for ddl in MIGRATIONS {
-            dialects_differ_only_in_placeholders(ddl);
+            let with_history = ddl.replace("{history_tables}", HISTORY);
+            dialects_differ_only_in_placeholders(&with_history);
         }
+        dialects_differ_only_in_placeholders(HISTORY);
     }
 
     fn dialects_differ_only_in_placeholders(ddl: &str) {
-        let sqlite = render(ddl, Dialect::Sqlite);
+        let sqlite = render(ddl, Dialect::Sqlite).replace(HISTORY_SCHEMA, "");
         let pg = render(ddl, Dialect::Postgres);
         assert!(!sqlite.contains("BYTEA") && !pg.contains("BLOB") && !pg.contains("ROWID"));
         assert!(

@@ -60,6 +60,9 @@ pub(crate) trait Backend: Conn {
     /// commit (a crash loses it only together with nothing durable); it is just not
     /// durable by itself when it returns.
     fn derived_transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T>;
+    /// Makes the history index tables reachable on this connection (SQLite: attaches
+    /// their database, creating it if needed; PostgreSQL: they are in the database).
+    fn history(&mut self) -> Result<()>;
 }
 
 /// The first row of a query, if any.

@@ -11,6 +11,9 @@ use crate::error::{Result, StoreError};
 use crate::schema;
 use crate::sql::{Backend, Cell, Conn, Dialect, Param, Row};
 
+/// WAL frames (16 MiB of pages) after which the writing connection checkpoints.
+const WAL_AUTOCHECKPOINT: i64 = 4_000;
+
 /// How many prepared statements each connection keeps; above the number the store uses.
 const STATEMENT_CACHE: usize = 64;
 
@@ -18,9 +21,8 @@ const STATEMENT_CACHE: usize = 64;
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
-    /// False while `synchronous` may be NORMAL (after a derived transaction whose
-    /// restore failed): a durable transaction then sets FULL again before it starts.
-    synchronous_full: bool,
+    /// Whether the history database is attached (see [`SqliteStore::history`]).
+    history: bool,
 }
 
 impl SqliteStore {
@@ -45,15 +47,19 @@ impl SqliteStore {
         // (a ceiling, filled only as used) and memory-mapped reads keep them at hand: about
         // +30% signed orders per second in `ztx-load`.
         conn.pragma_update(None, "cache_size", -65_536)?;
-        // Checkpoints run off the commit path (`Store::maintain`); this is only the
-        // backstop that bounds the WAL (about 400 MiB) if nobody runs them.
-        conn.pragma_update(None, "wal_autocheckpoint", 100_000)?;
+        // Checkpoints run off the commit path (`Store::maintain`), but under continuous
+        // writes a checkpoint on another connection never catches up with the last
+        // commit, so the WAL would never start over and grow without end (lookups in
+        // it slowing down as it does). Past this many frames the committing connection
+        // runs a passive checkpoint itself, which finds nearly everything copied already
+        // and lets the next commit rewind the WAL.
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
         conn.pragma_update(None, "mmap_size", 268_435_456)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let mut store = Self {
             conn,
-            synchronous_full: true,
+            history: false,
         };
         schema::migrate_to(&mut store, version)?;
         Ok(store)
@@ -160,33 +166,56 @@ impl Backend for SqliteStore {
     }
 
     fn transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
-        if !self.synchronous_full {
-            self.conn.pragma_update(None, "synchronous", "FULL")?;
-            self.synchronous_full = true;
-        }
-        self.unsynced_transaction(f)
+        // IMMEDIATE takes the write lock up front, so a writer never fails half-way with
+        // SQLITE_BUSY on lock upgrade. Dropping `tx` on an error rolls it back.
+        self.run(TransactionBehavior::Immediate, f)
     }
 
     fn derived_transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
-        // In WAL mode, NORMAL skips the fsync at commit; the frames are still appended in
-        // order, so the next FULL commit's fsync makes this one durable too.
-        self.synchronous_full = false;
-        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let out = self.unsynced_transaction(f);
-        self.conn.pragma_update(None, "synchronous", "FULL")?;
-        self.synchronous_full = true;
-        out
+        // Derived data lives in the history database (synchronous=NORMAL: its commits
+        // skip the fsync). DEFERRED locks only the database actually written, so the
+        // exchange's commits to the main database go on meanwhile.
+        self.history()?;
+        self.run(TransactionBehavior::Deferred, f)
+    }
+
+    fn history(&mut self) -> Result<()> {
+        if self.history {
+            return Ok(());
+        }
+        let main =
+            self.conn.path().filter(|p| !p.is_empty()).ok_or_else(|| {
+                StoreError::Setting("an in-memory database has no history".into())
+            })?;
+        let path = format!("{main}-history");
+        self.conn
+            .execute("ATTACH DATABASE ?1 AS history", [&path])?;
+        let journal: String =
+            self.conn
+                .query_row("PRAGMA history.journal_mode = WAL", [], |r| r.get(0))?;
+        if !journal.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Setting(format!(
+                "history journal_mode=WAL refused (got {journal:?})"
+            )));
+        }
+        self.conn
+            .pragma_update(Some("history"), "synchronous", "NORMAL")?;
+        // Created by the first connection that needs it, in a transaction that locks
+        // only the history database.
+        let ddl = schema::render(schema::HISTORY, Dialect::Sqlite);
+        self.conn.execute_batch(&format!("BEGIN; {ddl} COMMIT;"))?;
+        self.history = true;
+        Ok(())
     }
 }
 
 impl SqliteStore {
-    /// A transaction at whatever `synchronous` setting the connection has.
-    fn unsynced_transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
-        // IMMEDIATE takes the write lock up front, so a writer never fails half-way with
-        // SQLITE_BUSY on lock upgrade. Dropping `tx` on an error rolls it back.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+    fn run<T>(
+        &mut self,
+        behavior: TransactionBehavior,
+        f: impl FnOnce(&mut dyn Conn) -> Result<T>,
+    ) -> Result<T> {
+        let tx = self.conn.transaction_with_behavior(behavior)?;
         let out = f(&mut SqliteConn(&tx))?;
         tx.commit()?;
         Ok(out)
@@ -197,29 +226,43 @@ impl SqliteStore {
 mod tests {
     use super::*;
 
-    fn synchronous(store: &SqliteStore) -> i64 {
-        store
-            .conn
-            .query_row("PRAGMA synchronous", [], |r| r.get(0))
-            .unwrap()
-    }
-
-    /// A derived (unsynced) transaction must never leave the connection unsynced: every
-    /// later commit on it acknowledges orders.
+    /// The history database is a file of its own, so that indexing in the background
+    /// never holds the lock the exchange's commits need, and its commits skip fsync.
     #[test]
-    fn a_derived_transaction_leaves_the_connection_synchronous_full() {
-        const FULL: i64 = 2;
+    fn history_lives_in_its_own_unsynced_database() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(dir.path().join("s.sqlite")).unwrap();
-        assert_eq!(synchronous(&store), FULL);
-        store
-            .derived_transaction(|tx| tx.query("PRAGMA synchronous", &[]))
-            .map(|rows| assert_eq!(rows, vec![vec![Cell::Int(1)]], "NORMAL inside"))
+        let path = dir.path().join("s.sqlite");
+        let mut store = SqliteStore::open(&path).unwrap();
+        let main_tables = |store: &SqliteStore| -> Vec<String> {
+            let mut stmt = store
+                .conn
+                .prepare("SELECT name FROM main.sqlite_master WHERE type = 'table'")
+                .unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        assert!(!main_tables(&store).iter().any(|t| t.contains("index")));
+        store.history().unwrap();
+        assert!(dir.path().join("s.sqlite-history").exists());
+        let synchronous: i64 = store
+            .conn
+            .query_row("PRAGMA history.synchronous", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(synchronous(&store), FULL);
-        let failed: Result<()> =
-            store.derived_transaction(|_| Err(StoreError::Setting("refused".into())));
-        assert!(failed.is_err());
-        assert_eq!(synchronous(&store), FULL, "restored after a failure too");
+        assert_eq!(synchronous, 1, "NORMAL");
+        let main_synchronous: i64 = store
+            .conn
+            .query_row("PRAGMA main.synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(main_synchronous, 2, "FULL");
+        let indexed: i64 = store
+            .conn
+            .query_row("SELECT COUNT(*) FROM history.history_indexed", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(indexed, 2);
+        assert!(!main_tables(&store).iter().any(|t| t.contains("index")));
     }
 }
