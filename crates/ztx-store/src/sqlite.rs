@@ -176,7 +176,20 @@ impl Backend for SqliteStore {
         // skip the fsync). DEFERRED locks only the database actually written, so the
         // exchange's commits to the main database go on meanwhile.
         self.history()?;
-        self.run(TransactionBehavior::Deferred, f)
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)?;
+        // Take the history database's write lock first, while the busy timeout still
+        // applies: a transaction that has read and then writes gets SQLITE_BUSY at once
+        // when another connection holds the lock, rather than waiting (deadlock
+        // avoidance).
+        tx.execute(
+            "UPDATE history.history_indexed SET last_id = last_id WHERE 0",
+            [],
+        )?;
+        let out = f(&mut SqliteConn(&tx))?;
+        tx.commit()?;
+        Ok(out)
     }
 
     fn history(&mut self) -> Result<()> {
@@ -200,10 +213,26 @@ impl Backend for SqliteStore {
         }
         self.conn
             .pragma_update(Some("history"), "synchronous", "NORMAL")?;
-        // Created by the first connection that needs it, in a transaction that locks
-        // only the history database.
-        let ddl = schema::render(schema::HISTORY, Dialect::Sqlite);
-        self.conn.execute_batch(&format!("BEGIN; {ddl} COMMIT;"))?;
+        // Created by the first connection that needs it. Checked with a plain read first,
+        // so that attaching takes no lock once the database exists; created under
+        // IMMEDIATE, which waits for (briefly) the write locks of both databases rather
+        // than failing on a lock upgrade when connections attach at once.
+        let exists = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM history.sqlite_master WHERE name = 'history_indexed'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)?;
+        if !exists {
+            let ddl = schema::render(schema::HISTORY, Dialect::Sqlite);
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(&ddl)?;
+            tx.commit()?;
+        }
         self.history = true;
         Ok(())
     }
@@ -264,5 +293,32 @@ mod tests {
             .unwrap();
         assert_eq!(indexed, 2);
         assert!(!main_tables(&store).iter().any(|t| t.contains("index")));
+    }
+
+    /// Connections that attach the history database at the same moment, while another
+    /// indexes, all succeed (none gets SQLITE_BUSY from a lock upgrade).
+    #[test]
+    fn connections_attach_history_concurrently() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        drop(SqliteStore::open(&path).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut store = SqliteStore::open(&path).unwrap();
+                    for _ in 0..20 {
+                        if i % 2 == 0 {
+                            crate::Store::index_history(&mut store, 10).unwrap();
+                        } else {
+                            crate::Store::history_indexed_to(&mut store).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
     }
 }
