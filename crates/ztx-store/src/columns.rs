@@ -57,17 +57,3 @@ macro_rules! inbox_columns {
         "id, kind, transfer_id, customer_id, asset, amount, created_ms, completed_ms, result"
     };
 }
-
-/// The ids at or below which a history table is in its per-customer index (see
-/// `schema.rs`). Every per-customer history read is the union of the index up to there
-/// and the table above it, in one statement and so one snapshot: committed rows are never
-/// missed, and none is counted twice.
-macro_rules! indexed_to {
-    ($name:literal) => {
-        concat!(
-            "(SELECT last_id FROM history_indexed WHERE name = '",
-            $name,
-            "')"
-        )
-    };
-}

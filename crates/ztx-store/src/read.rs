@@ -137,31 +137,38 @@ pub(crate) fn order(
             ),
             &[customer, sql::text(symbol), sql::int(id.0, "order id")?],
         )?,
-        OrderQuery::ByClientId(client_id) => conn.query(
-            concat!(
-                "SELECT * FROM (SELECT ",
-                order_columns!(),
-                " FROM order_client_index JOIN orders ON orders.id = order_id \
-                 WHERE owner = $1 AND market = $2 AND client_id = $3 \
-                 ORDER BY order_id DESC LIMIT 1) AS indexed \
-                 UNION ALL SELECT * FROM (SELECT ",
-                order_columns!(),
-                " FROM orders WHERE id > ",
-                indexed_to!("orders"),
-                " AND customer_id = $1 AND symbol = $2 AND client_order_id = $3 \
-                 ORDER BY id DESC LIMIT 1) AS tail ORDER BY id DESC LIMIT 1"
-            ),
-            &[customer, sql::text(symbol), sql::text(client_id)],
-        )?,
+        OrderQuery::ByClientId(client_id) => {
+            let indexed = indexed_to(conn, "orders")?;
+            conn.query(
+                concat!(
+                    "SELECT * FROM (SELECT ",
+                    order_columns!(),
+                    " FROM order_client_index JOIN orders ON orders.id = order_id \
+                     AND orders.customer_id = owner AND orders.symbol = market \
+                     AND orders.client_order_id = client_id \
+                     WHERE owner = $1 AND market = $2 AND client_id = $3 AND order_id <= $4 \
+                     ORDER BY order_id DESC LIMIT 1) AS indexed \
+                     UNION ALL SELECT * FROM (SELECT ",
+                    order_columns!(),
+                    " FROM orders WHERE customer_id = $1 AND symbol = $2 \
+                     AND client_order_id = $3 AND id > $4 \
+                     ORDER BY id DESC LIMIT 1) AS tail ORDER BY id DESC LIMIT 1"
+                ),
+                &[customer, sql::text(symbol), sql::text(client_id), indexed],
+            )?
+        }
     };
     sql::first(rows).map(codec::order).transpose()
 }
 
 /// Runs the ascending statement from `from_id`, or the descending one (most recent first)
-/// and reverses it. Both take `$1 $2` key, `$3` from id, `$4 $5` time window, `$6` limit.
+/// and reverses it. Both take `$1 $2` key, `$3` from id, `$4 $5` time window, `$6` the
+/// id up to which `history` is indexed, `$7` limit.
+#[allow(clippy::too_many_arguments)] // each is one part of the page asked for
 fn page<T>(
     conn: &mut dyn Conn,
     (ascending, descending): (&'static str, &'static str),
+    history: &'static str,
     key: [Param; 2],
     from_id: Option<u64>,
     window: (Option<u64>, Option<u64>),
@@ -175,6 +182,7 @@ fn page<T>(
         sql::lower_bound(from_id, "from id")?,
         sql::lower_bound(window.0, "start_ms")?,
         sql::upper_bound(window.1),
+        indexed_to(conn, history)?,
         sql::limit(limit),
     ];
     if from_id.is_some() {
@@ -186,28 +194,39 @@ fn page<T>(
     }
 }
 
+/// The id up to which a history table is indexed, read before the query that uses it:
+/// the index rows up to it committed together with it and are never removed, so the
+/// index part (ids up to it) and the tail (ids above it) neither miss nor repeat a row
+/// whatever snapshot each is read at. A bound parameter, not a sub-select, so that
+/// PostgreSQL plans the tail as the short range scan it is.
+fn indexed_to(conn: &mut dyn Conn, history: &'static str) -> Result<Param> {
+    let last = crate::write::indexed_to(conn, history)?;
+    sql::int(last, "history_indexed last_id")
+}
+
 /// One page of history: `$1` customer, `$2` symbol, `$3` from id, `$4 $5` time window,
-/// `$6` limit; the indexed part and the tail each give at most `$6` rows, and the union
-/// is cut to `$6` again in the same order.
+/// `$6` indexed to, `$7` limit; the indexed part and the tail each give at most `$7`
+/// rows, and the union is cut to `$7` again in the same order. The indexed part is joined
+/// back on customer and market too, so an index that does not belong to these rows (a
+/// history file restored beside another store) can never show one customer another's.
 macro_rules! order_page {
     ($direction:literal) => {
         concat!(
             "SELECT * FROM (SELECT ",
             order_columns!(),
             " FROM order_index JOIN orders ON orders.id = order_id \
+             AND orders.customer_id = owner AND orders.symbol = market \
              WHERE owner = $1 AND market = $2 AND order_id >= $3 \
-             AND created_ms >= $4 AND created_ms <= $5 ORDER BY order_id ",
+             AND created_ms >= $4 AND created_ms <= $5 AND order_id <= $6 ORDER BY order_id ",
             $direction,
-            " LIMIT $6) AS indexed UNION ALL SELECT * FROM (SELECT ",
+            " LIMIT $7) AS indexed UNION ALL SELECT * FROM (SELECT ",
             order_columns!(),
-            " FROM orders WHERE id > ",
-            indexed_to!("orders"),
-            " AND customer_id = $1 AND symbol = $2 AND id >= $3 \
-             AND created_ms >= $4 AND created_ms <= $5 ORDER BY id ",
+            " FROM orders WHERE customer_id = $1 AND symbol = $2 AND id >= $3 \
+             AND created_ms >= $4 AND created_ms <= $5 AND id > $6 ORDER BY id ",
             $direction,
-            " LIMIT $6) AS tail ORDER BY id ",
+            " LIMIT $7) AS tail ORDER BY id ",
             $direction,
-            " LIMIT $6"
+            " LIMIT $7"
         )
     };
 }
@@ -223,6 +242,7 @@ pub(crate) fn orders(
     page(
         conn,
         (order_page!("ASC"), order_page!("DESC")),
+        "orders",
         [sql::int(customer.0, "customer id")?, sql::text(symbol)],
         from_id.map(|id| id.0),
         window,
@@ -260,19 +280,19 @@ macro_rules! my_trade_page {
             "SELECT * FROM (SELECT ",
             trade_columns!(),
             " FROM trade_index JOIN trades ON trades.id = trade_id \
+             AND (trades.buyer_id = owner OR trades.seller_id = owner) \
+             AND trades.symbol = market \
              WHERE owner = $1 AND market = $2 AND trade_id >= $3 \
-             AND time_ms >= $4 AND time_ms <= $5 ORDER BY trade_id ",
+             AND time_ms >= $4 AND time_ms <= $5 AND trade_id <= $6 ORDER BY trade_id ",
             $direction,
-            " LIMIT $6) AS indexed UNION ALL SELECT * FROM (SELECT ",
+            " LIMIT $7) AS indexed UNION ALL SELECT * FROM (SELECT ",
             trade_columns!(),
-            " FROM trades WHERE id > ",
-            indexed_to!("trades"),
-            " AND (buyer_id = $1 OR seller_id = $1) AND symbol = $2 AND id >= $3 \
-             AND time_ms >= $4 AND time_ms <= $5 ORDER BY id ",
+            " FROM trades WHERE (buyer_id = $1 OR seller_id = $1) AND symbol = $2 \
+             AND id >= $3 AND time_ms >= $4 AND time_ms <= $5 AND id > $6 ORDER BY id ",
             $direction,
-            " LIMIT $6) AS tail ORDER BY id ",
+            " LIMIT $7) AS tail ORDER BY id ",
             $direction,
-            " LIMIT $6"
+            " LIMIT $7"
         )
     };
 }
@@ -288,6 +308,7 @@ pub(crate) fn my_trades(
     page(
         conn,
         (my_trade_page!("ASC"), my_trade_page!("DESC")),
+        "trades",
         [sql::int(customer.0, "customer id")?, sql::text(symbol)],
         from_id.map(|id| id.0),
         window,

@@ -21,8 +21,8 @@ const STATEMENT_CACHE: usize = 64;
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
-    /// Whether the history database is attached (see [`SqliteStore::history`]).
-    history: bool,
+    /// How far the history database is set up on this connection.
+    history: History,
 }
 
 impl SqliteStore {
@@ -59,7 +59,7 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let mut store = Self {
             conn,
-            history: false,
+            history: History::Detached,
         };
         schema::migrate_to(&mut store, version)?;
         Ok(store)
@@ -193,16 +193,19 @@ impl Backend for SqliteStore {
     }
 
     fn history(&mut self) -> Result<()> {
-        if self.history {
+        if self.history == History::Ready {
             return Ok(());
         }
-        let main =
-            self.conn.path().filter(|p| !p.is_empty()).ok_or_else(|| {
+        if self.history == History::Detached {
+            let main = self.conn.path().filter(|p| !p.is_empty()).ok_or_else(|| {
                 StoreError::Setting("an in-memory database has no history".into())
             })?;
-        let path = format!("{main}-history");
-        self.conn
-            .execute("ATTACH DATABASE ?1 AS history", [&path])?;
+            let path = format!("{main}-history");
+            self.conn
+                .execute("ATTACH DATABASE ?1 AS history", [&path])?;
+            // From here on a failure leaves it attached; the next call resumes below.
+            self.history = History::Attached;
+        }
         let journal: String =
             self.conn
                 .query_row("PRAGMA history.journal_mode = WAL", [], |r| r.get(0))?;
@@ -213,29 +216,83 @@ impl Backend for SqliteStore {
         }
         self.conn
             .pragma_update(Some("history"), "synchronous", "NORMAL")?;
-        // Created by the first connection that needs it. Checked with a plain read first,
-        // so that attaching takes no lock once the database exists; created under
-        // IMMEDIATE, which waits for (briefly) the write locks of both databases rather
-        // than failing on a lock upgrade when connections attach at once.
-        let exists = self
-            .conn
-            .query_row(
-                "SELECT COUNT(*) FROM history.sqlite_master WHERE name = 'history_indexed'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n > 0)?;
-        if !exists {
-            let ddl = schema::render(schema::HISTORY, Dialect::Sqlite);
+        // Checked with plain reads first, so that attaching takes no lock once the
+        // history belongs to this store; (re)built under IMMEDIATE, which waits for the
+        // write locks rather than failing on a lock upgrade when connections attach at
+        // once, and which re-checks inside.
+        if !self.history_matches()? {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute_batch(&ddl)?;
+            rebuild_history_if_foreign(&tx)?;
             tx.commit()?;
         }
-        self.history = true;
+        self.history = History::Ready;
         Ok(())
     }
+}
+
+/// Whether the history database is attached and known to belong to this store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum History {
+    Detached,
+    Attached,
+    Ready,
+}
+
+/// The history database records which store it indexes (a random id kept in the
+/// store's `meta`) and how far. It is foreign, and emptied to be indexed again from the
+/// start, when it was built for another store, or for a later state of this one than the
+/// store holds (an older backup of the store restored beside a newer history file):
+/// otherwise ids reused after the restore would never be indexed nor read from the tail.
+const HISTORY_IS_OURS: &str = "SELECT \
+    (SELECT COUNT(*) FROM history.sqlite_master WHERE name = 'source') = 1 \
+    AND (SELECT database_id FROM history.source) \
+        = (SELECT value FROM main.meta WHERE key = 'database_id') \
+    AND (SELECT last_id FROM history.history_indexed WHERE name = 'orders') \
+        <= (SELECT COALESCE(MAX(id), 0) FROM main.orders) \
+    AND (SELECT last_id FROM history.history_indexed WHERE name = 'trades') \
+        <= (SELECT COALESCE(MAX(id), 0) FROM main.trades)";
+
+impl SqliteStore {
+    fn history_matches(&self) -> Result<bool> {
+        let exists: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM history.sqlite_master \
+             WHERE name IN ('history_indexed', 'source')",
+            [],
+            |r| r.get(0),
+        )?;
+        if exists < 2 {
+            return Ok(false);
+        }
+        let ours: Option<bool> = self.conn.query_row(HISTORY_IS_OURS, [], |r| r.get(0))?;
+        Ok(ours == Some(true))
+    }
+}
+
+/// Inside an IMMEDIATE transaction: creates the history tables if needed and empties
+/// them unless they belong to this store as it is now (see [`HISTORY_IS_OURS`]).
+fn rebuild_history_if_foreign(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    tx.execute(
+        "INSERT INTO main.meta (key, value) VALUES ('database_id', lower(hex(randomblob(16)))) \
+         ON CONFLICT (key) DO NOTHING",
+        [],
+    )?;
+    tx.execute_batch(&schema::render(schema::HISTORY, Dialect::Sqlite))?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS history.source (database_id TEXT NOT NULL)")?;
+    let ours: Option<bool> = tx.query_row(HISTORY_IS_OURS, [], |r| r.get(0))?;
+    if ours != Some(true) {
+        tx.execute_batch(
+            "DELETE FROM history.order_index; \
+             DELETE FROM history.order_client_index; \
+             DELETE FROM history.trade_index; \
+             UPDATE history.history_indexed SET last_id = 0; \
+             DELETE FROM history.source; \
+             INSERT INTO history.source (database_id) \
+                 SELECT value FROM main.meta WHERE key = 'database_id';",
+        )?;
+    }
+    Ok(())
 }
 
 impl SqliteStore {

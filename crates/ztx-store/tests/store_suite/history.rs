@@ -156,3 +156,66 @@ proptest! {
         }
     }
 }
+
+/// The attack the history file's provenance check refuses: an index built for another
+/// store (or for a later state of this one) placed beside the store, e.g. by restoring
+/// an older backup of `ztx.sqlite` next to a newer `ztx.sqlite-history`. It must never
+/// show one customer another's orders, nor hide orders committed since.
+#[test]
+fn foreign_history_file_beside_a_restored_store_leaks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ztx.sqlite");
+    let path = path.to_str().unwrap();
+    let mut first = ztx_store::open(path).unwrap();
+    let theirs: Vec<Order> = (1..=3)
+        .map(|id| order(id, 1, "BTCUSDT", OrderStatus::New, id * 10))
+        .collect();
+    first
+        .apply(&Changes {
+            orders: theirs,
+            ..Changes::default()
+        })
+        .unwrap();
+    while first.index_history(100).unwrap() > 0 {}
+    drop(first);
+    // A different store in the same place, keeping the old history file.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{path}{suffix}"));
+    }
+    let mut store = ztx_store::open(path).unwrap();
+    let ours: Vec<Order> = (1..=2)
+        .map(|id| order(id, 2, "BTCUSDT", OrderStatus::New, id * 10))
+        .collect();
+    store
+        .apply(&Changes {
+            orders: ours.clone(),
+            ..Changes::default()
+        })
+        .unwrap();
+    let all = |store: &mut Box<dyn Store>, c: u64| {
+        store
+            .orders(CustomerId(c), "BTCUSDT", None, None, None, 100)
+            .unwrap()
+    };
+    assert_eq!(
+        all(&mut store, 1),
+        Vec::<Order>::new(),
+        "another store's orders"
+    );
+    assert_eq!(all(&mut store, 2), ours);
+    let by_client = store
+        .order(
+            CustomerId(1),
+            "BTCUSDT",
+            &OrderQuery::ByClientId("client-1".into()),
+        )
+        .unwrap();
+    assert_eq!(by_client, None);
+    while store.index_history(100).unwrap() > 0 {}
+    assert_eq!(all(&mut store, 1), Vec::<Order>::new());
+    assert_eq!(all(&mut store, 2), ours);
+    assert_eq!(
+        store.history_indexed_to().unwrap(),
+        (OrderId(2), TradeId(0))
+    );
+}
