@@ -139,7 +139,7 @@ CREATE INDEX inbox_waiting ON inbox (id) WHERE completed_ms IS NULL;
 /// which [`crate::Store::index_history`] fills in the background, many batches at a
 /// time, up to the ids recorded in `history_indexed`; reads take the rows above those
 /// ids from the tables themselves, so nothing committed is ever missing from a query
-/// (see `indexed_to!`). On PostgreSQL those tables are created here; on SQLite they live
+/// (see `read.rs`). On PostgreSQL those tables are created here; on SQLite they live
 /// in a database file of their own (see `sqlite.rs`).
 const V2: &str = "
 DROP INDEX orders_customer_symbol_id;

@@ -55,10 +55,9 @@ pub(crate) trait Backend: Conn {
     /// Background upkeep that must not run on the commit path (SQLite: checkpoint).
     fn maintain(&mut self) -> Result<()>;
     fn transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T>;
-    /// A transaction whose commit does not wait for the disk: for data that can be
-    /// derived again from what is durable. Still atomic, and ordered before every later
-    /// commit (a crash loses it only together with nothing durable); it is just not
-    /// durable by itself when it returns.
+    /// A transaction for data derived from what is durable (the history indexes): still
+    /// atomic, but its commit does not wait for the disk, so a crash may lose it; the
+    /// data and its progress mark are then lost together and derived again.
     fn derived_transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T>;
     /// Makes the history index tables reachable on this connection (SQLite: attaches
     /// their database, creating it if needed; PostgreSQL: they are in the database).

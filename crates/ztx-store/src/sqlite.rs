@@ -1,5 +1,6 @@
-//! The SQLite backend: one file, WAL journal, `synchronous=FULL` so that a committed
-//! transaction survives a power loss, and cached prepared statements.
+//! The SQLite backend: the store in one file (WAL journal, `synchronous=FULL` so that a
+//! committed transaction survives a power loss), the derived per-customer history
+//! indexes in a second file beside it, and cached prepared statements.
 
 use std::path::Path;
 use std::time::Duration;
