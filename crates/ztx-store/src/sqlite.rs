@@ -353,6 +353,24 @@ mod tests {
         assert!(!main_tables(&store).iter().any(|t| t.contains("index")));
     }
 
+    /// `SET a = $2 WHERE b = $1` would bind each value to the other column on SQLite;
+    /// such a statement is refused before it runs, and in-order ones run.
+    #[test]
+    fn misnumbered_parameters_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.sqlite")).unwrap();
+        let mut conn = SqliteConn(&store.conn);
+        let params = [Param::Int(1), Param::Int(2)];
+        assert!(matches!(
+            conn.query("SELECT $2, $1", &params),
+            Err(StoreError::ParameterOrder("SELECT $2, $1"))
+        ));
+        assert_eq!(
+            conn.query("SELECT $1, $2, $1", &params).unwrap(),
+            vec![vec![Cell::Int(1), Cell::Int(2), Cell::Int(1)]]
+        );
+    }
+
     /// Connections that attach the history database at the same moment, while another
     /// indexes, all succeed (none gets SQLITE_BUSY from a lock upgrade).
     #[test]
