@@ -31,18 +31,39 @@ struct Market {
     book: OrderBook,
 }
 
-/// Derives the exchange's own transfer ids: a kind byte on top, then the order or trade
-/// id, then a leg number.
-fn derived_id(kind: u8, id: u64, leg: u8) -> TransferId {
-    TransferId((u128::from(kind) << 120) | (u128::from(id) << 8) | u128::from(leg))
-}
+/// The top byte of every transfer id the exchange derives. Operators' deposit ids have a
+/// zero top byte, and the first layout (kind byte on top) used 1 to 3, so none can meet.
+const ENGINE_TAG: u8 = 4;
 const KIND_HOLD: u8 = 1;
 const KIND_TRADE: u8 = 2;
 const KIND_RELEASE: u8 = 3;
+/// Bits for the command's order id and for the subject; 56 each, beside two tag bytes.
+const FIELD_BITS: u32 = 56;
+
+/// Derives the exchange's own transfer ids: the tag byte, then the id of the order whose
+/// command made the transfer, then a kind byte, then its subject (the order whose hold is
+/// taken or released, or a trade's id and leg). Orders are numbered in command order, so
+/// the ids of one command sort after every earlier command's, and the store appends them
+/// at the right end of one B-tree instead of writing into three places in the middle of
+/// it. A cancel has no order of its own and uses the canceled order's id.
+fn derived_id(command: u64, kind: u8, subject: u64) -> Result<TransferId, ExchangeError> {
+    let limit = 1u64 << FIELD_BITS;
+    if command >= limit || subject >= limit {
+        return Err(ExchangeError::Internal(format!(
+            "transfer id fields out of range: order {command}, subject {subject}"
+        )));
+    }
+    Ok(TransferId(
+        (u128::from(ENGINE_TAG) << 120)
+            | (u128::from(command) << 64)
+            | (u128::from(kind) << FIELD_BITS)
+            | u128::from(subject),
+    ))
+}
 
 /// The id of the pending transfer that holds an order's funds.
-pub fn hold_id(order: OrderId) -> TransferId {
-    derived_id(KIND_HOLD, order.0, 0)
+fn hold_id(order: OrderId) -> Result<TransferId, ExchangeError> {
+    derived_id(order.0, KIND_HOLD, order.0)
 }
 
 /// The whole exchange state.
@@ -60,6 +81,8 @@ pub struct Exchange {
 /// Collects what one command changed, then writes it into [`Changes`] once.
 #[derive(Default)]
 struct Recorder {
+    /// The order this command placed, which names the transfers it makes.
+    placed: Option<OrderId>,
     transfers: Vec<Transfer>,
     accounts: Vec<AccountKey>,
     pending: Vec<TransferId>,
@@ -378,6 +401,7 @@ impl Exchange {
         // Everything below is checked: from here on a failure is a broken invariant.
         self.last_order_id += 1;
         let id = OrderId(self.last_order_id);
+        rec.placed = Some(id);
         let mut order = Order {
             id,
             symbol: o.symbol.clone(),
@@ -400,7 +424,7 @@ impl Exchange {
             executed_qty: Amount::ZERO,
             cumulative_quote: Amount::ZERO,
             status: OrderStatus::New,
-            hold_id: hold_id(id),
+            hold_id: hold_id(id)?,
             priority: id.0,
             created_ms: now_ms,
             updated_ms: now_ms,
@@ -504,7 +528,7 @@ impl Exchange {
             } else {
                 OrderStatus::Expired
             };
-            self.release_hold(order.hold_id, now_ms, rec)?;
+            self.release_hold(order.id, order.hold_id, now_ms, rec)?;
         }
         rec.orders.push(order.clone());
         Ok(trades)
@@ -572,7 +596,10 @@ impl Exchange {
         let acct = |owner, asset| AccountKey::new(owner, asset);
         let buyer = Owner::Customer(buy.customer);
         let seller = Owner::Customer(sell.customer);
-        let leg = |n: u8| derived_id(KIND_TRADE, trade_id.0, n);
+        let leg = |n: u64| {
+            let subject = trade_id.0.checked_mul(8).map_or(u64::MAX, |t| t | n);
+            derived_id(taker.id.0, KIND_TRADE, subject)
+        };
         let t = |id, debit, credit, amount, kind, code| Transfer {
             id,
             debit,
@@ -584,7 +611,7 @@ impl Exchange {
         };
         let mut chain = vec![
             t(
-                leg(0),
+                leg(0)?,
                 acct(buyer, quote_asset),
                 acct(Owner::Escrow, quote_asset),
                 quote,
@@ -594,7 +621,7 @@ impl Exchange {
                 TransferCode::Trade,
             ),
             t(
-                leg(1),
+                leg(1)?,
                 acct(seller, base),
                 acct(Owner::Escrow, base),
                 qty,
@@ -607,7 +634,7 @@ impl Exchange {
         let mut pay = |n, to: Owner, asset, amount: Amount, code| {
             if !amount.is_zero() {
                 chain.push(t(
-                    leg(n),
+                    leg(n)?,
                     acct(Owner::Escrow, asset),
                     acct(to, asset),
                     amount,
@@ -615,6 +642,7 @@ impl Exchange {
                     code,
                 ));
             }
+            Ok::<(), ExchangeError>(())
         };
         pay(
             2,
@@ -622,16 +650,16 @@ impl Exchange {
             base,
             qty.saturating_sub(buyer_fee),
             TransferCode::Trade,
-        );
-        pay(3, Owner::Fees, base, buyer_fee, TransferCode::Fee);
+        )?;
+        pay(3, Owner::Fees, base, buyer_fee, TransferCode::Fee)?;
         pay(
             4,
             seller,
             quote_asset,
             quote.saturating_sub(seller_fee),
             TransferCode::Trade,
-        );
-        pay(5, Owner::Fees, quote_asset, seller_fee, TransferCode::Fee);
+        )?;
+        pay(5, Owner::Fees, quote_asset, seller_fee, TransferCode::Fee)?;
         // A buying taker with a limit above the maker's price held for its own limit: the
         // difference is released now, so the hold always equals what the rest may cost.
         if !buyer_is_maker && let Some(limit) = taker.price {
@@ -639,7 +667,7 @@ impl Exchange {
             let improvement = held.saturating_sub(quote);
             if !improvement.is_zero() {
                 chain.push(t(
-                    leg(6),
+                    leg(6)?,
                     acct(buyer, quote_asset),
                     acct(Owner::Escrow, quote_asset),
                     improvement,
@@ -713,13 +741,14 @@ impl Exchange {
         }
         order.status = status;
         order.updated_ms = now_ms;
-        self.release_hold(order.hold_id, now_ms, rec)?;
+        self.release_hold(order.id, order.hold_id, now_ms, rec)?;
         rec.orders.push(order.clone());
         Ok(order)
     }
 
     fn release_hold(
         &mut self,
+        order: OrderId,
         hold: TransferId,
         now_ms: u64,
         rec: &mut Recorder,
@@ -727,10 +756,9 @@ impl Exchange {
         let Some(pending) = self.ledger.pending(hold).copied() else {
             return Ok(());
         };
-        let order_id = u64::try_from((hold.0 >> 8) & u128::from(u64::MAX))
-            .map_err(|_| ExchangeError::Internal("hold id".into()))?;
+        let command = rec.placed.unwrap_or(order);
         let release = Transfer {
-            id: derived_id(KIND_RELEASE, order_id, 0),
+            id: derived_id(command.0, KIND_RELEASE, order.0)?,
             debit: pending.transfer.debit,
             credit: pending.transfer.credit,
             amount: pending.remaining,

@@ -592,6 +592,32 @@ proptest! {
         }
     }
 
+    /// Transfer ids: every transfer the exchange derives has an id never used before,
+    /// and a command that places an order makes ids above every earlier command's, so the
+    /// store appends them at one end of its B-tree.
+    #[test]
+    fn placing_commands_make_new_ascending_transfer_ids(cmds in proptest::collection::vec(arb_command(), 1..60)) {
+        let mut w = World::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut highest = w.changes.transfers.iter().map(|t| t.id).max();
+        for cmd in cmds {
+            let places = matches!(cmd, Command::Place(_));
+            let before = w.changes.transfers.len();
+            let _ = w.run(cmd);
+            let made: Vec<TransferId> = w.changes.transfers[before..].iter().map(|t| t.id).collect();
+            for id in &made {
+                prop_assert!(seen.insert(*id), "transfer id {:#x} made twice", id.0);
+                prop_assert_eq!(id.0 >> 120, 4, "engine ids carry the engine tag");
+                if places {
+                    prop_assert!(highest.is_none_or(|h| *id > h), "{:#x} not above {:?}", id.0, highest);
+                }
+            }
+            if places {
+                highest = made.iter().copied().max().or(highest);
+            }
+        }
+    }
+
     /// Determinism: the same commands give the same replies and the same changes.
     #[test]
     fn same_commands_same_events(cmds in proptest::collection::vec(arb_command(), 1..60)) {
