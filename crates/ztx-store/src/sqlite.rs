@@ -12,8 +12,10 @@ use crate::error::{Result, StoreError};
 use crate::schema;
 use crate::sql::{Backend, Cell, Conn, Dialect, Param, Row};
 
-/// WAL frames (16 MiB of pages) after which the writing connection checkpoints.
-const WAL_AUTOCHECKPOINT: i64 = 4_000;
+/// WAL frames (64 MiB of pages) after which the writing connection checkpoints on its
+/// own. The engine has it checkpoint after each of the upkeep thread's checkpoints, long
+/// before this; the limit bounds the WAL if that stops.
+const WAL_AUTOCHECKPOINT: i64 = 16_000;
 
 /// How many prepared statements each connection keeps; above the number the store uses.
 const STATEMENT_CACHE: usize = 64;
@@ -51,9 +53,10 @@ impl SqliteStore {
         // Checkpoints run off the commit path (`Store::maintain`), but under continuous
         // writes a checkpoint on another connection never catches up with the last
         // commit, so the WAL would never start over and grow without end (lookups in
-        // it slowing down as it does). Past this many frames the committing connection
-        // runs a passive checkpoint itself, which finds nearly everything copied already
-        // and lets the next commit rewind the WAL.
+        // it slowing down as it does). A checkpoint on the committing connection, between
+        // two commits, catches up and lets the next commit rewind the WAL: the engine's
+        // writer runs one right after each upkeep checkpoint, when little is left to
+        // copy, and this limit makes it run one anyway if the WAL grows past it.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
         conn.pragma_update(None, "mmap_size", 268_435_456)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -102,6 +105,11 @@ impl SqliteConn<'_> {
     /// PostgreSQL binds by `N`. Checking here keeps one statement text right for both.
     fn prepare(&self, sql: &'static str) -> Result<rusqlite::CachedStatement<'_>> {
         let stmt = self.0.prepare_cached(sql)?;
+        // The answer depends on the text alone: each thread checks a text once.
+        let key = (sql.as_ptr() as usize, sql.len());
+        if CHECKED.with_borrow(|checked| checked.contains(&key)) {
+            return Ok(stmt);
+        }
         for i in 1..=stmt.parameter_count() {
             let numbered = stmt
                 .parameter_name(i)
@@ -111,8 +119,15 @@ impl SqliteConn<'_> {
                 return Err(StoreError::ParameterOrder(sql));
             }
         }
+        CHECKED.with_borrow_mut(|checked| checked.insert(key));
         Ok(stmt)
     }
+}
+
+thread_local! {
+    /// Statement texts (address and length) whose parameters were found in order.
+    static CHECKED: std::cell::RefCell<std::collections::HashSet<(usize, usize)>> =
+        std::cell::RefCell::default();
 }
 
 impl Conn for SqliteConn<'_> {
