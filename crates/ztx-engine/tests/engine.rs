@@ -334,6 +334,66 @@ fn history_is_indexed_in_the_background(db: &Db) {
     }
 }
 
+/// The WAL's checkpoint sequence number (bytes 12..16 of its header): SQLite adds one
+/// each time the WAL starts over from its beginning.
+fn wal_restarts(wal: &std::path::Path) -> Option<u32> {
+    let header = std::fs::read(wal).ok()?;
+    Some(u32::from_be_bytes(header.get(12..16)?.try_into().ok()?))
+}
+
+/// Under commits that never pause, a checkpoint on another connection never catches up
+/// with the last one, so only the writer can let the WAL start over; it must keep doing
+/// so, or the WAL grows without end and every page look-up in it slows.
+#[test]
+fn the_wal_starts_over_under_continuous_commits() {
+    let db = Db::sqlite();
+    let Db::Sqlite(dir) = &db else { unreachable!() };
+    let wal = dir.path().join("ztx.sqlite-wal");
+    let (_engine, handle) = start(&db);
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let running = running.clone();
+        std::thread::spawn(move || {
+            let mut seen = std::collections::BTreeSet::new();
+            while running.load(Ordering::Acquire) {
+                seen.extend(wal_restarts(&wal));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            seen
+        })
+    };
+    let next_id = Arc::new(AtomicU64::new(1));
+    runtime().block_on(async {
+        let until = std::time::Instant::now() + Duration::from_millis(1_500);
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let handle = handle.clone();
+                let next_id = next_id.clone();
+                tokio::spawn(async move {
+                    while std::time::Instant::now() < until {
+                        let id = next_id.fetch_add(1, Ordering::Relaxed);
+                        handle
+                            .execute(deposit(1 + id % 8, "USDT", 1, u128::from(id)))
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    running.store(false, Ordering::Release);
+    let restarts = sampler.join().unwrap();
+    let committed = next_id.load(Ordering::Relaxed);
+    assert!(
+        restarts.len() >= 4,
+        "the WAL started over only {} times in 1.5 s of {committed} commits",
+        restarts.len().saturating_sub(1)
+    );
+}
+
 /// Runs each scenario against both backends.
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {

@@ -119,8 +119,10 @@ pub trait Store: Send {
     /// Marks an item done, once.
     fn complete_inbox(&mut self, id: InboxId, result: &str, now_ms: u64) -> Result<()>;
     fn inbox_item(&mut self, id: InboxId) -> Result<Option<InboxItem>>;
-    /// Upkeep to run off the commit path, on a connection of its own, every few tens of
-    /// milliseconds (SQLite: a passive WAL checkpoint; PostgreSQL: nothing).
+    /// Upkeep to run off the commit path, on a connection of its own, about every tenth
+    /// of a second (SQLite: a passive WAL checkpoint; PostgreSQL: nothing). Run on the
+    /// writing connection between two commits right after one elsewhere, it copies the
+    /// few commits that one missed and lets the WAL start over.
     fn maintain(&mut self) -> Result<()>;
     /// Adds up to `limit` orders and `limit` trades committed since the last call to the
     /// per-customer history indexes, in one transaction; returns how many rows it added.
