@@ -316,7 +316,7 @@ impl Writer {
         if !self.pipeline.checkpointed.swap(false, Ordering::AcqRel) {
             return;
         }
-        if let Err(e) = self.store.maintain() {
+        if let Err(e) = self.store.complete_checkpoint() {
             tracing::warn!(error = %e, "checkpoint after upkeep failed");
         }
     }

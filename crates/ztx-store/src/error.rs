@@ -55,6 +55,12 @@ pub enum StoreError {
     ParameterOrder(&'static str),
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The database file could not be opened or synced outside SQLite.
+    #[error("database file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] postgres::Error),
 }

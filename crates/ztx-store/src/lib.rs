@@ -120,10 +120,13 @@ pub trait Store: Send {
     fn complete_inbox(&mut self, id: InboxId, result: &str, now_ms: u64) -> Result<()>;
     fn inbox_item(&mut self, id: InboxId) -> Result<Option<InboxItem>>;
     /// Upkeep to run off the commit path, on a connection of its own, about every tenth
-    /// of a second (SQLite: a passive WAL checkpoint; PostgreSQL: nothing). Run on the
-    /// writing connection between two commits right after one elsewhere, it copies the
-    /// few commits that one missed and lets the WAL start over.
+    /// of a second (SQLite: a passive WAL checkpoint, its copies synced; PostgreSQL:
+    /// nothing).
     fn maintain(&mut self) -> Result<()>;
+    /// Run on the committing connection between two commits, right after `maintain`
+    /// elsewhere (SQLite: copies the few commits that checkpoint missed, so the next
+    /// commit can start the WAL over; PostgreSQL: nothing).
+    fn complete_checkpoint(&mut self) -> Result<()>;
     /// Adds up to `limit` orders and `limit` trades committed since the last call to the
     /// per-customer history indexes, in one transaction; returns how many rows it added.
     /// Reads are complete whether or not this has run: it only moves rows from the small
@@ -249,6 +252,9 @@ macro_rules! impl_store {
             }
             fn maintain(&mut self) -> Result<()> {
                 sql::Backend::maintain(self)
+            }
+            fn complete_checkpoint(&mut self) -> Result<()> {
+                sql::Backend::complete_checkpoint(self)
             }
             fn index_history(&mut self, limit: u32) -> Result<u64> {
                 sql::Backend::history(self)?;

@@ -54,6 +54,9 @@ pub(crate) trait Backend: Conn {
     fn dialect(&self) -> Dialect;
     /// Background upkeep that must not run on the commit path (SQLite: checkpoint).
     fn maintain(&mut self) -> Result<()>;
+    /// On the committing connection, between commits: finish what `maintain` started
+    /// elsewhere (SQLite: copy the commits its checkpoint missed, so the WAL restarts).
+    fn complete_checkpoint(&mut self) -> Result<()>;
     fn transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T>;
     /// A transaction for data derived from what is durable (the history indexes): still
     /// atomic, but its commit does not wait for the disk, so a crash may lose it; the
