@@ -2,7 +2,9 @@
 //! committed transaction survives a power loss), the derived per-customer history
 //! indexes in a second file beside it, and cached prepared statements.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -24,8 +26,10 @@ const STATEMENT_CACHE: usize = 64;
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
-    /// The database file, opened on the first checkpoint to sync what it copied.
-    file: Option<std::fs::File>,
+    /// The database file, for syncing what checkpoints copy; see [`sync_handle`].
+    file: Option<Arc<std::fs::File>>,
+    /// Frames the WAL had copied back at the last checkpoint here (SQLite's count).
+    backfilled: i64,
     /// How far the history database is set up on this connection.
     history: History,
 }
@@ -70,6 +74,7 @@ impl SqliteStore {
         let mut store = Self {
             conn,
             file: None,
+            backfilled: 0,
             history: History::Detached,
         };
         schema::migrate_to(&mut store, version)?;
@@ -78,20 +83,39 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// The main database file, opened once for syncing (`None` in memory).
-    fn database_file(&mut self) -> Result<Option<&std::fs::File>> {
+    /// The main database file's sync handle (`None` in memory).
+    fn database_file(&mut self) -> Result<Option<Arc<std::fs::File>>> {
         if self.file.is_none() {
             let Some(path) = self.conn.path().filter(|p| !p.is_empty()) else {
                 return Ok(None);
             };
-            let file = std::fs::File::open(path).map_err(|source| StoreError::File {
-                path: path.to_string(),
-                source,
-            })?;
-            self.file = Some(file);
+            self.file = Some(sync_handle(Path::new(path))?);
         }
-        Ok(self.file.as_ref())
+        Ok(self.file.clone())
     }
+}
+
+/// A handle on a database file for `fdatasync`, one per file for the life of the process.
+/// SQLite locks the file with POSIX advisory locks, which the kernel drops for the whole
+/// process as soon as *any* descriptor of the file is closed, so this one is never closed:
+/// closing it would silently unlock every connection's locks on the file.
+fn sync_handle(path: &Path) -> Result<Arc<std::fs::File>> {
+    static HANDLES: OnceLock<Mutex<HashMap<PathBuf, Arc<std::fs::File>>>> = OnceLock::new();
+    let error = |source| StoreError::File {
+        path: path.display().to_string(),
+        source,
+    };
+    let key = path.canonicalize().map_err(error)?;
+    let mut handles = HANDLES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(file) = handles.get(&key) {
+        return Ok(file.clone());
+    }
+    let file = Arc::new(std::fs::File::open(&key).map_err(error)?);
+    handles.insert(key, file.clone());
+    Ok(file)
 }
 
 impl rusqlite::ToSql for Param {
@@ -204,10 +228,13 @@ impl Backend for SqliteStore {
         // does (see `WAL_AUTOCHECKPOINT`): its sync would flush every page copied here
         // since, with the writer stalled. So they are synced here, off the commit path,
         // and the writer's sync has only its own few pages to flush.
-        let copied: i64 =
+        let backfilled: i64 =
             self.conn
                 .query_row("PRAGMA main.wal_checkpoint(PASSIVE)", [], |row| row.get(2))?;
-        if copied > 0
+        // The count is of frames copied back since the WAL last started over, so a
+        // change means this checkpoint copied pages (an idle store syncs nothing).
+        if backfilled > 0
+            && backfilled != self.backfilled
             && let Some(file) = self.database_file()?
         {
             file.sync_data().map_err(|source| StoreError::File {
@@ -215,6 +242,7 @@ impl Backend for SqliteStore {
                 source,
             })?;
         }
+        self.backfilled = backfilled;
         if self.history != History::Detached {
             self.conn
                 .query_row("PRAGMA history.wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
