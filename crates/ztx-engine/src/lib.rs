@@ -156,12 +156,14 @@ impl Engine {
         let upkeep_thread = std::thread::Builder::new()
             .name("ztx-upkeep".into())
             .spawn(move || {
+                let mut indexing = Repeating::new("cannot index history");
+                let mut maintaining = Repeating::new("store upkeep failed");
                 while !upkeep_pipeline.stopped.load(Ordering::Acquire) {
                     std::thread::sleep(UPKEEP_EVERY);
-                    index_history(upkeep_store.as_mut());
-                    if let Err(e) = upkeep_store.maintain() {
-                        tracing::warn!(error = %e, "store upkeep failed");
-                    }
+                    // Reads stay complete without the indexes (they scan the unindexed
+                    // tail), so a failure is only reported and tried again next time.
+                    indexing.report(upkeep_store.index_history(INDEX_LIMIT).map(|_| ()));
+                    maintaining.report(upkeep_store.maintain());
                     // Even after a failure: the writer's checkpoint alone still lets the
                     // WAL start over.
                     upkeep_pipeline.checkpointed.store(true, Ordering::Release);
@@ -261,11 +263,46 @@ struct Sealed {
 /// checkpoints waiting.
 const INDEX_LIMIT: u32 = 10_000;
 
-/// Indexes history committed since the last call. Reads stay complete without it (they
-/// scan the unindexed tail), so a failure is only logged and tried again next time.
-fn index_history(store: &mut dyn Store) {
-    if let Err(e) = store.index_history(INDEX_LIMIT) {
-        tracing::warn!(error = %e, "cannot index history");
+/// How often a failure that repeats every upkeep round is logged again.
+const REPEAT_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Reports the outcome of work retried every upkeep round: the first failure at once,
+/// then at most once a minute with how many failed since, and the recovery.
+struct Repeating {
+    what: &'static str,
+    failures: u64,
+    logged: Option<Instant>,
+}
+
+impl Repeating {
+    fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            failures: 0,
+            logged: None,
+        }
+    }
+
+    fn report(&mut self, outcome: Result<(), ztx_store::StoreError>) {
+        match outcome {
+            Ok(()) => {
+                if self.failures > 0 {
+                    tracing::info!(failures = self.failures, "{}: recovered", self.what);
+                }
+                self.failures = 0;
+                self.logged = None;
+            }
+            Err(e) => {
+                self.failures += 1;
+                if self
+                    .logged
+                    .is_none_or(|at| at.elapsed() >= REPEAT_LOG_EVERY)
+                {
+                    tracing::warn!(error = %e, failures = self.failures, "{}", self.what);
+                    self.logged = Some(Instant::now());
+                }
+            }
+        }
     }
 }
 
@@ -555,5 +592,36 @@ impl Worker {
                     }),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure() -> Result<(), ztx_store::StoreError> {
+        Err(ztx_store::StoreError::Setting("disk full".into()))
+    }
+
+    /// A failure that repeats every round (ten a second) is logged once, not each time,
+    /// counted, and forgotten once the work succeeds again.
+    #[test]
+    fn a_repeating_failure_is_logged_once_then_counted() {
+        let mut r = Repeating::new("cannot index history");
+        r.report(failure());
+        let first = r.logged.expect("the first failure is logged");
+        for _ in 0..50 {
+            r.report(failure());
+        }
+        assert_eq!(r.failures, 51);
+        assert_eq!(r.logged, Some(first), "not logged again within a minute");
+        r.report(Ok(()));
+        assert_eq!(r.failures, 0);
+        assert_eq!(r.logged, None);
+        r.report(failure());
+        assert!(
+            r.logged.is_some_and(|at| at > first),
+            "a new failure is logged again"
+        );
     }
 }
