@@ -184,6 +184,11 @@ impl Backend for PgStore {
             // For this transaction only: the commit returns before its WAL record is
             // flushed; the next synchronous commit flushes it first.
             tx.batch("SET LOCAL synchronous_commit TO OFF")?;
+            // One derived transaction at a time, as on SQLite (whose history database
+            // has one write lock): a second indexer waits here and then reads the mark
+            // the first one moved, instead of indexing the same rows again and failing
+            // on their keys. The mode does not block readers.
+            tx.batch("LOCK TABLE history_indexed IN SHARE ROW EXCLUSIVE MODE")?;
             f(tx)
         })
     }

@@ -60,7 +60,8 @@ pub(crate) trait Backend: Conn {
     fn transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T>;
     /// A transaction for data derived from what is durable (the history indexes): still
     /// atomic, but its commit does not wait for the disk, so a crash may lose it; the
-    /// data and its progress mark are then lost together and derived again.
+    /// data and its progress mark are then lost together and derived again. Two never
+    /// run at once: each takes the history lock before reading anything.
     fn derived_transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T>;
     /// Makes the history index tables reachable on this connection (SQLite: attaches
     /// their database, creating it if needed; PostgreSQL: they are in the database).

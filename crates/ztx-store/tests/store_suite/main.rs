@@ -25,6 +25,7 @@ macro_rules! store_suite {
                 api_keys_round_trip,
                 history_queries_follow_binance,
                 version_one_history_is_complete_after_migrating,
+                concurrent_indexers_all_succeed,
                 candles_are_built_from_trades,
                 inbox_queues_and_completes,
                 failed_apply_changes_nothing,

@@ -297,6 +297,38 @@ pub fn history_queries_follow_binance(fx: &dyn Fixture) {
     check_history_at_every_indexing_point(store.as_mut());
 }
 
+/// Indexers on several connections at once (two servers on one PostgreSQL database, or
+/// an upkeep thread beside a tool) all succeed: each takes the history lock first, so
+/// none reads a mark another is about to move and indexes the same rows again.
+pub fn concurrent_indexers_all_succeed(fx: &dyn Fixture) {
+    let orders = order_history();
+    let trades = trade_history();
+    let last = (
+        orders.iter().map(|o| o.id).max().unwrap(),
+        trades.iter().map(|t| t.id).max().unwrap(),
+    );
+    fx.open()
+        .apply(&Changes {
+            orders,
+            trades,
+            ..Changes::default()
+        })
+        .unwrap();
+    let indexers: Vec<Box<dyn ztx_store::Store>> = (0..4).map(|_| fx.open()).collect();
+    std::thread::scope(|scope| {
+        for mut store in indexers {
+            scope.spawn(move || {
+                for _ in 0..40 {
+                    store.index_history(1).unwrap();
+                }
+            });
+        }
+    });
+    let mut store = fx.open();
+    assert_eq!(store.history_indexed_to().unwrap(), last);
+    check_history_at_every_indexing_point(store.as_mut());
+}
+
 /// A database written by schema version 1 (per-customer indexes on the tables
 /// themselves) reads the same after the migration, before and after indexing.
 pub fn version_one_history_is_complete_after_migrating(fx: &dyn Fixture) {
