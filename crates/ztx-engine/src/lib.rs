@@ -246,9 +246,10 @@ struct Pipeline {
 /// checkpoints). Seldom enough that one indexing call covers many commits (the same
 /// customers' index pages written once, not once per commit) and that the checkpoints'
 /// syncs of the database file, each of which holds up the writer's own sync on the same
-/// disk, stay few: ten a second measured best in `ztx-load` (p99 1.5–3 ms lower than
-/// checkpoints twenty and indexing fifty times a second). Reads scan what is not yet
-/// indexed, about this long's worth of orders.
+/// disk, stay few: ten a second measured best in `ztx-load` (in alternating runs, p99
+/// 0.2–2.4 ms lower than checkpoints twenty and indexing fifty times a second; longer
+/// periods traded p99 for p99.9). Reads scan what is not yet indexed, about this long's
+/// worth of orders.
 const UPKEEP_EVERY: Duration = Duration::from_millis(100);
 
 /// A batch the engine executed, with the answers to send once it is durable.

@@ -2,9 +2,8 @@
 //! committed transaction survives a power loss), the derived per-customer history
 //! indexes in a second file beside it, and cached prepared statements.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -97,24 +96,37 @@ impl SqliteStore {
 
 /// A handle on a database file for `fdatasync`, one per file for the life of the process.
 /// SQLite locks the file with POSIX advisory locks, which the kernel drops for the whole
-/// process as soon as *any* descriptor of the file is closed, so this one is never closed:
-/// closing it would silently unlock every connection's locks on the file.
+/// process as soon as *any* descriptor of the file is closed, so no handle opened here is
+/// ever closed: closing it would silently unlock every connection's locks on the file.
+/// Handles are told apart by path and, on Unix, by device and inode, so that a file
+/// replaced at the same path (a restored backup) gets a handle of its own.
 fn sync_handle(path: &Path) -> Result<Arc<std::fs::File>> {
-    static HANDLES: OnceLock<Mutex<HashMap<PathBuf, Arc<std::fs::File>>>> = OnceLock::new();
+    type Identity = (PathBuf, u64, u64);
+    static HANDLES: Mutex<Vec<(Identity, Arc<std::fs::File>)>> = Mutex::new(Vec::new());
     let error = |source| StoreError::File {
         path: path.display().to_string(),
         source,
     };
-    let key = path.canonicalize().map_err(error)?;
+    #[cfg(unix)]
+    fn device_and_inode(meta: &std::fs::Metadata) -> (u64, u64) {
+        use std::os::unix::fs::MetadataExt;
+        (meta.dev(), meta.ino())
+    }
+    #[cfg(not(unix))]
+    fn device_and_inode(_: &std::fs::Metadata) -> (u64, u64) {
+        (0, 0)
+    }
+    let canonical = path.canonicalize().map_err(error)?;
+    let (device, inode) = device_and_inode(&std::fs::metadata(&canonical).map_err(error)?);
+    let identity = (canonical, device, inode);
     let mut handles = HANDLES
-        .get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(file) = handles.get(&key) {
+    if let Some((_, file)) = handles.iter().find(|(id, _)| *id == identity) {
         return Ok(file.clone());
     }
-    let file = Arc::new(std::fs::File::open(&key).map_err(error)?);
-    handles.insert(key, file.clone());
+    let file = Arc::new(std::fs::File::open(&identity.0).map_err(error)?);
+    handles.push((identity, file.clone()));
     Ok(file)
 }
 
@@ -469,6 +481,28 @@ mod tests {
             conn.query("SELECT $1, $2, $1", &params).unwrap(),
             vec![vec![Cell::Int(1), Cell::Int(2), Cell::Int(1)]]
         );
+    }
+
+    /// One sync handle per file, kept: asking again gives the same one, and a file
+    /// replaced at the same path gets a new one (the old one stays open, never closed).
+    #[test]
+    fn sync_handles_are_one_per_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        std::fs::write(&path, b"first").unwrap();
+        let first = sync_handle(&path).unwrap();
+        assert!(Arc::ptr_eq(&first, &sync_handle(&path).unwrap()));
+        let replacement = dir.path().join("s.sqlite.new");
+        std::fs::write(&replacement, b"second").unwrap();
+        std::fs::rename(&replacement, &path).unwrap();
+        let second = sync_handle(&path).unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(
+            Arc::strong_count(&first),
+            2,
+            "the first stays in the registry"
+        );
+        second.sync_data().unwrap();
     }
 
     /// Connections that attach the history database at the same moment, while another
