@@ -785,3 +785,21 @@ fn malformed_client_order_id_is_named_as_such() {
     }
     assert_eq!(w.ex.open_order_count(), 0);
 }
+
+/// An order or trade id past the 56 bits a derived transfer id has for it is refused as
+/// an internal error (the engine then stops taking orders) rather than wrapped into an
+/// id that could meet another.
+#[test]
+fn transfer_id_fields_past_56_bits_are_refused_not_wrapped() {
+    let top = (1u64 << 56) - 1;
+    assert!(derived_id(top, KIND_TRADE, top).is_ok());
+    for (command, subject) in [(top + 1, 0), (1, top + 1), (u64::MAX, u64::MAX)] {
+        assert!(matches!(
+            derived_id(command, KIND_RELEASE, subject),
+            Err(ExchangeError::Internal(_))
+        ));
+    }
+    let a = derived_id(1, KIND_HOLD, 2).unwrap();
+    let b = derived_id(2, KIND_HOLD, 1).unwrap();
+    assert!(a < b, "the command's order decides the order of ids");
+}
