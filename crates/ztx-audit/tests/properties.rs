@@ -123,60 +123,53 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn entry() -> impl Strategy<Value = Entry> {
+    use prop::sample::select;
+    let kinds = select(vec![
+        Kind::Request,
+        Kind::Admin,
+        Kind::KeyChange,
+        Kind::Response,
+        Kind::Publication,
+    ]);
+    let outcomes = select(vec![Outcome::Success, Outcome::Failure, Outcome::Denied]);
+    let denials = select(vec![
+        Denial::BadSignature,
+        Denial::ExpiredTimestamp,
+        Denial::IpNotAllowed,
+        Denial::MissingPermission,
+        Denial::RateLimited,
+        Denial::UnknownKey,
+        Denial::MalformedRequest,
+        Denial::IpBanned,
+        Denial::KeyFrozen,
+    ]);
     (
-        (
-            any::<u64>(),
-            1u8..=5,
-            any::<u64>(),
-            any::<Option<u64>>(),
-            any::<Option<u64>>(),
-        ),
+        (any::<u64>(), kinds, any::<u64>()),
+        (any::<Option<u64>>(), any::<Option<u64>>()),
         (prop::option::of(text()), any::<Option<IpAddr>>(), text()),
         prop::collection::vec((text(), text()), 0..6),
-        (1u8..=3, 1u8..=9, any::<Option<i32>>()),
+        (outcomes, denials, any::<Option<i32>>()),
     )
         .prop_map(
             |(
-                (time_ms, kind, request_id, customer, api_key),
+                (time_ms, kind, request_id),
+                (customer, api_key),
                 (operator, client_ip, action),
                 params,
                 (outcome, denial, code),
-            )| {
-                let kind = [
-                    Kind::Request,
-                    Kind::Admin,
-                    Kind::KeyChange,
-                    Kind::Response,
-                    Kind::Publication,
-                ][usize::from(kind - 1)];
-                let outcome =
-                    [Outcome::Success, Outcome::Failure, Outcome::Denied][usize::from(outcome - 1)];
-                let denials = [
-                    Denial::BadSignature,
-                    Denial::ExpiredTimestamp,
-                    Denial::IpNotAllowed,
-                    Denial::MissingPermission,
-                    Denial::RateLimited,
-                    Denial::UnknownKey,
-                    Denial::MalformedRequest,
-                    Denial::IpBanned,
-                    Denial::KeyFrozen,
-                ];
-                let denial = (outcome == Outcome::Denied).then(|| denials[usize::from(denial - 1)]);
-                Entry {
-                    time_ms,
-                    kind,
-                    request_id,
-                    customer,
-                    api_key,
-                    operator,
-                    client_ip,
-                    action,
-                    params,
-                    outcome,
-                    denial,
-                    code,
-                }
+            )| Entry {
+                time_ms,
+                kind,
+                request_id,
+                customer,
+                api_key,
+                operator,
+                client_ip,
+                action,
+                params,
+                outcome,
+                denial: (outcome == Outcome::Denied).then_some(denial),
+                code,
             },
         )
 }
