@@ -53,6 +53,12 @@ pub enum StoreError {
     /// first use, which SQLite would silently bind to the wrong values.
     #[error("statement parameters out of order: {0}")]
     ParameterOrder(&'static str),
+    /// A programming error: audit entries must continue the log exactly at its end.
+    #[error("audit entry {got} appended where entry {expected} is next")]
+    AuditGap { expected: u64, got: u64 },
+    /// The caller's fault: a proof or node of a tree larger than the log.
+    #[error(transparent)]
+    AuditRange(#[from] ztx_audit::RangeError),
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The database file could not be opened or synced outside SQLite.

@@ -6,6 +6,7 @@
 
 #[macro_use]
 mod columns;
+mod audit;
 mod codec;
 mod error;
 mod model;
@@ -22,6 +23,7 @@ use ztx_core::{
     TransferId,
 };
 
+pub use audit::{AuditAppend, AuditRow, StoredCheckpoint};
 pub use error::{Result, StoreError};
 pub use model::{
     ApiKeyCredential, ApiKeyId, ApiKeyRecord, Candle, CustomerRecord, InboxCommand,
@@ -59,7 +61,12 @@ pub trait Store: Send {
     fn api_keys_of(&mut self, customer: CustomerId) -> Result<Vec<ApiKeyRecord>>;
 
     /// Persists a batch of changes in one transaction: all of it or, on error, none.
-    fn apply(&mut self, changes: &Changes) -> Result<()>;
+    fn apply(&mut self, changes: &Changes) -> Result<()> {
+        self.commit(changes, &AuditAppend::default())
+    }
+    /// Persists a batch of changes and the audit entries (and checkpoint) that record
+    /// them, in one transaction. The entries must continue the log where it ends.
+    fn commit(&mut self, changes: &Changes, audit: &AuditAppend) -> Result<()>;
     /// Everything the exchange resumes from: accounts sorted by key, transfers and
     /// pending transfers by id, open orders by (symbol, priority).
     fn load_state(&mut self) -> Result<ExchangeState>;
@@ -139,6 +146,23 @@ pub trait Store: Send {
     /// The largest order id and trade id in the per-customer history indexes (the
     /// indexing lag is the distance from the newest ids).
     fn history_indexed_to(&mut self) -> Result<(OrderId, TradeId)>;
+
+    /// How many entries the audit log holds.
+    fn audit_size(&mut self) -> Result<u64>;
+    /// Up to `limit` entries from index `start` on, in order.
+    fn audit_entries(&mut self, start: u64, limit: u32) -> Result<Vec<AuditRow>>;
+    /// The right edge of the tree of the first `size` entries, to append after it.
+    fn audit_frontier(&mut self, size: u64) -> Result<ztx_audit::Frontier>;
+    fn audit_root(&mut self, size: u64) -> Result<ztx_audit::Hash>;
+    fn audit_inclusion_proof(&mut self, index: u64, size: u64) -> Result<Vec<ztx_audit::Hash>>;
+    fn audit_consistency_proof(&mut self, from: u64, to: u64) -> Result<Vec<ztx_audit::Hash>>;
+    /// Stores the tree nodes completed by up to `limit` entries not yet indexed, off the
+    /// commit path (like [`Store::index_history`]); returns how many entries it covered.
+    fn index_audit(&mut self, limit: u32) -> Result<u64>;
+    /// The newest signed checkpoint.
+    fn latest_checkpoint(&mut self) -> Result<Option<StoredCheckpoint>>;
+    /// Up to `limit` checkpoints of sizes above `after_size`, smallest first.
+    fn audit_checkpoints(&mut self, after_size: u64, limit: u32) -> Result<Vec<StoredCheckpoint>>;
 }
 
 /// Implements [`Store`] for a backend by calling the shared operations.
@@ -169,8 +193,51 @@ macro_rules! impl_store {
             fn api_keys_of(&mut self, customer: CustomerId) -> Result<Vec<ApiKeyRecord>> {
                 read::api_keys_of(self, customer)
             }
-            fn apply(&mut self, changes: &Changes) -> Result<()> {
-                write::apply(self, changes)
+            fn commit(&mut self, changes: &Changes, audit: &AuditAppend) -> Result<()> {
+                write::apply(self, changes, audit)
+            }
+            fn audit_size(&mut self) -> Result<u64> {
+                audit::size(self)
+            }
+            fn audit_entries(&mut self, start: u64, limit: u32) -> Result<Vec<AuditRow>> {
+                audit::entries(self, start, limit)
+            }
+            fn audit_frontier(&mut self, size: u64) -> Result<ztx_audit::Frontier> {
+                sql::Backend::history(self)?;
+                audit::frontier(self, size)
+            }
+            fn audit_root(&mut self, size: u64) -> Result<ztx_audit::Hash> {
+                sql::Backend::history(self)?;
+                audit::root(self, size)
+            }
+            fn audit_inclusion_proof(
+                &mut self,
+                index: u64,
+                size: u64,
+            ) -> Result<Vec<ztx_audit::Hash>> {
+                sql::Backend::history(self)?;
+                audit::inclusion_proof(self, index, size)
+            }
+            fn audit_consistency_proof(
+                &mut self,
+                from: u64,
+                to: u64,
+            ) -> Result<Vec<ztx_audit::Hash>> {
+                sql::Backend::history(self)?;
+                audit::consistency_proof(self, from, to)
+            }
+            fn index_audit(&mut self, limit: u32) -> Result<u64> {
+                audit::index_audit(self, limit)
+            }
+            fn latest_checkpoint(&mut self) -> Result<Option<StoredCheckpoint>> {
+                Ok(audit::checkpoints(self, None, 1)?.into_iter().next())
+            }
+            fn audit_checkpoints(
+                &mut self,
+                after_size: u64,
+                limit: u32,
+            ) -> Result<Vec<StoredCheckpoint>> {
+                audit::checkpoints(self, Some(after_size), limit)
             }
             fn load_state(&mut self) -> Result<ExchangeState> {
                 // One transaction, so the state is a consistent snapshot.

@@ -181,11 +181,70 @@ INSERT INTO {history}history_indexed (name, last_id) VALUES ('orders', 0), ('tra
     ON CONFLICT (name) DO NOTHING;
 ";
 
+/// Version 3: the audit log. Entries and signed checkpoints are appended by the
+/// exchange's commits and never changed: triggers refuse UPDATE and DELETE (and, on
+/// PostgreSQL, TRUNCATE) even to the tables' owner, who would have to drop them first —
+/// and the verifier catches whatever such an owner then does. The tree's interior nodes
+/// are derived ([`AUDIT_NODES`], with the history indexes).
+const V3: &str = "
+CREATE TABLE audit_entries (
+    idx {id} PRIMARY KEY,
+    leaf {blob} NOT NULL,
+    entry {blob} NOT NULL
+);
+CREATE TABLE audit_checkpoints (
+    size BIGINT PRIMARY KEY,
+    root {blob} NOT NULL,
+    note TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+{append_only}{audit_history}";
+
+/// The audit tree's interior nodes, derived from the leaves in `audit_entries` and so
+/// safe to lose: the `audit` mark in `history_indexed` starting at 0 rebuilds them.
+pub(crate) const AUDIT_NODES: &str = "
+CREATE TABLE IF NOT EXISTS {history}audit_nodes (
+    level BIGINT NOT NULL,
+    idx BIGINT NOT NULL,
+    hash {blob} NOT NULL,
+    PRIMARY KEY (level, idx)
+){without_rowid};
+INSERT INTO {history}history_indexed (name, last_id) VALUES ('audit', 0)
+    ON CONFLICT (name) DO NOTHING;
+";
+
+const APPEND_ONLY_SQLITE: &str = "
+CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+";
+
+const APPEND_ONLY_POSTGRES: &str = "
+CREATE FUNCTION ztx_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the audit log is append-only: % on % refused', TG_OP, TG_TABLE_NAME;
+END
+$$;
+CREATE TRIGGER audit_entries_append_only BEFORE UPDATE OR DELETE ON audit_entries
+    FOR EACH ROW EXECUTE FUNCTION ztx_append_only();
+CREATE TRIGGER audit_entries_no_truncate BEFORE TRUNCATE ON audit_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION ztx_append_only();
+CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_checkpoints
+    FOR EACH ROW EXECUTE FUNCTION ztx_append_only();
+CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION ztx_append_only();
+";
+
 /// Every migration in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The schema the history tables are created in, as a qualifier for [`HISTORY`].
 pub(crate) const HISTORY_SCHEMA: &str = "history.";
@@ -195,7 +254,14 @@ pub(crate) fn render(ddl: &str, dialect: Dialect) -> String {
         Dialect::Sqlite => ("BLOB", "INTEGER", " WITHOUT ROWID", "", HISTORY_SCHEMA),
         Dialect::Postgres => ("BYTEA", "BIGINT", "", HISTORY, ""),
     };
+    // SQLite creates the derived tables when it attaches the history file.
+    let (append_only, audit_history) = match dialect {
+        Dialect::Sqlite => (APPEND_ONLY_SQLITE, ""),
+        Dialect::Postgres => (APPEND_ONLY_POSTGRES, AUDIT_NODES),
+    };
     ddl.replace("{history_tables}", history_tables)
+        .replace("{append_only}", append_only)
+        .replace("{audit_history}", audit_history)
         .replace("{history}", history)
         .replace("{blob}", blob)
         .replace("{id}", id)
@@ -285,7 +351,7 @@ mod tests {
                 status.is_open(),
                 "{status:?}"
             );
-            for ddl in MIGRATIONS {
+            for ddl in MIGRATIONS.iter().filter(|d| d.contains("orders_open")) {
                 assert_eq!(
                     ddl.contains(&quoted),
                     status.is_open(),
@@ -300,10 +366,15 @@ mod tests {
     #[test]
     fn dialects_differ_only_in_storage_placeholders() {
         for ddl in MIGRATIONS {
-            let with_history = ddl.replace("{history_tables}", HISTORY);
+            // The triggers are written in each engine's own language; the rest is one.
+            let with_history = ddl
+                .replace("{history_tables}", HISTORY)
+                .replace("{append_only}", "")
+                .replace("{audit_history}", AUDIT_NODES);
             dialects_differ_only_in_placeholders(&with_history);
         }
         dialects_differ_only_in_placeholders(HISTORY);
+        dialects_differ_only_in_placeholders(AUDIT_NODES);
     }
 
     fn dialects_differ_only_in_placeholders(ddl: &str) {
@@ -317,7 +388,8 @@ mod tests {
         let normalised = sqlite
             .replace(" WITHOUT ROWID", "")
             .replace("BLOB", "BYTEA")
-            .replace("id INTEGER PRIMARY KEY", "id BIGINT PRIMARY KEY");
+            .replace("id INTEGER PRIMARY KEY", "id BIGINT PRIMARY KEY")
+            .replace("idx INTEGER PRIMARY KEY", "idx BIGINT PRIMARY KEY");
         assert_eq!(normalised, pg);
     }
 }

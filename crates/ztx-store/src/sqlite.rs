@@ -357,17 +357,19 @@ const HISTORY_IS_OURS: &str = "SELECT \
     AND (SELECT last_id FROM history.history_indexed WHERE name = 'orders') \
         <= (SELECT COALESCE(MAX(id), 0) FROM main.orders) \
     AND (SELECT last_id FROM history.history_indexed WHERE name = 'trades') \
-        <= (SELECT COALESCE(MAX(id), 0) FROM main.trades)";
+        <= (SELECT COALESCE(MAX(id), 0) FROM main.trades) \
+    AND (SELECT last_id FROM history.history_indexed WHERE name = 'audit') \
+        <= (SELECT COALESCE(MAX(idx) + 1, 0) FROM main.audit_entries)";
 
 impl SqliteStore {
     fn history_matches(&self) -> Result<bool> {
         let exists: i64 = self.conn.query_row(
             "SELECT COUNT(*) FROM history.sqlite_master \
-             WHERE name IN ('history_indexed', 'source')",
+             WHERE name IN ('history_indexed', 'source', 'audit_nodes')",
             [],
             |r| r.get(0),
         )?;
-        if exists < 2 {
+        if exists < 3 {
             return Ok(false);
         }
         let ours: Option<bool> = self.conn.query_row(HISTORY_IS_OURS, [], |r| r.get(0))?;
@@ -384,6 +386,7 @@ fn rebuild_history_if_foreign(tx: &rusqlite::Transaction<'_>) -> Result<()> {
         [],
     )?;
     tx.execute_batch(&schema::render(schema::HISTORY, Dialect::Sqlite))?;
+    tx.execute_batch(&schema::render(schema::AUDIT_NODES, Dialect::Sqlite))?;
     tx.execute_batch("CREATE TABLE IF NOT EXISTS history.source (database_id TEXT NOT NULL)")?;
     let ours: Option<bool> = tx.query_row(HISTORY_IS_OURS, [], |r| r.get(0))?;
     if ours != Some(true) {
@@ -391,6 +394,7 @@ fn rebuild_history_if_foreign(tx: &rusqlite::Transaction<'_>) -> Result<()> {
             "DELETE FROM history.order_index; \
              DELETE FROM history.order_client_index; \
              DELETE FROM history.trade_index; \
+             DELETE FROM history.audit_nodes; \
              UPDATE history.history_indexed SET last_id = 0; \
              DELETE FROM history.source; \
              INSERT INTO history.source (database_id) \
@@ -461,7 +465,7 @@ mod tests {
                 r.get(0)
             })
             .unwrap();
-        assert_eq!(indexed, 2);
+        assert_eq!(indexed, 3, "orders, trades and the audit tree");
         assert!(!main_tables(&store).iter().any(|t| t.contains("index")));
     }
 

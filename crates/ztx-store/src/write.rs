@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use ztx_core::{Amount, AssetCode, Changes, CustomerId, Trade, TransferId};
 
+use crate::audit::AuditAppend;
 use crate::codec;
 use crate::error::{Result, StoreError};
 use crate::model::{ApiKeyCredential, ApiKeyId, Candle, InboxId, Mode, NewApiKey};
@@ -163,12 +164,13 @@ fn insert_unique(
     }
 }
 
-pub(crate) fn apply<B: Backend>(db: &mut B, changes: &Changes) -> Result<()> {
-    if changes.is_empty() {
+pub(crate) fn apply<B: Backend>(db: &mut B, changes: &Changes, audit: &AuditAppend) -> Result<()> {
+    if changes.is_empty() && audit.is_empty() {
         return Ok(());
     }
     let candles = aggregate_candles(&changes.trades)?;
     db.transaction(|tx| {
+        crate::audit::append(tx, audit)?;
         for (key, balances) in &changes.accounts {
             tx.exec(UPSERT_ACCOUNT, &codec::account_params(key, balances)?)?;
         }

@@ -16,7 +16,11 @@ pub trait Fixture {
     /// Opens with the schema of an older release (see `testing::open_at_version`).
     fn open_at_version(&self, version: u32) -> Box<dyn Store>;
     /// Runs raw SQL behind the store's back (to corrupt rows).
-    fn raw(&self, sql: &str);
+    fn raw(&self, sql: &str) {
+        self.try_raw(sql).unwrap();
+    }
+    /// Runs raw SQL behind the store's back; the database's refusal as text.
+    fn try_raw(&self, sql: &str) -> Result<(), String>;
 }
 
 #[derive(Debug)]
@@ -41,11 +45,11 @@ impl Fixture for SqliteFixture {
     fn open_at_version(&self, version: u32) -> Box<dyn Store> {
         ztx_store::testing::open_at_version(self.path.to_str().unwrap(), version).unwrap()
     }
-    fn raw(&self, sql: &str) {
+    fn try_raw(&self, sql: &str) -> Result<(), String> {
         rusqlite::Connection::open(&self.path)
             .unwrap()
             .execute_batch(sql)
-            .unwrap();
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -71,11 +75,11 @@ impl Fixture for PgFixture {
     fn open_at_version(&self, version: u32) -> Box<dyn Store> {
         ztx_store::testing::open_at_version(&self.url, version).unwrap()
     }
-    fn raw(&self, sql: &str) {
+    fn try_raw(&self, sql: &str) -> Result<(), String> {
         postgres::Client::connect(&self.url, postgres::NoTls)
             .unwrap()
             .batch_execute(sql)
-            .unwrap();
+            .map_err(|e| format!("{e:?}"))
     }
 }
 

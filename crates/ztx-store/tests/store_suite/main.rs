@@ -8,6 +8,7 @@
     reason = "tests: a panic is a failed test"
 )]
 
+mod audit;
 mod common;
 mod suite;
 
@@ -16,30 +17,34 @@ mod suite;
 macro_rules! store_suite {
     ($module:ident, $fixture:expr) => {
         mod $module {
-            use super::suite;
+            use super::{audit, suite};
             store_suite!(@tests $fixture;
-                apply_then_load_round_trips,
-                reopening_keeps_data_and_migrates_once,
-                mode_is_written_once,
-                duplicate_email_is_refused_and_changes_nothing,
-                api_keys_round_trip,
-                history_queries_follow_binance,
-                version_one_history_is_complete_after_migrating,
-                concurrent_indexers_all_succeed,
-                candles_are_built_from_trades,
-                inbox_queues_and_completes,
-                failed_apply_changes_nothing,
-                corrupt_rows_are_errors_not_panics,
-                upkeep_alongside_writes_keeps_every_commit,
+                audit::audit_log_appends_and_proves,
+                audit::audit_checkpoints_are_kept_in_order,
+                audit::audit_appends_only_at_the_end,
+                audit::audit_rows_refuse_update_and_delete,
+                suite::apply_then_load_round_trips,
+                suite::reopening_keeps_data_and_migrates_once,
+                suite::mode_is_written_once,
+                suite::duplicate_email_is_refused_and_changes_nothing,
+                suite::api_keys_round_trip,
+                suite::history_queries_follow_binance,
+                suite::version_one_history_is_complete_after_migrating,
+                suite::concurrent_indexers_all_succeed,
+                suite::candles_are_built_from_trades,
+                suite::inbox_queues_and_completes,
+                suite::failed_apply_changes_nothing,
+                suite::corrupt_rows_are_errors_not_panics,
+                suite::upkeep_alongside_writes_keeps_every_commit,
             );
         }
     };
-    (@tests $fixture:expr; $($name:ident),+ $(,)?) => {
+    (@tests $fixture:expr; $($file:ident :: $name:ident),+ $(,)?) => {
         $(
             #[test]
             fn $name() {
                 if let Some(fixture) = $fixture {
-                    suite::$name(&fixture);
+                    $file::$name(&fixture);
                 }
             }
         )+

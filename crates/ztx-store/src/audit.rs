@@ -1,0 +1,298 @@
+//! The audit log's rows. Entries are appended in the transaction that commits the
+//! changes they record (so an entry is durable no later than its effect), with their
+//! leaf hashes; signed checkpoints likewise. Both tables refuse UPDATE and DELETE by
+//! trigger. The tree's interior nodes are derived data: [`index_audit`] fills them off
+//! the commit path, like the history indexes, and proofs compute any node not yet
+//! stored from its children.
+
+use std::cell::RefCell;
+
+use ztx_audit::tree::{self, NodeSource, RangeError};
+use ztx_audit::{Frontier, Hash};
+
+use crate::error::{Result, StoreError};
+use crate::sql::{self, Backend, Conn, RowReader};
+use crate::write::indexed_to;
+
+/// One appended entry: its position in the log, its leaf hash and its canonical bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub index: u64,
+    pub leaf: Hash,
+    pub entry: Vec<u8>,
+}
+
+/// A checkpoint note the log signed, with the size and root it commits to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    pub root: Hash,
+    pub note: String,
+    pub created_ms: u64,
+}
+
+/// What one commit appends to the audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditAppend {
+    /// Consecutive entries, continuing the log exactly where it ends.
+    pub rows: Vec<AuditRow>,
+    pub checkpoint: Option<StoredCheckpoint>,
+}
+
+impl AuditAppend {
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.checkpoint.is_none()
+    }
+}
+
+const INSERT_ENTRY: &str = "INSERT INTO audit_entries (idx, leaf, entry) VALUES ($1, $2, $3)";
+const INSERT_CHECKPOINT: &str = "INSERT INTO audit_checkpoints (size, root, note, created_ms) \
+     VALUES ($1, $2, $3, $4)";
+
+/// Inside the commit's transaction.
+pub(crate) fn append(tx: &mut dyn Conn, audit: &AuditAppend) -> Result<()> {
+    if let Some(first) = audit.rows.first() {
+        // Appending anywhere but at the end would leave a gap or hit an existing index
+        // (the primary key refuses that); check the gap here, once per commit.
+        let size = size(tx)?;
+        if first.index != size {
+            return Err(StoreError::AuditGap {
+                expected: size,
+                got: first.index,
+            });
+        }
+    }
+    for (n, row) in (0u64..).zip(&audit.rows) {
+        let expected = audit.rows.first().map_or(0, |f| f.index).saturating_add(n);
+        if row.index != expected {
+            return Err(StoreError::AuditGap {
+                expected,
+                got: row.index,
+            });
+        }
+        tx.exec(
+            INSERT_ENTRY,
+            &[
+                sql::int(row.index, "audit index")?,
+                sql::Param::Blob(row.leaf.0.to_vec()),
+                sql::Param::Blob(row.entry.clone()),
+            ],
+        )?;
+    }
+    if let Some(c) = &audit.checkpoint {
+        tx.exec(
+            INSERT_CHECKPOINT,
+            &[
+                sql::int(c.size, "checkpoint size")?,
+                sql::Param::Blob(c.root.0.to_vec()),
+                sql::text(&c.note),
+                sql::int(c.created_ms, "checkpoint created_ms")?,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// How many entries the log holds.
+pub(crate) fn size(conn: &mut dyn Conn) -> Result<u64> {
+    let row = sql::first(conn.query("SELECT MAX(idx) AS last FROM audit_entries", &[])?);
+    let last = match row {
+        None => None,
+        Some(row) => RowReader::new("audit_entries", row).opt_u64("last")?,
+    };
+    Ok(last.map_or(0, |l| l.saturating_add(1)))
+}
+
+pub(crate) fn entries(conn: &mut dyn Conn, start: u64, limit: u32) -> Result<Vec<AuditRow>> {
+    let rows = conn.query(
+        "SELECT idx, leaf, entry FROM audit_entries WHERE idx >= $1 ORDER BY idx LIMIT $2",
+        &[sql::int(start, "audit index")?, sql::limit(limit)],
+    )?;
+    rows.into_iter()
+        .map(|row| {
+            let mut r = RowReader::new("audit_entries", row);
+            Ok(AuditRow {
+                index: r.u64("idx")?,
+                leaf: hash(&mut r, "leaf")?,
+                entry: r
+                    .opt_blob("entry")?
+                    .ok_or_else(|| StoreError::corrupt("audit_entries", "entry", "NULL"))?,
+            })
+        })
+        .collect()
+}
+
+fn hash(r: &mut RowReader, column: &'static str) -> Result<Hash> {
+    let bytes = r
+        .opt_blob(column)?
+        .ok_or_else(|| r.corrupt_here(column, "NULL"))?;
+    Hash::from_slice(&bytes).ok_or_else(|| r.corrupt_here(column, "not a 32-byte hash"))
+}
+
+pub(crate) fn checkpoints(
+    conn: &mut dyn Conn,
+    after_size: Option<u64>,
+    limit: u32,
+) -> Result<Vec<StoredCheckpoint>> {
+    let rows = match after_size {
+        // The newest one.
+        None => conn.query(
+            "SELECT size, root, note, created_ms FROM audit_checkpoints \
+             ORDER BY size DESC LIMIT 1",
+            &[],
+        )?,
+        Some(after) => conn.query(
+            "SELECT size, root, note, created_ms FROM audit_checkpoints \
+             WHERE size > $1 ORDER BY size LIMIT $2",
+            &[sql::int(after, "checkpoint size")?, sql::limit(limit)],
+        )?,
+    };
+    rows.into_iter()
+        .map(|row| {
+            let mut r = RowReader::new("audit_checkpoints", row);
+            Ok(StoredCheckpoint {
+                size: r.u64("size")?,
+                root: hash(&mut r, "root")?,
+                note: r.text("note")?,
+                created_ms: r.u64("created_ms")?,
+            })
+        })
+        .collect()
+}
+
+/// The tree's perfect subtrees as the store has them: leaves from `audit_entries`,
+/// interior nodes from `audit_nodes` where indexed, computed from their children where
+/// not yet.
+pub(crate) struct StoredNodes<'a> {
+    conn: RefCell<&'a mut dyn Conn>,
+    size: u64,
+}
+
+impl<'a> StoredNodes<'a> {
+    /// Nodes of the tree of the first `size` entries (which must exist).
+    pub(crate) fn new(conn: &'a mut dyn Conn, size: u64) -> Result<StoredNodes<'a>> {
+        let have = self::size(conn)?;
+        if have < size {
+            return Err(RangeError::TooShort { want: size, have }.into());
+        }
+        Ok(StoredNodes {
+            conn: RefCell::new(conn),
+            size,
+        })
+    }
+}
+
+impl NodeSource for StoredNodes<'_> {
+    type Error = StoreError;
+
+    fn perfect(&self, level: u32, index: u64) -> Result<Hash> {
+        let end = index
+            .checked_add(1)
+            .and_then(|n| n.checked_shl(level))
+            .unwrap_or(u64::MAX);
+        if level >= 64 || end > self.size {
+            return Err(RangeError::TooShort {
+                want: end,
+                have: self.size,
+            }
+            .into());
+        }
+        let mut conn = self.conn.borrow_mut();
+        let (sql, params, table): (&'static str, Vec<sql::Param>, _) = if level == 0 {
+            (
+                "SELECT leaf AS hash FROM audit_entries WHERE idx = $1",
+                vec![sql::int(index, "audit index")?],
+                "audit_entries",
+            )
+        } else {
+            (
+                "SELECT hash FROM audit_nodes WHERE level = $1 AND idx = $2",
+                vec![
+                    sql::int(u64::from(level), "audit level")?,
+                    sql::int(index, "audit index")?,
+                ],
+                "audit_nodes",
+            )
+        };
+        if let Some(row) = sql::first(conn.query(sql, &params)?) {
+            return hash(&mut RowReader::new(table, row), "hash");
+        }
+        drop(conn);
+        if level == 0 {
+            return Err(StoreError::corrupt(
+                "audit_entries",
+                "idx",
+                format!("entry {index} is missing"),
+            ));
+        }
+        let left = self.perfect(level - 1, index * 2)?;
+        let right = self.perfect(level - 1, index * 2 + 1)?;
+        Ok(Hash::node(&left, &right))
+    }
+}
+
+pub(crate) fn frontier(conn: &mut dyn Conn, size: u64) -> Result<Frontier> {
+    Frontier::of(&StoredNodes::new(conn, size)?, size)
+}
+
+pub(crate) fn root(conn: &mut dyn Conn, size: u64) -> Result<Hash> {
+    tree::root(&StoredNodes::new(conn, size)?, size)
+}
+
+pub(crate) fn inclusion_proof(conn: &mut dyn Conn, index: u64, size: u64) -> Result<Vec<Hash>> {
+    tree::inclusion_proof(&StoredNodes::new(conn, size)?, index, size)
+}
+
+pub(crate) fn consistency_proof(conn: &mut dyn Conn, from: u64, to: u64) -> Result<Vec<Hash>> {
+    tree::consistency_proof(&StoredNodes::new(conn, to)?, from, to)
+}
+
+/// Stores the interior nodes completed by up to `limit` entries past the indexed mark, in
+/// one derived transaction; returns how many entries it covered.
+pub(crate) fn index_audit<B: Backend>(db: &mut B, limit: u32) -> Result<u64> {
+    db.derived_transaction(|tx| {
+        let mark = indexed_to(tx, "audit")?;
+        let rows = tx.query(
+            "SELECT idx, leaf FROM audit_entries WHERE idx >= $1 ORDER BY idx LIMIT $2",
+            &[sql::int(mark, "audit index")?, sql::limit(limit)],
+        )?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut frontier = Frontier::of(&StoredNodes::new(tx, mark)?, mark)?;
+        let mut completed = Vec::new();
+        for (n, row) in (mark..).zip(rows) {
+            let mut r = RowReader::new("audit_entries", row);
+            let index = r.u64("idx")?;
+            if index != n {
+                return Err(StoreError::corrupt(
+                    "audit_entries",
+                    "idx",
+                    format!("entry {n} is missing (found {index} next)"),
+                ));
+            }
+            frontier.push(hash(&mut r, "leaf")?, |c| {
+                if c.level > 0 {
+                    completed.push(c);
+                }
+            });
+        }
+        for c in &completed {
+            tx.exec(
+                "INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3) \
+                 ON CONFLICT (level, idx) DO NOTHING",
+                &[
+                    sql::int(u64::from(c.level), "audit level")?,
+                    sql::int(c.index, "audit index")?,
+                    sql::Param::Blob(c.hash.0.to_vec()),
+                ],
+            )?;
+        }
+        let covered = frontier.size() - mark;
+        tx.exec(
+            "UPDATE history_indexed SET last_id = $1 WHERE name = 'audit'",
+            &[sql::int(frontier.size(), "audit mark")?],
+        )?;
+        Ok(covered)
+    })
+}

@@ -1,0 +1,179 @@
+//! The audit log's storage: entries appended with their commit, proofs from the stored
+//! tree, append-only tables.
+
+use ztx_audit::tree::root;
+use ztx_audit::{Frontier, Hash, MemoryTree, verify_consistency, verify_inclusion};
+use ztx_core::{Changes, TransferId, TransferKind};
+use ztx_store::{AuditAppend, AuditRow, StoreError, StoredCheckpoint};
+
+use crate::common::*;
+
+fn rows(start: u64, count: u64) -> Vec<AuditRow> {
+    (start..start + count)
+        .map(|i| {
+            let entry = format!("entry {i}").into_bytes();
+            AuditRow {
+                index: i,
+                leaf: Hash::leaf(&entry),
+                entry,
+            }
+        })
+        .collect()
+}
+
+fn memory(n: u64) -> MemoryTree {
+    let mut tree = MemoryTree::new();
+    for i in 0..n {
+        tree.push_entry(format!("entry {i}").as_bytes());
+    }
+    tree
+}
+
+fn append(rows: Vec<AuditRow>) -> AuditAppend {
+    AuditAppend {
+        rows,
+        checkpoint: None,
+    }
+}
+
+/// Every proof the store serves verifies against the tree computed independently in
+/// memory, whether its nodes are indexed, partly indexed or not at all.
+pub fn audit_log_appends_and_proves(fx: &dyn Fixture) {
+    let mut store = fx.open();
+    assert_eq!(store.audit_size().unwrap(), 0);
+    let mut size = 0;
+    for count in [1u64, 6, 13, 1, 20] {
+        store
+            .commit(&Changes::default(), &append(rows(size, count)))
+            .unwrap();
+        size += count;
+    }
+    assert_eq!(store.audit_size().unwrap(), size);
+    assert_eq!(store.audit_entries(0, 1000).unwrap(), rows(0, size));
+    assert_eq!(store.audit_entries(40, 3).unwrap(), rows(40, 1));
+    let tree = memory(size);
+    let check = |store: &mut Box<dyn ztx_store::Store>| {
+        for n in [1, 2, 7, 8, 9, 20, 33, size] {
+            let r = root(&tree, n).unwrap();
+            assert_eq!(store.audit_root(n).unwrap(), r, "root of {n}");
+            for i in [0, n / 2, n - 1] {
+                let proof = store.audit_inclusion_proof(i, n).unwrap();
+                let leaf = Hash::leaf(format!("entry {i}").as_bytes());
+                assert_eq!(verify_inclusion(i, n, &leaf, &proof, &r), Ok(()));
+            }
+            for m in [0, 1, n / 3, n - 1, n] {
+                let proof = store.audit_consistency_proof(m, n).unwrap();
+                let old = root(&tree, m).unwrap();
+                assert_eq!(
+                    verify_consistency(m, n, &old, &r, &proof),
+                    Ok(()),
+                    "{m}->{n}"
+                );
+            }
+        }
+        let mut frontier = Frontier::new();
+        for row in rows(0, size) {
+            frontier.push(row.leaf, |_| {});
+        }
+        assert_eq!(store.audit_frontier(size).unwrap(), frontier);
+    };
+    check(&mut store);
+    assert_eq!(store.index_audit(10).unwrap(), 10);
+    check(&mut store);
+    assert_eq!(store.index_audit(1000).unwrap(), size - 10);
+    assert_eq!(store.index_audit(1000).unwrap(), 0);
+    check(&mut store);
+    assert!(matches!(
+        store.audit_inclusion_proof(0, size + 1),
+        Err(StoreError::AuditRange(_))
+    ));
+    assert!(store.audit_inclusion_proof(size, size).is_err());
+    assert!(store.audit_consistency_proof(5, 4).is_err());
+}
+
+pub fn audit_checkpoints_are_kept_in_order(fx: &dyn Fixture) {
+    let mut store = fx.open();
+    assert_eq!(store.latest_checkpoint().unwrap(), None);
+    let checkpoint = |size: u64| StoredCheckpoint {
+        size,
+        root: Hash::leaf(&size.to_be_bytes()),
+        note: format!("ztx.test/audit\n{size}\n...\n"),
+        created_ms: 1_000 + size,
+    };
+    for (start, count) in [(0, 3), (3, 4), (7, 2)] {
+        let batch = AuditAppend {
+            rows: rows(start, count),
+            checkpoint: Some(checkpoint(start + count)),
+        };
+        store.commit(&Changes::default(), &batch).unwrap();
+    }
+    assert_eq!(store.latest_checkpoint().unwrap(), Some(checkpoint(9)));
+    assert_eq!(
+        store.audit_checkpoints(3, 10).unwrap(),
+        vec![checkpoint(7), checkpoint(9)]
+    );
+    assert_eq!(store.audit_checkpoints(0, 1).unwrap(), vec![checkpoint(3)]);
+}
+
+/// Entries must continue the log at its end; a commit that breaks that, or fails for
+/// any other reason, appends nothing and changes nothing.
+pub fn audit_appends_only_at_the_end(fx: &dyn Fixture) {
+    let mut store = fx.open();
+    store
+        .commit(&Changes::default(), &append(rows(0, 3)))
+        .unwrap();
+    for (start, count) in [(4, 1), (2, 2), (0, 1)] {
+        let err = store
+            .commit(&Changes::default(), &append(rows(start, count)))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::AuditGap { .. }), "{err}");
+    }
+    let mut shuffled = rows(3, 3);
+    shuffled.swap(1, 2);
+    assert!(matches!(
+        store.commit(&Changes::default(), &append(shuffled)),
+        Err(StoreError::AuditGap { .. })
+    ));
+    // A commit whose changes fail takes its entries with it.
+    let bad = Changes {
+        transfers: vec![
+            transfer(70, TransferKind::Single, 1, 1),
+            transfer(70, TransferKind::Single, 2, 1),
+        ],
+        ..Changes::default()
+    };
+    assert!(matches!(
+        store.commit(&bad, &append(rows(3, 2))),
+        Err(StoreError::DuplicateTransfer(TransferId(70)))
+    ));
+    assert_eq!(store.audit_size().unwrap(), 3);
+    assert_eq!(store.audit_entries(0, 10).unwrap(), rows(0, 3));
+}
+
+/// The tables refuse to change what they hold, even to their owner's plain SQL.
+pub fn audit_rows_refuse_update_and_delete(fx: &dyn Fixture) {
+    let mut store = fx.open();
+    let batch = AuditAppend {
+        rows: rows(0, 2),
+        checkpoint: Some(StoredCheckpoint {
+            size: 2,
+            root: Hash::empty(),
+            note: "n\n2\nx\n".into(),
+            created_ms: 1,
+        }),
+    };
+    store.commit(&Changes::default(), &batch).unwrap();
+    drop(store);
+    for sql in [
+        "UPDATE audit_entries SET entry = entry WHERE idx = 0",
+        "DELETE FROM audit_entries WHERE idx = 1",
+        "UPDATE audit_checkpoints SET note = 'forged'",
+        "DELETE FROM audit_checkpoints",
+    ] {
+        let refused = fx.try_raw(sql).unwrap_err();
+        assert!(refused.contains("append-only"), "{sql}: {refused}");
+    }
+    let mut store = fx.open();
+    assert_eq!(store.audit_entries(0, 10).unwrap(), rows(0, 2));
+    assert_eq!(store.latest_checkpoint().unwrap().map(|c| c.size), Some(2));
+}
