@@ -30,6 +30,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The only version written today.
 pub const VERSION: u8 = 1;
+/// The longest string field [`Entry::to_bytes`] keeps, in bytes.
+pub const MAX_FIELD_LEN: usize = 1024;
+/// The most parameters [`Entry::to_bytes`] keeps.
+pub const MAX_PARAMS: usize = 32;
 /// The largest entry accepted, in bytes.
 pub const MAX_ENTRY_LEN: usize = 64 * 1024;
 
@@ -171,6 +175,42 @@ pub enum EntryError {
 }
 
 impl Entry {
+    /// The canonical bytes of this entry, after cutting what is too long to log (strings
+    /// past [`MAX_FIELD_LEN`] bytes, parameters past [`MAX_PARAMS`], each cut marked
+    /// with `…`) and making the denial agree with the outcome. Never fails: a request
+    /// too odd to encode is still logged.
+    pub fn to_bytes(mut self) -> Vec<u8> {
+        fn clamp(text: &mut String) {
+            if text.len() > MAX_FIELD_LEN {
+                let mut end = MAX_FIELD_LEN - '…'.len_utf8();
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+                text.push('…');
+            }
+        }
+        if let Some(op) = &mut self.operator {
+            clamp(op);
+        }
+        clamp(&mut self.action);
+        if self.params.len() > MAX_PARAMS {
+            self.params.truncate(MAX_PARAMS - 1);
+            self.params.push(("…".into(), "…".into()));
+        }
+        for (name, value) in &mut self.params {
+            clamp(name);
+            clamp(value);
+        }
+        match (self.outcome, self.denial) {
+            (Outcome::Denied, None) => self.denial = Some(Denial::MalformedRequest),
+            (Outcome::Success | Outcome::Failure, Some(_)) => self.denial = None,
+            _ => {}
+        }
+        // Within every limit now, and consistent: this cannot fail.
+        self.encode().unwrap_or_default()
+    }
+
     /// The canonical bytes of this entry.
     pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
         if (self.outcome == Outcome::Denied) != self.denial.is_some() {

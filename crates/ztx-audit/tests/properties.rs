@@ -181,6 +181,23 @@ proptest! {
         prop_assert_eq!(Entry::decode(&bytes), Ok(e));
     }
 
+    /// Whatever a caller puts in an entry, it can be logged: cut to the limits, it
+    /// encodes, and decodes to the cut entry.
+    #[test]
+    fn any_entry_can_be_logged(mut e in entry(), long in "[a-zé]{1000,1100}", extra in 0usize..40, deny in any::<bool>()) {
+        e.action = long.clone();
+        e.operator = Some(long.clone());
+        e.params = (0..extra).map(|i| (format!("p{i}"), long.clone())).collect();
+        if deny { e.outcome = Outcome::Denied; e.denial = None; }
+        let bytes = e.clone().to_bytes();
+        let back = Entry::decode(&bytes).unwrap();
+        prop_assert!(back.action.len() <= ztx_audit::entry::MAX_FIELD_LEN);
+        prop_assert!(long.starts_with(back.action.trim_end_matches('…')));
+        prop_assert!(back.params.len() <= ztx_audit::entry::MAX_PARAMS);
+        prop_assert_eq!(back.denial.is_some(), back.outcome == Outcome::Denied);
+        prop_assert_eq!(back.time_ms, e.time_ms);
+    }
+
     /// Any bytes either fail to decode or are the one encoding of what they decode to.
     #[test]
     fn entries_have_one_encoding(bytes in prop::collection::vec(any::<u8>(), 0..200), e in entry(), cut in any::<prop::sample::Index>(), flip in any::<prop::sample::Index>()) {

@@ -10,6 +10,9 @@
 //! last acknowledged. A command that breaks an invariant is handled the same way.
 #![forbid(unsafe_code)]
 
+mod audit;
+mod writer;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -18,11 +21,16 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tokio::sync::oneshot;
+use ztx_audit::Entry;
 use ztx_core::{
     Amount, AssetCode, Balances, Changes, Command, CustomerId, Deposit, Exchange, ExchangeError,
     MarketSpec, Order, Price, Reply,
 };
 use ztx_store::{InboxCommand, Store, StoreFactory};
+
+use audit::AuditLog;
+pub use audit::{Audit, AuditConfig};
+use writer::Writer;
 
 /// The most requests waiting for the engine; past it callers are told it is busy.
 pub const QUEUE_CAPACITY: usize = 65_536;
@@ -81,8 +89,18 @@ pub struct Depth {
 }
 
 enum Request {
-    Command(Command, oneshot::Sender<Result<Reply, EngineError>>),
-    Query(Query, oneshot::Sender<Result<QueryReply, EngineError>>),
+    Command(
+        Command,
+        Option<Audit>,
+        oneshot::Sender<Result<Reply, EngineError>>,
+    ),
+    Query(
+        Query,
+        Option<Entry>,
+        oneshot::Sender<Result<QueryReply, EngineError>>,
+    ),
+    /// An audit entry alone (a refused request, a read the engine does not serve).
+    Record(Entry, oneshot::Sender<Result<(), EngineError>>),
 }
 
 /// A handle to the running engine; cheap to clone.
@@ -96,14 +114,44 @@ impl EngineHandle {
     /// Executes a command; answers after its effects are durable.
     pub async fn execute(&self, command: Command) -> Result<Reply, EngineError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Request::Command(command, tx))?;
+        self.send(Request::Command(command, None, tx))?;
+        rx.await.map_err(|_| EngineError::Unavailable)?
+    }
+
+    /// Executes a command and logs it with its outcome, in the same commit as its
+    /// effects; answers after both are durable.
+    pub async fn execute_audited(
+        &self,
+        command: Command,
+        audit: Audit,
+    ) -> Result<Reply, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Request::Command(command, Some(audit), tx))?;
         rx.await.map_err(|_| EngineError::Unavailable)?
     }
 
     /// Reads state; answers once everything the read may see is durable.
     pub async fn query(&self, query: Query) -> Result<QueryReply, EngineError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Request::Query(query, tx))?;
+        self.send(Request::Query(query, None, tx))?;
+        rx.await.map_err(|_| EngineError::Unavailable)?
+    }
+
+    /// Reads state and logs the read; answers once the entry is durable.
+    pub async fn query_audited(
+        &self,
+        query: Query,
+        entry: Entry,
+    ) -> Result<QueryReply, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Request::Query(query, Some(entry), tx))?;
+        rx.await.map_err(|_| EngineError::Unavailable)?
+    }
+
+    /// Logs an entry; answers once it is durable (before the caller shows its effect).
+    pub async fn record(&self, entry: Entry) -> Result<(), EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Request::Record(entry, tx))?;
         rx.await.map_err(|_| EngineError::Unavailable)?
     }
 
@@ -134,10 +182,24 @@ impl Engine {
         markets: Vec<MarketSpec>,
         clock: Clock,
     ) -> Result<(Engine, EngineHandle), StartError> {
+        Engine::start_with(open, markets, clock, None)
+    }
+
+    /// Starts the engine with an audit log (`None`: entries sent to it are refused).
+    pub fn start_with(
+        open: StoreFactory,
+        markets: Vec<MarketSpec>,
+        clock: Clock,
+        audit: Option<AuditConfig>,
+    ) -> Result<(Engine, EngineHandle), StartError> {
         let store_error = |e: ztx_store::StoreError| StartError::Store(e.to_string());
         let mut reader = open().map_err(store_error)?;
-        let writer_store = open().map_err(store_error)?;
+        let mut writer_store = open().map_err(store_error)?;
         let mut upkeep_store = open().map_err(store_error)?;
+        let audit = audit
+            .map(|config| AuditLog::open(writer_store.as_mut(), config, clock()))
+            .transpose()?;
+        let audited = audit.is_some();
         let state = reader.load_state().map_err(store_error)?;
         let exchange = Exchange::restore(markets.clone(), state)
             .map_err(|e| StartError::Restore(e.to_string()))?;
@@ -147,6 +209,8 @@ impl Engine {
         let mut writer = Writer {
             store: writer_store,
             pipeline: pipeline.clone(),
+            audit,
+            clock: clock.clone(),
         };
         let writer_thread = std::thread::Builder::new()
             .name("ztx-writer".into())
@@ -157,12 +221,14 @@ impl Engine {
             .name("ztx-upkeep".into())
             .spawn(move || {
                 let mut indexing = Repeating::new("cannot index history");
+                let mut indexing_audit = Repeating::new("cannot index the audit tree");
                 let mut maintaining = Repeating::new("store upkeep failed");
                 while !upkeep_pipeline.stopped.load(Ordering::Acquire) {
                     std::thread::sleep(UPKEEP_EVERY);
                     // Reads stay complete without the indexes (they scan the unindexed
                     // tail), so a failure is only reported and tried again next time.
                     indexing.report(upkeep_store.index_history(INDEX_LIMIT).map(|_| ()));
+                    indexing_audit.report(upkeep_store.index_audit(INDEX_LIMIT).map(|_| ()));
                     maintaining.report(upkeep_store.maintain());
                     // Even after a failure: the writer's checkpoint alone still lets the
                     // WAL start over.
@@ -180,6 +246,7 @@ impl Engine {
             writer: sealed_tx,
             pipeline: pipeline.clone(),
             sent: 0,
+            audited,
         };
         let thread = std::thread::Builder::new()
             .name("ztx-engine".into())
@@ -221,6 +288,8 @@ pub enum StartError {
     Restore(String),
     #[error("cannot start the engine thread: {0}")]
     Thread(String),
+    #[error("the audit log cannot be resumed: {0}")]
+    Audit(String),
 }
 
 /// The most executed batches waiting for the writer; past it the engine waits, which
@@ -255,6 +324,8 @@ const UPKEEP_EVERY: Duration = Duration::from_millis(100);
 /// A batch the engine executed, with the answers to send once it is durable.
 struct Sealed {
     changes: Changes,
+    /// The batch's audit entries, in the order its requests arrived.
+    audit: Vec<Entry>,
     answers: Vec<Pending>,
     now_ms: u64,
 }
@@ -307,95 +378,6 @@ impl Repeating {
     }
 }
 
-/// Commits batches in order, then answers them.
-struct Writer {
-    store: Box<dyn Store>,
-    pipeline: Arc<Pipeline>,
-}
-
-impl Writer {
-    fn run(&mut self, rx: &Receiver<Sealed>) {
-        let mut group = Vec::with_capacity(WRITER_DEPTH);
-        while let Ok(first) = rx.recv() {
-            // Every batch already waiting is committed with this one, in one transaction:
-            // the busier the exchange, the larger (and cheaper per order) the commit.
-            group.push(first);
-            while let Ok(next) = rx.try_recv() {
-                group.push(next);
-            }
-            let mut changes = Changes::default();
-            for sealed in &mut group {
-                changes.extend(std::mem::take(&mut sealed.changes));
-            }
-            changes.compact();
-            let durable = !self.pipeline.poisoned.load(Ordering::Acquire)
-                && (changes.is_empty() || self.commit(&changes));
-            if !durable {
-                self.pipeline.poisoned.store(true, Ordering::Release);
-            }
-            let count = u64::try_from(group.len()).unwrap_or(u64::MAX);
-            for sealed in group.drain(..) {
-                self.answer(sealed, durable);
-            }
-            self.pipeline.done.fetch_add(count, Ordering::AcqRel);
-            self.follow_checkpoint();
-        }
-    }
-
-    /// The upkeep thread's checkpoints copy the WAL into the database file beside the
-    /// commits, but never reach a commit made while they run, so on their own the WAL
-    /// would never start over. Right after one, a checkpoint on the writing connection,
-    /// between two commits, finds only those last commits to copy, and lets the next
-    /// commit start the WAL from its beginning. It runs after the answers have gone out.
-    fn follow_checkpoint(&mut self) {
-        if !self.pipeline.checkpointed.swap(false, Ordering::AcqRel) {
-            return;
-        }
-        if let Err(e) = self.store.complete_checkpoint() {
-            tracing::warn!(error = %e, "checkpoint after upkeep failed");
-        }
-    }
-
-    fn commit(&mut self, changes: &Changes) -> bool {
-        match self.store.apply(changes) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, "store write failed; refusing the batch");
-                false
-            }
-        }
-    }
-
-    fn answer(&mut self, sealed: Sealed, durable: bool) {
-        for answer in sealed.answers {
-            match answer {
-                Pending::Command(reply, result) => {
-                    let _ = reply.send(if durable {
-                        result
-                    } else {
-                        Err(EngineError::Unavailable)
-                    });
-                }
-                Pending::Query(reply, result) => {
-                    let _ = reply.send(if durable {
-                        Ok(result)
-                    } else {
-                        Err(EngineError::Unavailable)
-                    });
-                }
-                Pending::Inbox(id, outcome) if durable => {
-                    if let Err(e) = self.store.complete_inbox(id, &outcome, sealed.now_ms) {
-                        // The deposit itself is durable and idempotent: the item is
-                        // simply taken again later and reports AlreadyApplied.
-                        tracing::warn!(error = %e, "cannot mark inbox item done");
-                    }
-                }
-                Pending::Inbox(..) => {}
-            }
-        }
-    }
-}
-
 struct Worker {
     /// A connection of the engine's own, for the inbox and for reloading.
     store: Box<dyn Store>,
@@ -410,6 +392,8 @@ struct Worker {
     pipeline: Arc<Pipeline>,
     /// Batches handed to the writer.
     sent: u64,
+    /// Whether the writer keeps an audit log.
+    audited: bool,
 }
 
 /// An answer held back until the batch is durable.
@@ -419,13 +403,37 @@ enum Pending {
         Result<Reply, EngineError>,
     ),
     Query(oneshot::Sender<Result<QueryReply, EngineError>>, QueryReply),
+    Record(oneshot::Sender<Result<(), EngineError>>),
     Inbox(ztx_store::InboxId, String),
+}
+
+impl Pending {
+    /// Answers `Unavailable` at once (the batch is not written).
+    fn refuse(self) {
+        match self {
+            Pending::Command(reply, _) => drop(reply.send(Err(EngineError::Unavailable))),
+            Pending::Query(reply, _) => drop(reply.send(Err(EngineError::Unavailable))),
+            Pending::Record(reply) => drop(reply.send(Err(EngineError::Unavailable))),
+            Pending::Inbox(..) => {}
+        }
+    }
+}
+
+impl Request {
+    fn is_audited(&self) -> bool {
+        match self {
+            Request::Command(_, audit, _) => audit.is_some(),
+            Request::Query(_, entry, _) => entry.is_some(),
+            Request::Record(..) => true,
+        }
+    }
 }
 
 fn refuse(request: Request) {
     match request {
-        Request::Command(_, reply) => drop(reply.send(Err(EngineError::Unavailable))),
-        Request::Query(_, reply) => drop(reply.send(Err(EngineError::Unavailable))),
+        Request::Command(_, _, reply) => drop(reply.send(Err(EngineError::Unavailable))),
+        Request::Query(_, _, reply) => drop(reply.send(Err(EngineError::Unavailable))),
+        Request::Record(_, reply) => drop(reply.send(Err(EngineError::Unavailable))),
     }
 }
 
@@ -469,38 +477,48 @@ impl Worker {
     fn run_batch(&mut self, batch: &mut Vec<Request>, take_inbox: bool) {
         let now = self.now();
         let mut changes = Changes::default();
+        let mut audit = Vec::new();
         let mut answers = Vec::with_capacity(batch.len());
         let mut broken = false;
         for request in batch.drain(..) {
+            if !self.audited && request.is_audited() {
+                // Entries for a log this engine does not keep are not silently dropped:
+                // the request fails, unexecuted.
+                tracing::error!("an audited request sent to an engine without an audit log");
+                refuse(request);
+                continue;
+            }
             match request {
-                Request::Command(command, reply) => {
+                Request::Command(command, entry, reply) => {
                     let result = self.exchange.execute(command, now, &mut changes);
                     broken |= matches!(result, Err(ExchangeError::Internal(_)));
+                    audit.extend(entry.map(|e| e.finish(&result)));
                     answers.push(Pending::Command(reply, result.map_err(EngineError::from)));
                 }
-                Request::Query(query, reply) => {
+                Request::Query(query, entry, reply) => {
+                    audit.extend(entry);
                     answers.push(Pending::Query(reply, self.answer(query)));
+                }
+                Request::Record(entry, reply) => {
+                    audit.push(entry);
+                    answers.push(Pending::Record(reply));
                 }
             }
         }
+
         if take_inbox && !broken {
             broken |= self.take_inbox(now, &mut changes, &mut answers);
         }
         if broken {
             tracing::error!("a command broke an invariant; discarding its batch");
-            for answer in answers {
-                match answer {
-                    Pending::Command(reply, _) => drop(reply.send(Err(EngineError::Unavailable))),
-                    Pending::Query(reply, _) => drop(reply.send(Err(EngineError::Unavailable))),
-                    Pending::Inbox(..) => {}
-                }
-            }
+            answers.into_iter().for_each(Pending::refuse);
             self.recover();
             return;
         }
         changes.compact();
         let sealed = Sealed {
             changes,
+            audit,
             answers,
             now_ms: now,
         };

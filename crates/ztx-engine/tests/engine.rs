@@ -11,11 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use ztx_audit::{Checkpoint, Denial, Entry, Kind, LogKey, Outcome, verify_consistency};
 use ztx_core::{
     Amount, Asset, AssetCode, Command, CustomerId, Deposit, MarketParams, MarketSpec, NewOrder,
     OrderStatus, OrderType, Price, Reply, Side, StpMode, TimeInForce, TransferId,
 };
-use ztx_engine::{Clock, Engine, EngineError, EngineHandle, Query, QueryReply};
+use ztx_engine::{
+    Audit, AuditConfig, Clock, Engine, EngineError, EngineHandle, Query, QueryReply, StartError,
+};
 use ztx_store::{SqliteStore, Store};
 
 fn code(s: &str) -> AssetCode {
@@ -101,6 +104,20 @@ impl Db {
                      CREATE TRIGGER fail_orders BEFORE INSERT ON orders \
                      FOR EACH ROW EXECUTE FUNCTION fail_orders();",
                 )
+                .unwrap(),
+        }
+    }
+
+    /// Runs SQL behind the engine's back, as the tables' owner.
+    fn raw(&self, sql: &str) {
+        match self {
+            Db::Sqlite(dir) => rusqlite::Connection::open(dir.path().join("ztx.sqlite"))
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap(),
+            Db::Postgres(url) => ztx_store::pg_connect(url)
+                .unwrap()
+                .batch_execute(sql)
                 .unwrap(),
         }
     }
@@ -414,6 +431,223 @@ fn the_wal_starts_over_under_continuous_commits() {
     );
 }
 
+fn log_key() -> LogKey {
+    LogKey::from_seed("ztx.test/audit", &[5; 32]).unwrap()
+}
+
+fn start_audited(db: &Db, every: Duration) -> Result<(Engine, EngineHandle), StartError> {
+    let config = AuditConfig {
+        key: log_key(),
+        checkpoint_every: every,
+    };
+    Engine::start_with(db.factory(), vec![market()], clock(), Some(config))
+}
+
+fn entry(action: &str) -> Entry {
+    Entry {
+        time_ms: 1_700_000_000_000,
+        kind: Kind::Request,
+        request_id: 7,
+        customer: Some(1),
+        api_key: Some(3),
+        operator: None,
+        client_ip: Some("192.0.2.1".parse().unwrap()),
+        action: action.into(),
+        params: vec![("symbol".into(), "BTCUSDT".into())],
+        outcome: Outcome::Success,
+        denial: None,
+        code: None,
+    }
+}
+
+fn audit(action: &str) -> Audit {
+    Audit {
+        entry: entry(action),
+        code_of: |_| -2010,
+    }
+}
+
+fn logged(store: &mut Box<dyn Store>) -> Vec<Entry> {
+    let rows = store.audit_entries(0, 1000).unwrap();
+    rows.iter()
+        .map(|r| Entry::decode(&r.entry).unwrap())
+        .collect()
+}
+
+/// Each request's entry is in the store the moment its answer arrives, with the outcome
+/// the exchange gave it; stopping signs a checkpoint of every entry.
+fn audit_entries_are_durable_with_what_they_record(db: &Db) {
+    let (engine, handle) = start_audited(db, Duration::from_secs(3600)).unwrap();
+    let mut store = db.open();
+    let rt = runtime();
+    rt.block_on(handle.execute_audited(deposit(1, "USDT", 10_000, 1), audit("deposit")))
+        .unwrap();
+    assert_eq!(logged(&mut store).len(), 1);
+    // Customer 2 has nothing: refused, and logged as refused with its code.
+    let refused =
+        rt.block_on(handle.execute_audited(buy(2, 50_000, 10), audit("POST /api/v3/order")));
+    assert!(matches!(refused, Err(EngineError::Refused(_))));
+    assert_eq!(logged(&mut store).len(), 2);
+    let denied = Entry {
+        outcome: Outcome::Denied,
+        denial: Some(Denial::BadSignature),
+        code: Some(-1022),
+        ..entry("GET /api/v3/account")
+    };
+    rt.block_on(handle.record(denied.clone())).unwrap();
+    assert_eq!(logged(&mut store).len(), 3);
+    rt.block_on(handle.query_audited(Query::Balances(CustomerId(1)), entry("GET /api/v3/account")))
+        .unwrap();
+    let log = logged(&mut store);
+    let outcomes: Vec<_> = log.iter().map(|e| (e.outcome, e.code)).collect();
+    assert_eq!(
+        outcomes,
+        [
+            (Outcome::Success, None),
+            (Outcome::Failure, Some(-2010)),
+            (Outcome::Denied, Some(-1022)),
+            (Outcome::Success, None),
+        ]
+    );
+    assert_eq!(log[2], denied);
+    assert_eq!(
+        store.latest_checkpoint().unwrap(),
+        None,
+        "none due within an hour"
+    );
+    drop(handle);
+    engine.join();
+    let last = store.latest_checkpoint().unwrap().unwrap();
+    let signed = Checkpoint::open(&last.note, &log_key().verifier()).unwrap();
+    assert_eq!((signed.size, last.size), (4, 4));
+    assert_eq!(signed.root, store.audit_root(4).unwrap());
+}
+
+/// While entries arrive, a checkpoint follows within the period even when nothing else
+/// comes to commit; each one extends the one before.
+fn checkpoints_are_signed_while_entries_arrive(db: &Db) {
+    let (_engine, handle) = start_audited(db, Duration::from_millis(100)).unwrap();
+    let mut store = db.open();
+    let rt = runtime();
+    let mut seen = Vec::new();
+    for round in 0..3u64 {
+        rt.block_on(handle.record(entry("GET /api/v3/ping")))
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let checkpoint = loop {
+            match store.latest_checkpoint().unwrap() {
+                Some(c) if c.size == round + 1 => break c,
+                _ if std::time::Instant::now() > deadline => panic!("no checkpoint of {round}"),
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        let signed = Checkpoint::open(&checkpoint.note, &log_key().verifier()).unwrap();
+        if let Some(previous) = seen.last() {
+            let previous: &Checkpoint = previous;
+            let proof = store
+                .audit_consistency_proof(previous.size, signed.size)
+                .unwrap();
+            verify_consistency(
+                previous.size,
+                signed.size,
+                &previous.root,
+                &signed.root,
+                &proof,
+            )
+            .unwrap();
+        }
+        seen.push(signed);
+    }
+}
+
+/// After a restart the log goes on where it ended, consistent with what was signed.
+fn a_restarted_engine_extends_the_same_log(db: &Db) {
+    let rt = runtime();
+    for _ in 0..2 {
+        let (engine, handle) = start_audited(db, Duration::from_secs(3600)).unwrap();
+        for _ in 0..3 {
+            rt.block_on(handle.record(entry("GET /api/v3/time")))
+                .unwrap();
+        }
+        drop(handle);
+        engine.join();
+    }
+    let mut store = db.open();
+    let checkpoints = store.audit_checkpoints(0, 10).unwrap();
+    assert_eq!(
+        checkpoints.iter().map(|c| c.size).collect::<Vec<_>>(),
+        [3, 6]
+    );
+    let proof = store.audit_consistency_proof(3, 6).unwrap();
+    verify_consistency(3, 6, &checkpoints[0].root, &checkpoints[1].root, &proof).unwrap();
+}
+
+/// Someone with the database's owner rights drops the guard and edits an entry's leaf
+/// hash, and the derived tree is rebuilt from the leaves: the server refuses to append
+/// to a log whose stored root is not the one it signed. (An edit that leaves the stored
+/// tree alone is the offline verifier's to name; see the `ztx audit verify` tests.)
+fn a_rewritten_log_is_not_resumed(db: &Db) {
+    let (engine, handle) = start_audited(db, Duration::from_secs(3600)).unwrap();
+    let rt = runtime();
+    for _ in 0..3 {
+        rt.block_on(handle.record(entry("GET /api/v3/time")))
+            .unwrap();
+    }
+    drop(handle);
+    engine.join();
+    let forged = Entry::encode(&entry("GET /api/v3/ping")).unwrap();
+    let forged = ztx_audit::Hash::leaf(&forged);
+    let (drop_guard, hex) = match db {
+        Db::Sqlite(_) => ("DROP TRIGGER audit_entries_no_update;", "X'"),
+        Db::Postgres(_) => (
+            "DROP TRIGGER audit_entries_append_only ON audit_entries;",
+            "'\\x",
+        ),
+    };
+    db.raw(&format!(
+        "{drop_guard} UPDATE audit_entries SET leaf = {hex}{}' WHERE idx = 1;",
+        forged.to_hex()
+    ));
+    match db {
+        Db::Sqlite(dir) => {
+            for file in ["ztx.sqlite-history", "ztx.sqlite-history-wal"] {
+                let _ = std::fs::remove_file(dir.path().join(file));
+            }
+        }
+        Db::Postgres(_) => db.raw(
+            "DELETE FROM audit_nodes; UPDATE history_indexed SET last_id = 0 WHERE name = 'audit';",
+        ),
+    }
+    let refused = start_audited(db, Duration::from_secs(3600)).map(|_| ());
+    assert!(matches!(refused, Err(StartError::Audit(_))), "{refused:?}");
+}
+
+/// An engine started without an audit log refuses audited requests, unexecuted.
+fn audited_requests_need_an_audit_log(db: &Db) {
+    let (_engine, handle) = start(db);
+    runtime().block_on(async {
+        let result = handle
+            .execute_audited(deposit(1, "USDT", 10, 1), audit("deposit"))
+            .await;
+        assert_eq!(result, Err(EngineError::Unavailable));
+        assert_eq!(
+            handle.record(entry("GET /api/v3/time")).await,
+            Err(EngineError::Unavailable)
+        );
+        let QueryReply::Balances(balances) =
+            handle.query(Query::Balances(CustomerId(1))).await.unwrap()
+        else {
+            panic!()
+        };
+        assert!(
+            balances
+                .iter()
+                .all(|(_, b)| b.credits_posted == Amount::ZERO),
+            "the deposit did not happen: {balances:?}"
+        );
+    });
+}
+
 /// Runs each scenario against both backends.
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
@@ -436,4 +670,9 @@ on_both_backends!(
     a_failed_commit_acknowledges_nothing_and_changes_nothing,
     inbox_deposits_are_applied_once,
     history_is_indexed_in_the_background,
+    audit_entries_are_durable_with_what_they_record,
+    checkpoints_are_signed_while_entries_arrive,
+    a_restarted_engine_extends_the_same_log,
+    a_rewritten_log_is_not_resumed,
+    audited_requests_need_an_audit_log,
 );

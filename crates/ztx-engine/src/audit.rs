@@ -1,0 +1,160 @@
+//! The writer's side of the audit log: the tree's right edge in memory, the entries of
+//! each commit turned into rows, and a signed checkpoint at least every
+//! [`AuditConfig::checkpoint_every`] while entries arrive — committed in the same
+//! transaction as the entries it covers, so it never names an entry that is not durable.
+
+use std::time::Duration;
+
+use ztx_audit::{Checkpoint, Entry, Frontier, Hash, LogKey};
+use ztx_core::ExchangeError;
+use ztx_store::{AuditAppend, AuditRow, Store, StoredCheckpoint};
+
+use crate::StartError;
+
+/// How the engine keeps the audit log.
+#[derive(Debug)]
+pub struct AuditConfig {
+    /// Signs the checkpoints; its name is the log's origin.
+    pub key: LogKey,
+    pub checkpoint_every: Duration,
+}
+
+/// A request's audit entry. A command's outcome is filled in once it has run: success,
+/// or failure with the code `code_of` gives the exchange's refusal.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    pub entry: Entry,
+    pub code_of: fn(&ExchangeError) -> i32,
+}
+
+impl Audit {
+    pub(crate) fn finish<T>(mut self, result: &Result<T, ExchangeError>) -> Entry {
+        match result {
+            Ok(_) => {
+                self.entry.outcome = ztx_audit::Outcome::Success;
+                self.entry.code = None;
+            }
+            Err(e) => {
+                self.entry.outcome = ztx_audit::Outcome::Failure;
+                self.entry.code = Some((self.code_of)(e));
+            }
+        }
+        self.entry.denial = None;
+        self.entry
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct AuditLog {
+    key: LogKey,
+    every_ms: u64,
+    frontier: Frontier,
+    checkpointed_size: u64,
+    checkpointed_ms: u64,
+}
+
+impl AuditLog {
+    /// Resumes the log where the store ends, after checking that what is stored still
+    /// has the root the last checkpoint signed: a server does not append to a log that
+    /// was rewritten behind its back.
+    pub(crate) fn open(
+        store: &mut dyn Store,
+        config: AuditConfig,
+        now_ms: u64,
+    ) -> Result<AuditLog, StartError> {
+        let fail = |e: ztx_store::StoreError| StartError::Store(e.to_string());
+        let size = store.audit_size().map_err(fail)?;
+        let frontier = store.audit_frontier(size).map_err(fail)?;
+        let last = store.latest_checkpoint().map_err(fail)?;
+        let (checkpointed_size, checkpointed_ms) = match &last {
+            // The period runs from the start.
+            None => (0, now_ms),
+            Some(c) => {
+                let signed = Checkpoint::open(&c.note, &config.key.verifier())
+                    .map_err(|e| StartError::Audit(format!("checkpoint {}: {e}", c.size)))?;
+                let stored = store.audit_root(c.size).map_err(fail)?;
+                if signed.size != c.size || signed.root != stored {
+                    return Err(StartError::Audit(format!(
+                        "the stored log does not have the root its checkpoint at size {} signed",
+                        c.size
+                    )));
+                }
+                (c.size, c.created_ms)
+            }
+        };
+        Ok(AuditLog {
+            every_ms: u64::try_from(config.checkpoint_every.as_millis()).unwrap_or(u64::MAX),
+            key: config.key,
+            frontier,
+            checkpointed_size,
+            checkpointed_ms,
+        })
+    }
+
+    /// What a commit of `entries` at `now_ms` appends, and the tree after it. `last`:
+    /// sign a checkpoint of every entry now, due or not (the engine is stopping).
+    pub(crate) fn prepare(
+        &self,
+        entries: Vec<Entry>,
+        now_ms: u64,
+        last: bool,
+    ) -> (AuditAppend, Frontier) {
+        let mut frontier = self.frontier.clone();
+        let mut rows = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let bytes = entry.to_bytes();
+            let leaf = Hash::leaf(&bytes);
+            rows.push(AuditRow {
+                index: frontier.size(),
+                leaf,
+                entry: bytes,
+            });
+            frontier.push(leaf, |_| {});
+        }
+        let due = frontier.size() > self.checkpointed_size
+            && (last || now_ms.saturating_sub(self.checkpointed_ms) >= self.every_ms);
+        let checkpoint = due.then(|| self.sign(&frontier, now_ms));
+        (
+            AuditAppend {
+                rows,
+                checkpoint: checkpoint.flatten(),
+            },
+            frontier,
+        )
+    }
+
+    fn sign(&self, frontier: &Frontier, now_ms: u64) -> Option<StoredCheckpoint> {
+        let root = frontier.root();
+        let checkpoint = Checkpoint::new(self.key.name(), frontier.size(), root);
+        match checkpoint.sign(&self.key) {
+            Ok(note) => Some(StoredCheckpoint {
+                size: frontier.size(),
+                root,
+                note,
+                created_ms: now_ms,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign an audit checkpoint");
+                None
+            }
+        }
+    }
+
+    /// After the commit of `append`: the tree is `frontier`.
+    pub(crate) fn committed(&mut self, frontier: Frontier, append: &AuditAppend) {
+        self.frontier = frontier;
+        if let Some(c) = &append.checkpoint {
+            self.checkpointed_size = c.size;
+            self.checkpointed_ms = c.created_ms;
+        }
+    }
+
+    /// How long the writer may wait for work before a checkpoint is due; `None` when
+    /// every entry is signed.
+    pub(crate) fn until_due(&self, now_ms: u64) -> Option<Duration> {
+        (self.frontier.size() > self.checkpointed_size).then(|| {
+            let since = now_ms.saturating_sub(self.checkpointed_ms);
+            Duration::from_millis(self.every_ms.saturating_sub(since))
+        })
+    }
+}

@@ -1,0 +1,156 @@
+//! The writer thread: commits the engine's batches in order, each group of them in one
+//! store transaction with their audit entries, then answers their requests.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+
+use ztx_core::Changes;
+use ztx_store::{AuditAppend, Store};
+
+use crate::audit::AuditLog;
+use crate::{Clock, EngineError, Pending, Pipeline, Sealed, WRITER_DEPTH};
+
+/// Commits batches in order, then answers them.
+pub(crate) struct Writer {
+    pub(crate) store: Box<dyn Store>,
+    pub(crate) pipeline: Arc<Pipeline>,
+    pub(crate) audit: Option<AuditLog>,
+    pub(crate) clock: Clock,
+}
+
+impl Writer {
+    pub(crate) fn run(&mut self, rx: &Receiver<Sealed>) {
+        let mut group = Vec::with_capacity(WRITER_DEPTH);
+        loop {
+            // With audit entries not yet signed, wait no longer than until their
+            // checkpoint is due, and sign it then even if nothing else comes.
+            let due = self
+                .audit
+                .as_ref()
+                .and_then(|a| a.until_due((self.clock)()));
+            let first = match due {
+                None => rx.recv().ok(),
+                Some(wait) => match rx.recv_timeout(wait) {
+                    Ok(first) => Some(first),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        self.commit_group(&mut group, true);
+                        return;
+                    }
+                },
+            };
+            match first {
+                Some(first) => group.push(first),
+                None if due.is_none() => {
+                    // The engine stopped: sign what is unsigned, then finish.
+                    self.commit_group(&mut group, true);
+                    return;
+                }
+                None => {}
+            }
+            // Every batch already waiting is committed with this one, in one transaction:
+            // the busier the exchange, the larger (and cheaper per order) the commit.
+            while let Ok(next) = rx.try_recv() {
+                group.push(next);
+            }
+            self.commit_group(&mut group, false);
+            self.follow_checkpoint();
+        }
+    }
+
+    /// Commits the batches of `group` (possibly none, for a checkpoint alone) in one
+    /// transaction and answers them. `last`: sign a checkpoint of every entry now.
+    fn commit_group(&mut self, group: &mut Vec<Sealed>, last: bool) {
+        let mut changes = Changes::default();
+        let mut entries = Vec::new();
+        let mut now_ms = (self.clock)();
+        for sealed in group.iter_mut() {
+            changes.extend(std::mem::take(&mut sealed.changes));
+            entries.append(&mut sealed.audit);
+            now_ms = now_ms.max(sealed.now_ms);
+        }
+        changes.compact();
+        let (append, frontier) = match &self.audit {
+            Some(log) => {
+                let (append, frontier) = log.prepare(entries, now_ms, last);
+                (append, Some(frontier))
+            }
+            None => (AuditAppend::default(), None),
+        };
+        let durable = !self.pipeline.poisoned.load(Ordering::Acquire)
+            && ((changes.is_empty() && append.is_empty()) || self.commit(&changes, &append));
+        if durable {
+            if let (Some(log), Some(frontier)) = (&mut self.audit, frontier) {
+                log.committed(frontier, &append);
+            }
+        } else {
+            self.pipeline.poisoned.store(true, Ordering::Release);
+        }
+        let count = u64::try_from(group.len()).unwrap_or(u64::MAX);
+        for sealed in group.drain(..) {
+            self.answer(sealed, durable);
+        }
+        self.pipeline.done.fetch_add(count, Ordering::AcqRel);
+    }
+
+    /// The upkeep thread's checkpoints copy the WAL into the database file beside the
+    /// commits, but never reach a commit made while they run, so on their own the WAL
+    /// would never start over. Right after one, a checkpoint on the writing connection,
+    /// between two commits, finds only those last commits to copy, and lets the next
+    /// commit start the WAL from its beginning. It runs after the answers have gone out.
+    fn follow_checkpoint(&mut self) {
+        if !self.pipeline.checkpointed.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(e) = self.store.complete_checkpoint() {
+            tracing::warn!(error = %e, "checkpoint after upkeep failed");
+        }
+    }
+
+    fn commit(&mut self, changes: &Changes, audit: &AuditAppend) -> bool {
+        match self.store.commit(changes, audit) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "store write failed; refusing the batch");
+                false
+            }
+        }
+    }
+
+    fn answer(&mut self, sealed: Sealed, durable: bool) {
+        for answer in sealed.answers {
+            match answer {
+                Pending::Command(reply, result) => {
+                    let _ = reply.send(if durable {
+                        result
+                    } else {
+                        Err(EngineError::Unavailable)
+                    });
+                }
+                Pending::Query(reply, result) => {
+                    let _ = reply.send(if durable {
+                        Ok(result)
+                    } else {
+                        Err(EngineError::Unavailable)
+                    });
+                }
+                Pending::Record(reply) => {
+                    let _ = reply.send(if durable {
+                        Ok(())
+                    } else {
+                        Err(EngineError::Unavailable)
+                    });
+                }
+                Pending::Inbox(id, outcome) if durable => {
+                    if let Err(e) = self.store.complete_inbox(id, &outcome, sealed.now_ms) {
+                        // The deposit itself is durable and idempotent: the item is
+                        // simply taken again later and reports AlreadyApplied.
+                        tracing::warn!(error = %e, "cannot mark inbox item done");
+                    }
+                }
+                Pending::Inbox(..) => {}
+            }
+        }
+    }
+}
