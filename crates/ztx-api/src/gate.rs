@@ -2,16 +2,20 @@
 //! signed endpoints the API key, its IP allow-list, the timestamp window, the signature and
 //! the permission the endpoint needs — in that order, each refusal with Binance's code.
 //! Answers carry Binance's `X-MBX-USED-WEIGHT-1M` (and for orders `X-MBX-ORDER-COUNT-*`).
+//! Every request, whatever its outcome, is logged in the audit log before it is answered
+//! (see `audit.rs`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
+use ztx_audit::{Denial, Entry};
 use ztx_core::CustomerId;
 
+use crate::audit::{AuditSlot, Refusal, deny};
 use crate::auth::{API_KEY_HEADER, check_api_key_format, check_timestamp, signature_payload};
 use crate::error::ApiError;
 use crate::params::Params;
@@ -36,6 +40,8 @@ pub struct Call {
     /// The key's customer, for signed endpoints.
     pub customer: Option<CustomerId>,
     pub key: Option<Arc<KeyEntry>>,
+    /// The request's audit entry, for a command to commit with its effects.
+    pub audit: AuditSlot,
 }
 
 impl Call {
@@ -53,6 +59,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct Raw {
     pub ip: IpAddr,
+    pub method: Method,
     pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Body,
@@ -61,6 +68,7 @@ pub struct Raw {
 impl Raw {
     pub fn new(
         ConnectInfo(peer): ConnectInfo<SocketAddr>,
+        method: Method,
         uri: Uri,
         headers: HeaderMap,
         body: Body,
@@ -69,6 +77,7 @@ impl Raw {
             // An IPv4 client on a dual-stack listener arrives as ::ffff:a.b.c.d; allow-lists
             // and rate limits must see a.b.c.d.
             ip: peer.ip().to_canonical(),
+            method,
             uri,
             headers,
             body,
@@ -141,38 +150,48 @@ where
 {
     let State(state) = state;
     let mut usage = Usage::default();
-    let result = async {
-        let now_ms = state.now_ms();
-        let Raw {
-            ip,
-            uri,
-            headers,
-            body,
-        } = raw;
+    let now_ms = state.now_ms();
+    let Raw {
+        ip,
+        method,
+        uri,
+        headers,
+        body,
+    } = raw;
+    // What the log will say of this request, filled in as the gate learns it.
+    let mut entry = state
+        .is_audited()
+        .then(|| crate::audit::arriving(&method, uri.path(), ip, now_ms, state.request_id()));
+    let slot = AuditSlot::default();
+    let mut result = async {
         let query = uri.query().unwrap_or_default().as_bytes();
         let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await;
         let parsed = match &body {
             Ok(body) => Some(Params::parse(query, body)),
             Err(_) => None,
         };
+        if let (Some(entry), Some(Ok(params))) = (&mut entry, &parsed) {
+            entry.params = crate::audit::loggable(params);
+        }
         let cost = weight.of(parsed.as_ref().and_then(|p| p.as_ref().ok()));
         match state.limiter.charge_weight(ip, cost, now_ms) {
             Ok(used) => usage.weight = Some(used.used_1m),
             Err(limited) => {
                 usage.weight = Some(state.limiter.used_weight(ip, now_ms).used_1m);
-                return Err(ApiError::from(limited));
+                return Err(deny(Denial::RateLimited)(ApiError::from(limited)));
             }
         }
         let (Ok(body), Some(params)) = (body, parsed) else {
-            return Err(ApiError::payload_too_large());
+            return Err(deny(Denial::MalformedRequest)(ApiError::payload_too_large()));
         };
-        let params = params?;
+        let params = params.map_err(deny(Denial::MalformedRequest))?;
         let mut call = Call {
             params,
             ip,
             now_ms,
             customer: None,
             key: None,
+            audit: slot.clone(),
         };
         if access != Access::Public {
             let request = Signed {
@@ -180,7 +199,7 @@ where
                 query,
                 body: &body,
             };
-            let key = authenticate(&state, &request, &call, access).await?;
+            let key = authenticate(&state, &request, &call, access, entry.as_mut()).await?;
             let customer = key.customer;
             call.customer = Some(customer);
             call.key = Some(key);
@@ -188,17 +207,28 @@ where
                 let counts = state
                     .limiter
                     .charge_order(customer.0, now_ms)
-                    .map_err(ApiError::from)?;
+                    .map_err(|l| deny(Denial::RateLimited)(ApiError::from(l)))?;
                 usage.orders_10s = Some(counts.count_10s);
                 usage.orders_1d = Some(counts.count_1d);
             }
         }
-        handler(state.clone(), call).await
+        if let Some(entry) = &entry {
+            slot.fill(entry.clone());
+        }
+        handler(state.clone(), call).await.map_err(Refusal::from)
     }
     .await;
+    if let Some(entry) = entry
+        && let Some(entry) = crate::audit::finish(entry, &slot, &result)
+        && let Err(e) = state.engine.record(entry).await
+    {
+        // Nothing may be answered that the log does not hold: not even a refusal.
+        tracing::error!(error = %e, "cannot log the request; refusing it");
+        result = Err(Refusal::from(crate::trade::engine_error(e)));
+    }
     let mut response = match result {
         Ok(response) => response,
-        Err(error) => {
+        Err(Refusal { error, .. }) => {
             if let Some(detail) = error.detail() {
                 tracing::warn!(code = error.code(), detail, "request refused");
             }
@@ -216,31 +246,48 @@ struct Signed<'a> {
     body: &'a [u8],
 }
 
+/// Checks the key, its allow-list, the timestamp, the signature and the permission, in
+/// that order; records in `entry` whose key it is as soon as that is known.
 async fn authenticate(
     state: &AppState,
     raw: &Signed<'_>,
     call: &Call,
     access: Access,
-) -> Result<Arc<KeyEntry>, ApiError> {
+    entry: Option<&mut Entry>,
+) -> Result<Arc<KeyEntry>, Refusal> {
     let header = raw
         .headers
         .get(API_KEY_HEADER)
         .map(HeaderValue::as_bytes)
         .unwrap_or_default();
-    check_api_key_format(header)?;
-    let api_key = std::str::from_utf8(header).map_err(|_| ApiError::bad_api_key_format())?;
+    check_api_key_format(header).map_err(deny(Denial::UnknownKey))?;
+    let api_key = std::str::from_utf8(header)
+        .map_err(|_| deny(Denial::UnknownKey)(ApiError::bad_api_key_format()))?;
     let key = state
         .key(api_key)
         .await?
-        .ok_or_else(ApiError::rejected_api_key)?;
-    if !key.enabled || (!key.allowed_ips.is_empty() && !key.allowed_ips.contains(&call.ip)) {
-        return Err(ApiError::rejected_api_key());
+        .ok_or_else(|| deny(Denial::UnknownKey)(ApiError::rejected_api_key()))?;
+    if let Some(entry) = entry {
+        entry.customer = Some(key.customer.0);
+        entry.api_key = Some(key.id.0);
     }
-    let timestamp = call.params.u64("timestamp")?;
-    let recv_window = call.params.optional_u64("recvWindow")?;
-    check_timestamp(timestamp, recv_window, call.now_ms)?;
-    let signed = signature_payload(raw.query, raw.body)?;
-    key.key.verify(&signed)?;
+    if !key.enabled {
+        return Err(deny(Denial::KeyFrozen)(ApiError::rejected_api_key()));
+    }
+    if !key.allowed_ips.is_empty() && !key.allowed_ips.contains(&call.ip) {
+        return Err(deny(Denial::IpNotAllowed)(ApiError::rejected_api_key()));
+    }
+    let malformed = deny(Denial::MalformedRequest);
+    let timestamp = call.params.u64("timestamp").map_err(malformed)?;
+    let recv_window = call
+        .params
+        .optional_u64("recvWindow")
+        .map_err(deny(Denial::MalformedRequest))?;
+    check_timestamp(timestamp, recv_window, call.now_ms).map_err(deny(Denial::ExpiredTimestamp))?;
+    let signed = signature_payload(raw.query, raw.body).map_err(deny(Denial::MalformedRequest))?;
+    key.key
+        .verify(&signed)
+        .map_err(deny(Denial::BadSignature))?;
     call.params.mark_read(crate::auth::SIGNATURE_PARAM);
     let allowed = match access {
         Access::Public => true,
@@ -248,7 +295,7 @@ async fn authenticate(
         Access::Trade => key.permissions.trade,
     };
     if !allowed {
-        return Err(ApiError::rejected_api_key());
+        return Err(deny(Denial::MissingPermission)(ApiError::rejected_api_key()));
     }
     Ok(key)
 }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod audit;
 pub mod auth;
 pub mod error;
 #[doc(hidden)]

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
 
@@ -21,11 +21,12 @@ macro_rules! endpoint {
         async fn $name(
             state: State<AppState>,
             peer: ConnectInfo<SocketAddr>,
+            method: Method,
             uri: Uri,
             headers: HeaderMap,
             body: Body,
         ) -> Response {
-            let raw = Raw::new(peer, uri, headers, body);
+            let raw = Raw::new(peer, method, uri, headers, body);
             serve(state, raw, $access, $weight, $orders, $handler).await
         }
     };

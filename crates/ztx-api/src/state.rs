@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ztx_core::CustomerId;
 use ztx_engine::{Clock, EngineHandle};
-use ztx_store::{ApiKeyCredential, ApiKeyRecord, Store, StoreError, StoreFactory};
+use ztx_store::{ApiKeyCredential, ApiKeyId, ApiKeyRecord, Store, StoreError, StoreFactory};
 use ztx_vault::{Aad, MasterKey};
 
 use crate::auth::{ClientKey, Ed25519Key, HmacSecret};
@@ -50,6 +51,7 @@ impl Permissions {
 /// A key ready to check requests with.
 #[derive(Clone, Debug)]
 pub struct KeyEntry {
+    pub id: ApiKeyId,
     pub customer: CustomerId,
     pub key: ClientKey,
     pub permissions: Permissions,
@@ -94,6 +96,7 @@ impl KeyEntry {
             .map(|s| s.parse::<IpAddr>().map_err(|_| internal("bad allow-list")))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(KeyEntry {
+            id: record.id,
             customer: record.customer,
             key,
             permissions,
@@ -169,6 +172,9 @@ pub struct AppState {
     pub clock: Clock,
     master: Arc<MasterKey>,
     keys: Arc<Mutex<KeyCache>>,
+    /// Whether requests are logged in the audit log (the engine must keep one).
+    audit: bool,
+    request_ids: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -189,10 +195,28 @@ impl AppState {
             engine,
             reads,
             limiter: Arc::new(RateLimiter::new(limits)),
-            clock,
             master,
             keys: Arc::new(Mutex::new(KeyCache::default())),
+            audit: false,
+            // Numbers that do not repeat across restarts of a server whose clock runs.
+            request_ids: Arc::new(AtomicU64::new((clock)().saturating_mul(1_000))),
+            clock,
         }
+    }
+
+    /// Logs every request in the audit log, which the engine must keep. A server always
+    /// does; only a benchmark's baseline runs without.
+    pub fn audited(mut self, on: bool) -> Self {
+        self.audit = on;
+        self
+    }
+
+    pub fn is_audited(&self) -> bool {
+        self.audit
+    }
+
+    pub(crate) fn request_id(&self) -> u64 {
+        self.request_ids.fetch_add(1, Ordering::Relaxed)
     }
 
     pub fn now_ms(&self) -> u64 {

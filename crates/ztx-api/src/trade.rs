@@ -7,7 +7,7 @@ use ztx_core::{
     Command, ExchangeError, FilterError, MarketSpec, NewOrder, Order, OrderId, OrderRef, Reply,
     StpMode,
 };
-use ztx_engine::{EngineError, Query, QueryReply};
+use ztx_engine::{Audit, EngineError, Query, QueryReply};
 use ztx_store::OrderQuery;
 
 use crate::error::{
@@ -19,6 +19,26 @@ use crate::market::spec;
 use crate::state::AppState;
 
 /// Maps the engine's refusals onto Binance's codes.
+/// Runs a command; with auditing on, its request's entry commits with its effects.
+async fn execute(state: &AppState, call: &Call, command: Command) -> Result<Reply, ApiError> {
+    let Some(entry) = call.audit.take_for_command() else {
+        return state.engine.execute(command).await.map_err(engine_error);
+    };
+    let audit = Audit {
+        entry: entry.clone(),
+        code_of: |e| exchange_error(e.clone()).code(),
+    };
+    match state.engine.execute_audited(command, audit).await {
+        Ok(reply) => Ok(reply),
+        Err(e @ EngineError::Refused(_)) => Err(engine_error(e)),
+        Err(e) => {
+            // Not written: the entry is logged on its own, with the refusal.
+            call.audit.put_back(entry);
+            Err(engine_error(e))
+        }
+    }
+}
+
 pub fn engine_error(e: EngineError) -> ApiError {
     match e {
         EngineError::Refused(e) => exchange_error(e),
@@ -116,11 +136,7 @@ pub async fn place(state: AppState, call: Call) -> Result<Response, ApiError> {
     // Query and body are signed as one string: a parameter nobody reads may be bytes moved
     // across that boundary. Refuse before anything is executed.
     call.params.ensure_all_read()?;
-    let reply = state
-        .engine
-        .execute(Command::Place(order))
-        .await
-        .map_err(engine_error)?;
+    let reply = execute(&state, &call, Command::Place(order)).await?;
     let Reply::Placed { order, trades } = reply else {
         return Err(ApiError::unknown().with_detail("unexpected engine reply"));
     };
@@ -181,7 +197,7 @@ pub async fn cancel_order(state: AppState, call: Call) -> Result<Response, ApiEr
         symbol: spec.symbol().to_string(),
         target,
     };
-    let reply = state.engine.execute(command).await.map_err(engine_error)?;
+    let reply = execute(&state, &call, command).await?;
     let Reply::Canceled(order) = reply else {
         return Err(ApiError::unknown().with_detail("unexpected engine reply"));
     };
@@ -212,8 +228,7 @@ pub async fn cancel_open_orders(state: AppState, call: Call) -> Result<Response,
         customer: call.customer()?,
         symbol: spec.symbol().to_string(),
     };
-    let Reply::CanceledAll(orders) = state.engine.execute(command).await.map_err(engine_error)?
-    else {
+    let Reply::CanceledAll(orders) = execute(&state, &call, command).await? else {
         return Err(ApiError::unknown().with_detail("unexpected engine reply"));
     };
     let now = call.now_ms;

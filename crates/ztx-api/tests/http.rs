@@ -13,6 +13,8 @@
 
 mod common;
 
+#[path = "http/audit.rs"]
+mod audit;
 #[path = "http/auth.rs"]
 mod auth;
 #[path = "http/flows.rs"]

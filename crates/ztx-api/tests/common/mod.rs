@@ -24,7 +24,7 @@ use ztx_core::{
     Amount, Asset, AssetCode, Command, CustomerId, Deposit, MarketParams, MarketSpec, Order, Price,
     Trade, TransferId,
 };
-use ztx_engine::{Clock, Engine, EngineHandle, Query, QueryReply};
+use ztx_engine::{AuditConfig, Clock, Engine, EngineHandle, Query, QueryReply};
 use ztx_store::{ApiKeyCredential, NewApiKey, SqliteStore, Store, StoreFactory};
 use ztx_vault::MasterKey;
 
@@ -261,8 +261,14 @@ impl Exchange {
         let clock_ms = Arc::new(AtomicU64::new(NOW));
         let reading = clock_ms.clone();
         let clock: Clock = Arc::new(move || reading.load(Ordering::SeqCst));
+        // As `ztx serve` runs it: every request in the audit log.
+        let audit = AuditConfig {
+            key: ztx_audit::LogKey::from_seed("ztx.test/audit", &[3; 32]).unwrap(),
+            checkpoint_every: std::time::Duration::from_secs(1),
+        };
         let (engine, handle) =
-            Engine::start(factory.clone(), vec![market()], clock.clone()).expect("engine starts");
+            Engine::start_with(factory.clone(), vec![market()], clock.clone(), Some(audit))
+                .expect("engine starts");
         let master = Arc::new(MasterKey::generate());
         let state = AppState::new(
             handle.clone(),
@@ -270,7 +276,8 @@ impl Exchange {
             master.clone(),
             limits,
             clock,
-        );
+        )
+        .audited(true);
         let router = ztx_api::router(state.clone());
         Self {
             handle,
@@ -288,6 +295,24 @@ impl Exchange {
 
     fn store(&self) -> SqliteStore {
         SqliteStore::open(&self.path).unwrap()
+    }
+
+    /// The audit log, decoded, oldest first.
+    pub fn audit_log(&self) -> Vec<ztx_audit::Entry> {
+        let rows = self.store().audit_entries(0, 100_000).unwrap();
+        rows.iter()
+            .map(|r| ztx_audit::Entry::decode(&r.entry).unwrap())
+            .collect()
+    }
+
+    /// The number the store gave a key.
+    pub fn key_id(&self, key: &Key) -> u64 {
+        self.store()
+            .api_key_by_key(&key.api_key)
+            .unwrap()
+            .unwrap()
+            .id
+            .0
     }
 
     pub fn now(&self) -> u64 {
