@@ -92,6 +92,8 @@ impl AuditSlot {
 /// The entry of a request as it arrives.
 pub fn arriving(method: &Method, path: &str, ip: IpAddr, now_ms: u64, request_id: u64) -> Entry {
     Entry {
+        // The log sets it as it appends.
+        prev: ztx_audit::Hash::ZERO,
         time_ms: now_ms,
         kind: Kind::Request,
         request_id,

@@ -8,6 +8,7 @@
 //! | field        | encoding                                                        |
 //! |--------------|-----------------------------------------------------------------|
 //! | version      | `u8`, 1                                                         |
+//! | prev         | 32 bytes: the leaf hash of the entry before (zeros for the first) |
 //! | time_ms      | `u64`, milliseconds since the Unix epoch                        |
 //! | kind         | `u8`: 1 request, 2 admin, 3 key change, 4 response, 5 publication |
 //! | request_id   | `u64`                                                           |
@@ -23,10 +24,14 @@
 //!
 //! There is exactly one encoding of each entry: decoding refuses unknown versions and
 //! codes, tags other than 0 and 1, invalid UTF-8 and trailing bytes, and an entry
-//! re-encodes to the bytes it was read from. A later version adds fields after a new
+//! re-encodes to the bytes it was read from. `prev` chains each entry to the one before
+//! it, so that a verifier names the exact entry where a log was edited, cut, padded or
+//! reordered, not only the checkpoint that no longer matches. A later version adds fields after a new
 //! version byte; entries already logged keep their bytes and their meaning.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::hash::{HASH_LEN, Hash};
 
 /// The only version written today.
 pub const VERSION: u8 = 1;
@@ -138,6 +143,8 @@ impl Denial {
 /// One audit entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The leaf hash of the entry before this one; set by the log as it appends.
+    pub prev: Hash,
     pub time_ms: u64,
     pub kind: Kind,
     pub request_id: u64,
@@ -218,6 +225,7 @@ impl Entry {
         }
         let mut out = Vec::with_capacity(64 + self.action.len());
         out.push(VERSION);
+        out.extend_from_slice(&self.prev.0);
         out.extend_from_slice(&self.time_ms.to_be_bytes());
         out.push(self.kind as u8);
         out.extend_from_slice(&self.request_id.to_be_bytes());
@@ -274,6 +282,7 @@ impl Entry {
         if version != VERSION {
             return Err(EntryError::Version(version));
         }
+        let prev = Hash(r.array::<HASH_LEN>("prev")?);
         let time_ms = r.u64("time_ms")?;
         let kind = r.code("kind", &Kind::ALL, |k| *k as u8)?;
         let request_id = r.u64("request_id")?;
@@ -317,6 +326,7 @@ impl Entry {
             return Err(EntryError::DenialMismatch);
         }
         Ok(Entry {
+            prev,
             time_ms,
             kind,
             request_id,

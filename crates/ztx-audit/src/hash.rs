@@ -34,6 +34,9 @@ impl Hash {
         Hash(Sha256::digest([]).into())
     }
 
+    /// All zeros: the `prev` of a log's first entry.
+    pub const ZERO: Hash = Hash([0; HASH_LEN]);
+
     /// Reads a hash from exactly 32 bytes.
     pub fn from_slice(bytes: &[u8]) -> Option<Hash> {
         <[u8; HASH_LEN]>::try_from(bytes).ok().map(Hash)

@@ -144,7 +144,7 @@ fn entry() -> impl Strategy<Value = Entry> {
         Denial::KeyFrozen,
     ]);
     (
-        (any::<u64>(), kinds, any::<u64>()),
+        (any::<u64>(), kinds, any::<u64>(), any::<[u8; 32]>()),
         (any::<Option<u64>>(), any::<Option<u64>>()),
         (prop::option::of(text()), any::<Option<IpAddr>>(), text()),
         prop::collection::vec((text(), text()), 0..6),
@@ -152,12 +152,13 @@ fn entry() -> impl Strategy<Value = Entry> {
     )
         .prop_map(
             |(
-                (time_ms, kind, request_id),
+                (time_ms, kind, request_id, prev),
                 (customer, api_key),
                 (operator, client_ip, action),
                 params,
                 (outcome, denial, code),
             )| Entry {
+                prev: Hash(prev),
                 time_ms,
                 kind,
                 request_id,

@@ -49,6 +49,8 @@ pub(crate) struct AuditLog {
     key: LogKey,
     every_ms: u64,
     frontier: Frontier,
+    /// The leaf hash of the newest entry, which the next one names as its `prev`.
+    last_leaf: Hash,
     checkpointed_size: u64,
     checkpointed_ms: u64,
 }
@@ -65,6 +67,15 @@ impl AuditLog {
         let fail = |e: ztx_store::StoreError| StartError::Store(e.to_string());
         let size = store.audit_size().map_err(fail)?;
         let frontier = store.audit_frontier(size).map_err(fail)?;
+        let last_leaf = match size.checked_sub(1) {
+            None => Hash::ZERO,
+            Some(last) => store
+                .audit_entries(last, 1)
+                .map_err(fail)?
+                .first()
+                .map(|row| row.leaf)
+                .ok_or_else(|| StartError::Audit(format!("entry {last} is missing")))?,
+        };
         let last = store.latest_checkpoint().map_err(fail)?;
         let (checkpointed_size, checkpointed_ms) = match &last {
             // The period runs from the start.
@@ -86,6 +97,7 @@ impl AuditLog {
             every_ms: u64::try_from(config.checkpoint_every.as_millis()).unwrap_or(u64::MAX),
             key: config.key,
             frontier,
+            last_leaf,
             checkpointed_size,
             checkpointed_ms,
         })
@@ -98,12 +110,15 @@ impl AuditLog {
         entries: Vec<Entry>,
         now_ms: u64,
         last: bool,
-    ) -> (AuditAppend, Frontier) {
+    ) -> (AuditAppend, Frontier, Hash) {
         let mut frontier = self.frontier.clone();
+        let mut last_leaf = self.last_leaf;
         let mut rows = Vec::with_capacity(entries.len());
-        for entry in entries {
+        for mut entry in entries {
+            entry.prev = last_leaf;
             let bytes = entry.to_bytes();
             let leaf = Hash::leaf(&bytes);
+            last_leaf = leaf;
             rows.push(AuditRow {
                 index: frontier.size(),
                 leaf,
@@ -120,6 +135,7 @@ impl AuditLog {
                 checkpoint: checkpoint.flatten(),
             },
             frontier,
+            last_leaf,
         )
     }
 
@@ -140,9 +156,10 @@ impl AuditLog {
         }
     }
 
-    /// After the commit of `append`: the tree is `frontier`.
-    pub(crate) fn committed(&mut self, frontier: Frontier, append: &AuditAppend) {
+    /// After the commit of `append`: the tree is `frontier`, its newest leaf `last_leaf`.
+    pub(crate) fn committed(&mut self, frontier: Frontier, last_leaf: Hash, append: &AuditAppend) {
         self.frontier = frontier;
+        self.last_leaf = last_leaf;
         if let Some(c) = &append.checkpoint {
             self.checkpointed_size = c.size;
             self.checkpointed_ms = c.created_ms;

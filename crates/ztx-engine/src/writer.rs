@@ -71,18 +71,18 @@ impl Writer {
             now_ms = now_ms.max(sealed.now_ms);
         }
         changes.compact();
-        let (append, frontier) = match &self.audit {
+        let (append, after) = match &self.audit {
             Some(log) => {
-                let (append, frontier) = log.prepare(entries, now_ms, last);
-                (append, Some(frontier))
+                let (append, frontier, last_leaf) = log.prepare(entries, now_ms, last);
+                (append, Some((frontier, last_leaf)))
             }
             None => (AuditAppend::default(), None),
         };
         let durable = !self.pipeline.poisoned.load(Ordering::Acquire)
             && ((changes.is_empty() && append.is_empty()) || self.commit(&changes, &append));
         if durable {
-            if let (Some(log), Some(frontier)) = (&mut self.audit, frontier) {
-                log.committed(frontier, &append);
+            if let (Some(log), Some((frontier, last_leaf))) = (&mut self.audit, after) {
+                log.committed(frontier, last_leaf, &append);
             }
         } else {
             self.pipeline.poisoned.store(true, Ordering::Release);

@@ -445,6 +445,7 @@ fn start_audited(db: &Db, every: Duration) -> Result<(Engine, EngineHandle), Sta
 
 fn entry(action: &str) -> Entry {
     Entry {
+        prev: ztx_audit::Hash::ZERO,
         time_ms: 1_700_000_000_000,
         kind: Kind::Request,
         request_id: 7,
@@ -509,7 +510,19 @@ fn audit_entries_are_durable_with_what_they_record(db: &Db) {
             (Outcome::Success, None),
         ]
     );
-    assert_eq!(log[2], denied);
+    assert_eq!(
+        log[2],
+        Entry {
+            prev: log[2].prev,
+            ..denied
+        }
+    );
+    // Each entry names the leaf before it.
+    let rows = store.audit_entries(0, 10).unwrap();
+    assert_eq!(log[0].prev, ztx_audit::Hash::ZERO);
+    for (entry, before) in log[1..].iter().zip(&rows) {
+        assert_eq!(entry.prev, before.leaf);
+    }
     assert_eq!(
         store.latest_checkpoint().unwrap(),
         None,
