@@ -16,6 +16,7 @@ pub mod ratelimit;
 pub mod router;
 pub mod state;
 pub mod trade;
+pub mod transparency;
 
 pub use auth::{
     ClientKey, Ed25519Key, HmacSecret, KeyError, SignaturePayload, check_api_key_format,

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 pub use crate::gate::MAX_BODY_BYTES;
 use crate::gate::{Access, Call, Raw, Weight, serve};
 use crate::state::AppState;
-use crate::{account, market, trade};
+use crate::{account, market, trade, transparency};
 
 /// Declares a handler that passes through the gate with fixed access and weight.
 macro_rules! endpoint {
@@ -71,6 +71,28 @@ endpoint!(
     false,
     account::api_restrictions
 );
+endpoint!(audit_key, Public, Fixed(1), false, transparency::key);
+endpoint!(
+    audit_checkpoint,
+    Public,
+    Fixed(1),
+    false,
+    transparency::checkpoint
+);
+endpoint!(
+    audit_inclusion,
+    Public,
+    Fixed(2),
+    false,
+    transparency::inclusion
+);
+endpoint!(
+    audit_consistency,
+    Public,
+    Fixed(2),
+    false,
+    transparency::consistency
+);
 endpoint!(not_found, Public, Fixed(1), false, no_such_endpoint);
 endpoint!(wrong_method, Public, Fixed(1), false, no_such_method);
 
@@ -106,6 +128,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v3/account", get(account))
         .route("/api/v3/myTrades", get(my_trades))
         .route("/sapi/v1/account/apiRestrictions", get(api_restrictions))
+        .route("/ztx/v1/audit/key", get(audit_key))
+        .route("/ztx/v1/audit/checkpoint", get(audit_checkpoint))
+        .route("/ztx/v1/audit/inclusion", get(audit_inclusion))
+        .route("/ztx/v1/audit/consistency", get(audit_consistency))
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
         .with_state(state)

@@ -175,6 +175,8 @@ pub struct AppState {
     /// Whether requests are logged in the audit log (the engine must keep one).
     audit: bool,
     request_ids: Arc<AtomicU64>,
+    /// The audit log's verifier key, as published.
+    log_key: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -198,6 +200,7 @@ impl AppState {
             master,
             keys: Arc::new(Mutex::new(KeyCache::default())),
             audit: false,
+            log_key: None,
             // Numbers that do not repeat across restarts of a server whose clock runs.
             request_ids: Arc::new(AtomicU64::new((clock)().saturating_mul(1_000))),
             clock,
@@ -209,6 +212,16 @@ impl AppState {
     pub fn audited(mut self, on: bool) -> Self {
         self.audit = on;
         self
+    }
+
+    /// Publishes the audit log's verifier key (and with it the log's endpoints).
+    pub fn with_log_key(mut self, key: &ztx_audit::VerifierKey) -> Self {
+        self.log_key = Some(key.to_string().into());
+        self
+    }
+
+    pub fn log_key(&self) -> Option<&str> {
+        self.log_key.as_deref()
     }
 
     pub fn is_audited(&self) -> bool {

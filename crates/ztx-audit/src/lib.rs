@@ -7,6 +7,7 @@
 //! crate.
 
 pub mod entry;
+pub mod export;
 pub mod hash;
 pub mod note;
 pub mod tree;

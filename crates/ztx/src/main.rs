@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod audit;
 mod config;
 mod serve;
 mod site;
@@ -24,6 +25,8 @@ enum Top {
     Serve(serve::ServeArgs),
     /// Operator commands against a data directory or database.
     Admin(admin::AdminArgs),
+    /// The audit log: its public key, an export, and the offline check of an export.
+    Audit(audit::AuditArgs),
 }
 
 /// Where the data lives: the data directory (embedded store, master key, configuration)
@@ -43,6 +46,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Top::Serve(args) => serve::run(args),
         Top::Admin(args) => admin::run(args),
+        Top::Audit(args) => audit::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -25,6 +25,10 @@ pub struct ServeArgs {
     /// Threads serving HTTP (default: one fewer than the cores, at least one).
     #[arg(long)]
     http_threads: Option<usize>,
+    /// Keep no audit log: only for measuring what the log costs (BENCHMARKS.md). A server
+    /// run so breaks the promise that every access is recorded, and says so at start.
+    #[arg(long, hide = true)]
+    unaudited_benchmark_only: bool,
 }
 
 /// One fewer HTTP thread than cores: the engine and its writer, which every order passes
@@ -62,9 +66,23 @@ pub fn run(args: ServeArgs) -> Result<()> {
     // runtime (the PostgreSQL client is synchronous).
     drop(store);
     let clock: ztx_engine::Clock = Arc::new(now_ms);
-    let (engine, handle) =
-        Engine::start(site.store_factory(), config.markets.clone(), clock.clone())
-            .context("cannot start the exchange")?;
+    let log_key = site.audit_key(&master)?;
+    let verifier = log_key.verifier();
+    let audited = !args.unaudited_benchmark_only;
+    let audit = audited.then_some(ztx_engine::AuditConfig {
+        key: log_key,
+        checkpoint_every: std::time::Duration::from_secs(1),
+    });
+    if !audited {
+        tracing::warn!("running WITHOUT the audit log: for benchmarks only");
+    }
+    let (engine, handle) = Engine::start_with(
+        site.store_factory(),
+        config.markets.clone(),
+        clock.clone(),
+        audit,
+    )
+    .context("cannot start the exchange")?;
     let http_threads = args
         .http_threads
         .unwrap_or_else(default_http_threads)
@@ -88,7 +106,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             master,
             config.rate_limits,
             clock,
-        );
+        )
+        .audited(audited)
+        .with_log_key(&verifier);
         let local = listener.local_addr().unwrap_or(listen);
         tracing::info!(%local, mode = config.mode.as_str(), data_dir = %site.dir.display(), "ztx is serving");
         say(&format!("ztx is serving the Binance-compatible API on http://{local}"));
@@ -101,9 +121,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .await
             .context("the server failed")?;
         tracing::info!("stopped accepting requests; finishing the engine");
-        drop(engine);
         Ok(())
-    })
+    })?;
+    // The runtime's tasks, and with them the last handles to the engine, are gone: the
+    // engine finishes what it accepted and the writer signs the log's last checkpoint.
+    drop(runtime);
+    engine.join();
+    Ok(())
 }
 
 /// Writes a line to stdout for the operator. A closed stdout (`ztx serve | head -1`) must

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use ztx_audit::LogKey;
 use ztx_store::{Store, StoreError};
-use ztx_vault::MasterKey;
+use ztx_vault::{Aad, MasterKey};
 
 use crate::Location;
 use crate::config::{Config, DEFAULT_CONFIG};
@@ -85,6 +86,43 @@ impl Site {
         Ok(Arc::new(key))
     }
 
+    /// The audit log's signing key: sealed under the master key in `audit-log.key`,
+    /// created on first use with a fresh origin (`ztx.local/audit/<random>`). A copy of
+    /// the data directory without the master key cannot sign checkpoints.
+    pub fn audit_key(&self, master: &MasterKey) -> Result<LogKey> {
+        use rand::RngCore;
+        let path = self.dir.join("audit-log.key");
+        let aad = Aad {
+            table: "file",
+            column: "audit-log.key",
+            row_key: b"",
+            key_version: 1,
+        };
+        match fs::read(&path) {
+            Ok(sealed) => {
+                let text = master.open(&sealed, &aad).with_context(|| {
+                    format!("cannot open {} with the master key", path.display())
+                })?;
+                let text = std::str::from_utf8(&text)
+                    .with_context(|| format!("{} is not a key", path.display()))?;
+                LogKey::parse(text).with_context(|| format!("{} is not a key", path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+                rand::rngs::OsRng.fill_bytes(&mut *seed);
+                let mut id = [0u8; 8];
+                rand::rngs::OsRng.fill_bytes(&mut id);
+                let key =
+                    LogKey::from_seed(&format!("ztx.local/audit/{}", hex::encode(id)), &seed)?;
+                let sealed = master.seal(key.to_private_text().as_bytes(), &aad);
+                write_private(&path, &sealed)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                Ok(key)
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
     /// Where the embedded store lives.
     pub fn sqlite_path(&self) -> PathBuf {
         self.dir.join("ztx.sqlite")
@@ -120,4 +158,19 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+/// Creates `path` readable by its owner only, refusing to replace a file.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }

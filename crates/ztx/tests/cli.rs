@@ -9,80 +9,12 @@
     reason = "test helpers: a panic is a failed test"
 )]
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ZTX: &str = env!("CARGO_BIN_EXE_ztx");
-
-fn ztx(args: &[&str]) -> Output {
-    Command::new(ZTX).args(args).output().unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts a command failed and said `expected` on stderr.
-fn fails_with(out: &Output, expected: &str) {
-    assert!(
-        !out.status.success(),
-        "succeeded; expected an error about {expected:?}"
-    );
-    assert!(stderr(out).contains(expected), "{}", stderr(out));
-}
-
-fn default_config() -> String {
-    std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../config/default.toml"
-    ))
-    .unwrap()
-}
-
-/// Starts `ztx serve` and waits until it says it is serving; killed on drop.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(data: &Path, extra: &[&str]) -> (Server, String) {
-    serve_logging(data, extra, Stdio::null(), "info")
-}
-
-/// `serve`, with the server's log (stderr) going to `log` at level `level`.
-fn serve_logging(data: &Path, extra: &[&str], log: Stdio, level: &str) -> (Server, String) {
-    let mut child = Command::new(ZTX)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .args(extra)
-        .env("RUST_LOG", level)
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(addr) = line.split("http://").nth(1) {
-                let _ = tx.send(addr.trim().to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("server did not start");
-    (Server(child), addr)
-}
+use common::*;
 
 #[test]
 fn bad_config_is_refused_naming_the_file_and_the_entry() {
@@ -442,42 +374,6 @@ fn serves_on_postgresql() {
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-}
-
-/// One HTTP/1.1 request on a fresh connection; returns (status, body).
-fn http(addr: &str, method: &str, target: &str, api_key: Option<&str>) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    let key = api_key
-        .map(|k| format!("X-MBX-APIKEY: {k}\r\n"))
-        .unwrap_or_default();
-    write!(s, "{method} {target} HTTP/1.1\r\nHost: x\r\n{key}Content-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    let status = answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = answer
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    (status, body)
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
-
-/// A signed request target: the query plus timestamp and HMAC signature.
-fn signed(path: &str, query: &str, secret: &str) -> String {
-    let q = format!("{query}&timestamp={}", now_ms());
-    let sig = ztx_api::HmacSecret::new(secret.as_bytes().to_vec()).sign_hex(q.as_bytes());
-    format!("{path}?{q}&signature={sig}")
 }
 
 fn customer_with_key(d: &str, email: &str) -> (String, String) {

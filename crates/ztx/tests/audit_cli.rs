@@ -1,0 +1,347 @@
+//! `ztx audit` against a real server's log: the public key and proofs it serves, an export
+//! that verifies, and each way of tampering with the stored rows — as the tables' owner,
+//! triggers dropped — caught by the offline verifier, which names the first bad entry.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test helpers: a panic is a failed test"
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use common::*;
+use ztx_audit::{Checkpoint, Entry, Hash, VerifierKey, verify_consistency, verify_inclusion};
+
+const REQUESTS: usize = 8;
+
+/// A data directory whose log holds a few requests, every one covered by the checkpoint
+/// signed when the server stopped; made once, copied by each test.
+fn logged_site() -> &'static Path {
+    static SITE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    SITE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (server, addr) = serve(&data, &[]);
+        for i in 0..REQUESTS {
+            let target = if i % 3 == 2 {
+                "/api/v3/account"
+            } else {
+                "/api/v3/ping"
+            };
+            http(&addr, "GET", target, Some(&"k".repeat(64)));
+        }
+        stop_gracefully(server);
+        dir
+    })
+    .path()
+}
+
+/// SIGTERM, so that the server signs its last checkpoint.
+fn stop_gracefully(mut server: Server) {
+    let pid = server.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    server.0.wait().unwrap();
+}
+
+fn copy_site() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let from = logged_site().join("data");
+    let to = dir.path().join("data");
+    std::fs::create_dir(&to).unwrap();
+    for file in std::fs::read_dir(&from).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), to.join(file.file_name())).unwrap();
+    }
+    (dir, to)
+}
+
+fn public_key(data: &Path) -> String {
+    let out = ztx(&["audit", "public-key", "--data-dir", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn export_and_verify(data: &Path, extra: &[&str]) -> Output {
+    let file = data.with_extension("export");
+    let out = ztx(&[
+        "audit",
+        "export",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = public_key(data);
+    let mut args = vec![
+        "audit",
+        "verify",
+        file.to_str().unwrap(),
+        "--public-key",
+        &key,
+    ];
+    args.extend_from_slice(extra);
+    ztx(&args)
+}
+
+/// Runs SQL on the copy's store as its owner, the append-only triggers dropped first.
+fn tamper(data: &Path, sql: &str) {
+    let db = rusqlite::Connection::open(data.join("ztx.sqlite")).unwrap();
+    db.execute_batch("DROP TRIGGER audit_entries_no_update; DROP TRIGGER audit_entries_no_delete;")
+        .unwrap();
+    db.execute_batch(sql).unwrap();
+}
+
+fn entries(data: &Path) -> Vec<(Vec<u8>, Hash)> {
+    let db = rusqlite::Connection::open(data.join("ztx.sqlite")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT entry, leaf FROM audit_entries ORDER BY idx")
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            Hash::from_slice(&r.get::<_, Vec<u8>>(1)?).unwrap(),
+        ))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+fn rejects(out: &Output, expected: &str) {
+    fails_with(out, expected);
+}
+
+#[test]
+fn an_untouched_log_verifies() {
+    let (_dir, data) = copy_site();
+    let out = export_and_verify(&data, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&format!("ok: {REQUESTS} entries")), "{said}");
+}
+
+#[test]
+fn an_edited_entry_is_named() {
+    let (_dir, data) = copy_site();
+    tamper(
+        &data,
+        "UPDATE audit_entries SET entry = CAST(entry || X'00' AS BLOB) WHERE idx = 2;",
+    );
+    rejects(
+        &export_and_verify(&data, &[]),
+        "entry 2 is bad: its bytes do not hash",
+    );
+}
+
+#[test]
+fn an_edited_entry_with_its_leaf_rewritten_is_named() {
+    let (_dir, data) = copy_site();
+    let (bytes, _) = &entries(&data)[2];
+    let mut entry = Entry::decode(bytes).unwrap();
+    entry.client_ip = Some("198.51.100.1".parse().unwrap());
+    let forged = entry.encode().unwrap();
+    tamper(
+        &data,
+        &format!(
+            "UPDATE audit_entries SET entry = X'{}', leaf = X'{}' WHERE idx = 2;",
+            hex::encode(&forged),
+            Hash::leaf(&forged).to_hex()
+        ),
+    );
+    rejects(
+        &export_and_verify(&data, &[]),
+        "entry 3 is bad: it does not name entry 2",
+    );
+}
+
+#[test]
+fn a_deleted_entry_is_named() {
+    let (_dir, data) = copy_site();
+    tamper(&data, "DELETE FROM audit_entries WHERE idx = 4;");
+    rejects(&export_and_verify(&data, &[]), "entry 4 is bad: missing");
+}
+
+#[test]
+fn a_deleted_entry_with_the_rest_renumbered_is_named() {
+    let (_dir, data) = copy_site();
+    tamper(
+        &data,
+        "DELETE FROM audit_entries WHERE idx = 4; \
+                   UPDATE audit_entries SET idx = idx - 1 WHERE idx > 4;",
+    );
+    rejects(
+        &export_and_verify(&data, &[]),
+        "entry 4 is bad: it does not name entry 3",
+    );
+}
+
+#[test]
+fn an_inserted_entry_is_named() {
+    let (_dir, data) = copy_site();
+    let all = entries(&data);
+    let mut entry = Entry::decode(&all[3].0).unwrap();
+    entry.prev = all[2].1;
+    entry.action = "GET /api/v3/forged".into();
+    let forged = entry.encode().unwrap();
+    tamper(
+        &data,
+        &format!(
+            "UPDATE audit_entries SET idx = -idx - 1 WHERE idx >= 3; \
+         UPDATE audit_entries SET idx = -idx WHERE idx < 0; \
+         INSERT INTO audit_entries (idx, leaf, entry) VALUES (3, X'{}', X'{}');",
+            Hash::leaf(&forged).to_hex(),
+            hex::encode(&forged)
+        ),
+    );
+    rejects(
+        &export_and_verify(&data, &[]),
+        "entry 4 is bad: it does not name entry 3",
+    );
+}
+
+#[test]
+fn reordered_entries_are_named() {
+    let (_dir, data) = copy_site();
+    tamper(
+        &data,
+        "UPDATE audit_entries SET idx = 100 WHERE idx = 5; \
+                   UPDATE audit_entries SET idx = 5 WHERE idx = 6; \
+                   UPDATE audit_entries SET idx = 6 WHERE idx = 100;",
+    );
+    rejects(
+        &export_and_verify(&data, &[]),
+        "entry 5 is bad: it does not name entry 4",
+    );
+}
+
+#[test]
+fn a_truncated_log_is_caught() {
+    let (_dir, data) = copy_site();
+    tamper(
+        &data,
+        &format!("DELETE FROM audit_entries WHERE idx >= {};", REQUESTS - 2),
+    );
+    rejects(
+        &export_and_verify(&data, &[]),
+        &format!("the log was cut: it ends at entry {}", REQUESTS - 2),
+    );
+}
+
+/// A log rewritten whole from entry 1 on — every chain link and leaf recomputed, the
+/// checkpoints it cannot re-sign deleted — is still caught by a reader who kept a
+/// checkpoint from before: the rewritten log is a fork of the one they saw.
+#[test]
+fn a_forked_log_is_caught_by_a_kept_checkpoint() {
+    let (dir, data) = copy_site();
+    let kept = dir.path().join("trusted.note");
+    let out = export_and_verify(
+        &data,
+        &["--trusted-checkpoint", kept.to_str().unwrap(), "--update"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(kept.exists());
+    let mut sql =
+        String::from("DROP TRIGGER audit_checkpoints_no_delete; DELETE FROM audit_checkpoints;");
+    let mut prev = entries(&data)[0].1;
+    for (i, (bytes, _)) in entries(&data).iter().enumerate().skip(1) {
+        let mut entry = Entry::decode(bytes).unwrap();
+        entry.prev = prev;
+        if i == 1 {
+            entry.client_ip = Some("198.51.100.1".parse().unwrap());
+        }
+        let forged = entry.encode().unwrap();
+        prev = Hash::leaf(&forged);
+        sql.push_str(&format!(
+            "UPDATE audit_entries SET entry = X'{}', leaf = X'{}' WHERE idx = {i};",
+            hex::encode(&forged),
+            prev.to_hex()
+        ));
+    }
+    tamper(&data, &sql);
+    // Alone, the rewritten log looks whole: it has no checkpoint to contradict it.
+    assert!(export_and_verify(&data, &[]).status.success());
+    rejects(
+        &export_and_verify(&data, &["--trusted-checkpoint", kept.to_str().unwrap()]),
+        "a fork",
+    );
+}
+
+/// The running server publishes the same key, a signed checkpoint, and proofs that
+/// verify against it.
+#[test]
+fn the_server_publishes_its_key_checkpoints_and_proofs() {
+    let (_dir, data) = copy_site();
+    let key_text = public_key(&data);
+    let (_server, addr) = serve(&data, &[]);
+    let (status, served) = http(&addr, "GET", "/ztx/v1/audit/key", None);
+    assert_eq!((status, served.trim()), (200, key_text.as_str()));
+    let key = VerifierKey::parse(&key_text).unwrap();
+    let (status, note) = http(&addr, "GET", "/ztx/v1/audit/checkpoint", None);
+    assert_eq!(status, 200, "{note}");
+    let checkpoint = Checkpoint::open(&note, &key).unwrap();
+    assert!(checkpoint.size >= REQUESTS as u64);
+    let hashes = |v: &serde_json::Value| -> Vec<Hash> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| Hash::from_slice(&B64.decode(h.as_str().unwrap()).unwrap()).unwrap())
+            .collect()
+    };
+    let (status, body) = http(&addr, "GET", "/ztx/v1/audit/inclusion?index=3", None);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let leaf = Hash::from_slice(&B64.decode(v["leaf"].as_str().unwrap()).unwrap()).unwrap();
+    verify_inclusion(
+        3,
+        checkpoint.size,
+        &leaf,
+        &hashes(&v["proof"]),
+        &checkpoint.root,
+    )
+    .unwrap();
+    let (status, body) = http(&addr, "GET", "/ztx/v1/audit/consistency?from=2", None);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let old = ztx_audit::tree::root(
+        &{
+            let mut t = ztx_audit::MemoryTree::new();
+            for (_, leaf) in entries(&data).iter().take(2) {
+                t.push_leaf(*leaf);
+            }
+            t
+        },
+        2,
+    )
+    .unwrap();
+    verify_consistency(
+        2,
+        checkpoint.size,
+        &old,
+        &checkpoint.root,
+        &hashes(&v["proof"]),
+    )
+    .unwrap();
+    // Past the newest checkpoint there is no proof to give.
+    let (status, _) = http(
+        &addr,
+        "GET",
+        "/ztx/v1/audit/inclusion?index=0&size=999999",
+        None,
+    );
+    assert_eq!(status, 400);
+}
