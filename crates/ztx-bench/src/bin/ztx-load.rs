@@ -54,6 +54,13 @@ struct Args {
     /// Threads of the load generator (the server gets the rest of the machine).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Run the server without its audit log (the baseline of what the log costs).
+    #[arg(long)]
+    unaudited: bool,
+    /// Measure what the audit log costs: this many rounds, each a run without and a run
+    /// with it, alternating; prints both medians and their ratio.
+    #[arg(long)]
+    compare_audit: Option<usize>,
 }
 
 struct Server {
@@ -112,7 +119,7 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-fn start_server(ztx: &Path) -> Result<(Server, SocketAddr, PathBuf)> {
+fn start_server(ztx: &Path, audited: bool) -> Result<(Server, SocketAddr, PathBuf)> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let config = dir.path().join("bench.toml");
@@ -128,7 +135,8 @@ fn start_server(ztx: &Path) -> Result<(Server, SocketAddr, PathBuf)> {
         .arg(&config)
         .arg("--data-dir")
         .arg(&data)
-        .env("RUST_LOG", "warn")
+        .args((!audited).then_some("--unaudited-benchmark-only"))
+        .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -285,7 +293,42 @@ async fn connection(
 fn main() -> Result<()> {
     let args = Args::parse();
     let ztx = ztx_bin(&args)?;
-    let (server, addr, data) = start_server(&ztx)?;
+    let Some(rounds) = args.compare_audit else {
+        let (tally, measured) = run(&args, &ztx, !args.unaudited)?;
+        report(&args, &tally, measured);
+        return Ok(());
+    };
+    let mut without = Vec::new();
+    let mut with = Vec::new();
+    for round in 1..=rounds {
+        for (audited, rates) in [(false, &mut without), (true, &mut with)] {
+            let (tally, measured) = run(&args, &ztx, audited)?;
+            let per_s = tally.ok as f64 / measured.as_secs_f64();
+            let h = tally.latency_us.as_ref().map(|h| h.value_at_quantile(0.99) as f64 / 1000.0);
+            println!(
+                "round {round} audit {}: {per_s:.0} orders/s, p99 {:.2} ms, refused {}",
+                if audited { "on " } else { "off" },
+                h.unwrap_or(0.0),
+                tally.errors.values().sum::<u64>()
+            );
+            rates.push(per_s);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (off, on) = (median(&mut without), median(&mut with));
+    println!(
+        "median: audit off {off:.0} orders/s, audit on {on:.0} orders/s: {:.1}% of the throughput",
+        100.0 * on / off
+    );
+    Ok(())
+}
+
+/// One measured run against a fresh server.
+fn run(args: &Args, ztx: &Path, audited: bool) -> Result<(Tally, Duration)> {
+    let (server, addr, data) = start_server(ztx, audited)?;
     eprintln!("server on {addr}; creating {} customers", args.customers);
     let keys: Vec<Arc<Key>> = setup_customers(&ztx, &data, args.customers)?
         .into_iter()
@@ -333,7 +376,13 @@ fn main() -> Result<()> {
         (total, measured)
     });
     drop(server);
-    let h = tally.latency_us.unwrap();
+    Ok((tally, measured))
+}
+
+fn report(args: &Args, tally: &Tally, measured: Duration) {
+    let Some(h) = tally.latency_us.as_ref() else {
+        return;
+    };
     let per_s = tally.ok as f64 / measured.as_secs_f64();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -369,5 +418,4 @@ fn main() -> Result<()> {
     for (k, v) in &tally.errors {
         println!("refused: {v} × {k}");
     }
-    Ok(())
 }
