@@ -1,6 +1,6 @@
 //! Fuzzes everything the audit verifier reads from outside: entry bytes (which must
 //! decode to their one encoding or fail), checkpoints, verifier keys and signed notes,
-//! and proofs. The first byte picks the parser.
+//! proofs, and whole exports. The first byte picks the parser.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((which, rest)) = data.split_first() else {
         return;
     };
-    match which % 4 {
+    match which % 5 {
         0 => {
             if let Ok(entry) = Entry::decode(rest) {
                 assert_eq!(entry.encode().as_deref(), Ok(rest));
@@ -29,6 +29,11 @@ fuzz_target!(|data: &[u8]| {
         2 => {
             if let (Ok(text), Ok(key)) = (std::str::from_utf8(rest), VerifierKey::parse(KEY)) {
                 let _ = key.open(text);
+            }
+        }
+        3 => {
+            if let Ok(key) = VerifierKey::parse(KEY) {
+                let _ = ztx_audit::export::verify(rest, &key, None);
             }
         }
         _ => {

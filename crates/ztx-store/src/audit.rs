@@ -3,7 +3,9 @@
 //! leaf hashes; signed checkpoints likewise. Both tables refuse UPDATE and DELETE by
 //! trigger. The tree's interior nodes are derived data: [`index_audit`] fills them off
 //! the commit path, like the history indexes, and proofs compute any node not yet
-//! stored from its children.
+//! stored from its children. Only every [`STORED_LEVELS`]th level is stored (one node
+//! per 16 entries, not one per entry): a proof computes the levels between from at
+//! most 16 stored hashes each, and the indexing writes a fifteenth of what it would.
 
 use std::cell::RefCell;
 
@@ -44,6 +46,9 @@ impl AuditAppend {
         self.rows.is_empty() && self.checkpoint.is_none()
     }
 }
+
+/// Interior nodes are stored at the levels that are multiples of this.
+pub(crate) const STORED_LEVELS: u32 = 4;
 
 const INSERT_ENTRY: &str = "INSERT INTO audit_entries (idx, leaf, entry) VALUES ($1, $2, $3)";
 const INSERT_CHECKPOINT: &str = "INSERT INTO audit_checkpoints (size, root, note, created_ms) \
@@ -197,6 +202,11 @@ impl NodeSource for StoredNodes<'_> {
             }
             .into());
         }
+        if level % STORED_LEVELS != 0 {
+            let left = self.perfect(level - 1, index * 2)?;
+            let right = self.perfect(level - 1, index * 2 + 1)?;
+            return Ok(Hash::node(&left, &right));
+        }
         let mut conn = self.conn.borrow_mut();
         let (sql, params, table): (&'static str, Vec<sql::Param>, _) = if level == 0 {
             (
@@ -272,7 +282,7 @@ pub(crate) fn index_audit<B: Backend>(db: &mut B, limit: u32) -> Result<u64> {
                 ));
             }
             frontier.push(hash(&mut r, "leaf")?, |c| {
-                if c.level > 0 {
+                if c.level > 0 && c.level % STORED_LEVELS == 0 {
                     completed.push(c);
                 }
             });
