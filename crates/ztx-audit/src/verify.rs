@@ -27,8 +27,10 @@ fn inclusion_len(index: u64, size: u64) -> usize {
     // levels below the point where `index` and `size - 1` diverge, plus the levels
     // above it where `size - 1`'s remaining prefix is not yet a lone right edge.
     let last = size - 1;
-    let inner = (64 - (index ^ last).leading_zeros()) as usize;
-    let border = (index >> inner).count_ones() as usize;
+    let inner = 64 - (index ^ last).leading_zeros();
+    // Past bit 63 nothing is left (a plain shift by 64 would overflow).
+    let border = index.checked_shr(inner).unwrap_or(0).count_ones() as usize;
+    let inner = inner as usize;
     inner + border
 }
 
@@ -211,9 +213,10 @@ fn consistency_len(from: u64, to: u64) -> usize {
     // then the path from that subtree up to the new root; a perfect old tree is implicit.
     let f = from - 1;
     let s = to - 1;
-    let inner = (64 - (f ^ s).leading_zeros()) as usize;
+    let inner = 64 - (f ^ s).leading_zeros();
+    let border = f.checked_shr(inner).unwrap_or(0).count_ones() as usize;
+    let inner = inner as usize;
     let shift = f.trailing_ones() as usize;
-    let border = (f >> inner).count_ones() as usize;
     let implicit = usize::from(from.is_power_of_two());
     1 + inner - shift.min(inner) + border - implicit
 }

@@ -395,3 +395,14 @@ fn checkpoints_round_trip_through_signed_notes() {
         assert!(Checkpoint::parse(bad).is_err(), "{bad:?} parsed");
     }
 }
+
+/// Sizes near 2^64 (found by fuzzing: a length computation shifted by 64) are refused,
+/// not a panic.
+#[test]
+fn proofs_for_huge_sizes_are_refused_without_panicking() {
+    let h = Hash::empty();
+    for (index, size) in [(0, u64::MAX), (1 << 63, u64::MAX), (u64::MAX - 1, u64::MAX)] {
+        assert!(verify_inclusion(index, size, &h, &[h], &h).is_err());
+        assert!(verify_consistency(index.max(1), size, &h, &h, &[h]).is_err());
+    }
+}
