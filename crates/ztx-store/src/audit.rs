@@ -202,7 +202,7 @@ impl NodeSource for StoredNodes<'_> {
             }
             .into());
         }
-        if level % STORED_LEVELS != 0 {
+        if !level.is_multiple_of(STORED_LEVELS) {
             let left = self.perfect(level - 1, index * 2)?;
             let right = self.perfect(level - 1, index * 2 + 1)?;
             return Ok(Hash::node(&left, &right));
@@ -282,7 +282,7 @@ pub(crate) fn index_audit<B: Backend>(db: &mut B, limit: u32) -> Result<u64> {
                 ));
             }
             frontier.push(hash(&mut r, "leaf")?, |c| {
-                if c.level > 0 && c.level % STORED_LEVELS == 0 {
+                if c.level > 0 && c.level.is_multiple_of(STORED_LEVELS) {
                     completed.push(c);
                 }
             });

@@ -304,7 +304,10 @@ fn main() -> Result<()> {
         for (audited, rates) in [(false, &mut without), (true, &mut with)] {
             let (tally, measured) = run(&args, &ztx, audited)?;
             let per_s = tally.ok as f64 / measured.as_secs_f64();
-            let h = tally.latency_us.as_ref().map(|h| h.value_at_quantile(0.99) as f64 / 1000.0);
+            let h = tally
+                .latency_us
+                .as_ref()
+                .map(|h| h.value_at_quantile(0.99) as f64 / 1000.0);
             println!(
                 "round {round} audit {}: {per_s:.0} orders/s, p99 {:.2} ms, refused {}",
                 if audited { "on " } else { "off" },
@@ -330,7 +333,7 @@ fn main() -> Result<()> {
 fn run(args: &Args, ztx: &Path, audited: bool) -> Result<(Tally, Duration)> {
     let (server, addr, data) = start_server(ztx, audited)?;
     eprintln!("server on {addr}; creating {} customers", args.customers);
-    let keys: Vec<Arc<Key>> = setup_customers(&ztx, &data, args.customers)?
+    let keys: Vec<Arc<Key>> = setup_customers(ztx, &data, args.customers)?
         .into_iter()
         .map(Arc::new)
         .collect();
