@@ -45,21 +45,19 @@ pub fn root_from_inclusion(
         return Err(ProofError::LeafOutside { index, size });
     }
     let want = inclusion_len(index, size);
+    let wrong_length = || ProofError::Length {
+        got: proof.len(),
+        want,
+    };
     if proof.len() != want {
-        return Err(ProofError::Length {
-            got: proof.len(),
-            want,
-        });
+        return Err(wrong_length());
     }
     let mut f = index;
     let mut s = size - 1;
     let mut r = *leaf;
     for p in proof {
         if s == 0 {
-            return Err(ProofError::Length {
-                got: proof.len(),
-                want,
-            });
+            return Err(wrong_length());
         }
         if f & 1 == 1 || f == s {
             r = Hash::node(p, &r);
@@ -74,10 +72,7 @@ pub fn root_from_inclusion(
         s >>= 1;
     }
     if s != 0 {
-        return Err(ProofError::Length {
-            got: proof.len(),
-            want,
-        });
+        return Err(wrong_length());
     }
     Ok(r)
 }
@@ -109,13 +104,19 @@ pub fn verify_consistency(
     if from > to {
         return Err(ProofError::Shrunk { from, to });
     }
+    let want = if from == 0 || from == to {
+        0
+    } else {
+        consistency_len(from, to)
+    };
+    let wrong_length = || ProofError::Length {
+        got: proof.len(),
+        want,
+    };
+    if proof.len() != want {
+        return Err(wrong_length());
+    }
     if from == to {
-        if !proof.is_empty() {
-            return Err(ProofError::Length {
-                got: proof.len(),
-                want: 0,
-            });
-        }
         if old_root != new_root {
             return Err(ProofError::Fork { size: from });
         }
@@ -129,12 +130,6 @@ pub fn verify_consistency(
                 want: Hash::empty(),
             });
         }
-        if !proof.is_empty() {
-            return Err(ProofError::Length {
-                got: proof.len(),
-                want: 0,
-            });
-        }
         return Ok(());
     }
     let mut f = from - 1;
@@ -144,22 +139,8 @@ pub fn verify_consistency(
     let (first, rest) = if from.is_power_of_two() {
         (old_root, proof)
     } else {
-        match proof.split_first() {
-            Some(split) => split,
-            None => {
-                return Err(ProofError::Length {
-                    got: 0,
-                    want: consistency_len(from, to),
-                });
-            }
-        }
+        proof.split_first().ok_or_else(wrong_length)?
     };
-    if proof.len() != consistency_len(from, to) {
-        return Err(ProofError::Length {
-            got: proof.len(),
-            want: consistency_len(from, to),
-        });
-    }
     while f & 1 == 1 {
         f >>= 1;
         s >>= 1;
@@ -168,10 +149,7 @@ pub fn verify_consistency(
     let mut sr = *first;
     for c in rest {
         if s == 0 {
-            return Err(ProofError::Length {
-                got: proof.len(),
-                want: consistency_len(from, to),
-            });
+            return Err(wrong_length());
         }
         if f & 1 == 1 || f == s {
             fr = Hash::node(c, &fr);
@@ -187,10 +165,7 @@ pub fn verify_consistency(
         s >>= 1;
     }
     if s != 0 {
-        return Err(ProofError::Length {
-            got: proof.len(),
-            want: consistency_len(from, to),
-        });
+        return Err(wrong_length());
     }
     if fr != *old_root {
         return Err(ProofError::OldRootMismatch {
