@@ -421,6 +421,7 @@ fn the_wal_starts_over_under_continuous_commits() {
     running.store(false, Ordering::Release);
     let (restarts, before_first) = sampler.join().unwrap();
     let committed = next_id.load(Ordering::Relaxed);
+    eprintln!("{restarts} restarts in {committed} commits; {before_first} bytes before the first");
     assert!(
         restarts >= RESTARTS,
         "the WAL started over only {restarts} times in {committed} commits"
