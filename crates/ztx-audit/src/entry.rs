@@ -81,7 +81,8 @@ pub enum Denial {
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [
+    /// Every value, in code order.
+    pub const ALL: [Kind; 5] = [
         Kind::Request,
         Kind::Admin,
         Kind::KeyChange,
@@ -101,7 +102,8 @@ impl Kind {
 }
 
 impl Outcome {
-    const ALL: [Outcome; 3] = [Outcome::Success, Outcome::Failure, Outcome::Denied];
+    /// Every value, in code order.
+    pub const ALL: [Outcome; 3] = [Outcome::Success, Outcome::Failure, Outcome::Denied];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -113,7 +115,8 @@ impl Outcome {
 }
 
 impl Denial {
-    const ALL: [Denial; 9] = [
+    /// Every value, in code order.
+    pub const ALL: [Denial; 9] = [
         Denial::BadSignature,
         Denial::ExpiredTimestamp,
         Denial::IpNotAllowed,

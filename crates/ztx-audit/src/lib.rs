@@ -6,15 +6,18 @@
 //! nodes; the server signs checkpoints with a key it passes in; verifiers need only this
 //! crate.
 
+pub mod answers;
 pub mod entry;
 pub mod export;
 pub mod hash;
 pub mod note;
 pub mod tree;
 pub mod verify;
+pub mod witness;
 
 pub use entry::{Denial, Entry, EntryError, Kind, Outcome};
 pub use hash::{HASH_LEN, Hash};
 pub use note::{Checkpoint, LogKey, NoteError, VerifierKey};
 pub use tree::{Completed, Frontier, MemoryTree, NodeSource, RangeError};
 pub use verify::{ProofError, root_from_inclusion, verify_consistency, verify_inclusion};
+pub use witness::{Witness, WitnessError};

@@ -124,25 +124,9 @@ fn text() -> impl Strategy<Value = String> {
 
 fn entry() -> impl Strategy<Value = Entry> {
     use prop::sample::select;
-    let kinds = select(vec![
-        Kind::Request,
-        Kind::Admin,
-        Kind::KeyChange,
-        Kind::Response,
-        Kind::Publication,
-    ]);
-    let outcomes = select(vec![Outcome::Success, Outcome::Failure, Outcome::Denied]);
-    let denials = select(vec![
-        Denial::BadSignature,
-        Denial::ExpiredTimestamp,
-        Denial::IpNotAllowed,
-        Denial::MissingPermission,
-        Denial::RateLimited,
-        Denial::UnknownKey,
-        Denial::MalformedRequest,
-        Denial::IpBanned,
-        Denial::KeyFrozen,
-    ]);
+    let kinds = select(Kind::ALL.to_vec());
+    let outcomes = select(Outcome::ALL.to_vec());
+    let denials = select(Denial::ALL.to_vec());
     (
         (any::<u64>(), kinds, any::<u64>(), any::<[u8; 32]>()),
         (any::<Option<u64>>(), any::<Option<u64>>()),
