@@ -24,6 +24,32 @@ pub struct AuditRow {
     pub entry: Vec<u8>,
 }
 
+impl AuditRow {
+    /// The rows that continue a log whose right edge is `frontier` and whose newest leaf
+    /// is `last_leaf`, both advanced past them: each entry names its predecessor's leaf,
+    /// is encoded canonically, hashed, and numbered where the log ends.
+    pub fn chain(
+        entries: Vec<ztx_audit::Entry>,
+        frontier: &mut Frontier,
+        last_leaf: &mut Hash,
+    ) -> Vec<AuditRow> {
+        let mut rows = Vec::with_capacity(entries.len());
+        for mut entry in entries {
+            entry.prev = *last_leaf;
+            let bytes = entry.to_bytes();
+            let leaf = Hash::leaf(&bytes);
+            *last_leaf = leaf;
+            rows.push(AuditRow {
+                index: frontier.size(),
+                leaf,
+                entry: bytes,
+            });
+            frontier.push(leaf, |_| {});
+        }
+        rows
+    }
+}
+
 /// A checkpoint note the log signed, with the size and root it commits to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCheckpoint {
@@ -33,17 +59,19 @@ pub struct StoredCheckpoint {
     pub created_ms: u64,
 }
 
-/// What one commit appends to the audit log.
+/// What one commit appends to the audit log, and the security responses its entries
+/// record (carried out in the same transaction).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditAppend {
     /// Consecutive entries, continuing the log exactly where it ends.
     pub rows: Vec<AuditRow>,
     pub checkpoint: Option<StoredCheckpoint>,
+    pub effects: Vec<crate::security::SecurityEffect>,
 }
 
 impl AuditAppend {
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty() && self.checkpoint.is_none()
+        self.rows.is_empty() && self.checkpoint.is_none() && self.effects.is_empty()
     }
 }
 
@@ -165,12 +193,31 @@ pub(crate) fn checkpoints(
         .collect()
 }
 
+/// How many nodes of a stored level one read fetches: an aligned group of siblings, the
+/// 16 nodes under one node [`STORED_LEVELS`] levels up.
+const GROUP: u64 = 1 << STORED_LEVELS;
+
+/// The nodes of one group as read: `hashes[i]` is node `start + i`, `None` where the
+/// store has none (not indexed yet, or past the tree).
+struct Group {
+    start: u64,
+    hashes: Vec<Option<Hash>>,
+}
+
 /// The tree's perfect subtrees as the store has them: leaves from `audit_entries`,
 /// interior nodes from `audit_nodes` where indexed, computed from their children where
 /// not yet.
+///
+/// Stored nodes are read a [`GROUP`] at a time and the last group read at each stored
+/// level is kept: a proof's siblings at four consecutive levels all hang from the 16
+/// nodes under one ancestor, and computing a node from its children reads its stored
+/// descendants in order, so one query serves what took one per node (an inclusion proof
+/// in a tree of ten million entries: at most ten queries for its nodes, not about 113).
 pub(crate) struct StoredNodes<'a> {
     conn: RefCell<&'a mut dyn Conn>,
     size: u64,
+    /// Indexed by `level / STORED_LEVELS`.
+    groups: RefCell<Vec<Option<Group>>>,
 }
 
 impl<'a> StoredNodes<'a> {
@@ -183,7 +230,76 @@ impl<'a> StoredNodes<'a> {
         Ok(StoredNodes {
             conn: RefCell::new(conn),
             size,
+            groups: RefCell::new(Vec::new()),
         })
+    }
+
+    /// The stored node at `level` (a multiple of [`STORED_LEVELS`]) and `index`, from the
+    /// group that holds it, read if it is not the one kept for its level.
+    fn stored(&self, level: u32, index: u64) -> Result<Option<Hash>> {
+        let start = index - index % GROUP;
+        let slot = usize::try_from(level / STORED_LEVELS).unwrap_or(usize::MAX);
+        let mut groups = self.groups.borrow_mut();
+        let kept = groups
+            .get(slot)
+            .and_then(Option::as_ref)
+            .is_some_and(|g| g.start == start);
+        if !kept {
+            let group = self.read_group(level, start)?;
+            if groups.len() <= slot {
+                groups.resize_with(slot + 1, || None);
+            }
+            if let Some(entry) = groups.get_mut(slot) {
+                *entry = Some(group);
+            }
+        }
+        let offset = usize::try_from(index - start).unwrap_or(usize::MAX);
+        Ok(groups
+            .get(slot)
+            .and_then(Option::as_ref)
+            .and_then(|g| g.hashes.get(offset).copied().flatten()))
+    }
+
+    /// One query for the nodes `start..start + GROUP` at `level` that are in the tree.
+    fn read_group(&self, level: u32, start: u64) -> Result<Group> {
+        // Only nodes whose leaves are all in the tree of `size` entries.
+        let end = start.saturating_add(GROUP).min(self.size >> level);
+        let mut conn = self.conn.borrow_mut();
+        let (rows, table) = if level == 0 {
+            let rows = conn.query(
+                "SELECT idx, leaf FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                &[
+                    sql::int(start, "audit index")?,
+                    sql::int(end, "audit index")?,
+                ],
+            )?;
+            (rows, "audit_entries")
+        } else {
+            let rows = conn.query(
+                "SELECT idx, hash FROM audit_nodes WHERE level = $1 AND idx >= $2 AND idx < $3 \
+                 ORDER BY idx",
+                &[
+                    sql::int(u64::from(level), "audit level")?,
+                    sql::int(start, "audit index")?,
+                    sql::int(end, "audit index")?,
+                ],
+            )?;
+            (rows, "audit_nodes")
+        };
+        let mut hashes = vec![None; usize::try_from(GROUP).unwrap_or(16)];
+        for row in rows {
+            let mut r = RowReader::new(table, row);
+            let idx = r.u64("idx")?;
+            let column = if level == 0 { "leaf" } else { "hash" };
+            let hash = hash(&mut r, column)?;
+            let slot = idx
+                .checked_sub(start)
+                .and_then(|o| usize::try_from(o).ok())
+                .and_then(|o| hashes.get_mut(o))
+                .ok_or_else(|| r.corrupt_here("idx", format!("{idx} outside the range read")))?;
+            *slot = Some(hash);
+        }
+        Ok(Group { start, hashes })
     }
 }
 
@@ -202,38 +318,17 @@ impl NodeSource for StoredNodes<'_> {
             }
             .into());
         }
-        if !level.is_multiple_of(STORED_LEVELS) {
-            let left = self.perfect(level - 1, index * 2)?;
-            let right = self.perfect(level - 1, index * 2 + 1)?;
-            return Ok(Hash::node(&left, &right));
-        }
-        let mut conn = self.conn.borrow_mut();
-        let (sql, params, table): (&'static str, Vec<sql::Param>, _) = if level == 0 {
-            (
-                "SELECT leaf AS hash FROM audit_entries WHERE idx = $1",
-                vec![sql::int(index, "audit index")?],
-                "audit_entries",
-            )
-        } else {
-            (
-                "SELECT hash FROM audit_nodes WHERE level = $1 AND idx = $2",
-                vec![
-                    sql::int(u64::from(level), "audit level")?,
-                    sql::int(index, "audit index")?,
-                ],
-                "audit_nodes",
-            )
-        };
-        if let Some(row) = sql::first(conn.query(sql, &params)?) {
-            return hash(&mut RowReader::new(table, row), "hash");
-        }
-        drop(conn);
-        if level == 0 {
-            return Err(StoreError::corrupt(
-                "audit_entries",
-                "idx",
-                format!("entry {index} is missing"),
-            ));
+        if level.is_multiple_of(STORED_LEVELS) {
+            if let Some(hash) = self.stored(level, index)? {
+                return Ok(hash);
+            }
+            if level == 0 {
+                return Err(StoreError::corrupt(
+                    "audit_entries",
+                    "idx",
+                    format!("entry {index} is missing"),
+                ));
+            }
         }
         let left = self.perfect(level - 1, index * 2)?;
         let right = self.perfect(level - 1, index * 2 + 1)?;

@@ -288,6 +288,7 @@ pub(crate) fn api_key(row: Row) -> Result<ApiKeyRecord> {
         ip_allowlist: r.text("ip_allowlist")?,
         enabled: r.bool("enabled")?,
         created_ms: r.u64("created_ms")?,
+        frozen_ms: r.opt_u64("frozen_ms")?,
     })
 }
 

@@ -27,6 +27,8 @@ pub enum StoreError {
     #[error("inbox item {0:?} does not exist")]
     UnknownInboxItem(InboxId),
     /// The caller's fault: the inbox item was completed before.
+    #[error("outbox message {0} does not exist or is already delivered")]
+    UnknownOutboxMessage(u64),
     #[error("inbox item {0:?} is already completed")]
     InboxAlreadyCompleted(InboxId),
     /// The operator's fault: the database was created for the other mode.

@@ -13,6 +13,7 @@ mod model;
 mod pg;
 mod read;
 mod schema;
+mod security;
 mod sql;
 mod sqlite;
 pub mod testing;
@@ -31,6 +32,7 @@ pub use model::{
 };
 pub use pg::{PgStore, connect as pg_connect};
 pub use schema::SCHEMA_VERSION;
+pub use security::{CHANNELS, Notification, OutboxMessage, SecurityEffect};
 pub use sqlite::SqliteStore;
 
 /// Opens a new connection to the same store each call (a SQLite file or a PostgreSQL
@@ -163,6 +165,27 @@ pub trait Store: Send {
     fn latest_checkpoint(&mut self) -> Result<Option<StoredCheckpoint>>;
     /// Up to `limit` checkpoints of sizes above `after_size`, smallest first.
     fn audit_checkpoints(&mut self, after_size: u64, limit: u32) -> Result<Vec<StoredCheckpoint>>;
+
+    /// A customer's notifications, newest first; only those older than `before_id`
+    /// when given.
+    fn notifications(
+        &mut self,
+        customer: CustomerId,
+        before_id: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Notification>>;
+    /// Outbox messages not yet delivered, oldest first, for a sender.
+    fn pending_outbox(&mut self, limit: u32) -> Result<Vec<OutboxMessage>>;
+    /// A sender's attempt at message `id`: delivered, or failed with the error (the
+    /// message stays pending).
+    fn outbox_attempt(
+        &mut self,
+        id: u64,
+        outcome: std::result::Result<(), &str>,
+        now_ms: u64,
+    ) -> Result<()>;
+    /// Every address each key was used from.
+    fn key_addresses(&mut self) -> Result<Vec<(ApiKeyId, String)>>;
 }
 
 /// Implements [`Store`] for a backend by calling the shared operations.
@@ -238,6 +261,28 @@ macro_rules! impl_store {
                 limit: u32,
             ) -> Result<Vec<StoredCheckpoint>> {
                 audit::checkpoints(self, Some(after_size), limit)
+            }
+            fn notifications(
+                &mut self,
+                customer: CustomerId,
+                before_id: Option<u64>,
+                limit: u32,
+            ) -> Result<Vec<Notification>> {
+                security::notifications(self, customer, before_id, limit)
+            }
+            fn pending_outbox(&mut self, limit: u32) -> Result<Vec<OutboxMessage>> {
+                security::pending_outbox(self, limit)
+            }
+            fn outbox_attempt(
+                &mut self,
+                id: u64,
+                outcome: std::result::Result<(), &str>,
+                now_ms: u64,
+            ) -> Result<()> {
+                security::outbox_attempt(self, id, outcome, now_ms)
+            }
+            fn key_addresses(&mut self) -> Result<Vec<(ApiKeyId, String)>> {
+                security::key_addresses(self)
             }
             fn load_state(&mut self) -> Result<ExchangeState> {
                 // One transaction, so the state is a consistent snapshot.

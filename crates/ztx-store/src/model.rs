@@ -106,6 +106,8 @@ pub struct ApiKeyRecord {
     pub ip_allowlist: String,
     pub enabled: bool,
     pub created_ms: u64,
+    /// Set while the key is frozen (by detection, until its customer re-enables it).
+    pub frozen_ms: Option<u64>,
 }
 
 /// Which order of a customer in a market to look up.

@@ -240,11 +240,43 @@ CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoint
     FOR EACH STATEMENT EXECUTE FUNCTION ztx_append_only();
 ";
 
+/// Version 4: security monitoring's responses. A key frozen by the detector until its
+/// customer re-enables it; the addresses each key was used from (so that a new one is
+/// noticed across restarts); the notifications customers read in the API, and the
+/// outbox from which e-mail or webhook senders deliver them.
+const V4: &str = "
+ALTER TABLE api_keys ADD COLUMN frozen_ms BIGINT;
+CREATE TABLE key_addresses (
+    api_key_id BIGINT NOT NULL REFERENCES api_keys (id),
+    ip TEXT NOT NULL,
+    first_ms BIGINT NOT NULL,
+    PRIMARY KEY (api_key_id, ip)
+){without_rowid};
+CREATE TABLE notifications (
+    id {id} PRIMARY KEY,
+    customer_id BIGINT NOT NULL REFERENCES customers (id),
+    created_ms BIGINT NOT NULL,
+    finding TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX notifications_customer ON notifications (customer_id, id);
+CREATE TABLE notification_outbox (
+    id {id} PRIMARY KEY,
+    notification_id BIGINT NOT NULL REFERENCES notifications (id),
+    channel TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    attempts BIGINT NOT NULL,
+    delivered_ms BIGINT,
+    last_error TEXT
+);
+CREATE INDEX notification_outbox_pending ON notification_outbox (delivered_ms, id);
+";
+
 /// Every migration in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The schema the history tables are created in, as a qualifier for [`HISTORY`].
 pub(crate) const HISTORY_SCHEMA: &str = "history.";

@@ -171,6 +171,7 @@ pub(crate) fn apply<B: Backend>(db: &mut B, changes: &Changes, audit: &AuditAppe
     let candles = aggregate_candles(&changes.trades)?;
     db.transaction(|tx| {
         crate::audit::append(tx, audit)?;
+        crate::security::apply(tx, &audit.effects)?;
         for (key, balances) in &changes.accounts {
             tx.exec(UPSERT_ACCOUNT, &codec::account_params(key, balances)?)?;
         }
@@ -308,7 +309,7 @@ pub(crate) fn init_mode<B: Backend>(db: &mut B, mode: Mode) -> Result<()> {
 /// The next id of a table whose ids the store assigns: one above the largest. Run inside
 /// the inserting transaction (SQLite serialises writers; on PostgreSQL a concurrent
 /// insert of the same id fails on the primary key rather than duplicating it).
-fn next_id(tx: &mut dyn Conn, sql: &'static str, table: &'static str) -> Result<u64> {
+pub(crate) fn next_id(tx: &mut dyn Conn, sql: &'static str, table: &'static str) -> Result<u64> {
     let row = sql::first(tx.query(sql, &[])?)
         .ok_or_else(|| StoreError::corrupt(table, "id", "MAX(id) returned no row"))?;
     let last = RowReader::new(table, row).u64("id")?;
@@ -370,7 +371,8 @@ pub(crate) fn create_api_key<B: Backend>(db: &mut B, key: &NewApiKey) -> Result<
             concat!(
                 "INSERT INTO api_keys (",
                 api_key_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                // A new key is never frozen.
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)"
             ),
             &[
                 sql::int(id, "api key id")?,

@@ -10,6 +10,7 @@
 
 mod audit;
 mod common;
+mod security;
 mod suite;
 
 /// Instantiates every suite function for one backend; `$fixture` yields `Option<impl
@@ -17,12 +18,15 @@ mod suite;
 macro_rules! store_suite {
     ($module:ident, $fixture:expr) => {
         mod $module {
-            use super::{audit, suite};
+            use super::{audit, security, suite};
             store_suite!(@tests $fixture;
                 audit::audit_log_appends_and_proves,
+                audit::audit_proofs_from_partly_indexed_groups,
                 audit::audit_checkpoints_are_kept_in_order,
                 audit::audit_appends_only_at_the_end,
                 audit::audit_rows_refuse_update_and_delete,
+                security::security_effects_commit_with_their_entries,
+                security::a_response_is_not_applied_without_its_entry,
                 suite::apply_then_load_round_trips,
                 suite::reopening_keeps_data_and_migrates_once,
                 suite::mode_is_written_once,

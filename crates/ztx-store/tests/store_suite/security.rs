@@ -1,0 +1,173 @@
+//! Security monitoring's state: responses committed with the audit entries that record
+//! them, notifications and their outbox, the addresses keys were used from.
+
+use ztx_audit::Hash;
+use ztx_core::{Changes, CustomerId};
+use ztx_store::{ApiKeyCredential, AuditAppend, AuditRow, NewApiKey, SecurityEffect, Store};
+
+use crate::common::*;
+
+fn key(store: &mut Box<dyn Store>, customer: CustomerId, name: &str) -> ztx_store::ApiKeyId {
+    store
+        .create_api_key(&NewApiKey {
+            api_key: name.into(),
+            customer,
+            credential: ApiKeyCredential::Ed25519 {
+                public_key: [1; 32],
+            },
+            permissions: "read".into(),
+            ip_allowlist: String::new(),
+            enabled: true,
+            created_ms: 1,
+        })
+        .unwrap()
+}
+
+fn entry(index: u64) -> AuditRow {
+    let bytes = format!("response {index}").into_bytes();
+    AuditRow {
+        index,
+        leaf: Hash::leaf(&bytes),
+        entry: bytes,
+    }
+}
+
+pub fn security_effects_commit_with_their_entries(fx: &dyn Fixture) {
+    let mut store = fx.open();
+    let alice = store.create_customer("alice@example.com", 1).unwrap();
+    let bob = store.create_customer("bob@example.com", 1).unwrap();
+    let a = key(&mut store, alice, "keyA");
+    assert_eq!(
+        store.api_key_by_key("keyA").unwrap().unwrap().frozen_ms,
+        None
+    );
+    let notify = |customer, finding: &str| SecurityEffect::Notify {
+        customer,
+        finding: finding.into(),
+        message: format!("about {finding}"),
+        at_ms: 50,
+    };
+    let batch = AuditAppend {
+        rows: vec![entry(0), entry(1)],
+        effects: vec![
+            SecurityEffect::FreezeKey { key: a, at_ms: 40 },
+            notify(alice, "f-1"),
+            notify(bob, "f-1"),
+            notify(alice, "f-2"),
+            SecurityEffect::RememberAddress {
+                key: a,
+                ip: "192.0.2.1".into(),
+                at_ms: 3,
+            },
+            SecurityEffect::RememberAddress {
+                key: a,
+                ip: "192.0.2.1".into(),
+                at_ms: 9,
+            },
+            SecurityEffect::RememberAddress {
+                key: a,
+                ip: "2001:db8::1".into(),
+                at_ms: 9,
+            },
+        ],
+        ..AuditAppend::default()
+    };
+    store.commit(&Changes::default(), &batch).unwrap();
+    assert_eq!(store.audit_size().unwrap(), 2);
+    assert_eq!(
+        store.api_key_by_key("keyA").unwrap().unwrap().frozen_ms,
+        Some(40)
+    );
+
+    // A customer sees their own notifications, newest first, and pages back by id.
+    let mine = store.notifications(alice, None, 10).unwrap();
+    assert_eq!(
+        mine.iter().map(|n| n.finding.as_str()).collect::<Vec<_>>(),
+        ["f-2", "f-1"]
+    );
+    assert!(
+        mine.iter()
+            .all(|n| n.customer == alice && n.created_ms == 50)
+    );
+    let older = store.notifications(alice, Some(mine[0].id), 10).unwrap();
+    assert_eq!(older, mine[1..].to_vec());
+    assert_eq!(store.notifications(bob, None, 10).unwrap().len(), 1);
+
+    // Each waits in the outbox, addressed, until a sender delivers it.
+    let pending = store.pending_outbox(10).unwrap();
+    assert_eq!(pending.len(), 3);
+    assert_eq!(pending[0].email, "alice@example.com");
+    assert_eq!(pending[1].email, "bob@example.com");
+    assert_eq!(pending[0].notification.message, "about f-1");
+    store
+        .outbox_attempt(pending[0].id, Err("mail server down"), 60)
+        .unwrap();
+    let again = store.pending_outbox(10).unwrap();
+    assert_eq!(
+        (again.len(), again[0].attempts),
+        (3, 1),
+        "a failure leaves it pending"
+    );
+    store.outbox_attempt(pending[0].id, Ok(()), 70).unwrap();
+    assert_eq!(store.pending_outbox(10).unwrap().len(), 2);
+    assert!(matches!(
+        store.outbox_attempt(pending[0].id, Ok(()), 80),
+        Err(ztx_store::StoreError::UnknownOutboxMessage(_))
+    ));
+
+    let addresses = store.key_addresses().unwrap();
+    assert_eq!(
+        addresses,
+        vec![(a, "192.0.2.1".to_owned()), (a, "2001:db8::1".to_owned())]
+    );
+
+    // Freezing twice keeps the first time; the customer's unfreeze lifts it.
+    let refreeze = AuditAppend {
+        rows: vec![entry(2)],
+        effects: vec![SecurityEffect::FreezeKey { key: a, at_ms: 99 }],
+        ..AuditAppend::default()
+    };
+    store.commit(&Changes::default(), &refreeze).unwrap();
+    assert_eq!(
+        store.api_key_by_key("keyA").unwrap().unwrap().frozen_ms,
+        Some(40)
+    );
+    let lift = AuditAppend {
+        rows: vec![entry(3)],
+        effects: vec![SecurityEffect::UnfreezeKey { key: a }],
+        ..AuditAppend::default()
+    };
+    store.commit(&Changes::default(), &lift).unwrap();
+    assert_eq!(
+        store.api_key_by_key("keyA").unwrap().unwrap().frozen_ms,
+        None
+    );
+}
+
+/// A response whose entry cannot be appended (here: a gap in the log) is not carried
+/// out either: the two are one commit.
+pub fn a_response_is_not_applied_without_its_entry(fx: &dyn Fixture) {
+    let mut store = fx.open();
+    let alice = store.create_customer("alice@example.com", 1).unwrap();
+    let a = key(&mut store, alice, "keyA");
+    let broken = AuditAppend {
+        rows: vec![entry(5)],
+        effects: vec![
+            SecurityEffect::FreezeKey { key: a, at_ms: 40 },
+            SecurityEffect::Notify {
+                customer: alice,
+                finding: "f".into(),
+                message: "m".into(),
+                at_ms: 1,
+            },
+        ],
+        ..AuditAppend::default()
+    };
+    assert!(store.commit(&Changes::default(), &broken).is_err());
+    assert_eq!(
+        store.api_key_by_key("keyA").unwrap().unwrap().frozen_ms,
+        None
+    );
+    assert!(store.notifications(alice, None, 10).unwrap().is_empty());
+    assert!(store.pending_outbox(10).unwrap().is_empty());
+}
