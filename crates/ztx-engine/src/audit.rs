@@ -113,19 +113,7 @@ impl AuditLog {
     ) -> (AuditAppend, Frontier, Hash) {
         let mut frontier = self.frontier.clone();
         let mut last_leaf = self.last_leaf;
-        let mut rows = Vec::with_capacity(entries.len());
-        for mut entry in entries {
-            entry.prev = last_leaf;
-            let bytes = entry.to_bytes();
-            let leaf = Hash::leaf(&bytes);
-            last_leaf = leaf;
-            rows.push(AuditRow {
-                index: frontier.size(),
-                leaf,
-                entry: bytes,
-            });
-            frontier.push(leaf, |_| {});
-        }
+        let rows = AuditRow::chain(entries, &mut frontier, &mut last_leaf);
         let due = frontier.size() > self.checkpointed_size
             && (last || now_ms.saturating_sub(self.checkpointed_ms) >= self.every_ms);
         let checkpoint = due.then(|| self.sign(&frontier, now_ms));
@@ -133,6 +121,7 @@ impl AuditLog {
             AuditAppend {
                 rows,
                 checkpoint: checkpoint.flatten(),
+                effects: Vec::new(),
             },
             frontier,
             last_leaf,

@@ -26,7 +26,7 @@ use ztx_core::{
     Amount, AssetCode, Balances, Changes, Command, CustomerId, Deposit, Exchange, ExchangeError,
     MarketSpec, Order, Price, Reply,
 };
-use ztx_store::{InboxCommand, Store, StoreFactory};
+use ztx_store::{InboxCommand, SecurityEffect, Store, StoreFactory};
 
 use audit::AuditLog;
 pub use audit::{Audit, AuditConfig};
@@ -101,6 +101,12 @@ enum Request {
     ),
     /// An audit entry alone (a refused request, a read the engine does not serve).
     Record(Entry, oneshot::Sender<Result<(), EngineError>>),
+    /// Security responses with the entries that record them, committed together.
+    Respond(
+        Vec<Entry>,
+        Vec<SecurityEffect>,
+        oneshot::Sender<Result<(), EngineError>>,
+    ),
 }
 
 /// A handle to the running engine; cheap to clone.
@@ -155,6 +161,18 @@ impl EngineHandle {
         rx.await.map_err(|_| EngineError::Unavailable)?
     }
 
+    /// Carries out security responses (a frozen key, a notification) in the same commit
+    /// as the entries that record them, consecutive in the log; answers once durable.
+    pub async fn respond(
+        &self,
+        entries: Vec<Entry>,
+        effects: Vec<SecurityEffect>,
+    ) -> Result<(), EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Request::Respond(entries, effects, tx))?;
+        rx.await.map_err(|_| EngineError::Unavailable)?
+    }
+
     fn send(&self, request: Request) -> Result<(), EngineError> {
         self.tx.try_send(request).map_err(|e| match e {
             TrySendError::Full(_) => EngineError::Busy,
@@ -196,6 +214,11 @@ impl Engine {
         let mut reader = open().map_err(store_error)?;
         let mut writer_store = open().map_err(store_error)?;
         let mut upkeep_store = open().map_err(store_error)?;
+        // Attaches the history database now, and on a new store creates it, while
+        // nothing else writes: left to the upkeep's first round, the creation waits for
+        // the main database's write lock behind a writer that may never pause, and
+        // meanwhile nothing lets the WAL start over.
+        upkeep_store.history_indexed_to().map_err(store_error)?;
         let audit = audit
             .map(|config| AuditLog::open(writer_store.as_mut(), config, clock()))
             .transpose()?;
@@ -326,6 +349,8 @@ struct Sealed {
     changes: Changes,
     /// The batch's audit entries, in the order its requests arrived.
     audit: Vec<Entry>,
+    /// The security responses those entries record.
+    effects: Vec<SecurityEffect>,
     answers: Vec<Pending>,
     now_ms: u64,
 }
@@ -424,7 +449,7 @@ impl Request {
         match self {
             Request::Command(_, audit, _) => audit.is_some(),
             Request::Query(_, entry, _) => entry.is_some(),
-            Request::Record(..) => true,
+            Request::Record(..) | Request::Respond(..) => true,
         }
     }
 }
@@ -433,7 +458,9 @@ fn refuse(request: Request) {
     match request {
         Request::Command(_, _, reply) => drop(reply.send(Err(EngineError::Unavailable))),
         Request::Query(_, _, reply) => drop(reply.send(Err(EngineError::Unavailable))),
-        Request::Record(_, reply) => drop(reply.send(Err(EngineError::Unavailable))),
+        Request::Record(_, reply) | Request::Respond(_, _, reply) => {
+            drop(reply.send(Err(EngineError::Unavailable)));
+        }
     }
 }
 
@@ -478,6 +505,7 @@ impl Worker {
         let now = self.now();
         let mut changes = Changes::default();
         let mut audit = Vec::new();
+        let mut effects = Vec::new();
         let mut answers = Vec::with_capacity(batch.len());
         let mut broken = false;
         for request in batch.drain(..) {
@@ -503,6 +531,11 @@ impl Worker {
                     audit.push(entry);
                     answers.push(Pending::Record(reply));
                 }
+                Request::Respond(entries, effect, reply) => {
+                    audit.extend(entries);
+                    effects.extend(effect);
+                    answers.push(Pending::Record(reply));
+                }
             }
         }
 
@@ -519,6 +552,7 @@ impl Worker {
         let sealed = Sealed {
             changes,
             audit,
+            effects,
             answers,
             now_ms: now,
         };

@@ -64,20 +64,25 @@ impl Writer {
     fn commit_group(&mut self, group: &mut Vec<Sealed>, last: bool) {
         let mut changes = Changes::default();
         let mut entries = Vec::new();
+        let mut effects = Vec::new();
         let mut now_ms = (self.clock)();
         for sealed in group.iter_mut() {
             changes.extend(std::mem::take(&mut sealed.changes));
             entries.append(&mut sealed.audit);
+            effects.append(&mut sealed.effects);
             now_ms = now_ms.max(sealed.now_ms);
         }
         changes.compact();
-        let (append, after) = match &self.audit {
+        let (mut append, after) = match &self.audit {
             Some(log) => {
                 let (append, frontier, last_leaf) = log.prepare(entries, now_ms, last);
                 (append, Some((frontier, last_leaf)))
             }
             None => (AuditAppend::default(), None),
         };
+        // The engine refuses effects without a log, so these always come with the
+        // entries that record them.
+        append.effects = effects;
         let durable = !self.pipeline.poisoned.load(Ordering::Acquire)
             && ((changes.is_empty() && append.is_empty()) || self.commit(&changes, &append));
         if durable {
