@@ -29,6 +29,9 @@ pub enum Access {
     Read,
     /// Signed, with a key that may trade.
     Trade,
+    /// Signed by the key itself, whatever its permissions, even while detection has it
+    /// frozen: only to re-enable it.
+    Unfreeze,
 }
 
 /// A request that passed the gate.
@@ -173,6 +176,11 @@ where
         if let (Some(entry), Some(Ok(params))) = (&mut entry, &parsed) {
             entry.params = crate::audit::loggable(params);
         }
+        if let Some(until) = state.bans.banned_until(ip, now_ms) {
+            return Err(deny(Denial::IpBanned)(crate::security::banned(
+                until, now_ms,
+            )));
+        }
         let cost = weight.of(parsed.as_ref().and_then(|p| p.as_ref().ok()));
         match state.limiter.charge_weight(ip, cost, now_ms) {
             Ok(used) => usage.weight = Some(used.used_1m),
@@ -271,8 +279,10 @@ async fn authenticate(
         entry.customer = Some(key.customer.0);
         entry.api_key = Some(key.id.0);
     }
-    if !key.enabled {
-        return Err(deny(Denial::KeyFrozen)(ApiError::rejected_api_key()));
+    if !key.enabled || (key.frozen_ms.is_some() && access != Access::Unfreeze) {
+        return Err(deny(Denial::KeyFrozen)(
+            ApiError::rejected_api_key().with_detail("the key is disabled or frozen"),
+        ));
     }
     if !key.allowed_ips.is_empty() && !key.allowed_ips.contains(&call.ip) {
         return Err(deny(Denial::IpNotAllowed)(ApiError::rejected_api_key()));
@@ -290,7 +300,7 @@ async fn authenticate(
         .map_err(deny(Denial::BadSignature))?;
     call.params.mark_read(crate::auth::SIGNATURE_PARAM);
     let allowed = match access {
-        Access::Public => true,
+        Access::Public | Access::Unfreeze => true,
         Access::Read => key.permissions.read,
         Access::Trade => key.permissions.trade,
     };

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod error;
@@ -11,9 +12,11 @@ pub mod fuzzing;
 pub mod gate;
 pub mod json;
 pub mod market;
+pub mod monitor;
 pub mod params;
 pub mod ratelimit;
 pub mod router;
+pub mod security;
 pub mod state;
 pub mod trade;
 pub mod transparency;

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 pub use crate::gate::MAX_BODY_BYTES;
 use crate::gate::{Access, Call, Raw, Weight, serve};
 use crate::state::AppState;
-use crate::{account, market, trade, transparency};
+use crate::{account, market, security, trade, transparency};
 
 /// Declares a handler that passes through the gate with fixed access and weight.
 macro_rules! endpoint {
@@ -32,7 +32,7 @@ macro_rules! endpoint {
     };
 }
 
-use Access::{Public, Read, Trade};
+use Access::{Public, Read, Trade, Unfreeze};
 use Weight::{Depth, Fixed};
 
 endpoint!(ping, Public, Fixed(1), false, market::ping);
@@ -93,6 +93,14 @@ endpoint!(
     false,
     transparency::consistency
 );
+endpoint!(
+    notifications,
+    Read,
+    Fixed(5),
+    false,
+    security::notifications
+);
+endpoint!(unfreeze, Unfreeze, Fixed(1), false, security::unfreeze);
 endpoint!(not_found, Public, Fixed(1), false, no_such_endpoint);
 endpoint!(wrong_method, Public, Fixed(1), false, no_such_method);
 
@@ -132,6 +140,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ztx/v1/audit/checkpoint", get(audit_checkpoint))
         .route("/ztx/v1/audit/inclusion", get(audit_inclusion))
         .route("/ztx/v1/audit/consistency", get(audit_consistency))
+        .route("/ztx/v1/notifications", get(notifications))
+        .route("/ztx/v1/apiKey/unfreeze", post(unfreeze))
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
         .with_state(state)

@@ -59,6 +59,8 @@ pub struct KeyEntry {
     pub allowed_ips: Vec<IpAddr>,
     pub enabled: bool,
     pub created_ms: u64,
+    /// Set while detection has the key frozen: refused until its customer re-enables it.
+    pub frozen_ms: Option<u64>,
 }
 
 /// The associated data that binds a sealed HMAC secret to its key row.
@@ -103,6 +105,7 @@ impl KeyEntry {
             allowed_ips,
             enabled: record.enabled,
             created_ms: record.created_ms,
+            frozen_ms: record.frozen_ms,
         })
     }
 }
@@ -169,6 +172,8 @@ pub struct AppState {
     pub engine: EngineHandle,
     pub reads: StorePool,
     pub limiter: Arc<RateLimiter>,
+    /// Addresses detection banned.
+    pub bans: Arc<crate::security::Bans>,
     pub clock: Clock,
     master: Arc<MasterKey>,
     keys: Arc<Mutex<KeyCache>>,
@@ -197,6 +202,7 @@ impl AppState {
             engine,
             reads,
             limiter: Arc::new(RateLimiter::new(limits)),
+            bans: Arc::default(),
             master,
             keys: Arc::new(Mutex::new(KeyCache::default())),
             audit: false,
@@ -234,6 +240,16 @@ impl AppState {
 
     pub fn now_ms(&self) -> u64 {
         (self.clock)()
+    }
+
+    /// Drops key `id` from the cache, so that a change to it (a freeze) applies to the
+    /// very next request rather than within [`KEY_CACHE_TTL`].
+    pub fn forget_key(&self, id: ApiKeyId) {
+        if let Ok(mut cache) = self.keys.lock() {
+            cache
+                .entries
+                .retain(|_, (_, entry)| entry.as_ref().is_none_or(|e| e.id != id));
+        }
     }
 
     /// The key registered under `api_key`, from the cache or the store. `None` when no such

@@ -23,6 +23,8 @@ mod flows;
 mod limits;
 #[path = "http/orders.rs"]
 mod orders;
+#[path = "http/security.rs"]
+mod security;
 #[path = "http/socket.rs"]
 mod socket;
 

@@ -237,6 +237,7 @@ pub struct Snapshot {
 pub struct Exchange {
     pub handle: EngineHandle,
     pub router: Router,
+    pub state: AppState,
     clock_ms: Arc<AtomicU64>,
     master: Arc<MasterKey>,
     path: PathBuf,
@@ -282,6 +283,7 @@ impl Exchange {
         Self {
             handle,
             router,
+            state,
             clock_ms,
             master,
             path,
@@ -293,7 +295,35 @@ impl Exchange {
         }
     }
 
-    fn store(&self) -> SqliteStore {
+    /// The security monitor over this exchange, with the default rules and no file;
+    /// tests step it by hand.
+    pub async fn monitor(&self) -> ztx_api::monitor::Monitor {
+        self.monitor_with(ztx_monitor::DetectionConfig::default(), None)
+            .await
+    }
+
+    pub async fn monitor_with(
+        &self,
+        detection: ztx_monitor::DetectionConfig,
+        file: Option<ztx_api::monitor::FileSink>,
+    ) -> ztx_api::monitor::Monitor {
+        ztx_api::monitor::Monitor::start(
+            self.state.clone(),
+            ztx_api::monitor::MonitorConfig {
+                detection,
+                file,
+                product: ztx_monitor::Product {
+                    name: "ztx".into(),
+                    version: "test".into(),
+                    log_name: "ztx.test/audit".into(),
+                },
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    pub fn store(&self) -> SqliteStore {
         SqliteStore::open(&self.path).unwrap()
     }
 

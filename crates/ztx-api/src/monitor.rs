@@ -1,0 +1,247 @@
+//! The monitor: follows the audit log as it grows, writes each entry as an OCSF event
+//! to the SIEM file, runs the detection rules on it, and carries out what they ask —
+//! each response committed with the audit entries that record it before it takes
+//! effect (a ban is enforced, a frozen key refused, only once its entry is durable).
+//!
+//! It reads the log from the store, not from the request path: it adds nothing to a
+//! request's latency, loses nothing across a restart (it resumes after the last event
+//! in the file), and sees exactly what the log holds.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ztx_audit::Entry;
+use ztx_monitor::rules::Observation;
+use ztx_monitor::{DetectionConfig, Detector, Finding, Product, Response, RotatingFile, ocsf};
+use ztx_store::{ApiKeyId, SecurityEffect};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// How often the log is looked at when the last look found nothing new: often enough
+/// that a ban follows its burst within a blink, seldom enough that under load each look
+/// takes hundreds of entries at once.
+const POLL: Duration = Duration::from_millis(100);
+/// The most entries read per look.
+const BATCH: u32 = 2_000;
+/// How often a response the engine was too busy for is tried.
+const RESPOND_TRIES: u32 = 20;
+
+/// Where the OCSF file goes.
+#[derive(Debug, Clone)]
+pub struct FileSink {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub keep: u32,
+}
+
+/// What the monitor does.
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    pub detection: DetectionConfig,
+    pub file: Option<FileSink>,
+    pub product: Product,
+}
+
+/// The monitor's state between looks at the log.
+#[derive(Debug)]
+pub struct Monitor {
+    state: AppState,
+    detector: Detector,
+    file: Option<RotatingFile>,
+    product: Product,
+    /// The index of the next entry to look at.
+    cursor: u64,
+}
+
+impl Monitor {
+    /// Opens the OCSF file and resumes after the last event it holds (from the start of
+    /// the log for a new file), with the addresses every key was used from.
+    pub async fn start(state: AppState, config: MonitorConfig) -> Result<Monitor, String> {
+        let (file, last) = match &config.file {
+            None => (None, None),
+            Some(sink) => {
+                let (file, last) = RotatingFile::open(&sink.dir, sink.max_bytes, sink.keep)
+                    .map_err(|e| {
+                        format!("cannot open the OCSF file in {}: {e}", sink.dir.display())
+                    })?;
+                (Some(file), last)
+            }
+        };
+        let mut detector = Detector::new(config.detection);
+        let known = state
+            .reads
+            .with(|s| s.key_addresses())
+            .await
+            .map_err(|e| describe(&e))?;
+        for (key, ip) in known {
+            if let Ok(ip) = ip.parse::<IpAddr>() {
+                detector.remember(key.0, ip);
+            }
+        }
+        let cursor = match (last, file.is_some()) {
+            (Some(last), _) => last.saturating_add(1),
+            (None, true) => 0,
+            // Without a file there is nothing to catch up on: rules look at new events.
+            (None, false) => state
+                .reads
+                .with(|s| s.audit_size())
+                .await
+                .map_err(|e| describe(&e))?,
+        };
+        Ok(Monitor {
+            state,
+            detector,
+            file,
+            product: config.product,
+            cursor,
+        })
+    }
+
+    /// Follows the log until `stop` resolves, then catches up once more (the last
+    /// entries get their events) and returns.
+    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut failing = false;
+        loop {
+            let idle = match self.step().await {
+                Ok(0) => true,
+                Ok(_) => {
+                    failing = false;
+                    false
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::error!(error = %e, "security monitor: cannot follow the audit log");
+                    }
+                    failing = true;
+                    true
+                }
+            };
+            if idle {
+                let pause = if failing {
+                    Duration::from_secs(1)
+                } else {
+                    POLL
+                };
+                tokio::select! {
+                    () = &mut stop => break,
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+        let _ = self.step().await;
+    }
+
+    /// Looks at the entries not seen yet; returns how many there were.
+    pub async fn step(&mut self) -> Result<usize, String> {
+        let cursor = self.cursor;
+        let rows = self
+            .state
+            .reads
+            .with(move |s| s.audit_entries(cursor, BATCH))
+            .await
+            .map_err(|e| describe(&e))?;
+        let mut learned = Vec::new();
+        for row in &rows {
+            let entry = match Entry::decode(&row.entry) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    // The log's own rows: the verifier names such an entry; here it is
+                    // reported and passed over, so that monitoring goes on.
+                    tracing::error!(index = row.index, error = %e, "audit entry does not decode");
+                    self.cursor = row.index.saturating_add(1);
+                    continue;
+                }
+            };
+            if let Some(file) = &mut self.file {
+                let event = ocsf::event(row.index, &entry, &self.product);
+                file.append(&event)
+                    .map_err(|e| format!("cannot write the OCSF file: {e}"))?;
+            }
+            let Observation {
+                findings,
+                learned: new,
+            } = self
+                .detector
+                .observe(row.index, &entry, self.state.now_ms());
+            if let Some((key, ip)) = new {
+                learned.push(SecurityEffect::RememberAddress {
+                    key: ApiKeyId(key),
+                    ip: ip.to_string(),
+                    at_ms: entry.time_ms,
+                });
+            }
+            for finding in findings {
+                self.respond(&finding).await;
+            }
+            self.cursor = row.index.saturating_add(1);
+        }
+        if let Some(file) = &mut self.file {
+            file.flush()
+                .map_err(|e| format!("cannot write the OCSF file: {e}"))?;
+        }
+        if !learned.is_empty()
+            && let Err(e) = self.state.engine.respond(Vec::new(), learned).await
+        {
+            // Only costs a second notice of the same new address after a restart.
+            tracing::warn!(error = %e, "cannot remember the addresses keys were used from");
+        }
+        Ok(rows.len())
+    }
+
+    /// Commits the finding's entries with its effects, then enforces what lives in
+    /// memory (bans) and drops frozen keys from the cache.
+    async fn respond(&self, finding: &Finding) {
+        let now = self.state.now_ms();
+        let entries = finding.entries(now);
+        let mut effects = Vec::new();
+        for response in &finding.responses {
+            match response {
+                Response::FreezeKey { key, .. } => effects.push(SecurityEffect::FreezeKey {
+                    key: ApiKeyId(*key),
+                    at_ms: now,
+                }),
+                Response::Notify { customer, message } => effects.push(SecurityEffect::Notify {
+                    customer: ztx_core::CustomerId(*customer),
+                    finding: finding.uid.clone(),
+                    message: message.clone(),
+                    at_ms: now,
+                }),
+                Response::BanIp { .. } => {}
+            }
+        }
+        let mut tries = 0;
+        loop {
+            match self
+                .state
+                .engine
+                .respond(entries.clone(), effects.clone())
+                .await
+            {
+                Ok(()) => break,
+                Err(ztx_engine::EngineError::Busy) if tries < RESPOND_TRIES => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => {
+                    tracing::error!(finding = %finding.uid, error = %e, "cannot log a detection; its responses are not carried out");
+                    return;
+                }
+            }
+        }
+        tracing::warn!(finding = %finding.uid, rule = finding.rule.as_str(), ip = ?finding.ip, api_key = ?finding.api_key, "detection");
+        for response in &finding.responses {
+            match response {
+                Response::BanIp { ip, until_ms } => self.state.bans.ban(*ip, *until_ms, now),
+                Response::FreezeKey { key, .. } => self.state.forget_key(ApiKeyId(*key)),
+                Response::Notify { .. } => {}
+            }
+        }
+    }
+}
+
+fn describe(e: &ApiError) -> String {
+    e.detail().unwrap_or(e.msg()).to_owned()
+}

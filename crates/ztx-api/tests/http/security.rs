@@ -1,0 +1,421 @@
+//! Detection and response over the API: the monitor follows the audit log, each rule
+//! fires on what an attacker does, and each response — a ban, a frozen key, a
+//! notification — is in the log, linked to the events behind it, before it takes
+//! effect. The monitor is stepped by hand, so the tests see exactly when it acts.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use http_body_util::BodyExt as _;
+use serde_json::Value;
+use tower::ServiceExt as _;
+use ztx_api::monitor::{FileSink, Monitor};
+use ztx_audit::{Denial, Entry, Kind, Outcome};
+use ztx_monitor::DetectionConfig;
+use ztx_store::Store as _;
+
+use super::*;
+
+const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 66));
+const ACCOUNT: &str = "/api/v3/account";
+
+/// Steps the monitor until it has seen the whole log.
+async fn drain(monitor: &mut Monitor) {
+    while monitor.step().await.unwrap() > 0 {}
+}
+
+fn param<'a>(entry: &'a Entry, name: &str) -> Option<&'a str> {
+    ztx_monitor::ocsf::param(entry, name)
+}
+
+/// The entries of the finding `detect <rule>` and its responses, in log order.
+fn finding(log: &[Entry], rule: &str) -> Vec<Entry> {
+    let detect = log
+        .iter()
+        .find(|e| e.action == format!("detect {rule}"))
+        .unwrap_or_else(|| panic!("no finding of {rule}"));
+    let uid = param(detect, "finding").unwrap();
+    log.iter()
+        .filter(|e| param(e, "finding") == Some(uid))
+        .cloned()
+        .collect()
+}
+
+/// The log indices the finding links to.
+fn linked(detect: &Entry) -> Vec<usize> {
+    param(detect, "events")
+        .unwrap()
+        .split(',')
+        .map(|i| i.parse().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_signature_failure_burst_freezes_the_key_until_its_customer_re_enables_it() {
+    let (mut ex, alice, bob) = setup().await;
+    let mut monitor = ex.monitor().await;
+    // Someone with Alice's key string but not her secret.
+    let forged = alice.signing_with(&bob);
+    for _ in 0..5 {
+        ex.send(
+            ex.signed_req(Method::GET, ACCOUNT, "", &forged)
+                .sent_from(ATTACKER),
+        )
+        .await
+        .assert_error(
+            StatusCode::BAD_REQUEST,
+            -1022,
+            "Signature for this request is not valid.",
+        );
+    }
+    ex.signed(Method::GET, ACCOUNT, "", &alice)
+        .await
+        .assert_ok();
+    drain(&mut monitor).await;
+
+    let log = ex.audit_log();
+    let entries = finding(&log, "bad_signatures_per_key");
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "detect bad_signatures_per_key",
+            "api-key freeze",
+            "notify customer"
+        ]
+    );
+    // The finding names exactly the five forged requests.
+    let events = linked(&entries[0]);
+    assert_eq!(events.len(), 5);
+    for i in events {
+        assert_eq!(log[i].denial, Some(Denial::BadSignature));
+        assert_eq!(log[i].api_key, Some(ex.key_id(&alice)));
+    }
+    assert_eq!(entries[1].kind, Kind::KeyChange);
+    assert_eq!(entries[1].api_key, Some(ex.key_id(&alice)));
+
+    // Frozen: even Alice's own valid signature is refused now.
+    ex.signed(Method::GET, ACCOUNT, "", &alice)
+        .await
+        .assert_error(
+            StatusCode::UNAUTHORIZED,
+            -2015,
+            "Invalid API-key, IP, or permissions for action.",
+        );
+    assert_eq!(
+        ex.audit_log().last().unwrap().denial,
+        Some(Denial::KeyFrozen)
+    );
+
+    // Alice reads why with another key of hers, and a message waits for her mail.
+    let other = ex.hmac_key(alice.customer, "read", "");
+    let notes = ex
+        .signed(Method::GET, "/ztx/v1/notifications", "", &other)
+        .await;
+    let notes = notes.assert_ok().as_array().unwrap().clone();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0]["finding"], param(&entries[0], "finding").unwrap());
+    assert!(notes[0]["message"].as_str().unwrap().contains("frozen"));
+    let outbox = ex.store().pending_outbox(10).unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].channel, "email");
+    assert_eq!(outbox[0].notification.customer, alice.customer);
+    // Bob was not told anything.
+    let bobs = ex
+        .signed(Method::GET, "/ztx/v1/notifications", "", &bob)
+        .await;
+    assert_eq!(bobs.assert_ok().as_array().unwrap().len(), 0);
+
+    // The forger cannot lift the freeze; Alice can, with her own signature.
+    ex.signed(Method::POST, "/ztx/v1/apiKey/unfreeze", "", &forged)
+        .await
+        .assert_error(
+            StatusCode::BAD_REQUEST,
+            -1022,
+            "Signature for this request is not valid.",
+        );
+    let lifted = ex
+        .signed(Method::POST, "/ztx/v1/apiKey/unfreeze", "", &alice)
+        .await;
+    assert_eq!(lifted.assert_ok()["frozen"], false);
+    let log = ex.audit_log();
+    let change = &log[log.len() - 1];
+    assert_eq!(
+        (change.kind, change.action.as_str()),
+        (Kind::KeyChange, "api-key unfreeze")
+    );
+    assert_eq!(log[log.len() - 2].action, "POST /ztx/v1/apiKey/unfreeze");
+    ex.signed(Method::GET, ACCOUNT, "", &alice)
+        .await
+        .assert_ok();
+}
+
+#[tokio::test]
+async fn bad_signatures_from_one_address_get_it_banned_with_418() {
+    let (ex, alice, bob) = setup().await;
+    // Only the per-address rule, so that the keys stay usable.
+    let mut config = DetectionConfig::default();
+    config.bad_signatures_per_key.enabled = false;
+    let mut monitor = ex.monitor_with(config, None).await;
+    let forged = alice.signing_with(&bob);
+    for _ in 0..10 {
+        ex.send(
+            ex.signed_req(Method::GET, ACCOUNT, "", &forged)
+                .sent_from(ATTACKER),
+        )
+        .await;
+    }
+    drain(&mut monitor).await;
+    let log = ex.audit_log();
+    let entries = finding(&log, "bad_signatures_per_ip");
+    let ban = entries.iter().find(|e| e.action == "ban ip").unwrap();
+    assert_eq!(ban.client_ip, Some(ATTACKER));
+    assert_eq!(
+        param(ban, "until_ms"),
+        Some((NOW + 600_000).to_string().as_str())
+    );
+
+    // Banned: every request from the address, even a public one, gets Binance's 418.
+    let banned = ex
+        .send(Req::get("/api/v3/ping", "").sent_from(ATTACKER))
+        .await;
+    assert_eq!(banned.status, StatusCode::IM_A_TEAPOT);
+    assert_eq!(banned.json["code"], -1003);
+    assert_eq!(banned.header_u64("retry-after"), Some(600));
+    let refusal = ex.audit_log().last().unwrap().clone();
+    assert_eq!(
+        (refusal.outcome, refusal.denial),
+        (Outcome::Denied, Some(Denial::IpBanned))
+    );
+    // Alice, from her own address, is not affected.
+    ex.signed(Method::GET, ACCOUNT, "", &alice)
+        .await
+        .assert_ok();
+    // The ban ends when it said.
+    ex.advance_ms(600_000);
+    ex.send(Req::get("/api/v3/ping", "").sent_from(ATTACKER))
+        .await
+        .assert_ok();
+}
+
+#[tokio::test]
+async fn a_key_used_from_a_new_address_tells_its_customer_once() {
+    let (ex, alice, _) = setup().await;
+    let mut monitor = ex.monitor().await;
+    let home = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 20));
+    let away = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 9));
+    let account = |ip| {
+        ex.signed_req(Method::GET, ACCOUNT, "", &alice)
+            .sent_from(ip)
+    };
+    ex.send(account(home)).await.assert_ok();
+    drain(&mut monitor).await;
+    let notes = || async {
+        let r = ex
+            .signed(Method::GET, "/ztx/v1/notifications", "", &alice)
+            .await;
+        r.assert_ok().as_array().unwrap().clone()
+    };
+    // The key's first address is learned without a word (the notifications request
+    // itself comes from CLIENT_IP, a second address, so it is noticed in turn).
+    assert_eq!(notes().await.len(), 0);
+    drain(&mut monitor).await;
+    ex.send(account(away)).await.assert_ok();
+    ex.send(account(away)).await.assert_ok();
+    drain(&mut monitor).await;
+    let all = notes().await;
+    assert_eq!(all.len(), 2, "one notice per new address: {all:?}");
+    assert!(all[0]["message"].as_str().unwrap().contains("198.51.100.9"));
+
+    // A restarted monitor remembers the addresses from the store.
+    drop(monitor);
+    let mut monitor = ex.monitor().await;
+    ex.send(account(away)).await.assert_ok();
+    ex.send(account(home)).await.assert_ok();
+    drain(&mut monitor).await;
+    assert_eq!(notes().await.len(), 2);
+}
+
+#[tokio::test]
+async fn requests_from_outside_the_allow_list_ban_the_address() {
+    let (mut ex, alice, _) = setup().await;
+    let mut monitor = ex.monitor().await;
+    let pinned = ex.hmac_key(alice.customer, "read", "192.0.2.10");
+    for _ in 0..3 {
+        ex.send(
+            ex.signed_req(Method::GET, ACCOUNT, "", &pinned)
+                .sent_from(ATTACKER),
+        )
+        .await
+        .assert_error(
+            StatusCode::UNAUTHORIZED,
+            -2015,
+            "Invalid API-key, IP, or permissions for action.",
+        );
+    }
+    drain(&mut monitor).await;
+    let entries = finding(&ex.audit_log(), "outside_allow_list");
+    assert!(entries.iter().any(|e| e.action == "ban ip"));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action == "notify customer" && e.customer == Some(alice.customer.0))
+    );
+    let banned = ex
+        .send(Req::get("/api/v3/time", "").sent_from(ATTACKER))
+        .await;
+    assert_eq!(banned.status, StatusCode::IM_A_TEAPOT);
+    // From the allowed address the key still works.
+    ex.signed(Method::GET, ACCOUNT, "", &pinned)
+        .await
+        .assert_ok();
+}
+
+#[tokio::test]
+async fn an_account_query_burst_from_one_address_bans_it() {
+    let (ex, alice, _) = setup().await;
+    let mut monitor = ex.monitor().await;
+    for _ in 0..39 {
+        ex.signed(Method::GET, ACCOUNT, "", &alice)
+            .await
+            .assert_ok();
+    }
+    drain(&mut monitor).await;
+    assert!(
+        ex.audit_log()
+            .iter()
+            .all(|e| !e.action.starts_with("detect account"))
+    );
+    ex.signed(Method::GET, ACCOUNT, "", &alice)
+        .await
+        .assert_ok();
+    drain(&mut monitor).await;
+    let entries = finding(&ex.audit_log(), "account_query_burst");
+    assert_eq!(linked(&entries[0]).len(), ztx_monitor::rules::MAX_RELATED);
+    let banned = ex.signed(Method::GET, ACCOUNT, "", &alice).await;
+    assert_eq!(banned.status, StatusCode::IM_A_TEAPOT);
+}
+
+#[tokio::test]
+async fn every_entry_becomes_one_ocsf_event_in_the_file_across_restarts() {
+    let (ex, alice, bob) = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = FileSink {
+        dir: dir.path().to_path_buf(),
+        max_bytes: 1 << 20,
+        keep: 3,
+    };
+    let mut monitor = ex
+        .monitor_with(DetectionConfig::default(), Some(sink.clone()))
+        .await;
+    ex.signed(Method::GET, ACCOUNT, "", &alice)
+        .await
+        .assert_ok();
+    let forged = alice.signing_with(&bob);
+    ex.signed(Method::GET, ACCOUNT, "", &forged).await;
+    drain(&mut monitor).await;
+    drop(monitor);
+    ex.send(Req::get("/api/v3/ping", "")).await.assert_ok();
+    let mut monitor = ex
+        .monitor_with(DetectionConfig::default(), Some(sink))
+        .await;
+    drain(&mut monitor).await;
+
+    let text = std::fs::read_to_string(dir.path().join(ztx_monitor::sink::FILE_NAME)).unwrap();
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let log = ex.audit_log();
+    assert_eq!(events.len(), log.len(), "one event per entry, none twice");
+    for (i, (event, entry)) in events.iter().zip(&log).enumerate() {
+        assert_eq!(event["metadata"]["sequence"], i);
+        assert_eq!(event["time"], entry.time_ms);
+    }
+    let forged_event = events
+        .iter()
+        .find(|e| e["status_detail"] == "bad_signature")
+        .unwrap();
+    assert_eq!(forged_event["class_uid"], 3002);
+    assert_eq!(
+        events.last().unwrap()["api"]["operation"],
+        "GET /api/v3/ping"
+    );
+}
+
+async fn admin_get(ex: &Exchange, uri: &str, token: Option<&str>) -> (StatusCode, Value) {
+    let router = ztx_api::admin::admin_router(
+        ex.state.clone(),
+        ztx_api::admin::token_digest("operator-token"),
+        ztx_monitor::Product {
+            name: "ztx".into(),
+            version: "test".into(),
+            log_name: "ztx.test/audit".into(),
+        },
+    );
+    let mut builder = Request::get(uri);
+    if let Some(token) = token {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    let mut request = builder.body(Body::empty()).unwrap();
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(std::net::SocketAddr::new(
+            common::CLIENT_IP,
+            40_000,
+        )));
+    let response = router.oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn the_admin_endpoint_pages_through_the_events_with_a_cursor() {
+    let (ex, alice, _) = setup().await;
+    for _ in 0..4 {
+        ex.signed(Method::GET, ACCOUNT, "", &alice)
+            .await
+            .assert_ok();
+    }
+    let size = ex.audit_log().len();
+    let (status, page) =
+        admin_get(&ex, "/ztx/admin/v1/events?limit=3", Some("operator-token")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["events"].as_array().unwrap().len(), 3);
+    assert_eq!(page["next_cursor"], 3);
+    assert_eq!(page["events"][0]["metadata"]["uid"], "0");
+    let (_, rest) = admin_get(
+        &ex,
+        "/ztx/admin/v1/events?cursor=3&limit=1000",
+        Some("operator-token"),
+    )
+    .await;
+    // The first page's own request is in the log too, before its answer.
+    assert_eq!(rest["events"].as_array().unwrap().len(), size + 1 - 3);
+    let read = rest["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(read["class_uid"], 6005);
+    assert_eq!(
+        read["actor"]["user"]["name"],
+        ztx_api::admin::TOKEN_OPERATOR
+    );
+
+    let (status, refused) = admin_get(&ex, "/ztx/admin/v1/events", Some("guess")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(refused["error"].as_str().unwrap().contains("admin token"));
+    let last = ex.audit_log().last().unwrap().clone();
+    assert_eq!((last.kind, last.outcome), (Kind::Admin, Outcome::Denied));
+    let (status, _) = admin_get(&ex, "/ztx/admin/v1/events", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, bad) =
+        admin_get(&ex, "/ztx/admin/v1/events?limit=0", Some("operator-token")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(bad["error"].as_str().unwrap().contains("limit"));
+    let (status, bad) =
+        admin_get(&ex, "/ztx/admin/v1/events?cursor=x", Some("operator-token")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(bad["error"].as_str().unwrap().contains("cursor"), "{bad}");
+}
