@@ -8,6 +8,7 @@
 
 mod machine;
 mod matching;
+mod rng;
 
 use clap::{Parser, Subcommand};
 

@@ -27,6 +27,7 @@ use ztx_core::book::{BookEvent, OrderBook};
 use ztx_core::{OrderId, Side};
 
 use super::engines::{Applied, ztx_apply};
+use crate::rng::SplitMix64;
 
 /// Where prices start, in ticks.
 const MID_START: u64 = 1_000_000;
@@ -38,29 +39,6 @@ const SWEEP_DEPTH: u64 = 4;
 pub const CUSTOMERS: u64 = 16;
 /// The share of GTCs and moves priced to cross at the target book size, in per mille.
 const CROSS_BASE_PERMILLE: i64 = 30;
-
-/// SplitMix64: small, fast, deterministic, and good enough to draw a workload.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A value in `0..n` (`n > 0`; modulo bias is irrelevant at these sizes).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-}
 
 /// What an operation asks of an engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
