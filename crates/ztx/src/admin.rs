@@ -39,6 +39,18 @@ enum AdminCommand {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// Security events (OCSF JSON, one per line) from the running server, from a cursor.
+    Events {
+        /// The index of the first entry to read.
+        #[arg(long, default_value_t = 0)]
+        cursor: u64,
+        /// The most events per request (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Keep reading as new events arrive.
+        #[arg(long)]
+        follow: bool,
+    },
     /// DEVELOPMENT ONLY: credit test funds to a customer (refused in production mode).
     Faucet {
         #[arg(long)]
@@ -110,6 +122,49 @@ pub fn run(args: AdminArgs) -> Result<()> {
             wait_s,
             json,
         } => faucet(&site, customer, &asset, &amount, wait_s, json),
+        AdminCommand::Events {
+            cursor,
+            limit,
+            follow,
+        } => events(&site, cursor, limit, follow),
+    }
+}
+
+/// Prints the events from `cursor` on, one JSON line each; the next cursor goes to
+/// stderr, to resume from.
+fn events(site: &Site, mut cursor: u64, limit: u32, follow: bool) -> Result<()> {
+    use std::io::Write as _;
+    let addr = site.admin_address()?;
+    let token = site.admin_token()?;
+    let bearer = zeroize::Zeroizing::new(format!("Bearer {}", token.as_str()));
+    // A page of 1,000 events is about a megabyte.
+    let client = crate::fetch::Client::new(&format!("http://{addr}"))?.with_max_body(16 << 20);
+    let mut out = std::io::stdout().lock();
+    loop {
+        let path = format!("/ztx/admin/v1/events?cursor={cursor}&limit={limit}");
+        let body = client.get_with(&path, &[("authorization", bearer.as_str())])?;
+        let page: serde_json::Value = serde_json::from_str(&body)
+            .map_err(|e| anyhow!("the server's answer is not JSON: {e}"))?;
+        let events = page
+            .get("events")
+            .and_then(serde_json::Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for event in events {
+            writeln!(out, "{event}")?;
+        }
+        out.flush()?;
+        cursor = page
+            .get("next_cursor")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| anyhow!("the server's answer has no next_cursor"))?;
+        if !follow {
+            eprintln!("next cursor: {cursor}");
+            return Ok(());
+        }
+        if events.is_empty() {
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 }
 

@@ -1,5 +1,8 @@
 //! `ztx audit`: the log's public key, an export of the log with its checkpoints, and the
-//! offline check of an export that anyone can run with only the public key.
+//! offline check of an export that anyone can run with only the public key; and
+//! (`online`) the check of a running server's checkpoints and proofs.
+
+mod online;
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
@@ -47,6 +50,12 @@ enum AuditCommand {
         #[arg(long, requires = "trusted_checkpoint")]
         update: bool,
     },
+    /// Fetch a server's newest checkpoint; pin it on first use, and later accept it only
+    /// if the server proves it extends the one pinned (a fork or rollback exits non-zero
+    /// and leaves the state file as it was).
+    Checkpoint(online::CheckpointArgs),
+    /// Fetch and check an entry's inclusion proof against the pinned checkpoint.
+    Inclusion(online::InclusionArgs),
 }
 
 pub fn run(args: AuditArgs) -> Result<()> {
@@ -64,6 +73,8 @@ pub fn run(args: AuditArgs) -> Result<()> {
             trusted_checkpoint,
             update,
         } => verify(&file, &public_key, trusted_checkpoint.as_deref(), update),
+        AuditCommand::Checkpoint(args) => online::checkpoint(&args),
+        AuditCommand::Inclusion(args) => online::inclusion(&args),
     }
 }
 
@@ -105,12 +116,17 @@ fn export_log(location: &Location, out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn verify(file: &Path, public_key: &str, trusted: Option<&Path>, update: bool) -> Result<()> {
+/// A public key given on the command line: the key itself, or a file holding it.
+fn read_public_key(public_key: &str) -> Result<VerifierKey> {
     let key_text = match std::fs::read_to_string(public_key) {
         Ok(text) => text,
         Err(_) => public_key.to_string(),
     };
-    let key = VerifierKey::parse(key_text.trim()).context("the public key is not valid")?;
+    VerifierKey::parse(key_text.trim()).context("the public key is not valid")
+}
+
+fn verify(file: &Path, public_key: &str, trusted: Option<&Path>, update: bool) -> Result<()> {
+    let key = read_public_key(public_key)?;
     let trusted_checkpoint = match trusted {
         Some(path) if path.exists() => {
             let note = std::fs::read_to_string(path)
@@ -138,7 +154,7 @@ fn verify(file: &Path, public_key: &str, trusted: Option<&Path>, update: bool) -
         verified.size, verified.root, verified.checkpoints
     );
     if let (Some(path), true, Some((latest, note))) = (trusted, update, &verified.latest) {
-        std::fs::write(path, note).with_context(|| format!("cannot write {}", path.display()))?;
+        online::write_atomically(path, note)?;
         println!("now trusting the checkpoint at size {}", latest.size);
     }
     Ok(())

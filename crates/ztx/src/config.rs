@@ -9,6 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 use ztx_api::RateLimits;
 use ztx_core::{Amount, Asset, AssetCode, MarketParams, MarketSpec, Price};
+use ztx_monitor::{DetectionConfig, SinkConfig};
 use ztx_store::Mode;
 
 /// The default configuration, shipped with the binary.
@@ -19,7 +20,14 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
 struct RawConfig {
     mode: String,
     listen: String,
+    /// The operator's listener; loopback on a port of the system's choosing by default.
+    #[serde(default)]
+    admin_listen: Option<String>,
     rate_limits: RawLimits,
+    #[serde(default)]
+    detection: DetectionConfig,
+    #[serde(default)]
+    events: SinkConfig,
     assets: Vec<RawAsset>,
     markets: Vec<RawMarket>,
 }
@@ -62,7 +70,10 @@ struct RawMarket {
 pub struct Config {
     pub mode: Mode,
     pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
     pub rate_limits: RateLimits,
+    pub detection: DetectionConfig,
+    pub events: SinkConfig,
     pub assets: Vec<Asset>,
     pub markets: Vec<MarketSpec>,
 }
@@ -90,6 +101,14 @@ impl Config {
                 raw.listen
             )
         })?;
+        let admin_listen = match &raw.admin_listen {
+            None => SocketAddr::from(([127, 0, 0, 1], 0)),
+            Some(text) => text.parse().map_err(|_| {
+                anyhow!("admin_listen must be HOST:PORT with an IP address, not {text:?}")
+            })?,
+        };
+        raw.detection.validate().map_err(|e| anyhow!("{e}"))?;
+        raw.events.validate().map_err(|e| anyhow!("{e}"))?;
         let mut assets: Vec<Asset> = Vec::new();
         for a in &raw.assets {
             let code = AssetCode::new(&a.code).ok_or_else(|| {
@@ -113,6 +132,9 @@ impl Config {
         Ok(Config {
             mode,
             listen,
+            admin_listen,
+            detection: raw.detection,
+            events: raw.events,
             rate_limits: RateLimits {
                 weight_per_minute: raw.rate_limits.weight_per_minute,
                 orders_per_10s: raw.rate_limits.orders_per_10s,
@@ -192,6 +214,43 @@ mod tests {
             DEFAULT_CONFIG.replacen("step_size = \"0.00001\"", "step_size = \"0.00000001\"", 1);
         let e = format!("{:#}", Config::parse(&bad).unwrap_err());
         assert!(e.contains("tick size × step size"), "{e}");
+    }
+
+    #[test]
+    fn detection_rules_are_configurable_and_checked() {
+        let c = Config::parse(DEFAULT_CONFIG).unwrap();
+        assert_eq!(
+            c.detection,
+            DetectionConfig::default(),
+            "the shipped file says what the defaults are"
+        );
+        let tuned = DEFAULT_CONFIG.replace(
+            "[detection.new_ip]\n",
+            "[detection.new_ip]\nenabled = false\n",
+        );
+        assert!(!Config::parse(&tuned).unwrap().detection.new_ip.enabled);
+        let bad = DEFAULT_CONFIG.replace("respond = [\"notify\"]", "respond = [\"shout\"]");
+        let e = format!("{:#}", Config::parse(&bad).unwrap_err());
+        assert!(e.contains("shout"), "{e}");
+        let bad = DEFAULT_CONFIG.replace(
+            "threshold = 40\nwindow_s = 10\nrespond = [\"ban_ip\", \"notify\"]",
+            "threshold = 40\nwindow_s = 10\nrespond = [\"freeze_key\"]",
+        );
+        let e = format!("{:#}", Config::parse(&bad).unwrap_err());
+        assert!(
+            e.contains("account_query_burst") && e.contains("freeze_key"),
+            "{e}"
+        );
+        // A configuration written before detection existed still loads, with defaults.
+        let old = DEFAULT_CONFIG
+            .split("\n[detection]")
+            .next()
+            .unwrap()
+            .replace("admin_listen = \"127.0.0.1:0\"\n", "");
+        assert_eq!(
+            Config::parse(&old).unwrap().detection,
+            DetectionConfig::default()
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod config;
+mod fetch;
 mod serve;
 mod site;
 
@@ -25,7 +26,8 @@ enum Top {
     Serve(serve::ServeArgs),
     /// Operator commands against a data directory or database.
     Admin(admin::AdminArgs),
-    /// The audit log: its public key, an export, and the offline check of an export.
+    /// The audit log: its public key, an export, the offline check of an export, and the
+    /// online check of a server's checkpoints and proofs.
     Audit(audit::AuditArgs),
 }
 

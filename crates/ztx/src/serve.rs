@@ -68,6 +68,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let clock: ztx_engine::Clock = Arc::new(now_ms);
     let log_key = site.audit_key(&master)?;
     let verifier = log_key.verifier();
+    let product = ztx_monitor::Product {
+        name: "ztx".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        log_name: log_key.name().to_owned(),
+    };
+    let admin_token = ztx_api::admin::token_digest(&site.admin_token()?);
     let audited = !args.unaudited_benchmark_only;
     let audit = audited.then_some(ztx_engine::AuditConfig {
         key: log_key,
@@ -100,6 +106,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
             }
             Err(e) => bail!("cannot listen on {listen}: {e}"),
         };
+        let admin_listener = match tokio::net::TcpListener::bind(config.admin_listen).await {
+            Ok(l) => l,
+            Err(e) => bail!("cannot listen on {} (admin_listen): {e}", config.admin_listen),
+        };
         let state = AppState::new(
             handle,
             StorePool::new(site.store_factory()),
@@ -110,6 +120,47 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .audited(audited)
         .with_log_key(&verifier);
         let local = listener.local_addr().unwrap_or(listen);
+        let admin_local = admin_listener.local_addr().unwrap_or(config.admin_listen);
+        site.write_admin_address(admin_local)?;
+        let (stop_monitor, monitor_stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut monitor_thread = None;
+        if audited {
+            let monitor = ztx_api::monitor::Monitor::start(
+                state.clone(),
+                ztx_api::monitor::MonitorConfig {
+                    detection: config.detection.clone(),
+                    file: config.events.enabled.then(|| ztx_api::monitor::FileSink {
+                        dir: config.events.dir.clone().unwrap_or_else(|| site.dir.join("events")),
+                        max_bytes: config.events.max_bytes,
+                        keep: config.events.keep,
+                    }),
+                    product: product.clone(),
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot start the security monitor: {e}"))?;
+            // Its own thread and runtime: following the log never holds up a request.
+            let thread = std::thread::Builder::new()
+                .name("ztx-monitor".into())
+                .spawn(move || {
+                    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                        Ok(runtime) => runtime.block_on(monitor.run(async {
+                            let _ = monitor_stopped.await;
+                        })),
+                        Err(e) => tracing::error!(error = %e, "cannot start the security monitor"),
+                    }
+                })
+                .context("cannot start the security monitor")?;
+            monitor_thread = Some(thread);
+        }
+        let admin_app = ztx_api::admin::admin_router(state.clone(), admin_token, product)
+            .into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(admin_listener, admin_app).await {
+                tracing::error!(error = %e, "the admin listener failed");
+            }
+        });
+        tracing::info!(%admin_local, "admin API (token in the data directory)");
         tracing::info!(%local, mode = config.mode.as_str(), data_dir = %site.dir.display(), "ztx is serving");
         say(&format!("ztx is serving the Binance-compatible API on http://{local}"));
         if first_start {
@@ -121,6 +172,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .await
             .context("the server failed")?;
         tracing::info!("stopped accepting requests; finishing the engine");
+        // The monitor catches up once more, then lets go of the engine.
+        let _ = stop_monitor.send(());
+        if let Some(thread) = monitor_thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
         Ok(())
     })?;
     // The runtime's tasks, and with them the last handles to the engine, are gone: the

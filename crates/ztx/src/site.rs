@@ -17,6 +17,11 @@ use crate::config::{Config, DEFAULT_CONFIG};
 /// The environment variable that may hold the master key (hex) instead of the key file.
 pub const MASTER_KEY_ENV: &str = "ZTX_MASTER_KEY";
 
+/// The admin token's file in the data directory.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// Where a running server writes its admin listener's address.
+pub const ADMIN_ADDRESS_FILE: &str = "admin.addr";
+
 /// A data directory, checked to exist and be writable.
 #[derive(Debug, Clone)]
 pub struct Site {
@@ -121,6 +126,48 @@ impl Site {
             }
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
+    }
+
+    /// The operator's admin token: `admin.token` (owner-only), created on first use.
+    /// Whoever can read the data directory is an operator, until operator certificates
+    /// replace the token.
+    pub fn admin_token(&self) -> Result<zeroize::Zeroizing<String>> {
+        use rand::RngCore;
+        let path = self.dir.join(ADMIN_TOKEN_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(zeroize::Zeroizing::new(text.trim().to_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+                rand::rngs::OsRng.fill_bytes(&mut *raw);
+                let token = zeroize::Zeroizing::new(hex::encode(*raw));
+                write_private(&path, token.as_bytes())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                Ok(token)
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Records where the running server's admin listener is, for `ztx admin`.
+    pub fn write_admin_address(&self, addr: std::net::SocketAddr) -> Result<()> {
+        let path = self.dir.join(ADMIN_ADDRESS_FILE);
+        fs::write(&path, format!("{addr}\n"))
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Where the running server's admin listener is.
+    pub fn admin_address(&self) -> Result<std::net::SocketAddr> {
+        let path = self.dir.join(ADMIN_ADDRESS_FILE);
+        let text = fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read {} (is `ztx serve --data-dir {}` running?)",
+                path.display(),
+                self.dir.display()
+            )
+        })?;
+        text.trim()
+            .parse()
+            .with_context(|| format!("{} does not hold an address", path.display()))
     }
 
     /// Where the embedded store lives.

@@ -61,11 +61,7 @@ fn copy_site() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let from = logged_site().join("data");
     let to = dir.path().join("data");
-    std::fs::create_dir(&to).unwrap();
-    for file in std::fs::read_dir(&from).unwrap() {
-        let file = file.unwrap();
-        std::fs::copy(file.path(), to.join(file.file_name())).unwrap();
-    }
+    copy_data_dir(&from, &to);
     (dir, to)
 }
 

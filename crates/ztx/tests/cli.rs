@@ -376,54 +376,6 @@ fn serves_on_postgresql() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
-fn customer_with_key(d: &str, email: &str) -> (String, String) {
-    let out = ztx(&[
-        "admin",
-        "--data-dir",
-        d,
-        "customer",
-        "create",
-        "--email",
-        email,
-        "--json",
-    ]);
-    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id = c["customer_id"].to_string();
-    let out = ztx(&[
-        "admin",
-        "--data-dir",
-        d,
-        "api-key",
-        "create",
-        "--customer",
-        &id,
-        "--permissions",
-        "read,trade",
-        "--json",
-    ]);
-    let k: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for (asset, amount) in [("USDT", "1000000"), ("BTC", "100")] {
-        let out = ztx(&[
-            "admin",
-            "--data-dir",
-            d,
-            "faucet",
-            "--customer",
-            &id,
-            "--asset",
-            asset,
-            "--amount",
-            amount,
-            "--json",
-        ]);
-        assert!(String::from_utf8_lossy(&out.stdout).contains("credited"));
-    }
-    (
-        k["api_key"].as_str().unwrap().to_string(),
-        k["secret"].as_str().unwrap().to_string(),
-    )
-}
-
 /// Invariant 8: a crash at any instant loses no acknowledged order. Orders stream in from
 /// several connections; the server is killed with SIGKILL mid-stream; after a restart
 /// every order that was acknowledged is there, with the state it was acknowledged in or a

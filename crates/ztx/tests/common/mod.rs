@@ -112,3 +112,65 @@ pub fn signed(path: &str, query: &str, secret: &str) -> String {
     let sig = ztx_api::HmacSecret::new(secret.as_bytes().to_vec()).sign_hex(q.as_bytes());
     format!("{path}?{q}&signature={sig}")
 }
+
+/// A customer with a read+trade HMAC key and development funds, made with `ztx admin`
+/// while the server runs; returns the key and its secret.
+pub fn customer_with_key(d: &str, email: &str) -> (String, String) {
+    let out = ztx(&[
+        "admin",
+        "--data-dir",
+        d,
+        "customer",
+        "create",
+        "--email",
+        email,
+        "--json",
+    ]);
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = c["customer_id"].to_string();
+    let out = ztx(&[
+        "admin",
+        "--data-dir",
+        d,
+        "api-key",
+        "create",
+        "--customer",
+        &id,
+        "--permissions",
+        "read,trade",
+        "--json",
+    ]);
+    let k: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (asset, amount) in [("USDT", "1000000"), ("BTC", "100")] {
+        let out = ztx(&[
+            "admin",
+            "--data-dir",
+            d,
+            "faucet",
+            "--customer",
+            &id,
+            "--asset",
+            asset,
+            "--amount",
+            amount,
+            "--json",
+        ]);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("credited"));
+    }
+    (
+        k["api_key"].as_str().unwrap().to_string(),
+        k["secret"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Copies a stopped server's data directory: its files (the store, the keys, the
+/// configuration); the `events/` files are derived from the log and left behind.
+pub fn copy_data_dir(from: &Path, to: &Path) {
+    std::fs::create_dir(to).unwrap();
+    for file in std::fs::read_dir(from).unwrap() {
+        let file = file.unwrap();
+        if file.file_type().unwrap().is_file() {
+            std::fs::copy(file.path(), to.join(file.file_name())).unwrap();
+        }
+    }
+}
