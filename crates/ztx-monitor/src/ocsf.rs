@@ -24,9 +24,9 @@
 //! the detector as `app_name`), `src_endpoint.ip`. What OCSF has no attribute for —
 //! the entry kind, the API key's number, the logged parameters — is under `unmapped`.
 
-use std::fmt::Write as _;
-
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::Value;
 use ztx_audit::{Denial, Entry, Kind, Outcome};
 
 /// The OCSF schema version the events follow.
@@ -166,201 +166,442 @@ pub fn param<'a>(entry: &'a Entry, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// The OCSF event of the entry at `index`.
+/// The OCSF event of the entry at `index`, as a JSON value.
 pub fn event(index: u64, entry: &Entry, product: &Product) -> Value {
-    let (class, activity_id, activity_name) = classify(entry);
-    let (category_uid, category_name) = class.category();
-    let (severity_id, severity_name) = severity(entry, class);
-    let (status_id, status) = match entry.outcome {
-        Outcome::Success => (1, "Success"),
-        Outcome::Failure | Outcome::Denied => (2, "Failure"),
-    };
-    let mut e = Map::new();
-    e.insert("class_uid".into(), json!(class.uid()));
-    e.insert("class_name".into(), json!(class.name()));
-    e.insert("category_uid".into(), json!(category_uid));
-    e.insert("category_name".into(), json!(category_name));
-    e.insert("activity_id".into(), json!(activity_id));
-    e.insert("activity_name".into(), json!(activity_name));
-    e.insert(
-        "type_uid".into(),
-        json!(u64::from(class.uid()) * 100 + u64::from(activity_id)),
-    );
-    e.insert(
-        "type_name".into(),
-        json!(format!("{}: {activity_name}", class.name())),
-    );
-    e.insert("time".into(), json!(entry.time_ms));
-    e.insert("severity_id".into(), json!(severity_id));
-    e.insert("severity".into(), json!(severity_name));
-    e.insert("status_id".into(), json!(status_id));
-    e.insert("status".into(), json!(status));
-    if let Some(code) = entry.code {
-        e.insert("status_code".into(), json!(code.to_string()));
-    }
-    if let Some(denial) = entry.denial {
-        e.insert("status_detail".into(), json!(denial.as_str()));
-    }
-    let denied = entry.outcome == Outcome::Denied;
-    e.insert("action_id".into(), json!(if denied { 2 } else { 1 }));
-    e.insert(
-        "action".into(),
-        json!(if denied { "Denied" } else { "Allowed" }),
-    );
-    e.insert("message".into(), json!(message(entry)));
-    let mut metadata = json!({
-        "version": OCSF_VERSION,
-        "uid": index.to_string(),
-        "sequence": index,
-        "log_name": product.log_name,
-        "logged_time": entry.time_ms,
-        "product": {
-            "name": product.name,
-            "vendor_name": product.name,
-            "version": product.version,
-        },
-    });
-    if entry.request_id != 0
-        && let Some(m) = metadata.as_object_mut()
-    {
-        m.insert(
-            "correlation_uid".into(),
-            json!(entry.request_id.to_string()),
-        );
-    }
-    e.insert("metadata".into(), metadata);
-    e.insert("actor".into(), actor(entry));
-    if let Some(ip) = entry.client_ip {
-        e.insert("src_endpoint".into(), json!({ "ip": ip.to_string() }));
-    }
-    let user = user(entry);
-    match class {
-        Class::ApiActivity => {
-            let (method, path) = entry.action.split_once(' ').unwrap_or(("", &entry.action));
-            let mut response = Map::new();
-            if let Some(code) = entry.code {
-                response.insert("code".into(), json!(code));
+    serde_json::to_value(Event::new(index, entry, product)).unwrap_or(Value::Null)
+}
+
+/// The OCSF event of an entry, borrowing from it: serialized straight to JSON, with no
+/// tree of values built in between (the monitor writes one per entry of the log).
+#[derive(Debug, Serialize)]
+pub struct Event<'a> {
+    class_uid: u32,
+    class_name: &'static str,
+    category_uid: u32,
+    category_name: &'static str,
+    activity_id: u32,
+    activity_name: &'static str,
+    type_uid: u64,
+    #[serde(serialize_with = "display")]
+    type_name: TypeName,
+    time: u64,
+    severity_id: u32,
+    severity: &'static str,
+    status_id: u32,
+    status: &'static str,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "display_some"
+    )]
+    status_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_detail: Option<&'static str>,
+    action_id: u32,
+    action: &'static str,
+    #[serde(serialize_with = "display")]
+    message: Message<'a>,
+    metadata: Metadata<'a>,
+    actor: Actor<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_endpoint: Option<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api: Option<Api<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_request: Option<HttpRequest<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cloud: Option<Cloud<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<User>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_protocol_id: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_protocol: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_mfa: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<Service<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database: Option<Database>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finding_info: Option<FindingInfo<'a>>,
+    unmapped: Unmapped<'a>,
+}
+
+impl<'a> Event<'a> {
+    /// The event of the entry at `index`.
+    pub fn new(index: u64, entry: &'a Entry, product: &'a Product) -> Event<'a> {
+        let (class, activity_id, activity_name) = classify(entry);
+        let (category_uid, category_name) = class.category();
+        let (severity_id, severity) = severity(entry, class);
+        let (status_id, status) = match entry.outcome {
+            Outcome::Success => (1, "Success"),
+            Outcome::Failure | Outcome::Denied => (2, "Failure"),
+        };
+        let denied = entry.outcome == Outcome::Denied;
+        let (method, path) = entry.action.split_once(' ').unwrap_or(("", &entry.action));
+        let mut event = Event {
+            class_uid: class.uid(),
+            class_name: class.name(),
+            category_uid,
+            category_name,
+            activity_id,
+            activity_name,
+            type_uid: u64::from(class.uid()) * 100 + u64::from(activity_id),
+            type_name: TypeName {
+                class,
+                activity: activity_name,
+            },
+            time: entry.time_ms,
+            severity_id,
+            severity,
+            status_id,
+            status,
+            status_code: entry.code,
+            status_detail: entry.denial.map(Denial::as_str),
+            action_id: if denied { 2 } else { 1 },
+            action: if denied { "Denied" } else { "Allowed" },
+            message: Message(entry),
+            metadata: Metadata {
+                version: OCSF_VERSION,
+                uid: index,
+                sequence: index,
+                log_name: &product.log_name,
+                logged_time: entry.time_ms,
+                product: ProductInfo {
+                    name: &product.name,
+                    vendor_name: &product.name,
+                    version: &product.version,
+                },
+                correlation_uid: (entry.request_id != 0).then_some(entry.request_id),
+            },
+            actor: actor(entry),
+            src_endpoint: entry.client_ip.map(|ip| Endpoint { ip }),
+            api: None,
+            http_request: None,
+            cloud: None,
+            user: None,
+            auth_protocol_id: None,
+            auth_protocol: None,
+            is_mfa: None,
+            service: None,
+            database: None,
+            finding_info: None,
+            unmapped: Unmapped {
+                kind: entry.kind.as_str(),
+                outcome: entry.outcome.as_str(),
+                params: Params(&entry.params),
+                api_key_id: entry.api_key,
+            },
+        };
+        match class {
+            Class::ApiActivity => {
+                event.api = Some(Api {
+                    operation: &entry.action,
+                    request: Uid {
+                        uid: entry.request_id,
+                    },
+                    response: ApiResponse { code: entry.code },
+                });
+                event.http_request = Some(HttpRequest {
+                    http_method: method,
+                    url: Url { path },
+                });
+                event.cloud = Some(Cloud {
+                    provider: &product.name,
+                    region: &product.log_name,
+                });
             }
-            e.insert(
-                "api".into(),
-                json!({
-                    "operation": entry.action,
-                    "request": { "uid": entry.request_id.to_string() },
-                    "response": response,
-                }),
-            );
-            e.insert(
-                "http_request".into(),
-                json!({ "http_method": method, "url": { "path": path } }),
-            );
-            e.insert(
-                "cloud".into(),
-                json!({ "provider": product.name, "region": product.log_name }),
-            );
+            Class::Authentication => {
+                event.user = Some(User::of(entry));
+                event.auth_protocol_id = Some(99);
+                event.auth_protocol = Some("API key signature");
+                event.is_mfa = Some(false);
+                event.service = Some(Service {
+                    name: entry.action.split_once(' ').map_or("", |(_, p)| p),
+                });
+            }
+            Class::AccountChange => event.user = Some(User::of(entry)),
+            Class::DatastoreActivity => {
+                event.database = Some(Database {
+                    name: "audit_log",
+                    type_id: 99,
+                    kind: "Transparency log",
+                });
+            }
+            Class::DetectionFinding => event.finding_info = Some(FindingInfo::of(entry)),
         }
-        Class::Authentication => {
-            e.insert("user".into(), user);
-            e.insert("auth_protocol_id".into(), json!(99));
-            e.insert("auth_protocol".into(), json!("API key signature"));
-            e.insert("is_mfa".into(), json!(false));
-            e.insert(
-                "service".into(),
-                json!({ "name": entry.action.split_once(' ').map_or("", |(_, p)| p) }),
-            );
-        }
-        Class::AccountChange => {
-            e.insert("user".into(), user);
-        }
-        Class::DatastoreActivity => {
-            e.insert(
-                "database".into(),
-                json!({ "name": "audit_log", "type_id": 99, "type": "Transparency log" }),
-            );
-        }
-        Class::DetectionFinding => {
-            e.insert("finding_info".into(), finding_info(entry));
-        }
+        event
     }
-    e.insert("unmapped".into(), unmapped(entry));
-    Value::Object(e)
 }
 
-fn message(entry: &Entry) -> String {
-    let mut text = entry.action.clone();
-    let _ = write!(text, ": {}", entry.outcome.as_str());
-    if let Some(denial) = entry.denial {
-        let _ = write!(text, " ({})", denial.as_str());
-    }
-    text
+fn display<S: Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
 }
 
-fn user(entry: &Entry) -> Value {
-    let mut user = Map::new();
-    if let Some(customer) = entry.customer {
-        user.insert("uid".into(), json!(customer.to_string()));
-        user.insert("type_id".into(), json!(1));
-        user.insert("type".into(), json!("User"));
+#[allow(clippy::ref_option)] // the signature serde's `serialize_with` calls
+fn display_some<S: Serializer>(
+    value: &Option<impl std::fmt::Display>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => s.collect_str(value),
+        None => s.serialize_none(),
     }
-    if let Some(key) = entry.api_key {
-        user.insert("credential_uid".into(), json!(key.to_string()));
-    }
-    Value::Object(user)
 }
 
-fn actor(entry: &Entry) -> Value {
+#[derive(Debug)]
+struct TypeName {
+    class: Class,
+    activity: &'static str,
+}
+
+impl std::fmt::Display for TypeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.class.name(), self.activity)
+    }
+}
+
+#[derive(Debug)]
+struct Message<'a>(&'a Entry);
+
+impl std::fmt::Display for Message<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.0.action, self.0.outcome.as_str())?;
+        if let Some(denial) = self.0.denial {
+            write!(f, " ({})", denial.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Metadata<'a> {
+    version: &'static str,
+    #[serde(serialize_with = "display")]
+    uid: u64,
+    sequence: u64,
+    log_name: &'a str,
+    logged_time: u64,
+    product: ProductInfo<'a>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "display_some"
+    )]
+    correlation_uid: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct ProductInfo<'a> {
+    name: &'a str,
+    vendor_name: &'a str,
+    version: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Actor<'a> {
+    App { app_name: &'a str },
+    Admin { user: Admin<'a> },
+    User { user: User },
+}
+
+#[derive(Debug, Serialize)]
+struct Admin<'a> {
+    name: &'a str,
+    type_id: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// The customer (and the key) an entry is about.
+#[derive(Debug, Serialize)]
+struct User {
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "display_some"
+    )]
+    uid: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    type_id: Option<u32>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "display_some"
+    )]
+    credential_uid: Option<u64>,
+}
+
+impl User {
+    fn of(entry: &Entry) -> User {
+        User {
+            uid: entry.customer,
+            type_id: entry.customer.map(|_| 1),
+            kind: entry.customer.map(|_| "User"),
+            credential_uid: entry.api_key,
+        }
+    }
+}
+
+fn actor(entry: &Entry) -> Actor<'_> {
     match (&entry.operator, entry.kind) {
-        (Some(operator), Kind::Response) => json!({ "app_name": operator }),
+        (Some(operator), Kind::Response) => Actor::App { app_name: operator },
         (Some(operator), Kind::KeyChange) if entry.action.ends_with(" freeze") => {
-            json!({ "app_name": operator })
+            Actor::App { app_name: operator }
         }
-        (Some(operator), _) => json!({
-            "user": { "name": operator, "type_id": 2, "type": "Admin" },
-        }),
-        (None, _) => json!({ "user": user(entry) }),
+        (Some(operator), _) => Actor::Admin {
+            user: Admin {
+                name: operator,
+                type_id: 2,
+                kind: "Admin",
+            },
+        },
+        (None, _) => Actor::User {
+            user: User::of(entry),
+        },
     }
 }
 
-fn finding_info(entry: &Entry) -> Value {
-    let related: Vec<Value> = param(entry, "events")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|uid| json!({ "uid": uid }))
-        .collect();
-    let mut info = json!({
-        "uid": param(entry, "finding").unwrap_or_default(),
-        "title": param(entry, "title").unwrap_or(&entry.action),
-        "types": [param(entry, "rule").unwrap_or_default()],
-    });
-    if let Some(m) = info.as_object_mut() {
-        if let Some(rule) = param(entry, "rule") {
-            m.insert(
-                "analytic".into(),
-                json!({ "name": rule, "type_id": 1, "type": "Rule" }),
-            );
-        }
-        if !related.is_empty() {
-            m.insert("related_events".into(), Value::Array(related));
-        }
-    }
-    info
+#[derive(Debug, Serialize)]
+struct Endpoint {
+    #[serde(serialize_with = "display")]
+    ip: std::net::IpAddr,
 }
 
-fn unmapped(entry: &Entry) -> Value {
-    let params: Map<String, Value> = entry
-        .params
-        .iter()
-        .map(|(n, v)| (n.clone(), json!(v)))
-        .collect();
-    let mut u = json!({
-        "kind": entry.kind.as_str(),
-        "outcome": entry.outcome.as_str(),
-        "params": params,
-    });
-    if let (Some(key), Some(m)) = (entry.api_key, u.as_object_mut()) {
-        m.insert("api_key_id".into(), json!(key));
+#[derive(Debug, Serialize)]
+struct Uid {
+    #[serde(serialize_with = "display")]
+    uid: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Api<'a> {
+    operation: &'a str,
+    request: Uid,
+    response: ApiResponse,
+}
+
+#[derive(Debug, Serialize)]
+struct ApiResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<i32>,
+}
+
+#[derive(Debug, Serialize)]
+struct HttpRequest<'a> {
+    http_method: &'a str,
+    url: Url<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct Url<'a> {
+    path: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct Cloud<'a> {
+    provider: &'a str,
+    region: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct Service<'a> {
+    name: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct Database {
+    name: &'static str,
+    type_id: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct FindingInfo<'a> {
+    uid: &'a str,
+    title: &'a str,
+    types: [&'a str; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    analytic: Option<Analytic<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    related_events: Option<Related<'a>>,
+}
+
+impl<'a> FindingInfo<'a> {
+    fn of(entry: &'a Entry) -> FindingInfo<'a> {
+        let rule = param(entry, "rule");
+        let events = param(entry, "events").filter(|e| e.split(',').any(|s| !s.is_empty()));
+        FindingInfo {
+            uid: param(entry, "finding").unwrap_or_default(),
+            title: param(entry, "title").unwrap_or(&entry.action),
+            types: [rule.unwrap_or_default()],
+            analytic: rule.map(|name| Analytic {
+                name,
+                type_id: 1,
+                kind: "Rule",
+            }),
+            related_events: events.map(Related),
+        }
     }
-    u
+}
+
+#[derive(Debug, Serialize)]
+struct Analytic<'a> {
+    name: &'a str,
+    type_id: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// The comma-separated indices of a finding's events, as `[{"uid": …}, …]`.
+#[derive(Debug)]
+struct Related<'a>(&'a str);
+
+impl Serialize for Related<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            self.0
+                .split(',')
+                .filter(|uid| !uid.is_empty())
+                .map(|uid| EventRef { uid }),
+        )
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct EventRef<'a> {
+    uid: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct Unmapped<'a> {
+    kind: &'static str,
+    outcome: &'static str,
+    params: Params<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_key_id: Option<u64>,
+}
+
+/// The logged parameters as an object (a repeated name keeps its last value, as a
+/// JSON reader would).
+#[derive(Debug)]
+struct Params<'a>(&'a [(String, String)]);
+
+impl Serialize for Params<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        for (i, (name, value)) in self.0.iter().enumerate() {
+            let repeated_later = self
+                .0
+                .get(i + 1..)
+                .is_some_and(|rest| rest.iter().any(|(n, _)| n == name));
+            if !repeated_later {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.end()
+    }
 }
 
 #[cfg(test)]
@@ -368,6 +609,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use proptest::prelude::*;
+    use serde_json::json;
     use ztx_audit::Hash;
 
     use super::*;

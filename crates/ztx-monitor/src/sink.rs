@@ -14,6 +14,8 @@ use serde_json::Value;
 
 /// The file's name in its directory.
 pub const FILE_NAME: &str = "ocsf.jsonl";
+/// How much is written to the file at once.
+const BUFFER: usize = 256 * 1024;
 /// How far from the end a file is read for its last event.
 const TAIL_BYTES: u64 = 256 * 1024;
 
@@ -58,6 +60,8 @@ impl SinkConfig {
 pub struct RotatingFile {
     dir: PathBuf,
     file: BufWriter<File>,
+    /// The line being written, kept to reuse its allocation.
+    line: Vec<u8>,
     size: u64,
     max_bytes: u64,
     keep: u32,
@@ -96,7 +100,8 @@ impl RotatingFile {
         Ok((
             RotatingFile {
                 dir: dir.to_path_buf(),
-                file: BufWriter::new(file),
+                file: BufWriter::with_capacity(BUFFER, file),
+                line: Vec::new(),
                 size,
                 max_bytes,
                 keep,
@@ -106,14 +111,15 @@ impl RotatingFile {
     }
 
     /// Appends one event as one line, rotating first if it would not fit.
-    pub fn append(&mut self, event: &Value) -> io::Result<()> {
-        let mut line = serde_json::to_vec(event).map_err(io::Error::other)?;
-        line.push(b'\n');
-        let len = u64::try_from(line.len()).unwrap_or(u64::MAX);
+    pub fn append(&mut self, event: &impl Serialize) -> io::Result<()> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, event).map_err(io::Error::other)?;
+        self.line.push(b'\n');
+        let len = u64::try_from(self.line.len()).unwrap_or(u64::MAX);
         if self.size > 0 && self.size.saturating_add(len) > self.max_bytes {
             self.rotate()?;
         }
-        self.file.write_all(&line)?;
+        self.file.write_all(&self.line)?;
         self.size = self.size.saturating_add(len);
         Ok(())
     }
@@ -137,7 +143,7 @@ impl RotatingFile {
         }
         let current = self.dir.join(FILE_NAME);
         fs::rename(&current, rotated(&self.dir, 1))?;
-        self.file = BufWriter::new(open_append(&current)?);
+        self.file = BufWriter::with_capacity(BUFFER, open_append(&current)?);
         self.size = 0;
         Ok(())
     }
