@@ -5,9 +5,7 @@
 //!
 //! It reads the log from the store, not from the request path: it adds nothing to a
 //! request's latency, loses nothing across a restart (it resumes after the last event
-//! in the file), and sees exactly what the log holds. It reads on its own connection,
-//! from the thread it runs on (a thread of its own in the server): what it reads is
-//! allocated and freed there, with no hand-off to a pool of blocking threads.
+//! in the file), and sees exactly what the log holds.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -16,8 +14,9 @@ use std::time::Duration;
 use ztx_audit::Entry;
 use ztx_monitor::rules::Observation;
 use ztx_monitor::{DetectionConfig, Detector, Finding, Product, Response, RotatingFile, ocsf};
-use ztx_store::{ApiKeyId, SecurityEffect, Store};
+use ztx_store::{ApiKeyId, SecurityEffect};
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// How often the log is looked at when the last look found nothing new: often enough
@@ -46,10 +45,9 @@ pub struct MonitorConfig {
 }
 
 /// The monitor's state between looks at the log.
+#[derive(Debug)]
 pub struct Monitor {
     state: AppState,
-    /// Its own connection, read from synchronously.
-    store: Box<dyn Store>,
     detector: Detector,
     file: Option<RotatingFile>,
     product: Product,
@@ -72,8 +70,11 @@ impl Monitor {
             }
         };
         let mut detector = Detector::new(config.detection);
-        let mut store = state.reads.open().map_err(|e| e.to_string())?;
-        let known = store.key_addresses().map_err(|e| e.to_string())?;
+        let known = state
+            .reads
+            .with(|s| s.key_addresses())
+            .await
+            .map_err(|e| describe(&e))?;
         for (key, ip) in known {
             if let Ok(ip) = ip.parse::<IpAddr>() {
                 detector.remember(key.0, ip);
@@ -83,11 +84,14 @@ impl Monitor {
             (Some(last), _) => last.saturating_add(1),
             (None, true) => 0,
             // Without a file there is nothing to catch up on: rules look at new events.
-            (None, false) => store.audit_size().map_err(|e| e.to_string())?,
+            (None, false) => state
+                .reads
+                .with(|s| s.audit_size())
+                .await
+                .map_err(|e| describe(&e))?,
         };
         Ok(Monitor {
             state,
-            store,
             detector,
             file,
             product: config.product,
@@ -132,10 +136,13 @@ impl Monitor {
 
     /// Looks at the entries not seen yet; returns how many there were.
     pub async fn step(&mut self) -> Result<usize, String> {
+        let cursor = self.cursor;
         let rows = self
-            .store
-            .audit_entries(self.cursor, BATCH)
-            .map_err(|e| e.to_string())?;
+            .state
+            .reads
+            .with(move |s| s.audit_entries(cursor, BATCH))
+            .await
+            .map_err(|e| describe(&e))?;
         let mut learned = Vec::new();
         for row in &rows {
             let entry = match Entry::decode(&row.entry) {
@@ -149,7 +156,8 @@ impl Monitor {
                 }
             };
             if let Some(file) = &mut self.file {
-                file.append(&ocsf::Event::new(row.index, &entry, &self.product))
+                let event = ocsf::event(row.index, &entry, &self.product);
+                file.append(&event)
                     .map_err(|e| format!("cannot write the OCSF file: {e}"))?;
             }
             let Observation {
@@ -234,10 +242,6 @@ impl Monitor {
     }
 }
 
-impl std::fmt::Debug for Monitor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Monitor")
-            .field("cursor", &self.cursor)
-            .finish_non_exhaustive()
-    }
+fn describe(e: &ApiError) -> String {
+    e.detail().unwrap_or(e.msg()).to_owned()
 }

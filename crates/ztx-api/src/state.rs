@@ -131,11 +131,6 @@ impl StorePool {
         }
     }
 
-    /// A connection of its own, for a thread that reads without end (the monitor).
-    pub fn open(&self) -> Result<Box<dyn Store>, StoreError> {
-        (self.factory)()
-    }
-
     /// Runs `f` with a connection on a blocking thread.
     pub async fn with<T: Send + 'static>(
         &self,
