@@ -1,5 +1,6 @@
-//! The operator's interface, on its own listener (loopback by default): today the
-//! security events, read with a cursor. An operator proves who they are with the admin
+//! The operator's interface, on its own listener (loopback by default): the security
+//! events, read with a cursor, and the commands that create customers and API keys
+//! ([`crate::operate`]). An operator proves who they are with the admin
 //! token the server keeps in its data directory (compared in constant time, held only
 //! as its SHA-256); the zero-trust issue replaces the token with operator certificates
 //! over mTLS. Every request, allowed or refused, is an audit entry before it is
@@ -10,7 +11,7 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -19,6 +20,7 @@ use subtle::ConstantTimeEq;
 use ztx_audit::{Denial, Entry, Hash, Kind, Outcome};
 use ztx_monitor::{Product, ocsf};
 
+use crate::operate::{self, CommandError, KeyRequest, Operator};
 use crate::state::AppState;
 
 /// The most events one page holds.
@@ -37,6 +39,8 @@ struct Admin {
 pub fn admin_router(app: AppState, token_sha256: [u8; 32], product: Product) -> Router {
     Router::new()
         .route("/ztx/admin/v1/events", get(events))
+        .route("/ztx/admin/v1/customers", post(create_customer))
+        .route("/ztx/admin/v1/api-keys", post(create_api_key))
         .with_state(Admin {
             app,
             token_sha256,
@@ -65,6 +69,144 @@ fn authorized(headers: &HeaderMap, digest: &[u8; 32]) -> bool {
     !presented.is_empty() && bool::from(token_digest(presented).ct_eq(digest))
 }
 
+/// The operator, if the request carries the admin token; otherwise the refusal, logged.
+async fn operator(
+    admin: &Admin,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    action: &str,
+) -> Result<Operator, Response> {
+    let ip = peer.ip().to_canonical();
+    if authorized(headers, &admin.token_sha256) {
+        return Ok(Operator {
+            name: TOKEN_OPERATOR.into(),
+            ip: Some(ip),
+        });
+    }
+    let entry = Entry {
+        prev: Hash::ZERO,
+        time_ms: admin.app.now_ms(),
+        kind: Kind::Admin,
+        request_id: 0,
+        customer: None,
+        api_key: None,
+        operator: None,
+        client_ip: Some(ip),
+        action: action.to_owned(),
+        params: Vec::new(),
+        outcome: Outcome::Denied,
+        denial: Some(Denial::UnknownKey),
+        code: None,
+    };
+    if let Err(e) = admin.app.engine.record(entry).await {
+        tracing::error!(error = %e, "cannot log a refused admin request");
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the audit log is unavailable",
+        ));
+    }
+    Err(error(
+        StatusCode::UNAUTHORIZED,
+        "a valid admin token is required (Authorization: Bearer <token>)",
+    ))
+}
+
+fn refused(e: &CommandError) -> Response {
+    let status = match e {
+        CommandError::Invalid(_) => StatusCode::BAD_REQUEST,
+        CommandError::NotFound(_) => StatusCode::NOT_FOUND,
+        CommandError::Conflict(_) => StatusCode::CONFLICT,
+        CommandError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, &e.to_string())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewCustomer {
+    email: String,
+}
+
+/// `POST /ztx/admin/v1/customers` `{"email": …}`: the new customer's number.
+async fn create_customer(
+    State(admin): State<Admin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Json<NewCustomer>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let who = match operator(&admin, peer, &headers, "admin customer create").await {
+        Ok(who) => who,
+        Err(refusal) => return refusal,
+    };
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.body_text()),
+    };
+    let app = &admin.app;
+    match operate::create_customer(&app.engine, &app.reads, &who, &body.email, app.now_ms()).await {
+        Ok((id, email)) => Json(json!({ "customer_id": id.0, "email": email })).into_response(),
+        Err(e) => refused(&e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    customer: u64,
+    permissions: String,
+    #[serde(default)]
+    ip: Vec<String>,
+    ed25519_public_key_pem: Option<String>,
+}
+
+/// `POST /ztx/admin/v1/api-keys` `{"customer": …, "permissions": "read,trade", "ip": […],
+/// "ed25519_public_key_pem": …}`: the key and, for HMAC keys, its secret (shown once).
+async fn create_api_key(
+    State(admin): State<Admin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Json<NewKey>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let who = match operator(&admin, peer, &headers, "admin api-key create").await {
+        Ok(who) => who,
+        Err(refusal) => return refusal,
+    };
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.body_text()),
+    };
+    let request = KeyRequest {
+        customer: body.customer,
+        permissions: body.permissions,
+        ips: body.ip,
+        ed25519_public_key_pem: body.ed25519_public_key_pem,
+    };
+    let app = &admin.app;
+    match operate::create_api_key(
+        &app.engine,
+        &app.reads,
+        app.master(),
+        &who,
+        request,
+        app.now_ms(),
+    )
+    .await
+    {
+        Ok(key) => {
+            // The secret's own copy is wiped on drop; the answer's is sent and freed.
+            Json(json!({
+                "id": key.id.0,
+                "api_key": key.api_key,
+                "secret": key.secret.as_ref().map(|s| s.as_str()),
+                "customer_id": key.customer,
+                "permissions": key.permissions,
+            }))
+            .into_response()
+        }
+        Err(e) => refused(&e),
+    }
+}
+
 fn error(status: StatusCode, msg: &str) -> Response {
     (status, Json(json!({ "error": msg }))).into_response()
 }
@@ -77,44 +219,38 @@ async fn events(
     headers: HeaderMap,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let now = admin.app.now_ms();
+    const ACTION: &str = "GET /ztx/admin/v1/events";
+    let who = match operator(&admin, peer, &headers, ACTION).await {
+        Ok(who) => who,
+        Err(refusal) => return refusal,
+    };
     let mut entry = Entry {
         prev: Hash::ZERO,
-        time_ms: now,
+        time_ms: admin.app.now_ms(),
         kind: Kind::Admin,
         request_id: 0,
         customer: None,
         api_key: None,
-        operator: Some(TOKEN_OPERATOR.into()),
-        client_ip: Some(peer.ip().to_canonical()),
-        action: "GET /ztx/admin/v1/events".into(),
+        operator: Some(who.name),
+        client_ip: who.ip,
+        action: ACTION.into(),
         params: Vec::new(),
         outcome: Outcome::Success,
         denial: None,
         code: None,
     };
-    let answer = if authorized(&headers, &admin.token_sha256) {
-        match page {
-            Ok(Query(page)) => {
-                entry.params = [
-                    ("cursor", page.cursor),
-                    ("limit", page.limit.map(u64::from)),
-                ]
-                .into_iter()
-                .filter_map(|(n, v)| Some((n.to_owned(), v?.to_string())))
-                .collect();
-                read(&admin, page).await
-            }
-            Err(e) => Err(error(StatusCode::BAD_REQUEST, &e.body_text())),
+    let answer = match page {
+        Ok(Query(page)) => {
+            entry.params = [
+                ("cursor", page.cursor),
+                ("limit", page.limit.map(u64::from)),
+            ]
+            .into_iter()
+            .filter_map(|(n, v)| Some((n.to_owned(), v?.to_string())))
+            .collect();
+            read(&admin, page).await
         }
-    } else {
-        entry.operator = None;
-        entry.outcome = Outcome::Denied;
-        entry.denial = Some(Denial::UnknownKey);
-        Err(error(
-            StatusCode::UNAUTHORIZED,
-            "a valid admin token is required (Authorization: Bearer <token>)",
-        ))
+        Err(e) => Err(error(StatusCode::BAD_REQUEST, &e.body_text())),
     };
     if answer.is_err() && entry.outcome == Outcome::Success {
         entry.outcome = Outcome::Failure;

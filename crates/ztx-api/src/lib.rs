@@ -13,6 +13,7 @@ pub mod gate;
 pub mod json;
 pub mod market;
 pub mod monitor;
+pub mod operate;
 pub mod params;
 pub mod ratelimit;
 pub mod router;

@@ -191,6 +191,11 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// The key API secrets are sealed under.
+    pub(crate) fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
     pub fn new(
         engine: EngineHandle,
         reads: StorePool,

@@ -346,6 +346,25 @@ async fn every_entry_becomes_one_ocsf_event_in_the_file_across_restarts() {
 }
 
 async fn admin_get(ex: &Exchange, uri: &str, token: Option<&str>) -> (StatusCode, Value) {
+    admin_call(ex, Method::GET, uri, token, None).await
+}
+
+async fn admin_post(
+    ex: &Exchange,
+    uri: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (StatusCode, Value) {
+    admin_call(ex, Method::POST, uri, token, Some(body)).await
+}
+
+async fn admin_call(
+    ex: &Exchange,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let router = ztx_api::admin::admin_router(
         ex.state.clone(),
         ztx_api::admin::token_digest("operator-token"),
@@ -355,11 +374,18 @@ async fn admin_get(ex: &Exchange, uri: &str, token: Option<&str>) -> (StatusCode
             log_name: "ztx.test/audit".into(),
         },
     );
-    let mut builder = Request::get(uri);
+    let mut builder = Request::builder().method(method).uri(uri);
     if let Some(token) = token {
         builder = builder.header("authorization", format!("Bearer {token}"));
     }
-    let mut request = builder.body(Body::empty()).unwrap();
+    let body = match body {
+        Some(json) => {
+            builder = builder.header("content-type", "application/json");
+            Body::from(json.to_string())
+        }
+        None => Body::empty(),
+    };
+    let mut request = builder.body(body).unwrap();
     request
         .extensions_mut()
         .insert(ConnectInfo(std::net::SocketAddr::new(
@@ -370,6 +396,188 @@ async fn admin_get(ex: &Exchange, uri: &str, token: Option<&str>) -> (StatusCode
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+/// The log's entries of one admin command, in order.
+fn commands(ex: &Exchange, action: &str) -> Vec<Entry> {
+    ex.audit_log()
+        .into_iter()
+        .filter(|e| e.action == action)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_operator_command_is_in_the_log_before_it_takes_effect() {
+    let (ex, _, _) = setup().await;
+    let (status, created) = admin_post(
+        &ex,
+        "/ztx/admin/v1/customers",
+        Some("operator-token"),
+        serde_json::json!({ "email": "New@Example.com" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    assert_eq!(created["email"], "new@example.com");
+    let id = created["customer_id"].as_u64().unwrap();
+    assert!(
+        ex.store()
+            .customer(ztx_core::CustomerId(id))
+            .unwrap()
+            .is_some()
+    );
+    let logged = commands(&ex, "admin customer create");
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].kind, Kind::Admin);
+    assert_eq!(logged[0].outcome, Outcome::Success);
+    assert_eq!(
+        logged[0].operator.as_deref(),
+        Some(ztx_api::admin::TOKEN_OPERATOR)
+    );
+    // The address is personal data and stays out of the log.
+    assert!(
+        logged[0]
+            .params
+            .iter()
+            .all(|(_, v)| !v.contains("example.com"))
+    );
+
+    let (status, key) = admin_post(
+        &ex,
+        "/ztx/admin/v1/api-keys",
+        Some("operator-token"),
+        serde_json::json!({ "customer": id, "permissions": "read", "ip": ["192.0.2.7"] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{key}");
+    let secret = key["secret"].as_str().unwrap();
+    let logged = commands(&ex, "admin api-key create");
+    assert_eq!(logged.len(), 1);
+    assert_eq!(param(&logged[0], "customer"), Some(id.to_string().as_str()));
+    assert_eq!(param(&logged[0], "permissions"), Some("read"));
+    assert_eq!(param(&logged[0], "allow_list"), Some("192.0.2.7"));
+    // Neither the secret nor the key itself is logged.
+    let api_key = key["api_key"].as_str().unwrap();
+    assert!(
+        logged[0]
+            .params
+            .iter()
+            .all(|(_, v)| !v.contains(secret) && !v.contains(api_key))
+    );
+    let stored = ex.store().api_key_by_key(api_key).unwrap().unwrap();
+    assert_eq!(stored.customer.0, id);
+}
+
+#[tokio::test]
+async fn an_operator_command_that_fails_says_why_in_the_log_and_changes_nothing() {
+    let (ex, _, _) = setup().await;
+    let email = serde_json::json!({ "email": "twice@example.com" });
+    let (status, _) = admin_post(
+        &ex,
+        "/ztx/admin/v1/customers",
+        Some("operator-token"),
+        email.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, again) = admin_post(
+        &ex,
+        "/ztx/admin/v1/customers",
+        Some("operator-token"),
+        email,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    let logged = commands(&ex, "admin customer create");
+    let outcomes: Vec<_> = logged.iter().map(|e| e.outcome).collect();
+    // The second command was logged before it was tried, then its failure.
+    assert_eq!(
+        outcomes,
+        [Outcome::Success, Outcome::Success, Outcome::Failure]
+    );
+    assert!(
+        param(&logged[2], "error")
+            .unwrap()
+            .contains("exists already")
+    );
+
+    let (status, bad) = admin_post(
+        &ex,
+        "/ztx/admin/v1/customers",
+        Some("operator-token"),
+        serde_json::json!({ "email": "not an address" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad["error"]
+            .as_str()
+            .unwrap()
+            .contains("not an e-mail address")
+    );
+    assert_eq!(
+        commands(&ex, "admin customer create")
+            .last()
+            .unwrap()
+            .outcome,
+        Outcome::Failure
+    );
+
+    for (body, status, says) in [
+        (
+            serde_json::json!({ "customer": 999, "permissions": "read" }),
+            StatusCode::NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            serde_json::json!({ "customer": 1, "permissions": "withdraw" }),
+            StatusCode::BAD_REQUEST,
+            "withdraw",
+        ),
+        (
+            serde_json::json!({ "customer": 1, "permissions": "read", "ip": ["nowhere"] }),
+            StatusCode::BAD_REQUEST,
+            "not an IP address",
+        ),
+    ] {
+        let before = ex.audit_log().len();
+        let (got, answer) =
+            admin_post(&ex, "/ztx/admin/v1/api-keys", Some("operator-token"), body).await;
+        assert_eq!(got, status, "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains(says), "{answer}");
+        // Refused before it was made: one entry, the failure.
+        let log = ex.audit_log();
+        assert_eq!(log.len(), before + 1);
+        assert_eq!(log.last().unwrap().outcome, Outcome::Failure);
+    }
+}
+
+#[tokio::test]
+async fn a_forged_admin_command_is_refused_logged_and_changes_nothing() {
+    let (ex, _, _) = setup().await;
+    for token in [None, Some("guess")] {
+        let (status, answer) = admin_post(
+            &ex,
+            "/ztx/admin/v1/customers",
+            token,
+            serde_json::json!({ "email": "intruder@example.com" }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+        let last = ex.audit_log().last().unwrap().clone();
+        assert_eq!(last.action, "admin customer create");
+        assert_eq!(
+            (last.outcome, last.denial),
+            (Outcome::Denied, Some(Denial::UnknownKey))
+        );
+        assert_eq!(last.operator, None);
+    }
+    assert!(
+        commands(&ex, "admin customer create")
+            .iter()
+            .all(|e| e.outcome == Outcome::Denied)
+    );
+    let taken = ex.store().create_customer("intruder@example.com", 1);
+    assert!(taken.is_ok(), "the forged command created the customer");
 }
 
 #[tokio::test]

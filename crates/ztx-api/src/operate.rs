@@ -1,0 +1,323 @@
+//! Operator commands that change who may use the exchange: creating a customer and
+//! creating an API key. The admin API serves them to `ztx admin` while the server runs;
+//! with no server running, `ztx admin` runs them itself beside an engine of its own. In
+//! both cases the command is an audit entry, durable before its effect is made: an
+//! operator cannot add an account or a key the log does not show. When the effect then
+//! fails (the address was taken meanwhile), a second entry records the failure.
+
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use rand::RngCore as _;
+use zeroize::Zeroizing;
+use ztx_audit::{Entry, Hash, Kind, Outcome};
+use ztx_core::CustomerId;
+use ztx_engine::EngineHandle;
+use ztx_store::{ApiKeyCredential, ApiKeyId, NewApiKey, StoreError};
+use ztx_vault::MasterKey;
+
+use crate::auth::Ed25519Key;
+use crate::state::{Permissions, StorePool, secret_aad};
+
+/// Who gives a command, as the log names them.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub name: String,
+    /// Where the command came from (none when run on the data directory itself).
+    pub ip: Option<IpAddr>,
+}
+
+/// Why a command was not carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The command itself is wrong; the message names what.
+    #[error("{0}")]
+    Invalid(String),
+    /// It names something that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// It would create what already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// The audit log or the store failed; nothing was changed.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A new API key, as asked for.
+#[derive(Debug, Clone, Default)]
+pub struct KeyRequest {
+    pub customer: u64,
+    /// Comma-separated: read, trade.
+    pub permissions: String,
+    /// The addresses the key may be used from (none: any).
+    pub ips: Vec<String>,
+    /// An Ed25519 public key (PEM) to register instead of an HMAC secret.
+    pub ed25519_public_key_pem: Option<String>,
+}
+
+/// A created key: the secret (HMAC keys only) exists nowhere else in clear.
+#[derive(Debug)]
+pub struct CreatedKey {
+    pub id: ApiKeyId,
+    pub api_key: String,
+    pub secret: Option<Zeroizing<String>>,
+    pub customer: u64,
+    pub permissions: String,
+}
+
+/// Creates a customer for `email` (compared without case).
+pub async fn create_customer(
+    engine: &EngineHandle,
+    pool: &StorePool,
+    who: &Operator,
+    email: &str,
+    now_ms: u64,
+) -> Result<(CustomerId, String), CommandError> {
+    const ACTION: &str = "admin customer create";
+    let email = email.trim().to_ascii_lowercase();
+    // The address is personal data: the log holds the customer number, not the address.
+    let params = Vec::new();
+    if let Err(e) = check_email(&email) {
+        return refuse(engine, who, ACTION, params, now_ms, e).await;
+    }
+    log(
+        engine,
+        who,
+        ACTION,
+        params.clone(),
+        Outcome::Success,
+        now_ms,
+    )
+    .await?;
+    let stored = email.clone();
+    let created = pool
+        .with(move |s| Ok(s.create_customer(&stored, now_ms)))
+        .await
+        .map_err(|e| CommandError::Unavailable(e.detail().unwrap_or(e.msg()).to_owned()))?;
+    match created {
+        Ok(id) => Ok((id, email)),
+        Err(StoreError::DuplicateEmail(_)) => {
+            let error = CommandError::Conflict(format!("a customer with {email} exists already"));
+            refuse(engine, who, ACTION, params, now_ms, error).await
+        }
+        Err(e) => {
+            refuse(
+                engine,
+                who,
+                ACTION,
+                params,
+                now_ms,
+                CommandError::Unavailable(e.to_string()),
+            )
+            .await
+        }
+    }
+}
+
+/// Creates an API key for a customer.
+pub async fn create_api_key(
+    engine: &EngineHandle,
+    pool: &StorePool,
+    master: &MasterKey,
+    who: &Operator,
+    request: KeyRequest,
+    now_ms: u64,
+) -> Result<CreatedKey, CommandError> {
+    const ACTION: &str = "admin api-key create";
+    let params = vec![
+        ("customer".to_owned(), request.customer.to_string()),
+        ("permissions".to_owned(), request.permissions.clone()),
+        ("allow_list".to_owned(), request.ips.join(",")),
+        (
+            "credential".to_owned(),
+            if request.ed25519_public_key_pem.is_some() {
+                "ed25519"
+            } else {
+                "hmac"
+            }
+            .to_owned(),
+        ),
+    ];
+    let (key, secret, permissions) = match new_key(master, &request, now_ms) {
+        Ok(made) => made,
+        Err(e) => return refuse(engine, who, ACTION, params, now_ms, e).await,
+    };
+    let customer = request.customer;
+    let exists = pool
+        .with(move |s| s.customer(CustomerId(customer)))
+        .await
+        .map_err(|e| CommandError::Unavailable(e.detail().unwrap_or(e.msg()).to_owned()))?
+        .is_some();
+    if !exists {
+        let error = CommandError::NotFound(format!("customer {customer} does not exist"));
+        return refuse(engine, who, ACTION, params, now_ms, error).await;
+    }
+    log(
+        engine,
+        who,
+        ACTION,
+        params.clone(),
+        Outcome::Success,
+        now_ms,
+    )
+    .await?;
+    let api_key = key.api_key.clone();
+    let created = pool
+        .with(move |s| Ok(s.create_api_key(&key)))
+        .await
+        .map_err(|e| CommandError::Unavailable(e.detail().unwrap_or(e.msg()).to_owned()))?;
+    match created {
+        Ok(id) => Ok(CreatedKey {
+            id,
+            api_key,
+            secret,
+            customer,
+            permissions,
+        }),
+        Err(StoreError::UnknownCustomer(_)) => {
+            let error = CommandError::NotFound(format!("customer {customer} does not exist"));
+            refuse(engine, who, ACTION, params, now_ms, error).await
+        }
+        Err(e) => {
+            refuse(
+                engine,
+                who,
+                ACTION,
+                params,
+                now_ms,
+                CommandError::Unavailable(e.to_string()),
+            )
+            .await
+        }
+    }
+}
+
+/// The key to store (its HMAC secret sealed under the master key), the secret in
+/// clear for the customer, and the permissions as stored.
+fn new_key(
+    master: &MasterKey,
+    request: &KeyRequest,
+    now_ms: u64,
+) -> Result<(NewApiKey, Option<Zeroizing<String>>, String), CommandError> {
+    let perms = Permissions::parse(&request.permissions).ok_or_else(|| {
+        CommandError::Invalid("permissions must be a comma-separated list of read, trade".into())
+    })?;
+    if perms.withdraw {
+        return Err(CommandError::Invalid(
+            "the withdraw permission cannot be granted: withdrawals are not available yet".into(),
+        ));
+    }
+    if !perms.read && !perms.trade {
+        return Err(CommandError::Invalid(
+            "give the key at least one permission (read, trade)".into(),
+        ));
+    }
+    for ip in &request.ips {
+        ip.parse::<IpAddr>()
+            .map_err(|_| CommandError::Invalid(format!("{ip:?} is not an IP address")))?;
+    }
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let api_key = hex::encode(raw);
+    let (credential, secret) = match &request.ed25519_public_key_pem {
+        Some(pem) => {
+            let key = Ed25519Key::from_public_key_pem(pem)
+                .map_err(|e| CommandError::Invalid(format!("the Ed25519 public key: {e}")))?;
+            let public_key = key.to_bytes();
+            (ApiKeyCredential::Ed25519 { public_key }, None)
+        }
+        None => {
+            // Both the random bytes and their text are wiped when they go out of scope.
+            let mut raw_secret = Zeroizing::new([0u8; 32]);
+            rand::rngs::OsRng.fill_bytes(raw_secret.as_mut());
+            let secret = Zeroizing::new(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(raw_secret.as_ref())
+                    .replace(['-', '_'], "x"),
+            );
+            let secret_sealed = master.seal(secret.as_bytes(), &secret_aad(&api_key));
+            (ApiKeyCredential::Hmac { secret_sealed }, Some(secret))
+        }
+    };
+    let permissions = [("read", perms.read), ("trade", perms.trade)]
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(",");
+    let key = NewApiKey {
+        api_key,
+        customer: CustomerId(request.customer),
+        credential,
+        permissions: permissions.clone(),
+        ip_allowlist: request.ips.join(","),
+        enabled: true,
+        created_ms: now_ms,
+    };
+    Ok((key, secret, permissions))
+}
+
+/// Whether `email` looks like an e-mail address.
+pub fn check_email(email: &str) -> Result<(), CommandError> {
+    let ok = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        })
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(CommandError::Invalid(format!(
+            "{email:?} is not an e-mail address"
+        )))
+    }
+}
+
+/// Logs the command as failed, with why, and returns the error.
+async fn refuse<T>(
+    engine: &EngineHandle,
+    who: &Operator,
+    action: &str,
+    mut params: Vec<(String, String)>,
+    now_ms: u64,
+    error: CommandError,
+) -> Result<T, CommandError> {
+    params.push(("error".to_owned(), error.to_string()));
+    log(engine, who, action, params, Outcome::Failure, now_ms).await?;
+    Err(error)
+}
+
+/// Appends the command's entry; returns once it is durable.
+async fn log(
+    engine: &EngineHandle,
+    who: &Operator,
+    action: &str,
+    params: Vec<(String, String)>,
+    outcome: Outcome,
+    now_ms: u64,
+) -> Result<(), CommandError> {
+    let entry = Entry {
+        prev: Hash::ZERO,
+        time_ms: now_ms,
+        kind: Kind::Admin,
+        request_id: 0,
+        customer: None,
+        api_key: None,
+        operator: Some(who.name.clone()),
+        client_ip: who.ip,
+        action: action.to_owned(),
+        params,
+        outcome,
+        denial: None,
+        code: None,
+    };
+    engine.record(entry).await.map_err(|e| {
+        CommandError::Unavailable(format!(
+            "the audit log is unavailable, so nothing was changed: {e}"
+        ))
+    })
+}
