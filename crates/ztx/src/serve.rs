@@ -49,6 +49,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let site = Site::open(&args.location, true)?;
+    // Held until the server exits.
+    let _lock = site.try_lock()?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "another ztx serve is running on the data directory {}",
+            site.dir.display()
+        )
+    })?;
     let config = site.config(args.config.as_deref())?;
     let master = site.master_key()?;
     let mut store = site.store()?;

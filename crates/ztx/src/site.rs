@@ -19,6 +19,8 @@ pub const MASTER_KEY_ENV: &str = "ZTX_MASTER_KEY";
 
 /// The admin token's file in the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// The lock a running server holds on its data directory.
+pub const LOCK_FILE: &str = "serve.lock";
 /// Where a running server writes its admin listener's address.
 pub const ADMIN_ADDRESS_FILE: &str = "admin.addr";
 
@@ -168,6 +170,26 @@ impl Site {
         text.trim()
             .parse()
             .with_context(|| format!("{} does not hold an address", path.display()))
+    }
+
+    /// The data directory's lock, which `ztx serve` holds while it runs: one exchange,
+    /// and one writer of the audit log, per data directory. `None` when another process
+    /// holds it; the lock lasts as long as the returned file is open.
+    pub fn try_lock(&self) -> Result<Option<fs::File>> {
+        let path = self.dir.join(LOCK_FILE);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
     }
 
     /// Where the embedded store lives.
