@@ -1,20 +1,25 @@
-//! `ztx admin`: create customers and API keys, and (in development mode only) credit test
-//! funds through the faucet. Customers and keys are written to the store directly; the
-//! faucet goes through the store's inbox, which the running server drains, because only the
-//! exchange may change balances.
+//! `ztx admin`: create customers and API keys, read the security events, and (in
+//! development mode only) credit test funds through the faucet. Creating a customer or a
+//! key is an audit entry before it takes effect: while a server runs on the data
+//! directory the command goes to its admin API, and otherwise this process runs an
+//! engine of its own, under the data directory's lock, to append to the log
+//! ([`ztx_api::operate`]). The faucet goes through the store's inbox, which the running
+//! server drains, because only the exchange may change balances.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use base64::Engine as _;
 use rand::RngCore as _;
 use serde_json::json;
 use zeroize::Zeroizing;
-use ztx_api::state::{Permissions, secret_aad};
+use ztx_api::StorePool;
+use ztx_api::operate::{self, CommandError, KeyRequest, Operator};
 use ztx_core::{Amount, AssetCode, CustomerId, TransferId};
-use ztx_store::{ApiKeyCredential, Mode, NewApiKey};
+use ztx_engine::{AuditConfig, Engine, EngineHandle};
+use ztx_store::Mode;
+use ztx_vault::MasterKey;
 
 use crate::Location;
 use crate::site::{Site, now_ms};
@@ -168,34 +173,127 @@ fn events(site: &Site, mut cursor: u64, limit: u32, follow: bool) -> Result<()> 
     }
 }
 
-fn check_email(email: &str) -> Result<()> {
-    let ok = email.len() <= 254
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
+/// Where an operator command runs.
+enum Route {
+    /// The running server, through its admin API (the bearer header).
+    Server(crate::fetch::Client, Zeroizing<String>),
+    /// No server runs: an engine of our own logs the command, while this process holds
+    /// the data directory's lock so that no server starts meanwhile.
+    Local(std::fs::File),
+}
+
+fn route(site: &Site) -> Result<Route> {
+    if let Some(lock) = site.try_lock()? {
+        return Ok(Route::Local(lock));
+    }
+    let addr = site.admin_address()?;
+    let token = site.admin_token()?;
+    let client = crate::fetch::Client::new(&format!("http://{addr}"))?;
+    Ok(Route::Server(
+        client,
+        Zeroizing::new(format!("Bearer {}", token.as_str())),
+    ))
+}
+
+/// Runs `command` beside an engine of our own, which appends its entries to the audit
+/// log (and signs a checkpoint of them as it stops).
+fn locally<T>(
+    site: &Site,
+    command: impl AsyncFnOnce(
+        &EngineHandle,
+        &StorePool,
+        &MasterKey,
+        &Operator,
+    ) -> Result<T, CommandError>,
+) -> Result<T> {
+    let config = site.config(None)?;
+    let master = site.master_key()?;
+    let key = site.audit_key(&master)?;
+    let clock: ztx_engine::Clock = Arc::new(now_ms);
+    let (engine, handle) = Engine::start_with(
+        site.store_factory(),
+        config.markets.clone(),
+        clock,
+        Some(AuditConfig {
+            key,
+            checkpoint_every: Duration::from_secs(1),
+        }),
+    )
+    .context("cannot open the exchange to log the command")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let pool = StorePool::new(site.store_factory());
+    let who = Operator {
+        name: local_operator(),
+        ip: None,
+    };
+    let result = runtime.block_on(command(&handle, &pool, &master, &who));
+    drop(handle);
+    engine.join();
+    result.map_err(|e| anyhow!(e))
+}
+
+/// Who the log names for a command run on the data directory itself: the system user.
+fn local_operator() -> String {
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty() && u.chars().all(|c| c.is_ascii_graphic()))
+        .unwrap_or_else(|| "unknown".into());
+    format!("{user}@data-dir")
+}
+
+/// POSTs a command to the running server; its JSON answer.
+fn ask_server(
+    client: &crate::fetch::Client,
+    bearer: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<serde_json::Value> {
+    let answer = client.post_json(path, &[("authorization", bearer)], &body.to_string())?;
+    serde_json::from_str(&answer).map_err(|e| anyhow!("the server's answer is not JSON: {e}"))
+}
+
+fn create_customer(site: &Site, email: &str, json: bool) -> Result<()> {
+    let (id, email) = match route(site)? {
+        Route::Local(_lock) => locally(site, async |engine, pool, _, who| {
+            operate::create_customer(engine, pool, who, email, now_ms()).await
         })
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if !ok {
-        bail!("{email:?} is not an e-mail address");
+        .map(|(id, email)| (id.0, email))?,
+        Route::Server(client, bearer) => {
+            let answer = ask_server(
+                &client,
+                &bearer,
+                "/ztx/admin/v1/customers",
+                &json!({ "email": email }),
+            )?;
+            let id = answer
+                .get("customer_id")
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| anyhow!("the server's answer has no customer_id"))?;
+            let email = answer
+                .get("email")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or(email)
+                .to_owned();
+            (id, email)
+        }
+    };
+    if json {
+        println!("{}", json!({ "customer_id": id, "email": email }));
+    } else {
+        println!("customer {id} created for {email}");
     }
     Ok(())
 }
 
-fn create_customer(site: &Site, email: &str, json: bool) -> Result<()> {
-    // One customer per address, whatever its case.
-    let email = email.trim().to_ascii_lowercase();
-    let email = email.as_str();
-    check_email(email)?;
-    let mut store = site.store()?;
-    let id = store.create_customer(email, now_ms())?;
-    if json {
-        println!("{}", json!({ "customer_id": id.0, "email": email }));
-    } else {
-        println!("customer {} created for {email}", id.0);
-    }
-    Ok(())
+/// A created key as printed.
+struct Printed {
+    api_key: String,
+    secret: Option<Zeroizing<String>>,
+    customer: u64,
+    permissions: String,
 }
 
 fn create_api_key(
@@ -206,80 +304,66 @@ fn create_api_key(
     ed25519_public_key: Option<PathBuf>,
     json: bool,
 ) -> Result<()> {
-    let perms = Permissions::parse(permissions)
-        .ok_or_else(|| anyhow!("permissions must be a comma-separated list of read, trade"))?;
-    if perms.withdraw {
-        bail!("the withdraw permission cannot be granted: withdrawals are not available yet");
-    }
-    if !perms.read && !perms.trade {
-        bail!("give the key at least one permission (read, trade)");
-    }
-    for ip in ips {
-        ip.parse::<IpAddr>()
-            .map_err(|_| anyhow!("--ip: {ip:?} is not an IP address"))?;
-    }
-    let mut store = site.store()?;
-    if store.customer(CustomerId(customer))?.is_none() {
-        bail!("customer {customer} does not exist");
-    }
-    let mut raw = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut raw);
-    let api_key = hex::encode(raw);
-    let (credential, secret) = match &ed25519_public_key {
-        Some(path) => {
-            let pem = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the public key file {}", path.display()))?;
-            let key = ztx_api::Ed25519Key::from_public_key_pem(&pem)
-                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-            (
-                ApiKeyCredential::Ed25519 {
-                    public_key: key.to_bytes(),
-                },
-                None,
-            )
+    let pem = match &ed25519_public_key {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the public key file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let request = KeyRequest {
+        customer,
+        permissions: permissions.to_owned(),
+        ips: ips.to_vec(),
+        ed25519_public_key_pem: pem,
+    };
+    let key = match route(site)? {
+        Route::Local(_lock) => {
+            let key = locally(site, async |engine, pool, master, who| {
+                operate::create_api_key(engine, pool, master, who, request, now_ms()).await
+            })?;
+            Printed {
+                api_key: key.api_key,
+                secret: key.secret,
+                customer: key.customer,
+                permissions: key.permissions,
+            }
         }
-        None => {
-            // Both the random bytes and their text are wiped when they go out of scope.
-            let mut raw_secret = Zeroizing::new([0u8; 32]);
-            rand::rngs::OsRng.fill_bytes(raw_secret.as_mut());
-            let secret = Zeroizing::new(
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .encode(raw_secret.as_ref())
-                    .replace(['-', '_'], "x"),
-            );
-            let master = site.master_key()?;
-            let sealed = master.seal(secret.as_bytes(), &secret_aad(&api_key));
-            (
-                ApiKeyCredential::Hmac {
-                    secret_sealed: sealed,
-                },
-                Some(secret),
-            )
+        Route::Server(client, bearer) => {
+            let answer = ask_server(
+                &client,
+                &bearer,
+                "/ztx/admin/v1/api-keys",
+                &json!({
+                    "customer": request.customer,
+                    "permissions": request.permissions,
+                    "ip": request.ips,
+                    "ed25519_public_key_pem": request.ed25519_public_key_pem,
+                }),
+            )?;
+            let text = |name: &str| {
+                answer
+                    .get(name)
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+            };
+            Printed {
+                api_key: text("api_key")
+                    .ok_or_else(|| anyhow!("the server's answer has no api_key"))?,
+                secret: text("secret").map(Zeroizing::new),
+                customer,
+                permissions: text("permissions").unwrap_or_default(),
+            }
         }
     };
-    let permissions = [("read", perms.read), ("trade", perms.trade)]
-        .iter()
-        .filter(|(_, on)| *on)
-        .map(|(name, _)| *name)
-        .collect::<Vec<_>>()
-        .join(",");
-    store.create_api_key(&NewApiKey {
-        api_key: api_key.clone(),
-        customer: CustomerId(customer),
-        credential,
-        permissions: permissions.clone(),
-        ip_allowlist: ips.join(","),
-        enabled: true,
-        created_ms: now_ms(),
-    })?;
     if json {
         println!(
             "{}",
-            json!({ "api_key": api_key, "secret": secret.as_ref().map(|s| s.as_str()), "customer_id": customer, "permissions": permissions })
+            json!({ "api_key": key.api_key, "secret": key.secret.as_ref().map(|s| s.as_str()), "customer_id": key.customer, "permissions": key.permissions })
         );
     } else {
-        println!("api key: {api_key}");
-        match secret {
+        println!("api key: {}", key.api_key);
+        match &key.secret {
             Some(s) => println!(
                 "secret:  {}\n(the secret is shown only this once)",
                 s.as_str()

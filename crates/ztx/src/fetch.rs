@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
-use hyper::Uri;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Bytes;
+use hyper::{Method, Uri};
 
 /// No answer of the log's endpoints is near this; a larger one is refused unread.
 const MAX_BODY: usize = 256 * 1024;
@@ -84,28 +84,51 @@ impl Client {
     pub fn get_with(&self, target: &str, headers: &[(&str, &str)]) -> Result<String> {
         let url = format!("http://{}{}{target}", self.authority, self.prefix);
         let asked = self.runtime.block_on(async {
-            tokio::time::timeout(TIMEOUT, self.ask(target, headers))
+            tokio::time::timeout(TIMEOUT, self.ask(Method::GET, target, headers, None))
                 .await
                 .map_err(|_| anyhow!("no answer within {} s", TIMEOUT.as_secs()))?
         });
         asked.with_context(|| format!("GET {url}"))
     }
 
-    async fn ask(&self, target: &str, headers: &[(&str, &str)]) -> Result<String> {
+    /// POSTs `json` to `target` with extra headers; the answer's body, if a success.
+    pub fn post_json(&self, target: &str, headers: &[(&str, &str)], json: &str) -> Result<String> {
+        let url = format!("http://{}{}{target}", self.authority, self.prefix);
+        let asked = self.runtime.block_on(async {
+            tokio::time::timeout(TIMEOUT, self.ask(Method::POST, target, headers, Some(json)))
+                .await
+                .map_err(|_| anyhow!("no answer within {} s", TIMEOUT.as_secs()))?
+        });
+        asked.with_context(|| format!("POST {url}"))
+    }
+
+    async fn ask(
+        &self,
+        method: Method,
+        target: &str,
+        headers: &[(&str, &str)],
+        json: Option<&str>,
+    ) -> Result<String> {
         let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
             .await
             .context("cannot connect")?;
         let io = hyper_util::rt::TokioIo::new(stream);
         let (mut sender, connection) =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io).await?;
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io).await?;
         tokio::spawn(connection);
-        let mut request = hyper::Request::get(format!("{}{target}", self.prefix))
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{target}", self.prefix))
             .header("host", &self.authority)
             .header("connection", "close");
+        if json.is_some() {
+            request = request.header("content-type", "application/json");
+        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let request = request.body(Empty::<Bytes>::new())?;
+        let body = Full::new(Bytes::from(json.unwrap_or_default().to_owned()));
+        let request = request.body(body)?;
         let response = sender.send_request(request).await?;
         let status = response.status();
         let max_body = self.max_body;

@@ -153,3 +153,107 @@ fn admin_events_without_a_running_server_says_so() {
     let out = ztx(&["admin", "--data-dir", data.to_str().unwrap(), "events"]);
     fails_with(&out, "is `ztx serve --data-dir");
 }
+
+/// The actors of the log's `admin customer create` events, in order.
+fn customer_creations(d: &str) -> Vec<(String, String)> {
+    events(d, &[])
+        .into_iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("admin customer create"))
+        })
+        .map(|e| {
+            (
+                e["actor"]["user"]["name"].as_str().unwrap().to_owned(),
+                e["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Before, `ztx admin` wrote customers and keys straight into the store, where no entry
+/// recorded them: an operator could add an account the log never showed. Now the command
+/// is logged first, whether a server runs (it goes to the admin API) or not (this
+/// process appends to the log itself, holding the data directory's lock).
+#[test]
+fn an_account_added_by_an_operator_is_never_missing_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let d = data.to_str().unwrap();
+    {
+        // First start creates the data directory, its keys and its log.
+        let _server = serve(&data, &[]);
+    }
+    let offline = ztx(&[
+        "admin",
+        "--data-dir",
+        d,
+        "customer",
+        "create",
+        "--email",
+        "a@example.com",
+    ]);
+    assert!(offline.status.success(), "{}", stderr(&offline));
+    let (_server, _addr) = serve(&data, &[]);
+    let online = ztx(&[
+        "admin",
+        "--data-dir",
+        d,
+        "customer",
+        "create",
+        "--email",
+        "b@example.com",
+    ]);
+    assert!(online.status.success(), "{}", stderr(&online));
+    let key = ztx(&[
+        "admin",
+        "--data-dir",
+        d,
+        "api-key",
+        "create",
+        "--customer",
+        "2",
+        "--permissions",
+        "read",
+    ]);
+    assert!(key.status.success(), "{}", stderr(&key));
+    let creations = customer_creations(d);
+    assert_eq!(creations.len(), 2, "{creations:?}");
+    // Run on the data directory, the command names the system user; through the server,
+    // the admin token.
+    assert!(creations[0].0.ends_with("@data-dir"), "{creations:?}");
+    assert_eq!(creations[1].0, "admin-token");
+    assert!(creations.iter().all(|(_, status)| status == "Success"));
+    let keys: Vec<Value> = events(d, &[])
+        .into_iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("admin api-key create"))
+        })
+        .collect();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["class_uid"], 3001);
+    assert_eq!(keys[0]["unmapped"]["params"]["customer"], "2");
+}
+
+/// Two servers on one data directory would each extend the audit log from the same
+/// point, forking it; the second is refused.
+#[test]
+fn a_second_server_on_the_same_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let (_server, _addr) = serve(&data, &[]);
+    let second = ztx(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    fails_with(
+        &second,
+        "another ztx serve is running on the data directory",
+    );
+}
