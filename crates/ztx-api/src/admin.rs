@@ -143,7 +143,8 @@ async fn create_customer(
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.body_text()),
     };
     let app = &admin.app;
-    match operate::create_customer(&app.engine, &app.reads, &who, &body.email, app.now_ms()).await {
+    let log = app.is_audited().then_some(&app.engine);
+    match operate::create_customer(log, &app.reads, &who, &body.email, app.now_ms()).await {
         Ok((id, email)) => Json(json!({ "customer_id": id.0, "email": email })).into_response(),
         Err(e) => refused(&e),
     }
@@ -182,15 +183,8 @@ async fn create_api_key(
         ed25519_public_key_pem: body.ed25519_public_key_pem,
     };
     let app = &admin.app;
-    match operate::create_api_key(
-        &app.engine,
-        &app.reads,
-        app.master(),
-        &who,
-        request,
-        app.now_ms(),
-    )
-    .await
+    let log = app.is_audited().then_some(&app.engine);
+    match operate::create_api_key(log, &app.reads, app.master(), &who, request, app.now_ms()).await
     {
         Ok(key) => {
             // The secret's own copy is wiped on drop; the answer's is sent and freed.

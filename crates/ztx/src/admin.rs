@@ -258,7 +258,7 @@ fn ask_server(
 fn create_customer(site: &Site, email: &str, json: bool) -> Result<()> {
     let (id, email) = match route(site)? {
         Route::Local(_lock) => locally(site, async |engine, pool, _, who| {
-            operate::create_customer(engine, pool, who, email, now_ms()).await
+            operate::create_customer(Some(engine), pool, who, email, now_ms()).await
         })
         .map(|(id, email)| (id.0, email))?,
         Route::Server(client, bearer) => {
@@ -320,7 +320,7 @@ fn create_api_key(
     let key = match route(site)? {
         Route::Local(_lock) => {
             let key = locally(site, async |engine, pool, master, who| {
-                operate::create_api_key(engine, pool, master, who, request, now_ms()).await
+                operate::create_api_key(Some(engine), pool, master, who, request, now_ms()).await
             })?;
             Printed {
                 api_key: key.api_key,
