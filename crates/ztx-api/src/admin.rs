@@ -111,6 +111,20 @@ async fn operator(
     ))
 }
 
+/// The operator and the command's JSON body; or the refusal (the token's, logged; or the
+/// body's).
+async fn admitted<T>(
+    admin: &Admin,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    action: &str,
+    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<(Operator, T), Response> {
+    let who = operator(admin, peer, headers, action).await?;
+    let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text()))?;
+    Ok((who, body))
+}
+
 fn refused(e: &CommandError) -> Response {
     let status = match e {
         CommandError::Invalid(_) => StatusCode::BAD_REQUEST,
@@ -134,13 +148,9 @@ async fn create_customer(
     headers: HeaderMap,
     body: Result<Json<NewCustomer>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let who = match operator(&admin, peer, &headers, "admin customer create").await {
-        Ok(who) => who,
+    let (who, body) = match admitted(&admin, peer, &headers, "admin customer create", body).await {
+        Ok(admitted) => admitted,
         Err(refusal) => return refusal,
-    };
-    let Json(body) = match body {
-        Ok(body) => body,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &e.body_text()),
     };
     let app = &admin.app;
     let log = app.is_audited().then_some(&app.engine);
@@ -168,13 +178,9 @@ async fn create_api_key(
     headers: HeaderMap,
     body: Result<Json<NewKey>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let who = match operator(&admin, peer, &headers, "admin api-key create").await {
-        Ok(who) => who,
+    let (who, body) = match admitted(&admin, peer, &headers, "admin api-key create", body).await {
+        Ok(admitted) => admitted,
         Err(refusal) => return refusal,
-    };
-    let Json(body) = match body {
-        Ok(body) => body,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &e.body_text()),
     };
     let request = KeyRequest {
         customer: body.customer,

@@ -94,25 +94,15 @@ pub async fn create_customer(
     let created = pool
         .with(move |s| Ok(s.create_customer(&stored, now_ms)))
         .await
-        .map_err(|e| CommandError::Unavailable(e.detail().unwrap_or(e.msg()).to_owned()))?;
-    match created {
-        Ok(id) => Ok((id, email)),
+        .map_err(|e| unavailable(&e))?;
+    let error = match created {
+        Ok(id) => return Ok((id, email)),
         Err(StoreError::DuplicateEmail(_)) => {
-            let error = CommandError::Conflict(format!("a customer with {email} exists already"));
-            refuse(engine, who, ACTION, params, now_ms, error).await
+            CommandError::Conflict(format!("a customer with {email} exists already"))
         }
-        Err(e) => {
-            refuse(
-                engine,
-                who,
-                ACTION,
-                params,
-                now_ms,
-                CommandError::Unavailable(e.to_string()),
-            )
-            .await
-        }
-    }
+        Err(e) => CommandError::Unavailable(e.to_string()),
+    };
+    refuse(engine, who, ACTION, params, now_ms, error).await
 }
 
 /// Creates an API key for a customer.
@@ -147,7 +137,7 @@ pub async fn create_api_key(
     let exists = pool
         .with(move |s| s.customer(CustomerId(customer)))
         .await
-        .map_err(|e| CommandError::Unavailable(e.detail().unwrap_or(e.msg()).to_owned()))?
+        .map_err(|e| unavailable(&e))?
         .is_some();
     if !exists {
         let error = CommandError::NotFound(format!("customer {customer} does not exist"));
@@ -166,31 +156,23 @@ pub async fn create_api_key(
     let created = pool
         .with(move |s| Ok(s.create_api_key(&key)))
         .await
-        .map_err(|e| CommandError::Unavailable(e.detail().unwrap_or(e.msg()).to_owned()))?;
-    match created {
-        Ok(id) => Ok(CreatedKey {
-            id,
-            api_key,
-            secret,
-            customer,
-            permissions,
-        }),
+        .map_err(|e| unavailable(&e))?;
+    let error = match created {
+        Ok(id) => {
+            return Ok(CreatedKey {
+                id,
+                api_key,
+                secret,
+                customer,
+                permissions,
+            });
+        }
         Err(StoreError::UnknownCustomer(_)) => {
-            let error = CommandError::NotFound(format!("customer {customer} does not exist"));
-            refuse(engine, who, ACTION, params, now_ms, error).await
+            CommandError::NotFound(format!("customer {customer} does not exist"))
         }
-        Err(e) => {
-            refuse(
-                engine,
-                who,
-                ACTION,
-                params,
-                now_ms,
-                CommandError::Unavailable(e.to_string()),
-            )
-            .await
-        }
-    }
+        Err(e) => CommandError::Unavailable(e.to_string()),
+    };
+    refuse(engine, who, ACTION, params, now_ms, error).await
 }
 
 /// The key to store (its HMAC secret sealed under the master key), the secret in
@@ -275,6 +257,11 @@ pub fn check_email(email: &str) -> Result<(), CommandError> {
             "{email:?} is not an e-mail address"
         )))
     }
+}
+
+/// A store connection that could not be had.
+fn unavailable(e: &crate::error::ApiError) -> CommandError {
+    CommandError::Unavailable(e.detail().unwrap_or(e.msg()).to_owned())
 }
 
 /// Logs the command as failed, with why, and returns the error.

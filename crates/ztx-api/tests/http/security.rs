@@ -549,6 +549,17 @@ async fn an_operator_command_that_fails_says_why_in_the_log_and_changes_nothing(
         assert_eq!(log.len(), before + 1);
         assert_eq!(log.last().unwrap().outcome, Outcome::Failure);
     }
+    // A body that is not the command's is refused, naming the field, and creates nothing.
+    let (status, bad) = admin_post(
+        &ex,
+        "/ztx/admin/v1/customers",
+        Some("operator-token"),
+        serde_json::json!({ "mail": "someone@example.com" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(bad["error"].as_str().unwrap().contains("mail"), "{bad}");
+    assert!(ex.store().create_customer("someone@example.com", 1).is_ok());
 }
 
 #[tokio::test]
