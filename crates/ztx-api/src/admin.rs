@@ -1,6 +1,6 @@
 //! The operator's interface, on its own listener (loopback by default): the security
-//! events, read with a cursor, and the commands that create customers and API keys
-//! ([`crate::operate`]). An operator proves who they are with the admin
+//! events, read with a cursor, and the commands that create customers and API keys and
+//! credit development deposits ([`crate::operate`]). An operator proves who they are with the admin
 //! token the server keeps in its data directory (compared in constant time, held only
 //! as its SHA-256); the zero-trust issue replaces the token with operator certificates
 //! over mTLS. Every request, allowed or refused, is an audit entry before it is
@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 use ztx_audit::{Denial, Entry, Hash, Kind, Outcome};
 use ztx_monitor::{Product, ocsf};
 
-use crate::operate::{self, CommandError, KeyRequest, Operator};
+use crate::operate::{self, CommandError, DepositRequest, KeyRequest, Operator};
 use crate::state::AppState;
 
 /// The most events one page holds.
@@ -41,6 +41,7 @@ pub fn admin_router(app: AppState, token_sha256: [u8; 32], product: Product) -> 
         .route("/ztx/admin/v1/events", get(events))
         .route("/ztx/admin/v1/customers", post(create_customer))
         .route("/ztx/admin/v1/api-keys", post(create_api_key))
+        .route("/ztx/admin/v1/deposits", post(deposit))
         .with_state(Admin {
             app,
             token_sha256,
@@ -111,7 +112,7 @@ async fn operator(
     ))
 }
 
-/// The operator and the command's JSON body; or the refusal (the token's, logged; or the
+/// The operator and the command's JSON body; or the refusal, logged (the token's, or the
 /// body's).
 async fn admitted<T>(
     admin: &Admin,
@@ -121,13 +122,21 @@ async fn admitted<T>(
     body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(Operator, T), Response> {
     let who = operator(admin, peer, headers, action).await?;
-    let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text()))?;
-    Ok((who, body))
+    match body {
+        Ok(Json(body)) => Ok((who, body)),
+        Err(e) => {
+            let app = &admin.app;
+            let log = app.is_audited().then_some(&app.engine);
+            let refusal = operate::malformed(log, &who, action, e.body_text(), app.now_ms()).await;
+            Err(refused(&refusal))
+        }
+    }
 }
 
 fn refused(e: &CommandError) -> Response {
     let status = match e {
         CommandError::Invalid(_) => StatusCode::BAD_REQUEST,
+        CommandError::Forbidden(_) => StatusCode::FORBIDDEN,
         CommandError::NotFound(_) => StatusCode::NOT_FOUND,
         CommandError::Conflict(_) => StatusCode::CONFLICT,
         CommandError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -203,6 +212,54 @@ async fn create_api_key(
             }))
             .into_response()
         }
+        Err(e) => refused(&e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDeposit {
+    customer: u64,
+    asset: String,
+    amount: String,
+}
+
+/// `POST /ztx/admin/v1/deposits` `{"customer": …, "asset": "USDT", "amount": "1000"}`:
+/// DEVELOPMENT ONLY, a credit of test funds (403 on a production exchange).
+async fn deposit(
+    State(admin): State<Admin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Json<NewDeposit>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let (who, body) = match admitted(&admin, peer, &headers, "admin faucet deposit", body).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal,
+    };
+    let request = DepositRequest {
+        customer: body.customer,
+        asset: body.asset,
+        amount: body.amount,
+    };
+    let app = &admin.app;
+    let result = operate::deposit(
+        &app.engine,
+        app.is_audited(),
+        &app.reads,
+        &who,
+        request,
+        app.now_ms(),
+    )
+    .await;
+    match result {
+        Ok(credited) => Json(json!({
+            "customer_id": credited.customer,
+            "asset": credited.asset,
+            "amount": credited.amount,
+            "available": credited.available,
+            "repeated": credited.repeated,
+        }))
+        .into_response(),
         Err(e) => refused(&e),
     }
 }

@@ -1,9 +1,10 @@
-//! Operator commands that change who may use the exchange: creating a customer and
-//! creating an API key. The admin API serves them to `ztx admin` while the server runs;
+//! Operator commands: creating a customer, creating an API key and, in development mode,
+//! crediting test funds from the faucet. The admin API serves them to `ztx admin` while the server runs;
 //! with no server running, `ztx admin` runs them itself beside an engine of its own. In
 //! both cases the command is an audit entry, durable before its effect is made: an
 //! operator cannot add an account or a key the log does not show. When the effect then
-//! fails (the address was taken meanwhile), a second entry records the failure.
+//! fails (the address was taken meanwhile), a second entry records the failure. A
+//! deposit is the exchange's own command, so its entry commits with the credit itself.
 
 use std::net::IpAddr;
 
@@ -11,8 +12,8 @@ use base64::Engine as _;
 use rand::RngCore as _;
 use zeroize::Zeroizing;
 use ztx_audit::{Entry, Hash, Kind, Outcome};
-use ztx_core::CustomerId;
-use ztx_engine::EngineHandle;
+use ztx_core::{Amount, Command, CustomerId, Deposit, Reply, TransferId};
+use ztx_engine::{Audit, EngineError, EngineHandle};
 use ztx_store::{ApiKeyCredential, ApiKeyId, NewApiKey, StoreError};
 use ztx_vault::MasterKey;
 
@@ -33,6 +34,9 @@ pub enum CommandError {
     /// The command itself is wrong; the message names what.
     #[error("{0}")]
     Invalid(String),
+    /// It is not allowed here (the faucet of a production exchange).
+    #[error("{0}")]
+    Forbidden(String),
     /// It names something that does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -66,6 +70,147 @@ pub struct CreatedKey {
     pub permissions: String,
 }
 
+/// A development deposit, as asked for.
+#[derive(Debug, Clone, Default)]
+pub struct DepositRequest {
+    pub customer: u64,
+    /// The asset's code, e.g. `USDT`.
+    pub asset: String,
+    /// A decimal amount in whole units, e.g. `1000.5`.
+    pub amount: String,
+}
+
+/// A credited deposit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credited {
+    pub customer: u64,
+    pub asset: String,
+    /// The amount credited, in whole units.
+    pub amount: String,
+    /// The customer's available balance of the asset afterwards.
+    pub available: String,
+    /// Whether this deposit had been credited before (a repeated transfer id).
+    pub repeated: bool,
+}
+
+/// DEVELOPMENT ONLY: credits test funds to a customer, refused when the data was created
+/// in production mode. `audited`: whether `engine` keeps an audit log (only a benchmark
+/// server does not).
+pub async fn deposit(
+    engine: &EngineHandle,
+    audited: bool,
+    pool: &StorePool,
+    who: &Operator,
+    request: DepositRequest,
+    now_ms: u64,
+) -> Result<Credited, CommandError> {
+    const ACTION: &str = "admin faucet deposit";
+    let log = audited.then_some(engine);
+    let params = vec![
+        ("customer".to_owned(), request.customer.to_string()),
+        ("asset".to_owned(), request.asset.clone()),
+        ("amount".to_owned(), request.amount.clone()),
+    ];
+    let customer = request.customer;
+    let (mode, exists) = pool
+        .with(move |s| Ok((s.mode()?, s.customer(CustomerId(customer))?.is_some())))
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let checked = if mode != Some(ztx_store::Mode::Development) {
+        Err(CommandError::Forbidden(
+            "the faucet is for development only, and this data was created in production mode"
+                .into(),
+        ))
+    } else if !exists {
+        Err(CommandError::NotFound(format!(
+            "customer {customer} does not exist"
+        )))
+    } else {
+        deposit_of(engine, &request)
+    };
+    let (deposit, decimals) = match checked {
+        Ok(checked) => checked,
+        Err(e) => return Err(refuse(log, who, ACTION, params, now_ms, e).await),
+    };
+    let asset = deposit.asset;
+    let amount = deposit.amount.to_decimal(decimals);
+    let command = Command::Deposit(deposit);
+    let result = if audited {
+        let audit = Audit {
+            entry: entry(who, ACTION, params, Outcome::Success, now_ms),
+            code_of: |e| crate::trade::engine_error(EngineError::Refused(e.clone())).code(),
+        };
+        engine.execute_audited(command, audit).await
+    } else {
+        engine.execute(command).await
+    };
+    match result {
+        Ok(Reply::Deposited { applied, balance }) => Ok(Credited {
+            customer,
+            asset: asset.as_str().to_owned(),
+            amount,
+            available: balance.available().to_decimal(decimals),
+            repeated: applied == ztx_core::Applied::AlreadyApplied,
+        }),
+        Ok(other) => Err(CommandError::Unavailable(format!(
+            "the exchange answered a deposit with {other:?}"
+        ))),
+        // Logged as failed, with the code, in the same commit that did not credit.
+        Err(EngineError::Refused(e)) => Err(CommandError::Invalid(e.to_string())),
+        // Neither the entry nor the credit was written.
+        Err(e) => Err(CommandError::Unavailable(format!(
+            "nothing was credited: {e}"
+        ))),
+    }
+}
+
+/// The deposit a request asks for, under a fresh transfer id, and its asset's decimals.
+fn deposit_of(
+    engine: &EngineHandle,
+    request: &DepositRequest,
+) -> Result<(Deposit, u8), CommandError> {
+    let asset = engine
+        .markets()
+        .iter()
+        .flat_map(|m| [m.base(), m.quote()])
+        .find(|a| a.code().as_str() == request.asset)
+        .ok_or_else(|| CommandError::Invalid(format!("unknown asset {:?}", request.asset)))?;
+    let amount = Amount::parse_decimal(&request.amount, asset.decimals())
+        .map_err(|e| CommandError::Invalid(format!("amount {:?}: {e}", request.amount)))?;
+    if amount.is_zero() {
+        return Err(CommandError::Invalid("the amount must be positive".into()));
+    }
+    // A random id whose top byte is zero (the exchange derives its own ids above that).
+    let mut id = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut id[1..]);
+    let deposit = Deposit {
+        transfer_id: TransferId(u128::from_be_bytes(id)),
+        customer: CustomerId(request.customer),
+        asset: asset.code(),
+        amount,
+    };
+    Ok((deposit, asset.decimals()))
+}
+
+/// Logs a command whose body could not be read as failed, naming why; returns the error.
+pub async fn malformed(
+    engine: Option<&EngineHandle>,
+    who: &Operator,
+    action: &str,
+    why: String,
+    now_ms: u64,
+) -> CommandError {
+    refuse(
+        engine,
+        who,
+        action,
+        Vec::new(),
+        now_ms,
+        CommandError::Invalid(why),
+    )
+    .await
+}
+
 /// Creates a customer for `email` (compared without case).
 pub async fn create_customer(
     engine: Option<&EngineHandle>,
@@ -79,7 +224,7 @@ pub async fn create_customer(
     // The address is personal data: the log holds the customer number, not the address.
     let params = Vec::new();
     if let Err(e) = check_email(&email) {
-        return refuse(engine, who, ACTION, params, now_ms, e).await;
+        return Err(refuse(engine, who, ACTION, params, now_ms, e).await);
     }
     log(
         engine,
@@ -102,7 +247,7 @@ pub async fn create_customer(
         }
         Err(e) => CommandError::Unavailable(e.to_string()),
     };
-    refuse(engine, who, ACTION, params, now_ms, error).await
+    Err(refuse(engine, who, ACTION, params, now_ms, error).await)
 }
 
 /// Creates an API key for a customer.
@@ -131,7 +276,7 @@ pub async fn create_api_key(
     ];
     let (key, secret, permissions) = match new_key(master, &request, now_ms) {
         Ok(made) => made,
-        Err(e) => return refuse(engine, who, ACTION, params, now_ms, e).await,
+        Err(e) => return Err(refuse(engine, who, ACTION, params, now_ms, e).await),
     };
     let customer = request.customer;
     let exists = pool
@@ -141,7 +286,7 @@ pub async fn create_api_key(
         .is_some();
     if !exists {
         let error = CommandError::NotFound(format!("customer {customer} does not exist"));
-        return refuse(engine, who, ACTION, params, now_ms, error).await;
+        return Err(refuse(engine, who, ACTION, params, now_ms, error).await);
     }
     log(
         engine,
@@ -172,7 +317,7 @@ pub async fn create_api_key(
         }
         Err(e) => CommandError::Unavailable(e.to_string()),
     };
-    refuse(engine, who, ACTION, params, now_ms, error).await
+    Err(refuse(engine, who, ACTION, params, now_ms, error).await)
 }
 
 /// The key to store (its HMAC secret sealed under the master key), the secret in
@@ -264,18 +409,21 @@ fn unavailable(e: &crate::error::ApiError) -> CommandError {
     CommandError::Unavailable(e.detail().unwrap_or(e.msg()).to_owned())
 }
 
-/// Logs the command as failed, with why, and returns the error.
-async fn refuse<T>(
+/// Logs the command as failed, with why; the error to answer (the log's own, if it
+/// could not be written).
+async fn refuse(
     engine: Option<&EngineHandle>,
     who: &Operator,
     action: &str,
     mut params: Vec<(String, String)>,
     now_ms: u64,
     error: CommandError,
-) -> Result<T, CommandError> {
+) -> CommandError {
     params.push(("error".to_owned(), error.to_string()));
-    log(engine, who, action, params, Outcome::Failure, now_ms).await?;
-    Err(error)
+    match log(engine, who, action, params, Outcome::Failure, now_ms).await {
+        Ok(()) => error,
+        Err(unlogged) => unlogged,
+    }
 }
 
 /// Appends the command's entry; returns once it is durable. Without a log (`None`: a
@@ -288,7 +436,28 @@ async fn log(
     outcome: Outcome,
     now_ms: u64,
 ) -> Result<(), CommandError> {
-    let entry = Entry {
+    let Some(engine) = engine else {
+        return Ok(());
+    };
+    engine
+        .record(entry(who, action, params, outcome, now_ms))
+        .await
+        .map_err(|e| {
+            CommandError::Unavailable(format!(
+                "the audit log is unavailable, so nothing was changed: {e}"
+            ))
+        })
+}
+
+/// An operator command's entry.
+fn entry(
+    who: &Operator,
+    action: &str,
+    params: Vec<(String, String)>,
+    outcome: Outcome,
+    now_ms: u64,
+) -> Entry {
+    Entry {
         prev: Hash::ZERO,
         time_ms: now_ms,
         kind: Kind::Admin,
@@ -302,13 +471,5 @@ async fn log(
         outcome,
         denial: None,
         code: None,
-    };
-    let Some(engine) = engine else {
-        return Ok(());
-    };
-    engine.record(entry).await.map_err(|e| {
-        CommandError::Unavailable(format!(
-            "the audit log is unavailable, so nothing was changed: {e}"
-        ))
-    })
+    }
 }

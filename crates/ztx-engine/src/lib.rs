@@ -540,7 +540,7 @@ impl Worker {
         }
 
         if take_inbox && !broken {
-            broken |= self.take_inbox(now, &mut changes, &mut answers);
+            broken |= self.take_inbox(now, &mut changes, &mut audit, &mut answers);
         }
         if broken {
             tracing::error!("a command broke an invariant; discarding its batch");
@@ -588,8 +588,15 @@ impl Worker {
         }
     }
 
-    /// Executes the admin inbox's deposits in this batch. Returns whether an invariant broke.
-    fn take_inbox(&mut self, now: u64, changes: &mut Changes, answers: &mut Vec<Pending>) -> bool {
+    /// Executes the admin inbox's deposits in this batch, each an audit entry in the same
+    /// commit when the engine keeps a log. Returns whether an invariant broke.
+    fn take_inbox(
+        &mut self,
+        now: u64,
+        changes: &mut Changes,
+        audit: &mut Vec<Entry>,
+        answers: &mut Vec<Pending>,
+    ) -> bool {
         let items = match self.store.pending_inbox(INBOX_BATCH) {
             Ok(items) => items,
             Err(e) => {
@@ -610,10 +617,13 @@ impl Worker {
                 asset,
                 amount,
             };
-            let outcome = match self
+            let result = self
                 .exchange
-                .execute(Command::Deposit(deposit), now, changes)
-            {
+                .execute(Command::Deposit(deposit.clone()), now, changes);
+            if self.audited {
+                audit.push(inbox_entry(now, item.id, &deposit, &result));
+            }
+            let outcome = match result {
                 Ok(Reply::Deposited { applied, balance }) => {
                     format!("ok: {applied:?}; available {}", balance.available())
                 }
@@ -645,6 +655,44 @@ impl Worker {
                     }),
             ),
         }
+    }
+}
+
+/// The audit entry of a deposit taken from the admin inbox.
+fn inbox_entry(
+    now: u64,
+    item: ztx_store::InboxId,
+    deposit: &Deposit,
+    result: &Result<Reply, ExchangeError>,
+) -> Entry {
+    let (outcome, error) = match result {
+        Ok(_) => (ztx_audit::Outcome::Success, None),
+        Err(e) => (ztx_audit::Outcome::Failure, Some(e.to_string())),
+    };
+    let mut params = vec![
+        ("item".to_owned(), item.0.to_string()),
+        ("transfer_id".to_owned(), deposit.transfer_id.0.to_string()),
+        ("asset".to_owned(), deposit.asset.as_str().to_owned()),
+        (
+            "amount_minor".to_owned(),
+            deposit.amount.minor().to_string(),
+        ),
+    ];
+    params.extend(error.map(|e| ("error".to_owned(), e)));
+    Entry {
+        prev: ztx_audit::Hash::ZERO,
+        time_ms: now,
+        kind: ztx_audit::Kind::Admin,
+        request_id: 0,
+        customer: Some(deposit.customer.0),
+        api_key: None,
+        operator: None,
+        client_ip: None,
+        action: "inbox deposit".to_owned(),
+        params,
+        outcome,
+        denial: None,
+        code: None,
     }
 }
 

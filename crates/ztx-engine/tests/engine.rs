@@ -285,8 +285,10 @@ fn a_failed_commit_acknowledges_nothing_and_changes_nothing(db: &Db) {
     });
 }
 
-fn inbox_deposits_are_applied_once(db: &Db) {
-    let (_engine, handle) = start(db);
+/// A deposit from the inbox is credited once however often it is queued, and each time
+/// it is taken the log says so, in the same commit.
+fn inbox_deposits_are_applied_once_and_logged(db: &Db) {
+    let (_engine, handle) = start_audited(db, Duration::from_secs(1)).unwrap();
     let mut admin = db.open();
     for n in 1..=3 {
         admin
@@ -319,6 +321,22 @@ fn inbox_deposits_are_applied_once(db: &Db) {
         let usdt = b.iter().find(|(a, _)| a.as_str() == "USDT").unwrap().1;
         assert_eq!(usdt.available(), amount);
     });
+    let taken: Vec<Entry> = logged(&mut db.open())
+        .into_iter()
+        .filter(|e| e.action == "inbox deposit")
+        .collect();
+    assert_eq!(taken.len(), 2, "{taken:?}");
+    for (entry, id) in taken.iter().zip([item, again]) {
+        assert_eq!((entry.kind, entry.outcome), (Kind::Admin, Outcome::Success));
+        assert_eq!(entry.customer, Some(3));
+        let item = entry.params.iter().find(|(n, _)| n == "item").unwrap();
+        assert_eq!(item.1, id.0.to_string());
+        assert!(
+            entry
+                .params
+                .contains(&("amount_minor".into(), amount.minor().to_string()))
+        );
+    }
 }
 
 fn history_is_indexed_in_the_background(db: &Db) {
@@ -682,7 +700,7 @@ on_both_backends!(
     an_acknowledged_order_is_already_in_the_store,
     restart_resumes_books_holds_and_balances_exactly,
     a_failed_commit_acknowledges_nothing_and_changes_nothing,
-    inbox_deposits_are_applied_once,
+    inbox_deposits_are_applied_once_and_logged,
     history_is_indexed_in_the_background,
     audit_entries_are_durable_with_what_they_record,
     checkpoints_are_signed_while_entries_arrive,

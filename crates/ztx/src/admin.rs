@@ -1,24 +1,21 @@
 //! `ztx admin`: create customers and API keys, read the security events, and (in
-//! development mode only) credit test funds through the faucet. Creating a customer or a
-//! key is an audit entry before it takes effect: while a server runs on the data
+//! development mode only) credit test funds through the faucet. Each command is an audit
+//! entry no later than its effect: while a server runs on the data
 //! directory the command goes to its admin API, and otherwise this process runs an
 //! engine of its own, under the data directory's lock, to append to the log
-//! ([`ztx_api::operate`]). The faucet goes through the store's inbox, which the running
-//! server drains, because only the exchange may change balances.
+//! ([`ztx_api::operate`]). The faucet's credit is the exchange's own command, logged in
+//! the commit that makes it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
-use rand::RngCore as _;
+use anyhow::{Context, Result, anyhow};
 use serde_json::json;
 use zeroize::Zeroizing;
 use ztx_api::StorePool;
-use ztx_api::operate::{self, CommandError, KeyRequest, Operator};
-use ztx_core::{Amount, AssetCode, CustomerId, TransferId};
+use ztx_api::operate::{self, CommandError, Credited, DepositRequest, KeyRequest, Operator};
 use ztx_engine::{AuditConfig, Engine, EngineHandle};
-use ztx_store::Mode;
 use ztx_vault::MasterKey;
 
 use crate::Location;
@@ -65,9 +62,6 @@ enum AdminCommand {
         /// A decimal amount in whole units, e.g. 1000.5.
         #[arg(long)]
         amount: String,
-        /// How long to wait for the running server to apply it.
-        #[arg(long, default_value_t = 10)]
-        wait_s: u64,
         #[arg(long)]
         json: bool,
     },
@@ -124,9 +118,16 @@ pub fn run(args: AdminArgs) -> Result<()> {
             customer,
             asset,
             amount,
-            wait_s,
             json,
-        } => faucet(&site, customer, &asset, &amount, wait_s, json),
+        } => faucet(
+            &site,
+            DepositRequest {
+                customer,
+                asset,
+                amount,
+            },
+            json,
+        ),
         AdminCommand::Events {
             cursor,
             limit,
@@ -374,76 +375,57 @@ fn create_api_key(
     Ok(())
 }
 
-fn faucet(
-    site: &Site,
-    customer: u64,
-    asset: &str,
-    amount: &str,
-    wait_s: u64,
-    json: bool,
-) -> Result<()> {
-    let mut store = site.store()?;
-    if store.mode()? != Some(Mode::Development) {
-        bail!("the faucet is for development only, and this data was created in production mode");
-    }
-    let config = site.config(None)?;
-    let asset = config
-        .asset(asset)
-        .ok_or_else(|| anyhow!("unknown asset {asset:?}"))?;
-    let amount = Amount::parse_decimal(amount, asset.decimals())
-        .map_err(|e| anyhow!("--amount {amount:?}: {e}"))?;
-    if amount.is_zero() {
-        bail!("--amount must be positive");
-    }
-    if store.customer(CustomerId(customer))?.is_none() {
-        bail!("customer {customer} does not exist");
-    }
-    // A random id whose top byte is zero, so that a retried request credits once.
-    let mut id = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut id[1..]);
-    let transfer_id = TransferId(u128::from_be_bytes(id));
-    let code: AssetCode = asset.code();
-    let item = store.enqueue_deposit(transfer_id, CustomerId(customer), code, amount, now_ms())?;
-    let deadline = Instant::now() + Duration::from_secs(wait_s);
-    let outcome = loop {
-        if let Some(done) = store
-            .inbox_item(item)?
-            .and_then(|i| i.completion)
-            .map(|c| c.result)
-        {
-            break Some(done);
+fn faucet(site: &Site, request: DepositRequest, json: bool) -> Result<()> {
+    let credited = match route(site)? {
+        Route::Local(_lock) => locally(site, async |engine, pool, _, who| {
+            operate::deposit(engine, true, pool, who, request, now_ms()).await
+        })?,
+        Route::Server(client, bearer) => {
+            let answer = ask_server(
+                &client,
+                &bearer,
+                "/ztx/admin/v1/deposits",
+                &json!({
+                    "customer": request.customer,
+                    "asset": request.asset,
+                    "amount": request.amount,
+                }),
+            )?;
+            let text = |name: &str| {
+                answer
+                    .get(name)
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| anyhow!("the server's answer has no {name}"))
+            };
+            Credited {
+                customer: request.customer,
+                asset: text("asset")?,
+                amount: text("amount")?,
+                available: text("available")?,
+                repeated: answer
+                    .get("repeated")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false),
+            }
         }
-        if Instant::now() >= deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
     };
-    let amount_text = amount.to_decimal(asset.decimals());
-    match outcome {
-        Some(result) if result.starts_with("ok") => {
-            if json {
-                println!(
-                    "{}",
-                    json!({ "status": "credited", "customer_id": customer, "asset": code.as_str(), "amount": amount_text })
-                );
-            } else {
-                println!(
-                    "development deposit: credited {amount_text} {code} to customer {customer}"
-                );
-            }
-            Ok(())
-        }
-        Some(result) => bail!("the server refused the deposit: {result}"),
-        None => {
-            if json {
-                println!(
-                    "{}",
-                    json!({ "status": "queued", "customer_id": customer, "asset": code.as_str(), "amount": amount_text })
-                );
-            } else {
-                println!("development deposit queued: the server applies it when it runs");
-            }
-            Ok(())
-        }
+    let Credited {
+        customer,
+        asset,
+        amount,
+        available,
+        ..
+    } = credited;
+    if json {
+        println!(
+            "{}",
+            json!({ "status": "credited", "customer_id": customer, "asset": asset, "amount": amount, "available": available })
+        );
+    } else {
+        println!(
+            "development deposit: credited {amount} {asset} to customer {customer} (available {available})"
+        );
     }
+    Ok(())
 }

@@ -74,7 +74,6 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub detection: DetectionConfig,
     pub events: SinkConfig,
-    pub assets: Vec<Asset>,
     pub markets: Vec<MarketSpec>,
 }
 
@@ -141,17 +140,8 @@ impl Config {
                 orders_per_day: raw.rate_limits.orders_per_day,
                 ..RateLimits::default()
             },
-            assets,
             markets,
         })
-    }
-
-    /// The asset with this code, if configured.
-    pub fn asset(&self, code: &str) -> Option<Asset> {
-        self.assets
-            .iter()
-            .copied()
-            .find(|a| a.code().as_str() == code)
     }
 }
 

@@ -238,6 +238,51 @@ fn an_account_added_by_an_operator_is_never_missing_from_the_log() {
     assert_eq!(keys[0]["unmapped"]["params"]["customer"], "2");
 }
 
+/// Test funds credited by the faucet, with a server running or not, are in the log with
+/// the operator who asked for them.
+#[test]
+fn money_credited_by_the_faucet_is_never_missing_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let d = data.to_str().unwrap();
+    {
+        let _server = serve(&data, &[]);
+    }
+    let admin = |args: &[&str]| {
+        let mut full = vec!["admin", "--data-dir", d];
+        full.extend_from_slice(args);
+        let out = ztx(&full);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    admin(&["customer", "create", "--email", "f@example.com"]);
+    let deposit = ["faucet", "--customer", "1", "--asset", "USDT", "--amount"];
+    let offline = admin(&[&deposit[..], &["7", "--json"]].concat());
+    let offline: Value = serde_json::from_slice(&offline.stdout).unwrap();
+    assert_eq!(offline["status"], "credited");
+    let (_server, _addr) = serve(&data, &[]);
+    let online = admin(&[&deposit[..], &["8", "--json"]].concat());
+    let online: Value = serde_json::from_slice(&online.stdout).unwrap();
+    assert_eq!(online["available"], "15.00000000", "{online}");
+    let deposits: Vec<Value> = events(d, &[])
+        .into_iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("admin faucet deposit"))
+        })
+        .collect();
+    assert_eq!(deposits.len(), 2, "{deposits:?}");
+    let by = |e: &Value| e["actor"]["user"]["name"].as_str().unwrap().to_owned();
+    assert!(by(&deposits[0]).ends_with("@data-dir"), "{deposits:?}");
+    assert_eq!(by(&deposits[1]), "admin-token");
+    let amounts: Vec<_> = deposits
+        .iter()
+        .map(|e| e["unmapped"]["params"]["amount"].clone())
+        .collect();
+    assert_eq!(amounts, ["7", "8"]);
+}
+
 /// Two servers on one data directory would each extend the audit log from the same
 /// point, forking it; the second is refused.
 #[test]

@@ -443,7 +443,8 @@ impl Exchange {
         key
     }
 
-    /// Credits a deposit through the engine, as the faucet's inbox does.
+    /// Credits a deposit through the engine, unlogged (the faucet's own path is tested
+    /// with its audit entry).
     pub async fn fund(&mut self, customer: CustomerId, asset: &str, whole: &str) {
         if amount(whole).is_zero() {
             return;

@@ -559,7 +559,113 @@ async fn an_operator_command_that_fails_says_why_in_the_log_and_changes_nothing(
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(bad["error"].as_str().unwrap().contains("mail"), "{bad}");
+    let last = commands(&ex, "admin customer create").pop().unwrap();
+    assert_eq!(last.outcome, Outcome::Failure);
+    assert!(param(&last, "error").unwrap().contains("mail"), "{last:?}");
     assert!(ex.store().create_customer("someone@example.com", 1).is_ok());
+}
+
+/// The faucet's credit is the exchange's own command: its entry commits with the credit,
+/// and a refused deposit is a failed entry that credits nothing.
+#[tokio::test]
+async fn a_faucet_deposit_is_logged_in_the_commit_that_credits_it() {
+    let (mut ex, _, _) = setup().await;
+    ex.store().init_mode(ztx_store::Mode::Development).unwrap();
+    let customer = ex.customer();
+    let balance = |ex: &Exchange| {
+        let handle = ex.handle.clone();
+        async move {
+            handle
+                .query(ztx_engine::Query::Balances(customer))
+                .await
+                .unwrap()
+        }
+    };
+    let before = balance(&ex).await;
+    let deposit = |asset: &str, amount: &str| serde_json::json!({ "customer": customer.0, "asset": asset, "amount": amount });
+    let (status, credited) = admin_post(
+        &ex,
+        "/ztx/admin/v1/deposits",
+        Some("operator-token"),
+        deposit("USDT", "250.5"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{credited}");
+    assert_eq!(credited["amount"], "250.50000000");
+    let logged = commands(&ex, "admin faucet deposit");
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].outcome, Outcome::Success);
+    assert_eq!(
+        logged[0].operator.as_deref(),
+        Some(ztx_api::admin::TOKEN_OPERATOR)
+    );
+    assert_eq!(param(&logged[0], "amount"), Some("250.5"));
+    assert_eq!(param(&logged[0], "asset"), Some("USDT"));
+    let after = balance(&ex).await;
+    assert_ne!(before, after, "the deposit credited nothing");
+
+    for (body, status, says) in [
+        (
+            deposit("DOGE", "1"),
+            StatusCode::BAD_REQUEST,
+            "unknown asset",
+        ),
+        (deposit("USDT", "0"), StatusCode::BAD_REQUEST, "positive"),
+        (
+            deposit("USDT", "0.000000001"),
+            StatusCode::BAD_REQUEST,
+            "decimal",
+        ),
+        (
+            serde_json::json!({ "customer": 999, "asset": "USDT", "amount": "1" }),
+            StatusCode::NOT_FOUND,
+            "does not exist",
+        ),
+    ] {
+        let (got, answer) =
+            admin_post(&ex, "/ztx/admin/v1/deposits", Some("operator-token"), body).await;
+        assert_eq!(got, status, "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains(says), "{answer}");
+        let last = commands(&ex, "admin faucet deposit").pop().unwrap();
+        assert_eq!(last.outcome, Outcome::Failure);
+        assert!(param(&last, "error").unwrap().contains(says), "{last:?}");
+    }
+    assert_eq!(balance(&ex).await, after, "a refused deposit credited");
+}
+
+#[tokio::test]
+async fn the_faucet_of_a_production_exchange_is_refused_and_logged() {
+    let (mut ex, _, _) = setup().await;
+    ex.store().init_mode(ztx_store::Mode::Production).unwrap();
+    let customer = ex.customer();
+    let balances = || {
+        let handle = ex.handle.clone();
+        async move {
+            handle
+                .query(ztx_engine::Query::Balances(customer))
+                .await
+                .unwrap()
+        }
+    };
+    let before = balances().await;
+    let (status, answer) = admin_post(
+        &ex,
+        "/ztx/admin/v1/deposits",
+        Some("operator-token"),
+        serde_json::json!({ "customer": customer.0, "asset": "USDT", "amount": "1000" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("development only")
+    );
+    let logged = commands(&ex, "admin faucet deposit");
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].outcome, Outcome::Failure);
+    assert_eq!(balances().await, before, "credited");
 }
 
 #[tokio::test]
