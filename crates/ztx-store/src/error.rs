@@ -51,6 +51,10 @@ pub enum StoreError {
     /// The operator's fault: the database refused a setting the store depends on.
     #[error("database setting refused: {0}")]
     Setting(String),
+    /// The operator's fault: a database role cannot serve as asked (see
+    /// [`crate::grant_service_role`]), or lacks a privilege the store needs.
+    #[error("{0}")]
+    Role(String),
     /// A programming error: a statement's `$N` parameters are not numbered in order of
     /// first use, which SQLite would silently bind to the wrong values.
     #[error("statement parameters out of order: {0}")]

@@ -30,7 +30,7 @@ pub use model::{
     ApiKeyCredential, ApiKeyId, ApiKeyRecord, Candle, CustomerRecord, InboxCommand,
     InboxCompletion, InboxId, InboxItem, Mode, NewApiKey, OrderQuery,
 };
-pub use pg::{PgStore, connect as pg_connect};
+pub use pg::{APPEND_ONLY_TABLES, PgStore, connect as pg_connect, grant_service_role};
 pub use schema::SCHEMA_VERSION;
 pub use security::{CHANNELS, Notification, OutboxMessage, SecurityEffect};
 pub use sqlite::SqliteStore;

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, GenericClient, NoTls, Statement};
 
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::schema;
 use crate::sql::{Backend, Cell, Conn, Dialect, Param, Row};
 
@@ -43,9 +44,84 @@ impl PgStore {
             client: connect(url)?,
             statements: HashMap::new(),
         };
-        schema::migrate_to(&mut store, version)?;
+        schema::migrate_to(&mut store, version).map_err(|e| {
+            if is_insufficient_privilege(&e) {
+                StoreError::Role(format!(
+                    "this role may not bring the schema to version {version} ({e}); run \
+                     `ztx database setup` as the database's owner first"
+                ))
+            } else {
+                e
+            }
+        })?;
         Ok(store)
     }
+}
+
+/// The tables a service role may only add to and read: their rows are never changed.
+pub const APPEND_ONLY_TABLES: [&str; 2] = ["audit_entries", "audit_checkpoints"];
+
+fn is_insufficient_privilege(e: &StoreError) -> bool {
+    matches!(e, StoreError::Postgres(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE))
+}
+
+/// Brings the schema at `owner_url` up to date as its owner, then lets `role` run the
+/// exchange on it with no more than that needs: read and write the exchange's tables,
+/// but only add to and read the audit log ([`APPEND_ONLY_TABLES`]) — no UPDATE, DELETE
+/// or TRUNCATE, and, not being their owner, no way to drop or disable the triggers that
+/// refuse those even to the owner. Run it again after an upgrade adds tables.
+///
+/// `role` must exist, may log in or not, and must be neither a superuser (who passes
+/// every check) nor the tables' owner.
+pub fn grant_service_role(owner_url: &str, role: &str) -> Result<()> {
+    let valid = !role.is_empty()
+        && role.len() <= 63
+        && role.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && role
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        return Err(StoreError::Role(format!(
+            "{role:?} is not a role name this command takes: lowercase letters, digits and \
+             _, starting with a letter, at most 63"
+        )));
+    }
+    let mut store = PgStore::connect(owner_url)?;
+    let mut tx = store.client.transaction()?;
+    let found = tx.query_opt(
+        "SELECT rolsuper, rolbypassrls, rolname = current_user AS is_me \
+         FROM pg_roles WHERE rolname = $1",
+        &[&role],
+    )?;
+    let Some(found) = found else {
+        return Err(StoreError::Role(format!(
+            "role {role} does not exist; create it first (CREATE ROLE {role} LOGIN PASSWORD …)"
+        )));
+    };
+    let (superuser, bypass_rls, is_me): (bool, bool, bool) =
+        (found.try_get(0)?, found.try_get(1)?, found.try_get(2)?);
+    if superuser || bypass_rls {
+        return Err(StoreError::Role(format!(
+            "role {role} is a superuser or bypasses row security, so no grant would bind it; \
+             give the exchange a role of its own"
+        )));
+    }
+    if is_me {
+        return Err(StoreError::Role(format!(
+            "role {role} owns the tables (it ran this command); the service needs a role \
+             other than the owner"
+        )));
+    }
+    let append_only = APPEND_ONLY_TABLES.join(", ");
+    tx.batch_execute(&format!(
+        "GRANT USAGE ON SCHEMA public TO {role};
+         REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+         REVOKE UPDATE, DELETE, TRUNCATE ON {append_only} FROM {role};
+         REVOKE ALL ON {append_only} FROM PUBLIC;"
+    ))?;
+    tx.commit()?;
+    Ok(())
 }
 
 // Typed nulls: PostgreSQL checks a parameter's type even when it is NULL.

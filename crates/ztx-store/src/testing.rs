@@ -286,6 +286,19 @@ impl PgCluster {
     }
 }
 
+impl PgCluster {
+    /// Creates a login role named after `database_url`'s database (roles are the
+    /// cluster's, databases are per test); its name and its URL for that database.
+    pub fn new_role(&self, database_url: &str) -> Result<(String, String), HarnessError> {
+        let database = database_url.rsplit('/').next().unwrap_or_default();
+        let role = format!("svc_{database}");
+        self.admin()?
+            .batch_execute(&format!("CREATE ROLE {role} LOGIN"))?;
+        let url = format!("postgres://{role}@127.0.0.1:{}/{database}", self.port);
+        Ok((role, url))
+    }
+}
+
 impl Drop for PgCluster {
     fn drop(&mut self) {
         // Best effort: nothing useful can be done with a failure while dropping.

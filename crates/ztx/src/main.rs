@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod config;
+mod database;
 mod fetch;
 mod serve;
 mod site;
@@ -29,6 +30,8 @@ enum Top {
     /// The audit log: its public key, an export, the offline check of an export, and the
     /// online check of a server's checkpoints and proofs.
     Audit(audit::AuditArgs),
+    /// PostgreSQL: the schema, and the role the server runs as.
+    Database(database::DatabaseArgs),
 }
 
 /// Where the data lives: the data directory (embedded store, master key, configuration)
@@ -49,6 +52,7 @@ fn main() -> std::process::ExitCode {
         Top::Serve(args) => serve::run(args),
         Top::Admin(args) => admin::run(args),
         Top::Audit(args) => audit::run(args),
+        Top::Database(args) => database::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -335,11 +335,39 @@ fn the_faucet_credits_once_and_json_is_one_object() {
 }
 
 #[test]
+fn database_setup_is_refused_where_there_are_no_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ztx.sqlite");
+    let out = ztx(&[
+        "database",
+        "setup",
+        "--database-url",
+        path.to_str().unwrap(),
+        "--service-role",
+        "ztx_service",
+    ]);
+    fails_with(&out, "must be a postgres:// URL");
+    assert!(!path.exists(), "the refused command created a store");
+}
+
+#[test]
 fn serves_on_postgresql() {
     let Some(cluster) = ztx_store::testing::PgCluster::shared().unwrap() else {
         return; // the harness said loudly why (and fails under CI=true)
     };
-    let url = cluster.fresh_database().unwrap();
+    let owner = cluster.fresh_database().unwrap();
+    // As an operator runs it: the owner sets the schema up, the server runs as a role
+    // that may only add to and read the audit log.
+    let (role, url) = cluster.new_role(&owner).unwrap();
+    let setup = ztx(&[
+        "database",
+        "setup",
+        "--database-url",
+        &owner,
+        "--service-role",
+        &role,
+    ]);
+    assert!(setup.status.success(), "{}", stderr(&setup));
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     let (_server, addr) = serve(&data, &["--database-url", &url]);
@@ -374,6 +402,32 @@ fn serves_on_postgresql() {
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The service role reads the log it wrote: the export verifies.
+    let file = dir.path().join("log.export");
+    let export = succeeds(&[
+        "audit",
+        "export",
+        "--data-dir",
+        d,
+        "--database-url",
+        &url,
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    let key =
+        String::from_utf8(succeeds(&["audit", "public-key", "--data-dir", d]).stdout).unwrap();
+    let verify = ztx(&[
+        "audit",
+        "verify",
+        file.to_str().unwrap(),
+        "--public-key",
+        key.trim(),
+    ]);
+    assert!(
+        verify.status.success() && !export.stdout.is_empty(),
+        "{}",
+        stderr(&verify)
+    );
 }
 
 /// Invariant 8: a crash at any instant loses no acknowledged order. Orders stream in from

@@ -16,6 +16,13 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Runs `ztx` and requires it to succeed.
+pub fn succeeds(args: &[&str]) -> Output {
+    let out = ztx(args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    out
+}
+
 /// Asserts a command failed and said `expected` on stderr.
 pub fn fails_with(out: &Output, expected: &str) {
     assert!(

@@ -1,0 +1,135 @@
+//! PostgreSQL only: the exchange's service role may add to and read the audit log, and
+//! nothing else of it — a stolen service credential cannot rewrite history, nor drop or
+//! disable the triggers that guard it.
+
+use ztx_audit::Hash;
+use ztx_core::Changes;
+use ztx_store::testing::PgCluster;
+use ztx_store::{AuditAppend, AuditRow, StoreError};
+
+/// A fresh database (its owner's URL), and a new role's name and URL.
+fn database_and_role() -> Option<(String, String, String)> {
+    let cluster = PgCluster::shared().unwrap()?;
+    let owner = cluster.fresh_database().unwrap();
+    let (role, service) = cluster.new_role(&owner).unwrap();
+    Some((owner, role, service))
+}
+
+fn raw(url: &str, sql: &str) -> Result<(), String> {
+    postgres::Client::connect(url, postgres::NoTls)
+        .unwrap()
+        .batch_execute(sql)
+        .map_err(|e| format!("{e:?}"))
+}
+
+fn entries(start: u64, count: u64) -> AuditAppend {
+    let rows = (start..start + count)
+        .map(|i| {
+            let entry = format!("entry {i}").into_bytes();
+            AuditRow {
+                index: i,
+                leaf: Hash::leaf(&entry),
+                entry,
+            }
+        })
+        .collect();
+    AuditAppend {
+        rows,
+        ..AuditAppend::default()
+    }
+}
+
+#[test]
+fn a_stolen_service_credential_cannot_rewrite_the_audit_log() {
+    let Some((owner, role, service)) = database_and_role() else {
+        return;
+    };
+    ztx_store::grant_service_role(&owner, &role).unwrap();
+    // The service runs the exchange: customers, commits, the log, its indexes.
+    let mut store = ztx_store::open(&service).unwrap();
+    let customer = store.create_customer("svc@example.com", 1).unwrap();
+    assert!(store.customer(customer).unwrap().is_some());
+    store.commit(&Changes::default(), &entries(0, 3)).unwrap();
+    store.index_audit(100).unwrap();
+    assert_eq!(store.audit_size().unwrap(), 3);
+    drop(store);
+    for (sql, says) in [
+        (
+            "UPDATE audit_entries SET entry = entry WHERE idx = 0",
+            "permission denied",
+        ),
+        (
+            "DELETE FROM audit_entries WHERE idx = 2",
+            "permission denied",
+        ),
+        ("TRUNCATE audit_entries", "permission denied"),
+        ("DELETE FROM audit_checkpoints", "permission denied"),
+        (
+            "ALTER TABLE audit_entries DISABLE TRIGGER ALL",
+            "must be owner",
+        ),
+        (
+            "DROP TRIGGER audit_entries_append_only ON audit_entries",
+            "must be owner",
+        ),
+        ("DROP TABLE audit_entries", "must be owner"),
+        (
+            "ALTER TABLE audit_entries RENAME TO old_entries",
+            "must be owner",
+        ),
+    ] {
+        // Nor can it grant itself what it lacks: PostgreSQL only warns, and grants nothing.
+        let _ = raw(
+            &service,
+            &format!("GRANT UPDATE, DELETE, TRUNCATE ON audit_entries TO PUBLIC, {role}"),
+        );
+        let refused = raw(&service, sql).expect_err(sql);
+        assert!(refused.contains(says), "{sql}: {refused}");
+    }
+    // What it may do to the exchange's own tables, it still may.
+    raw(&service, "UPDATE customers SET created_ms = 2").unwrap();
+    let mut store = ztx_store::open(&service).unwrap();
+    assert_eq!(store.audit_size().unwrap(), 3);
+    // And the owner still meets the triggers.
+    let refused = raw(&owner, "DELETE FROM audit_entries").unwrap_err();
+    assert!(refused.contains("append-only"), "{refused}");
+}
+
+#[test]
+fn a_role_that_no_grant_binds_is_refused_as_the_service_role() {
+    let Some((owner, role, _)) = database_and_role() else {
+        return;
+    };
+    let refusal = |role: &str| match ztx_store::grant_service_role(&owner, role) {
+        Err(StoreError::Role(why)) => why,
+        other => panic!("{role}: {other:?}"),
+    };
+    assert!(refusal("postgres").contains("superuser"));
+    raw(&owner, &format!("ALTER ROLE {role} BYPASSRLS")).unwrap();
+    assert!(refusal(&role).contains("bypasses row security"));
+    assert!(refusal("nobody_here").contains("does not exist"));
+    assert!(refusal("x; DROP TABLE meta").contains("not a role name"));
+    assert!(refusal("").contains("not a role name"));
+}
+
+#[test]
+fn a_service_role_cannot_migrate_and_says_who_can() {
+    let Some((owner, role, service)) = database_and_role() else {
+        return;
+    };
+    // A database as an older release left it, the role granted everything on it.
+    drop(ztx_store::testing::open_at_version(&owner, 3).unwrap());
+    raw(
+        &owner,
+        &format!("GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}"),
+    )
+    .unwrap();
+    match ztx_store::open(&service) {
+        Err(StoreError::Role(why)) => assert!(why.contains("ztx database setup"), "{why}"),
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("the service role migrated the schema"),
+    }
+    // The owner's setup migrates it; then the service opens it.
+    ztx_store::grant_service_role(&owner, &role).unwrap();
+    assert_eq!(ztx_store::open(&service).unwrap().audit_size().unwrap(), 0);
+}
