@@ -269,6 +269,7 @@ impl Engine {
             writer: sealed_tx,
             pipeline: pipeline.clone(),
             sent: 0,
+            inbox_taken: ztx_store::InboxId(0),
             audited,
         };
         let thread = std::thread::Builder::new()
@@ -417,6 +418,8 @@ struct Worker {
     pipeline: Arc<Pipeline>,
     /// Batches handed to the writer.
     sent: u64,
+    /// The newest inbox item taken; those up to it are being committed, or were.
+    inbox_taken: ztx_store::InboxId,
     /// Whether the writer keeps an audit log.
     audited: bool,
 }
@@ -570,6 +573,8 @@ impl Worker {
         while self.pipeline.done.load(Ordering::Acquire) < self.sent {
             std::thread::sleep(Duration::from_millis(1));
         }
+        // Items of discarded batches were never completed: take them again.
+        self.inbox_taken = ztx_store::InboxId(0);
         let restored = self
             .store
             .load_state()
@@ -597,7 +602,7 @@ impl Worker {
         audit: &mut Vec<Entry>,
         answers: &mut Vec<Pending>,
     ) -> bool {
-        let items = match self.store.pending_inbox(INBOX_BATCH) {
+        let items = match self.store.pending_inbox(self.inbox_taken, INBOX_BATCH) {
             Ok(items) => items,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the admin inbox");
@@ -634,6 +639,8 @@ impl Worker {
                 }
                 Err(e) => format!("error: {e}"),
             };
+            // Its completion is written after the commit: until then, not taken again.
+            self.inbox_taken = self.inbox_taken.max(item.id);
             answers.push(Pending::Inbox(item.id, outcome));
         }
         false

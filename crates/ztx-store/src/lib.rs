@@ -123,8 +123,9 @@ pub trait Store: Send {
         amount: Amount,
         now_ms: u64,
     ) -> Result<InboxId>;
-    /// Items not completed yet, oldest first.
-    fn pending_inbox(&mut self, limit: u32) -> Result<Vec<InboxItem>>;
+    /// Items not completed yet, oldest first, after `after` (the last one the caller has
+    /// taken and not yet seen completed; `InboxId(0)` for all).
+    fn pending_inbox(&mut self, after: InboxId, limit: u32) -> Result<Vec<InboxItem>>;
     /// Marks an item done, once.
     fn complete_inbox(&mut self, id: InboxId, result: &str, now_ms: u64) -> Result<()>;
     fn inbox_item(&mut self, id: InboxId) -> Result<Option<InboxItem>>;
@@ -356,8 +357,8 @@ macro_rules! impl_store {
             ) -> Result<InboxId> {
                 write::enqueue_deposit(self, transfer_id, customer, asset, amount, now_ms)
             }
-            fn pending_inbox(&mut self, limit: u32) -> Result<Vec<InboxItem>> {
-                read::pending_inbox(self, limit)
+            fn pending_inbox(&mut self, after: InboxId, limit: u32) -> Result<Vec<InboxItem>> {
+                read::pending_inbox(self, after, limit)
             }
             fn complete_inbox(&mut self, id: InboxId, result: &str, now_ms: u64) -> Result<()> {
                 write::complete_inbox(self, id, result, now_ms)

@@ -387,14 +387,18 @@ pub(crate) fn candles(
     }
 }
 
-pub(crate) fn pending_inbox(conn: &mut dyn Conn, limit: u32) -> Result<Vec<InboxItem>> {
+pub(crate) fn pending_inbox(
+    conn: &mut dyn Conn,
+    after: InboxId,
+    limit: u32,
+) -> Result<Vec<InboxItem>> {
     let rows = conn.query(
         concat!(
             "SELECT ",
             inbox_columns!(),
-            " FROM inbox WHERE completed_ms IS NULL ORDER BY id LIMIT $1"
+            " FROM inbox WHERE completed_ms IS NULL AND id > $1 ORDER BY id LIMIT $2"
         ),
-        &[sql::limit(limit)],
+        &[sql::int(after.0, "inbox id")?, sql::limit(limit)],
     )?;
     decode_all(rows, codec::inbox_item)
 }

@@ -562,7 +562,7 @@ pub fn inbox_queues_and_completes(fx: &dyn Fixture) {
     let b = store
         .enqueue_deposit(TransferId(2), c, asset("USDT"), Amount::MAX, 11)
         .unwrap();
-    let pending = store.pending_inbox(10).unwrap();
+    let pending = store.pending_inbox(InboxId(0), 10).unwrap();
     assert_eq!(pending.iter().map(|i| i.id).collect::<Vec<_>>(), vec![a, b]);
     assert_eq!(
         pending[0].command,
@@ -573,11 +573,22 @@ pub fn inbox_queues_and_completes(fx: &dyn Fixture) {
             amount: Amount::from_minor(5)
         }
     );
-    assert_eq!(store.pending_inbox(1).unwrap().len(), 1);
+    assert_eq!(store.pending_inbox(InboxId(0), 1).unwrap().len(), 1);
+    // A reader that has taken `a` and waits for its completion asks only for what follows.
+    assert_eq!(
+        store
+            .pending_inbox(a, 10)
+            .unwrap()
+            .iter()
+            .map(|i| i.id)
+            .collect::<Vec<_>>(),
+        vec![b]
+    );
+    assert!(store.pending_inbox(b, 10).unwrap().is_empty());
     store.complete_inbox(a, "credited", 20).unwrap();
     assert_eq!(
         store
-            .pending_inbox(10)
+            .pending_inbox(InboxId(0), 10)
             .unwrap()
             .iter()
             .map(|i| i.id)
