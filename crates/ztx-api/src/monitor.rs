@@ -3,9 +3,10 @@
 //! each response committed with the audit entries that record it before it takes
 //! effect (a ban is enforced, a frozen key refused, only once its entry is durable).
 //!
-//! It reads the log from the store, not from the request path: it adds nothing to a
-//! request's latency, loses nothing across a restart (it resumes after the last event
-//! in the file), and sees exactly what the log holds.
+//! It follows the log, not the request path: it adds nothing to a request's latency,
+//! loses nothing across a restart (it resumes after the last event in the file), and
+//! sees exactly what the log holds — the rows the engine's writer hands over right after
+//! committing them, and, for any the queue dropped, the rows read back from the store.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use ztx_audit::Entry;
 use ztx_monitor::rules::Observation;
 use ztx_monitor::{DetectionConfig, Detector, Finding, Product, Response, RotatingFile, ocsf};
-use ztx_store::{ApiKeyId, SecurityEffect};
+use ztx_store::{ApiKeyId, AuditRow, SecurityEffect};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -53,6 +54,8 @@ pub struct Monitor {
     product: Product,
     /// The index of the next entry to look at.
     cursor: u64,
+    /// Rows handed over by the engine's writer as it commits.
+    feed: Option<tokio::sync::mpsc::Receiver<Vec<AuditRow>>>,
 }
 
 impl Monitor {
@@ -96,7 +99,17 @@ impl Monitor {
             file,
             product: config.product,
             cursor,
+            feed: None,
         })
+    }
+
+    /// Takes the rows the engine's writer hands over as it commits (see
+    /// [`ztx_engine::Feed`]) instead of reading them back from the store, which it still
+    /// does for whatever the queue dropped.
+    #[must_use]
+    pub fn following(mut self, feed: tokio::sync::mpsc::Receiver<Vec<AuditRow>>) -> Monitor {
+        self.feed = Some(feed);
+        self
     }
 
     /// Follows the log until `stop` resolves, then catches up once more (the last
@@ -105,29 +118,22 @@ impl Monitor {
         tokio::pin!(stop);
         let mut failing = false;
         loop {
-            let idle = match self.step().await {
-                Ok(0) => true,
-                Ok(_) => {
-                    failing = false;
-                    false
-                }
+            let wait = if failing {
+                Duration::from_secs(1)
+            } else {
+                POLL
+            };
+            let taken = tokio::select! {
+                () = &mut stop => break,
+                rows = self.take(wait) => rows,
+            };
+            match self.process(taken).await {
+                Ok(_) => failing = false,
                 Err(e) => {
                     if !failing {
                         tracing::error!(error = %e, "security monitor: cannot follow the audit log");
                     }
                     failing = true;
-                    true
-                }
-            };
-            if idle {
-                let pause = if failing {
-                    Duration::from_secs(1)
-                } else {
-                    POLL
-                };
-                tokio::select! {
-                    () = &mut stop => break,
-                    () = tokio::time::sleep(pause) => {}
                 }
             }
         }
@@ -136,15 +142,73 @@ impl Monitor {
 
     /// Looks at the entries not seen yet; returns how many there were.
     pub async fn step(&mut self) -> Result<usize, String> {
+        let taken = self.take(Duration::ZERO).await;
+        self.process(taken).await
+    }
+
+    /// The next entries from the cursor on: those handed over, when they continue from
+    /// it (waiting up to `wait` for them); otherwise — nothing came, or some were
+    /// dropped — those the store holds.
+    async fn take(&mut self, wait: Duration) -> Result<Vec<AuditRow>, String> {
+        let mut rows = Vec::new();
+        let mut closed = false;
+        if let Some(feed) = &mut self.feed {
+            let first = if wait.is_zero() {
+                feed.try_recv().ok()
+            } else {
+                match tokio::time::timeout(wait, feed.recv()).await {
+                    Ok(Some(batch)) => Some(batch),
+                    // The engine stopped: the store has the rest.
+                    Ok(None) => {
+                        closed = true;
+                        None
+                    }
+                    Err(_) => None,
+                }
+            };
+            if let Some(batch) = first {
+                rows = batch;
+                while u32::try_from(rows.len()).is_ok_and(|n| n < BATCH) {
+                    match feed.try_recv() {
+                        Ok(more) => rows.extend(more),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        if closed {
+            self.feed = None;
+        }
+        rows.retain(|row| row.index >= self.cursor);
+        if rows.first().is_some_and(|row| row.index == self.cursor) {
+            return Ok(rows);
+        }
         let cursor = self.cursor;
-        let rows = self
+        let stored = self
             .state
             .reads
             .with(move |s| s.audit_entries(cursor, BATCH))
             .await
             .map_err(|e| describe(&e))?;
+        if stored.is_empty() && self.feed.is_none() && !wait.is_zero() {
+            // Without a feed, nothing wakes the monitor: it looks again after `wait`.
+            tokio::time::sleep(wait).await;
+        }
+        Ok(stored)
+    }
+
+    /// Writes, and runs the rules on, `rows` as far as they continue from the cursor
+    /// (what follows a gap is read again later); returns how many it took.
+    async fn process(&mut self, rows: Result<Vec<AuditRow>, String>) -> Result<usize, String> {
+        let rows = rows?;
+        let contiguous = rows
+            .iter()
+            .zip(self.cursor..)
+            .take_while(|(row, expected)| row.index == *expected)
+            .count();
+        let rows = rows.get(..contiguous).unwrap_or_default();
         let mut learned = Vec::new();
-        for row in &rows {
+        for row in rows {
             let entry = match Entry::decode(&row.entry) {
                 Ok(entry) => entry,
                 Err(e) => {
@@ -156,7 +220,7 @@ impl Monitor {
                 }
             };
             if let Some(file) = &mut self.file {
-                let event = ocsf::event(row.index, &entry, &self.product);
+                let event = ocsf::Event::new(row.index, &entry, &self.product);
                 file.append(&event)
                     .map_err(|e| format!("cannot write the OCSF file: {e}"))?;
             }
@@ -188,7 +252,7 @@ impl Monitor {
             // Only costs a second notice of the same new address after a restart.
             tracing::warn!(error = %e, "cannot remember the addresses keys were used from");
         }
-        Ok(rows.len())
+        Ok(contiguous)
     }
 
     /// Commits the finding's entries with its effects, then enforces what lives in

@@ -11,12 +11,19 @@ use ztx_store::{AuditAppend, AuditRow, Store, StoredCheckpoint};
 
 use crate::StartError;
 
+/// Where the writer hands each commit's audit rows, right after the commit: the
+/// security monitor's queue. A full queue drops them — the follower then reads what it
+/// missed from the store — so a slow follower never holds up a commit.
+pub type Feed = tokio::sync::mpsc::Sender<Vec<AuditRow>>;
+
 /// How the engine keeps the audit log.
 #[derive(Debug)]
 pub struct AuditConfig {
     /// Signs the checkpoints; its name is the log's origin.
     pub key: LogKey,
     pub checkpoint_every: Duration,
+    /// Committed rows go here too (none: followers read the store).
+    pub feed: Option<Feed>,
 }
 
 /// A request's audit entry. A command's outcome is filled in once it has run: success,
@@ -53,6 +60,7 @@ pub(crate) struct AuditLog {
     last_leaf: Hash,
     checkpointed_size: u64,
     checkpointed_ms: u64,
+    feed: Option<Feed>,
 }
 
 impl AuditLog {
@@ -96,6 +104,7 @@ impl AuditLog {
         Ok(AuditLog {
             every_ms: u64::try_from(config.checkpoint_every.as_millis()).unwrap_or(u64::MAX),
             key: config.key,
+            feed: config.feed,
             frontier,
             last_leaf,
             checkpointed_size,
@@ -145,13 +154,20 @@ impl AuditLog {
         }
     }
 
-    /// After the commit of `append`: the tree is `frontier`, its newest leaf `last_leaf`.
-    pub(crate) fn committed(&mut self, frontier: Frontier, last_leaf: Hash, append: &AuditAppend) {
+    /// After the commit of `append`: the tree is `frontier`, its newest leaf `last_leaf`;
+    /// the rows go on to the feed.
+    pub(crate) fn committed(&mut self, frontier: Frontier, last_leaf: Hash, append: AuditAppend) {
         self.frontier = frontier;
         self.last_leaf = last_leaf;
         if let Some(c) = &append.checkpoint {
             self.checkpointed_size = c.size;
             self.checkpointed_ms = c.created_ms;
+        }
+        if let Some(feed) = &self.feed
+            && !append.rows.is_empty()
+        {
+            // Full or gone: the follower reads the store instead.
+            let _ = feed.try_send(append.rows);
         }
     }
 

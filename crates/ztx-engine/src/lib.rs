@@ -29,7 +29,7 @@ use ztx_core::{
 use ztx_store::{InboxCommand, SecurityEffect, Store, StoreFactory};
 
 use audit::AuditLog;
-pub use audit::{Audit, AuditConfig};
+pub use audit::{Audit, AuditConfig, Feed};
 use writer::Writer;
 
 /// The most requests waiting for the engine; past it callers are told it is busy.

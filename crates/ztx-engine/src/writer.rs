@@ -87,7 +87,7 @@ impl Writer {
             && ((changes.is_empty() && append.is_empty()) || self.commit(&changes, &append));
         if durable {
             if let (Some(log), Some((frontier, last_leaf))) = (&mut self.audit, after) {
-                log.committed(frontier, last_leaf, &append);
+                log.committed(frontier, last_leaf, append);
             }
         } else {
             self.pipeline.poisoned.store(true, Ordering::Release);

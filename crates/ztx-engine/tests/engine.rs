@@ -458,6 +458,7 @@ fn start_audited(db: &Db, every: Duration) -> Result<(Engine, EngineHandle), Sta
     let config = AuditConfig {
         key: log_key(),
         checkpoint_every: every,
+        feed: None,
     };
     Engine::start_with(db.factory(), vec![market()], clock(), Some(config))
 }

@@ -218,6 +218,7 @@ fn locally<T>(
         Some(AuditConfig {
             key,
             checkpoint_every: Duration::from_secs(1),
+            feed: None,
         }),
     )
     .context("cannot open the exchange to log the command")?;

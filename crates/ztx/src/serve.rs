@@ -11,6 +11,9 @@ use ztx_engine::Engine;
 use crate::Location;
 use crate::site::{Site, now_ms};
 
+/// How many commits' audit rows wait for the monitor before the writer drops them.
+const FEED_COMMITS: usize = 1024;
+
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -82,9 +85,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
     };
     let admin_token = ztx_api::admin::token_digest(&site.admin_token()?);
     let audited = !args.unaudited_benchmark_only;
+    // The writer hands each commit's audit rows to the monitor (a commit's worth per
+    // slot; when the monitor falls this far behind it reads the store instead).
+    let (feed, followed) = tokio::sync::mpsc::channel(FEED_COMMITS);
     let audit = audited.then_some(ztx_engine::AuditConfig {
         key: log_key,
         checkpoint_every: std::time::Duration::from_secs(1),
+        feed: Some(feed),
     });
     if !audited {
         tracing::warn!("running WITHOUT the audit log: for benchmarks only");
@@ -145,7 +152,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 },
             )
             .await
-            .map_err(|e| anyhow::anyhow!("cannot start the security monitor: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("cannot start the security monitor: {e}"))?
+            .following(followed);
             // Its own thread and runtime: following the log never holds up a request.
             let thread = std::thread::Builder::new()
                 .name("ztx-monitor".into())

@@ -244,9 +244,14 @@ pub struct Exchange {
     customers: Vec<CustomerId>,
     next_transfer: u128,
     next_key: u64,
+    /// The rows the engine's writer hands over, until a monitor follows them.
+    feed: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Vec<ztx_store::AuditRow>>>>,
     _engine: Engine,
     _dir: tempfile::TempDir,
 }
+
+/// How many commits' audit rows the feed holds.
+pub const FEED_COMMITS: usize = 4;
 
 impl Exchange {
     pub fn new() -> Self {
@@ -263,9 +268,12 @@ impl Exchange {
         let reading = clock_ms.clone();
         let clock: Clock = Arc::new(move || reading.load(Ordering::SeqCst));
         // As `ztx serve` runs it: every request in the audit log.
+        // A short queue, so that tests see the writer drop rows the monitor was slow for.
+        let (feed, followed) = tokio::sync::mpsc::channel(FEED_COMMITS);
         let audit = AuditConfig {
             key: ztx_audit::LogKey::from_seed("ztx.test/audit", &[3; 32]).unwrap(),
             checkpoint_every: std::time::Duration::from_secs(1),
+            feed: Some(feed),
         };
         let (engine, handle) =
             Engine::start_with(factory.clone(), vec![market()], clock.clone(), Some(audit))
@@ -290,6 +298,7 @@ impl Exchange {
             customers: Vec::new(),
             next_transfer: 1,
             next_key: 1,
+            feed: std::sync::Mutex::new(Some(followed)),
             _engine: engine,
             _dir: dir,
         }
@@ -321,6 +330,15 @@ impl Exchange {
         )
         .await
         .unwrap()
+    }
+
+    /// The engine's feed of committed audit rows, for one monitor to follow.
+    pub fn take_feed(&self) -> tokio::sync::mpsc::Receiver<Vec<ztx_store::AuditRow>> {
+        self.feed
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the feed is followed once")
     }
 
     pub fn store(&self) -> SqliteStore {

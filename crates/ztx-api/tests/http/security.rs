@@ -298,6 +298,49 @@ async fn an_account_query_burst_from_one_address_bans_it() {
     assert_eq!(banned.status, StatusCode::IM_A_TEAPOT);
 }
 
+/// The monitor takes rows from the writer's feed as they commit and, for those the full
+/// queue dropped, from the store: either way each entry is one event, in order.
+#[tokio::test]
+async fn the_monitor_sees_each_entry_once_whether_handed_over_or_dropped() {
+    let (ex, alice, _) = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = FileSink {
+        dir: dir.path().to_path_buf(),
+        max_bytes: 1 << 20,
+        keep: 3,
+    };
+    let mut monitor = ex
+        .monitor_with(DetectionConfig::default(), Some(sink))
+        .await
+        .following(ex.take_feed());
+    // Many more commits than the queue holds, none taken meanwhile: most are dropped.
+    for _ in 0..3 * common::FEED_COMMITS {
+        ex.signed(Method::GET, ACCOUNT, "", &alice)
+            .await
+            .assert_ok();
+    }
+    drain(&mut monitor).await;
+    // Then one at a time, each taken from the feed as it comes.
+    for _ in 0..5 {
+        ex.signed(Method::GET, ACCOUNT, "", &alice)
+            .await
+            .assert_ok();
+        assert_eq!(monitor.step().await.unwrap(), 1);
+    }
+    drain(&mut monitor).await;
+    let text = std::fs::read_to_string(dir.path().join(ztx_monitor::sink::FILE_NAME)).unwrap();
+    let sequence: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["metadata"]["sequence"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let size = u64::try_from(ex.audit_log().len()).unwrap();
+    assert_eq!(sequence, (0..size).collect::<Vec<_>>());
+}
+
 #[tokio::test]
 async fn every_entry_becomes_one_ocsf_event_in_the_file_across_restarts() {
     let (ex, alice, bob) = setup().await;
