@@ -257,7 +257,6 @@ async fn deposit(
             "asset": credited.asset,
             "amount": credited.amount,
             "available": credited.available,
-            "repeated": credited.repeated,
         }))
         .into_response(),
         Err(e) => refused(&e),

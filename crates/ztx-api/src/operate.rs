@@ -1,6 +1,7 @@
 //! Operator commands: creating a customer, creating an API key and, in development mode,
-//! crediting test funds from the faucet. The admin API serves them to `ztx admin` while the server runs;
-//! with no server running, `ztx admin` runs them itself beside an engine of its own. In
+//! crediting test funds from the faucet. The admin API serves them to `ztx admin` while
+//! the server runs; with no server running, `ztx admin` runs them itself beside an
+//! engine of its own. In
 //! both cases the command is an audit entry, durable before its effect is made: an
 //! operator cannot add an account or a key the log does not show. When the effect then
 //! fails (the address was taken meanwhile), a second entry records the failure. A
@@ -89,8 +90,6 @@ pub struct Credited {
     pub amount: String,
     /// The customer's available balance of the asset afterwards.
     pub available: String,
-    /// Whether this deposit had been credited before (a repeated transfer id).
-    pub repeated: bool,
 }
 
 /// DEVELOPMENT ONLY: credits test funds to a customer, refused when the data was created
@@ -145,12 +144,11 @@ pub async fn deposit(
         engine.execute(command).await
     };
     match result {
-        Ok(Reply::Deposited { applied, balance }) => Ok(Credited {
+        Ok(Reply::Deposited { balance, .. }) => Ok(Credited {
             customer,
             asset: asset.as_str().to_owned(),
             amount,
             available: balance.available().to_decimal(decimals),
-            repeated: applied == ztx_core::Applied::AlreadyApplied,
         }),
         Ok(other) => Err(CommandError::Unavailable(format!(
             "the exchange answered a deposit with {other:?}"

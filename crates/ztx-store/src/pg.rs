@@ -89,8 +89,9 @@ pub fn grant_service_role(owner_url: &str, role: &str) -> Result<()> {
     let mut store = PgStore::connect(owner_url)?;
     let mut tx = store.client.transaction()?;
     let found = tx.query_opt(
-        "SELECT rolsuper, rolbypassrls, rolname = current_user AS is_me \
-         FROM pg_roles WHERE rolname = $1",
+        "SELECT r.rolsuper, r.rolbypassrls, pg_has_role(r.rolname, t.tableowner, 'MEMBER') \
+         FROM pg_roles r, pg_tables t \
+         WHERE r.rolname = $1 AND t.schemaname = 'public' AND t.tablename = 'audit_entries'",
         &[&role],
     )?;
     let Some(found) = found else {
@@ -98,7 +99,7 @@ pub fn grant_service_role(owner_url: &str, role: &str) -> Result<()> {
             "role {role} does not exist; create it first (CREATE ROLE {role} LOGIN PASSWORD …)"
         )));
     };
-    let (superuser, bypass_rls, is_me): (bool, bool, bool) =
+    let (superuser, bypass_rls, owns): (bool, bool, bool) =
         (found.try_get(0)?, found.try_get(1)?, found.try_get(2)?);
     if superuser || bypass_rls {
         return Err(StoreError::Role(format!(
@@ -106,10 +107,10 @@ pub fn grant_service_role(owner_url: &str, role: &str) -> Result<()> {
              give the exchange a role of its own"
         )));
     }
-    if is_me {
+    if owns {
         return Err(StoreError::Role(format!(
-            "role {role} owns the tables (it ran this command); the service needs a role \
-             other than the owner"
+            "role {role} owns the tables, or may act as their owner, and so could drop their \
+             triggers; the service needs a role of its own"
         )));
     }
     let append_only = APPEND_ONLY_TABLES.join(", ");

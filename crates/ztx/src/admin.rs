@@ -404,10 +404,6 @@ fn faucet(site: &Site, request: DepositRequest, json: bool) -> Result<()> {
                 asset: text("asset")?,
                 amount: text("amount")?,
                 available: text("available")?,
-                repeated: answer
-                    .get("repeated")
-                    .and_then(serde_json::Value::as_bool)
-                    .unwrap_or(false),
             }
         }
     };
@@ -416,7 +412,6 @@ fn faucet(site: &Site, request: DepositRequest, json: bool) -> Result<()> {
         asset,
         amount,
         available,
-        ..
     } = credited;
     if json {
         println!(

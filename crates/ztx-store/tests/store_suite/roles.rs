@@ -107,6 +107,9 @@ fn a_role_that_no_grant_binds_is_refused_as_the_service_role() {
     assert!(refusal("postgres").contains("superuser"));
     raw(&owner, &format!("ALTER ROLE {role} BYPASSRLS")).unwrap();
     assert!(refusal(&role).contains("bypasses row security"));
+    // A member of the owner's role may act as the owner.
+    raw(&owner, &format!("ALTER ROLE {role} NOBYPASSRLS; CREATE ROLE owner_of_{role}; ALTER TABLE audit_entries OWNER TO owner_of_{role}; GRANT owner_of_{role} TO {role}")).unwrap();
+    assert!(refusal(&role).contains("owns the tables"));
     assert!(refusal("nobody_here").contains("does not exist"));
     assert!(refusal("x; DROP TABLE meta").contains("not a role name"));
     assert!(refusal("").contains("not a role name"));
