@@ -257,6 +257,14 @@ fn ask_server(
     serde_json::from_str(&answer).map_err(|e| anyhow!("the server's answer is not JSON: {e}"))
 }
 
+/// A text field of the server's answer.
+fn text_of(answer: &serde_json::Value, name: &str) -> Option<String> {
+    answer
+        .get(name)
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+}
+
 fn create_customer(site: &Site, email: &str, json: bool) -> Result<()> {
     let (id, email) = match route(site)? {
         Route::Local(_lock) => locally(site, async |engine, pool, _, who| {
@@ -274,11 +282,7 @@ fn create_customer(site: &Site, email: &str, json: bool) -> Result<()> {
                 .get("customer_id")
                 .and_then(serde_json::Value::as_u64)
                 .ok_or_else(|| anyhow!("the server's answer has no customer_id"))?;
-            let email = answer
-                .get("email")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or(email)
-                .to_owned();
+            let email = text_of(&answer, "email").unwrap_or_else(|| email.to_owned());
             (id, email)
         }
     };
@@ -343,12 +347,7 @@ fn create_api_key(
                     "ed25519_public_key_pem": request.ed25519_public_key_pem,
                 }),
             )?;
-            let text = |name: &str| {
-                answer
-                    .get(name)
-                    .and_then(serde_json::Value::as_str)
-                    .map(str::to_owned)
-            };
+            let text = |name: &str| text_of(&answer, name);
             Printed {
                 api_key: text("api_key")
                     .ok_or_else(|| anyhow!("the server's answer has no api_key"))?,
@@ -393,11 +392,7 @@ fn faucet(site: &Site, request: DepositRequest, json: bool) -> Result<()> {
                 }),
             )?;
             let text = |name: &str| {
-                answer
-                    .get(name)
-                    .and_then(serde_json::Value::as_str)
-                    .map(str::to_owned)
-                    .ok_or_else(|| anyhow!("the server's answer has no {name}"))
+                text_of(&answer, name).ok_or_else(|| anyhow!("the server's answer has no {name}"))
             };
             Credited {
                 customer: request.customer,
