@@ -709,3 +709,59 @@ on_both_backends!(
     a_rewritten_log_is_not_resumed,
     audited_requests_need_an_audit_log,
 );
+
+/// The nice values of this process's threads with the given name (Linux reports each
+/// thread's own in field 19 of `/proc/self/task/<tid>/stat`).
+#[cfg(target_os = "linux")]
+fn nice_of_threads(name: &str) -> Vec<i32> {
+    let mut nice = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue; // the thread ended meanwhile
+        };
+        if comm.trim_end() != name {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+            continue;
+        };
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after_comm.split_whitespace().collect();
+        nice.push(fields[16].parse().unwrap());
+    }
+    nice
+}
+
+/// The upkeep thread works beside the request path: under load it must not take the
+/// engine's or the writer's CPU, so it runs at a lower priority than they do.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_upkeep_thread_yields_to_the_request_path() {
+    let db = Db::sqlite();
+    let (_engine, handle) = start(&db);
+    runtime()
+        .block_on(handle.execute(deposit(1, "USDT", 1, 1)))
+        .unwrap();
+    // Other tests' engines run in this process too: every thread of each name counts.
+    let writers = nice_of_threads("ztx-writer");
+    // The nice the tests run at (0 unless started under `nice`).
+    let base = *writers.iter().max().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let upkeep = nice_of_threads("ztx-upkeep");
+        if !upkeep.is_empty()
+            && upkeep
+                .iter()
+                .all(|&n| n == ztx_engine::BACKGROUND_NICE.max(base))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "upkeep threads at nice {upkeep:?}, writers at {writers:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(nice_of_threads("ztx-engine").iter().all(|&n| n == base));
+}

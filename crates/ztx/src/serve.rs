@@ -158,6 +158,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
             let thread = std::thread::Builder::new()
                 .name("ztx-monitor".into())
                 .spawn(move || {
+                    // It follows the log after the fact: requests come first.
+                    ztx_engine::yield_to_requests("security monitor");
                     match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                         Ok(runtime) => runtime.block_on(monitor.run(async {
                             let _ = monitor_stopped.await;

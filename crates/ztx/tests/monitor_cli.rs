@@ -302,3 +302,61 @@ fn a_second_server_on_the_same_data_directory_is_refused() {
         "another ztx serve is running on the data directory",
     );
 }
+
+/// The nice value of each of a process's threads, by thread name (Linux reports each
+/// thread's own in field 19 of `/proc/<pid>/task/<tid>/stat`).
+#[cfg(target_os = "linux")]
+fn thread_nice(pid: u32) -> Vec<(String, i32)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("stat")),
+        ) else {
+            continue; // the thread ended meanwhile
+        };
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        let nice = after_comm
+            .split_whitespace()
+            .nth(16)
+            .unwrap()
+            .parse()
+            .unwrap();
+        threads.push((comm.trim_end().to_owned(), nice));
+    }
+    threads
+}
+
+/// The monitor follows the log after the fact; under load the threads that answer
+/// requests come first. Its thread and the store's upkeep run at a lower priority than
+/// the engine, the writer and the HTTP threads.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_security_monitor_yields_to_the_request_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _addr) = serve(dir.path(), &[]);
+    let mine = thread_nice(std::process::id())[0].1;
+    let background = 10.max(mine);
+    let mut threads = Vec::new();
+    eventually("the background threads to lower their priority", || {
+        threads = thread_nice(server.0.id());
+        ["ztx-monitor", "ztx-upkeep"].iter().all(|name| {
+            threads
+                .iter()
+                .any(|(n, nice)| n == name && *nice == background)
+        })
+    });
+    for name in ["ztx-engine", "ztx-writer", "tokio-rt-worker"] {
+        let of_name: Vec<i32> = threads
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, nice)| *nice)
+            .collect();
+        assert!(!of_name.is_empty(), "no thread {name} in {threads:?}");
+        assert!(
+            of_name.iter().all(|&n| n == mine),
+            "{name} at {of_name:?}, not {mine}"
+        );
+    }
+}
