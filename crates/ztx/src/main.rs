@@ -6,6 +6,7 @@ mod audit;
 mod config;
 mod database;
 mod fetch;
+mod pki;
 mod serve;
 mod site;
 
@@ -32,6 +33,9 @@ enum Top {
     Audit(audit::AuditArgs),
     /// PostgreSQL: the schema, and the role the server runs as.
     Database(database::DatabaseArgs),
+    /// The platform's certificate authority: workload and operator certificates,
+    /// revocation.
+    Pki(pki::PkiArgs),
 }
 
 /// Where the data lives: the data directory (embedded store, master key, configuration)
@@ -53,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Top::Admin(args) => admin::run(args),
         Top::Audit(args) => audit::run(args),
         Top::Database(args) => database::run(args),
+        Top::Pki(args) => pki::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

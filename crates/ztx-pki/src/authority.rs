@@ -1,0 +1,498 @@
+//! The certificate authority on disk.
+//!
+//! ```text
+//! <dir>/root.pem           the root certificate: the trust bundle every verifier loads
+//! <dir>/root.key           its key; needed only to sign a new intermediate — keep it offline
+//! <dir>/intermediate.pem   the issuing CA, signed by the root
+//! <dir>/intermediate.key   its key
+//! <dir>/crl.pem            the revocation list, signed by the intermediate
+//! ```
+//!
+//! Keys are written owner-only (0600) and zeroized in memory when dropped.
+
+use std::fs;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    PKCS_ECDSA_P256_SHA256, RevokedCertParams, SanType, SerialNumber,
+};
+use zeroize::Zeroizing;
+
+use crate::verify::CertInfo;
+use crate::{PkiError, SpiffeId, instant};
+
+const ROOT_CERT: &str = "root.pem";
+const ROOT_KEY: &str = "root.key";
+const INTERMEDIATE_CERT: &str = "intermediate.pem";
+const INTERMEDIATE_KEY: &str = "intermediate.key";
+const CRL: &str = "crl.pem";
+
+const HOUR_MS: u64 = 3_600_000;
+const DAY_MS: u64 = 24 * HOUR_MS;
+/// Certificates start this long before they are issued, so that a peer whose clock is a
+/// little behind does not refuse a fresh one.
+const BACKDATE_MS: u64 = 60_000;
+
+/// How long what the authority signs is valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    pub root_ms: u64,
+    pub intermediate_ms: u64,
+    /// A revocation list's `nextUpdate`: it is re-signed (with a higher number) before.
+    pub crl_ms: u64,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Lifetimes {
+            root_ms: 10 * 365 * DAY_MS,
+            intermediate_ms: 365 * DAY_MS,
+            crl_ms: 7 * DAY_MS,
+        }
+    }
+}
+
+/// Whom a certificate is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// A service: `spiffe://<td>/<service>`, usable as a TLS client and server; `dns` and
+    /// `ips` are the names clients reach it by (checked by their verify-full).
+    Workload {
+        service: String,
+        dns: Vec<String>,
+        ips: Vec<IpAddr>,
+    },
+    /// A person: `spiffe://<td>/operator/<name>`, a TLS client only.
+    Operator { name: String },
+}
+
+/// A certificate to issue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub subject: Subject,
+    /// Hours, normally: certificates are short-lived and rotated at half-life.
+    pub lifetime_ms: u64,
+}
+
+/// A freshly issued certificate and its key.
+pub struct Issued {
+    pub id: SpiffeId,
+    /// The serial number in hex, as `ztx pki revoke` takes it.
+    pub serial: String,
+    /// The certificate followed by the intermediate's: what a TLS peer presents.
+    pub chain_pem: String,
+    pub key_pem: Zeroizing<String>,
+    pub not_before_ms: u64,
+    pub not_after_ms: u64,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("id", &self.id)
+            .field("serial", &self.serial)
+            .field("not_after_ms", &self.not_after_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Issued {
+    /// Writes `<dir>/<name>.pem` (the chain) and `<dir>/<name>.key` (owner-only).
+    pub fn write(&self, dir: &Path, name: &str) -> Result<(PathBuf, PathBuf), PkiError> {
+        let cert = dir.join(format!("{name}.pem"));
+        let key = dir.join(format!("{name}.key"));
+        write_file(&key, self.key_pem.as_bytes(), true)?;
+        write_file(&cert, self.chain_pem.as_bytes(), false)?;
+        Ok((cert, key))
+    }
+}
+
+/// The issuing side of the platform's CA.
+pub struct Authority {
+    dir: PathBuf,
+    trust_domain: String,
+    issuer: Issuer<'static, KeyPair>,
+    intermediate_pem: String,
+    lifetimes: Lifetimes,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority")
+            .field("dir", &self.dir)
+            .field("trust_domain", &self.trust_domain)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
+    move |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes a file whole (through a temporary file and a rename), owner-only when `secret`.
+pub(crate) fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<(), PkiError> {
+    let tmp = path.with_extension("tmp");
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(if secret { 0o600 } else { 0o644 });
+    }
+    #[cfg(not(unix))]
+    let _ = secret;
+    let mut file = options.open(&tmp).map_err(io_error(&tmp))?;
+    file.write_all(bytes).map_err(io_error(&tmp))?;
+    file.sync_all().map_err(io_error(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_error(path))
+}
+
+pub(crate) fn read_file(path: &Path) -> Result<Zeroizing<String>, PkiError> {
+    fs::read_to_string(path)
+        .map(Zeroizing::new)
+        .map_err(io_error(path))
+}
+
+fn read_key(path: &Path) -> Result<KeyPair, PkiError> {
+    let pem = read_file(path)?;
+    KeyPair::from_pem(&pem).map_err(|e| PkiError::Malformed {
+        path: path.to_path_buf(),
+        problem: format!("not a PEM private key: {e}"),
+    })
+}
+
+/// A random positive serial number of 127 bits (RFC 5280: at most 20 bytes, positive;
+/// CA/Browser Forum: at least 64 random bits).
+fn serial() -> Result<SerialNumber, PkiError> {
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes[0] = (bytes[0] & 0x7f) | 0x40;
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+fn ca_params(
+    name: &str,
+    trust_domain: &str,
+    path_len: u8,
+    now_ms: u64,
+    lifetime_ms: u64,
+) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, trust_domain);
+    dn.push(DnType::CommonName, name);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.subject_alt_names = vec![SanType::URI(
+        format!("spiffe://{trust_domain}")
+            .try_into()
+            .map_err(|e: rcgen::Error| PkiError::Sign(e.to_string()))?,
+    )];
+    params.not_before = instant(now_ms.saturating_sub(BACKDATE_MS));
+    params.not_after = instant(now_ms.saturating_add(lifetime_ms));
+    params.serial_number = Some(serial()?);
+    params.use_authority_key_identifier_extension = true;
+    params.key_identifier_method = KeyIdMethod::Sha256;
+    Ok(params)
+}
+
+impl Authority {
+    /// Creates a root and an intermediate for `trust_domain` in `dir`, and an empty
+    /// revocation list. Refuses to overwrite an existing authority.
+    pub fn init(
+        dir: &Path,
+        trust_domain: &str,
+        lifetimes: Lifetimes,
+        now_ms: u64,
+    ) -> Result<Authority, PkiError> {
+        SpiffeId::check_trust_domain(trust_domain)?;
+        if dir.join(INTERMEDIATE_CERT).exists() || dir.join(ROOT_CERT).exists() {
+            return Err(PkiError::AlreadyInitialized(dir.to_path_buf()));
+        }
+        fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let root_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let root_params = ca_params(
+            &format!("{trust_domain} root CA"),
+            trust_domain,
+            1,
+            now_ms,
+            lifetimes.root_ms,
+        )?;
+        let root = root_params.self_signed(&root_key)?;
+        write_file(
+            &dir.join(ROOT_KEY),
+            root_key.serialize_pem().as_bytes(),
+            true,
+        )?;
+        write_file(&dir.join(ROOT_CERT), root.pem().as_bytes(), false)?;
+        let root_issuer = Issuer::new(root_params, root_key);
+        Authority::sign_intermediate(dir, trust_domain, &root_issuer, lifetimes, now_ms)?;
+        let authority = Authority::open(dir, lifetimes)?;
+        authority.write_crl(&[], 1, now_ms)?;
+        Ok(authority)
+    }
+
+    fn sign_intermediate(
+        dir: &Path,
+        trust_domain: &str,
+        root: &Issuer<'_, KeyPair>,
+        lifetimes: Lifetimes,
+        now_ms: u64,
+    ) -> Result<(), PkiError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let params = ca_params(
+            &format!("{trust_domain} issuing CA"),
+            trust_domain,
+            0,
+            now_ms,
+            lifetimes.intermediate_ms,
+        )?;
+        let cert = params.signed_by(&key, root)?;
+        write_file(
+            &dir.join(INTERMEDIATE_KEY),
+            key.serialize_pem().as_bytes(),
+            true,
+        )?;
+        write_file(&dir.join(INTERMEDIATE_CERT), cert.pem().as_bytes(), false)
+    }
+
+    /// Opens the authority in `dir` to issue and revoke (the root's key is not read).
+    pub fn open(dir: &Path, lifetimes: Lifetimes) -> Result<Authority, PkiError> {
+        let cert_path = dir.join(INTERMEDIATE_CERT);
+        if !cert_path.exists() {
+            return Err(PkiError::NotInitialized(dir.to_path_buf()));
+        }
+        let intermediate_pem = read_file(&cert_path)?.to_string();
+        let info = CertInfo::from_pem_file(&cert_path, &intermediate_pem)?;
+        let trust_domain = info
+            .trust_domain
+            .clone()
+            .ok_or_else(|| PkiError::Malformed {
+                path: cert_path.clone(),
+                problem: "the CA certificate names no spiffe://<trust-domain> URI".into(),
+            })?;
+        let key = read_key(&dir.join(INTERMEDIATE_KEY))?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&intermediate_pem, key).map_err(|e| PkiError::Malformed {
+                path: cert_path.clone(),
+                problem: format!("not a usable CA certificate: {e}"),
+            })?;
+        Ok(Authority {
+            dir: dir.to_path_buf(),
+            trust_domain,
+            issuer,
+            intermediate_pem,
+            lifetimes,
+        })
+    }
+
+    /// Signs a new intermediate with the root's key (which must be present for this),
+    /// e.g. before the old one expires. Certificates the old one issued stay valid
+    /// until they expire: they chain to the same root.
+    pub fn renew_intermediate(&mut self, now_ms: u64) -> Result<(), PkiError> {
+        let key_path = self.dir.join(ROOT_KEY);
+        if !key_path.exists() {
+            return Err(PkiError::RootOffline(key_path));
+        }
+        let root_key = read_key(&key_path)?;
+        let root_pem = read_file(&self.dir.join(ROOT_CERT))?;
+        let root =
+            Issuer::from_ca_cert_pem(&root_pem, root_key).map_err(|e| PkiError::Malformed {
+                path: self.dir.join(ROOT_CERT),
+                problem: format!("not a usable CA certificate: {e}"),
+            })?;
+        Authority::sign_intermediate(&self.dir, &self.trust_domain, &root, self.lifetimes, now_ms)?;
+        let (revoked, number) = self.revoked()?;
+        *self = Authority::open(&self.dir, self.lifetimes)?;
+        // The list must be signed by the key that now issues.
+        self.write_crl(&revoked, number.saturating_add(1), now_ms)
+    }
+
+    pub fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    pub fn root_path(&self) -> PathBuf {
+        self.dir.join(ROOT_CERT)
+    }
+
+    pub fn crl_path(&self) -> PathBuf {
+        self.dir.join(CRL)
+    }
+
+    pub fn issue(&self, request: &Request, now_ms: u64) -> Result<Issued, PkiError> {
+        if request.lifetime_ms == 0 {
+            return Err(PkiError::Invalid(
+                "a certificate's lifetime must be positive".into(),
+            ));
+        }
+        let mut params = CertificateParams::default();
+        let (id, sans) = match &request.subject {
+            Subject::Workload { service, dns, ips } => {
+                if service.starts_with("operator/") || service == "operator" {
+                    return Err(PkiError::Invalid(format!(
+                        "{service:?}: the operator/ path is for people (issue an operator certificate)"
+                    )));
+                }
+                let id = SpiffeId::new(&self.trust_domain, service)?;
+                let mut sans = Vec::new();
+                for name in dns {
+                    sans.push(SanType::DnsName(name.as_str().try_into().map_err(
+                        |e: rcgen::Error| PkiError::Invalid(format!("DNS name {name:?}: {e}")),
+                    )?));
+                }
+                sans.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+                params.extended_key_usages = vec![
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                ];
+                (id, sans)
+            }
+            Subject::Operator { name } => {
+                let id = SpiffeId::new(&self.trust_domain, &format!("operator/{name}"))?;
+                if name.contains('/') {
+                    return Err(PkiError::Invalid(format!(
+                        "operator name {name:?} must be one path segment"
+                    )));
+                }
+                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+                (id, Vec::new())
+            }
+        };
+        let uri = id
+            .to_string()
+            .try_into()
+            .map_err(|e: rcgen::Error| PkiError::Sign(e.to_string()))?;
+        params.subject_alt_names = std::iter::once(SanType::URI(uri)).chain(sans).collect();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, self.trust_domain.as_str());
+        dn.push(DnType::CommonName, id.path());
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let not_before_ms = now_ms.saturating_sub(BACKDATE_MS);
+        let not_after_ms = now_ms.saturating_add(request.lifetime_ms);
+        params.not_before = instant(not_before_ms);
+        params.not_after = instant(not_after_ms);
+        let serial = serial()?;
+        let serial_hex = hex(&serial.to_bytes());
+        params.serial_number = Some(serial);
+        params.use_authority_key_identifier_extension = true;
+        params.key_identifier_method = KeyIdMethod::Sha256;
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Issued {
+            id,
+            serial: serial_hex,
+            chain_pem: format!("{}{}", cert.pem(), self.intermediate_pem),
+            key_pem: Zeroizing::new(key.serialize_pem()),
+            not_before_ms,
+            not_after_ms,
+        })
+    }
+
+    /// The revoked serials (hex) with their revocation times, and the list's number.
+    pub fn revoked(&self) -> Result<(Vec<(String, u64)>, u64), PkiError> {
+        let path = self.crl_path();
+        let pem = read_file(&path)?;
+        let crl = crate::verify::Crl::parse(&path, pem.as_bytes())?;
+        Ok((crl.revoked, crl.number))
+    }
+
+    /// Adds a serial (hex, colons allowed) to the revocation list and signs it anew.
+    /// Returns false when it was already revoked (the list is left as it was).
+    pub fn revoke(&self, serial: &str, now_ms: u64) -> Result<bool, PkiError> {
+        let serial = normalize_serial(serial)?;
+        let (mut revoked, number) = self.revoked()?;
+        if revoked.iter().any(|(s, _)| *s == serial) {
+            return Ok(false);
+        }
+        revoked.push((serial, now_ms));
+        self.write_crl(&revoked, number.saturating_add(1), now_ms)?;
+        Ok(true)
+    }
+
+    /// Signs the current list again with a fresh `nextUpdate` (and a higher number).
+    pub fn refresh_crl(&self, now_ms: u64) -> Result<(), PkiError> {
+        let (revoked, number) = self.revoked()?;
+        self.write_crl(&revoked, number.saturating_add(1), now_ms)
+    }
+
+    fn write_crl(
+        &self,
+        revoked: &[(String, u64)],
+        number: u64,
+        now_ms: u64,
+    ) -> Result<(), PkiError> {
+        let mut certs = Vec::with_capacity(revoked.len());
+        for (serial, at_ms) in revoked {
+            certs.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&unhex(serial)?),
+                revocation_time: instant(*at_ms),
+                reason_code: None,
+                invalidity_date: None,
+            });
+        }
+        let params = CertificateRevocationListParams {
+            this_update: instant(now_ms),
+            next_update: instant(now_ms.saturating_add(self.lifetimes.crl_ms)),
+            crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
+            issuing_distribution_point: None,
+            revoked_certs: certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer)?;
+        write_file(&self.crl_path(), crl.pem()?.as_bytes(), false)
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let trimmed = match bytes.iter().position(|b| *b != 0) {
+        Some(first) => bytes.get(first..).unwrap_or_default(),
+        None => &[0],
+    };
+    trimmed.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn normalize_serial(text: &str) -> Result<String, PkiError> {
+    let digits: String = text.chars().filter(|c| *c != ':').collect();
+    Ok(hex(&unhex(&digits)?))
+}
+
+fn unhex(text: &str) -> Result<Vec<u8>, PkiError> {
+    let bad = || PkiError::Invalid(format!("{text:?} is not a serial number in hex"));
+    if text.is_empty() || text.len() > 40 || !text.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let padded = if text.len() % 2 == 1 {
+        format!("0{text}")
+    } else {
+        text.to_owned()
+    };
+    (0..padded.len())
+        .step_by(2)
+        .map(|i| {
+            padded
+                .get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or_else(bad)
+        })
+        .collect()
+}
