@@ -1,10 +1,11 @@
 //! The operator's interface, on its own listener (loopback by default): the security
 //! events, read with a cursor, and the commands that create customers and API keys and
-//! credit development deposits ([`crate::operate`]). An operator proves who they are with the admin
-//! token the server keeps in its data directory (compared in constant time, held only
-//! as its SHA-256); the zero-trust issue replaces the token with operator certificates
-//! over mTLS. Every request, allowed or refused, is an audit entry before it is
-//! answered.
+//! credit development deposits ([`crate::operate`]). `ztx serve` serves it over mutual TLS
+//! only ([`crate::admin_tls`]): the operator is who their certificate names
+//! (`spiffe://<td>/operator/<name>`), and a connection without one never reaches a
+//! handler. Without TLS (in-process callers, tests) the admin token the server keeps in
+//! its data directory still admits (compared in constant time, held only as its SHA-256).
+//! Every request, allowed or refused, is an audit entry before it is answered.
 
 use std::net::SocketAddr;
 
@@ -25,8 +26,28 @@ use crate::state::AppState;
 
 /// The most events one page holds.
 pub const MAX_PAGE: u32 = 1_000;
-/// Who admin entries name as acting, until operators have certificates.
+/// Who admin entries name as acting when the admin token, not a certificate, admitted.
 pub const TOKEN_OPERATOR: &str = "admin-token";
+
+/// The other end of an admin connection: its address and, over mTLS, the SPIFFE id of
+/// the operator its certificate names.
+#[derive(Clone, Debug)]
+pub struct AdminPeer {
+    pub addr: SocketAddr,
+    pub operator: Option<String>,
+}
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for AdminPeer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        AdminPeer {
+            addr: *stream.remote_addr(),
+            operator: None,
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 struct Admin {
@@ -73,11 +94,17 @@ fn authorized(headers: &HeaderMap, digest: &[u8; 32]) -> bool {
 /// The operator, if the request carries the admin token; otherwise the refusal, logged.
 async fn operator(
     admin: &Admin,
-    peer: SocketAddr,
+    peer: &AdminPeer,
     headers: &HeaderMap,
     action: &str,
 ) -> Result<Operator, Response> {
-    let ip = peer.ip().to_canonical();
+    let ip = peer.addr.ip().to_canonical();
+    if let Some(name) = &peer.operator {
+        return Ok(Operator {
+            name: name.clone(),
+            ip: Some(ip),
+        });
+    }
     if authorized(headers, &admin.token_sha256) {
         return Ok(Operator {
             name: TOKEN_OPERATOR.into(),
@@ -108,15 +135,41 @@ async fn operator(
     }
     Err(error(
         StatusCode::UNAUTHORIZED,
-        "a valid admin token is required (Authorization: Bearer <token>)",
+        "an operator certificate (or, without TLS, the admin token: Authorization: Bearer <token>) is required",
     ))
+}
+
+/// Logs a connection to the admin listener whose TLS handshake was refused (no client
+/// certificate, another CA's, revoked, expired, not an operator's, or not TLS at all).
+pub async fn record_refused_handshake(app: &AppState, addr: SocketAddr, why: String) {
+    if !app.is_audited() {
+        return;
+    }
+    let entry = Entry {
+        prev: Hash::ZERO,
+        time_ms: app.now_ms(),
+        kind: Kind::Admin,
+        request_id: 0,
+        customer: None,
+        api_key: None,
+        operator: None,
+        client_ip: Some(addr.ip().to_canonical()),
+        action: ocsf::ADMIN_HANDSHAKE.to_owned(),
+        params: vec![("error".to_owned(), why)],
+        outcome: Outcome::Denied,
+        denial: Some(Denial::UnknownKey),
+        code: None,
+    };
+    if let Err(e) = app.engine.record(entry).await {
+        tracing::error!(error = %e, "cannot log a refused admin connection");
+    }
 }
 
 /// The operator and the command's JSON body; or the refusal, logged (the token's, or the
 /// body's).
 async fn admitted<T>(
     admin: &Admin,
-    peer: SocketAddr,
+    peer: &AdminPeer,
     headers: &HeaderMap,
     action: &str,
     body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
@@ -153,11 +206,11 @@ struct NewCustomer {
 /// `POST /ztx/admin/v1/customers` `{"email": …}`: the new customer's number.
 async fn create_customer(
     State(admin): State<Admin>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<AdminPeer>,
     headers: HeaderMap,
     body: Result<Json<NewCustomer>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let (who, body) = match admitted(&admin, peer, &headers, "admin customer create", body).await {
+    let (who, body) = match admitted(&admin, &peer, &headers, "admin customer create", body).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal,
     };
@@ -183,11 +236,11 @@ struct NewKey {
 /// "ed25519_public_key_pem": …}`: the key and, for HMAC keys, its secret (shown once).
 async fn create_api_key(
     State(admin): State<Admin>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<AdminPeer>,
     headers: HeaderMap,
     body: Result<Json<NewKey>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let (who, body) = match admitted(&admin, peer, &headers, "admin api-key create", body).await {
+    let (who, body) = match admitted(&admin, &peer, &headers, "admin api-key create", body).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal,
     };
@@ -228,11 +281,11 @@ struct NewDeposit {
 /// DEVELOPMENT ONLY, a credit of test funds (403 on a production exchange).
 async fn deposit(
     State(admin): State<Admin>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<AdminPeer>,
     headers: HeaderMap,
     body: Result<Json<NewDeposit>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let (who, body) = match admitted(&admin, peer, &headers, "admin faucet deposit", body).await {
+    let (who, body) = match admitted(&admin, &peer, &headers, "admin faucet deposit", body).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal,
     };
@@ -271,12 +324,12 @@ fn error(status: StatusCode, msg: &str) -> Response {
 /// (default 0; at most [`MAX_PAGE`], default 100), with the cursor to ask for next.
 async fn events(
     State(admin): State<Admin>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<AdminPeer>,
     headers: HeaderMap,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     const ACTION: &str = "GET /ztx/admin/v1/events";
-    let who = match operator(&admin, peer, &headers, ACTION).await {
+    let who = match operator(&admin, &peer, &headers, ACTION).await {
         Ok(who) => who,
         Err(refusal) => return refusal,
     };

@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod admin_tls;
 pub mod audit;
 pub mod auth;
 pub mod error;

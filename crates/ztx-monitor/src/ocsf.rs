@@ -82,6 +82,9 @@ impl Class {
 }
 
 /// The class and activity (id, name) of an entry.
+/// The action of the entry logged for a refused admin TLS handshake.
+pub const ADMIN_HANDSHAKE: &str = "admin TLS handshake";
+
 pub fn classify(entry: &Entry) -> (Class, u32, &'static str) {
     match entry.kind {
         Kind::Request => {
@@ -112,6 +115,8 @@ pub fn classify(entry: &Entry) -> (Class, u32, &'static str) {
             }
         }
         Kind::Admin if reads_data(&entry.action) => (Class::DatastoreActivity, 1, "Read"),
+        // An operator's connection whose certificate was refused: a failed logon.
+        Kind::Admin if entry.action == ADMIN_HANDSHAKE => (Class::Authentication, 1, "Logon"),
         Kind::Admin | Kind::KeyChange => {
             let (id, name) = account_activity(&entry.action);
             (Class::AccountChange, id, name)
@@ -759,6 +764,15 @@ mod tests {
         assert_eq!(update["class_uid"], 2004);
         assert_eq!(update["activity_id"], 2);
         assert_eq!(update["finding_info"]["uid"], "bad_signatures_per_key-41");
+    }
+
+    #[test]
+    fn a_refused_operator_certificate_is_a_failed_logon() {
+        let mut entry = request(ADMIN_HANDSHAKE, Outcome::Denied, Some(Denial::UnknownKey));
+        entry.kind = Kind::Admin;
+        let e = serde_json::to_value(Event::new(1, &entry, &product())).unwrap();
+        assert_eq!(e["class_uid"], 3002, "{e}");
+        assert_eq!(e["status"], "Failure", "{e}");
     }
 
     #[test]

@@ -25,6 +25,13 @@ use crate::site::{Site, now_ms};
 pub struct AdminArgs {
     #[command(flatten)]
     location: Location,
+    /// Talk to the running server as this operator (a certificate from `ztx pki issue
+    /// --operator`) instead of the data directory's bootstrap operator.
+    #[arg(long, global = true, requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    /// The key of `--cert`.
+    #[arg(long, global = true, requires = "cert")]
+    key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -99,7 +106,8 @@ enum ApiKeyCommand {
 }
 
 pub fn run(args: AdminArgs) -> Result<()> {
-    let site = Site::open(&args.location, false)?;
+    let mut site = Site::open(&args.location, false)?;
+    site.operator = args.cert.zip(args.key);
     match args.command {
         AdminCommand::Customer {
             command: CustomerCommand::Create { email, json },
@@ -140,15 +148,12 @@ pub fn run(args: AdminArgs) -> Result<()> {
 /// stderr, to resume from.
 fn events(site: &Site, mut cursor: u64, limit: u32, follow: bool) -> Result<()> {
     use std::io::Write as _;
-    let addr = site.admin_address()?;
-    let token = site.admin_token()?;
-    let bearer = zeroize::Zeroizing::new(format!("Bearer {}", token.as_str()));
     // A page of 1,000 events is about a megabyte.
-    let client = crate::fetch::Client::new(&format!("http://{addr}"))?.with_max_body(16 << 20);
+    let client = admin_client(site)?.with_max_body(16 << 20);
     let mut out = std::io::stdout().lock();
     loop {
         let path = format!("/ztx/admin/v1/events?cursor={cursor}&limit={limit}");
-        let body = client.get_with(&path, &[("authorization", bearer.as_str())])?;
+        let body = client.get(&path)?;
         let page: serde_json::Value = serde_json::from_str(&body)
             .map_err(|e| anyhow!("the server's answer is not JSON: {e}"))?;
         let events = page
@@ -176,8 +181,8 @@ fn events(site: &Site, mut cursor: u64, limit: u32, follow: bool) -> Result<()> 
 
 /// Where an operator command runs.
 enum Route {
-    /// The running server, through its admin API (the bearer header).
-    Server(crate::fetch::Client, Zeroizing<String>),
+    /// The running server, through its admin API (mTLS, as the operator).
+    Server(crate::fetch::Client),
     /// No server runs: an engine of our own logs the command, while this process holds
     /// the data directory's lock so that no server starts meanwhile.
     Local(std::fs::File),
@@ -187,13 +192,19 @@ fn route(site: &Site) -> Result<Route> {
     if let Some(lock) = site.try_lock()? {
         return Ok(Route::Local(lock));
     }
+    Ok(Route::Server(admin_client(site)?))
+}
+
+/// A client of the running server's admin API: mutual TLS, presenting the data
+/// directory's bootstrap operator certificate.
+fn admin_client(site: &Site) -> Result<crate::fetch::Client> {
     let addr = site.admin_address()?;
-    let token = site.admin_token()?;
-    let client = crate::fetch::Client::new(&format!("http://{addr}"))?;
-    Ok(Route::Server(
-        client,
-        Zeroizing::new(format!("Bearer {}", token.as_str())),
-    ))
+    let operator = site
+        .operator
+        .as_ref()
+        .map(|(c, k)| (c.as_path(), k.as_path()));
+    let config = crate::tls::admin_client(site, operator)?;
+    crate::fetch::Client::mtls(addr, config)
 }
 
 /// Runs `command` beside an engine of our own, which appends its entries to the audit
@@ -249,11 +260,10 @@ fn local_operator() -> String {
 /// POSTs a command to the running server; its JSON answer.
 fn ask_server(
     client: &crate::fetch::Client,
-    bearer: &str,
     path: &str,
     body: &serde_json::Value,
 ) -> Result<serde_json::Value> {
-    let answer = client.post_json(path, &[("authorization", bearer)], &body.to_string())?;
+    let answer = client.post_json(path, &[], &body.to_string())?;
     serde_json::from_str(&answer).map_err(|e| anyhow!("the server's answer is not JSON: {e}"))
 }
 
@@ -271,10 +281,9 @@ fn create_customer(site: &Site, email: &str, json: bool) -> Result<()> {
             operate::create_customer(Some(engine), pool, who, email, now_ms()).await
         })
         .map(|(id, email)| (id.0, email))?,
-        Route::Server(client, bearer) => {
+        Route::Server(client) => {
             let answer = ask_server(
                 &client,
-                &bearer,
                 "/ztx/admin/v1/customers",
                 &json!({ "email": email }),
             )?;
@@ -335,10 +344,9 @@ fn create_api_key(
                 permissions: key.permissions,
             }
         }
-        Route::Server(client, bearer) => {
+        Route::Server(client) => {
             let answer = ask_server(
                 &client,
-                &bearer,
                 "/ztx/admin/v1/api-keys",
                 &json!({
                     "customer": request.customer,
@@ -380,10 +388,9 @@ fn faucet(site: &Site, request: DepositRequest, json: bool) -> Result<()> {
         Route::Local(_lock) => locally(site, async |engine, pool, _, who| {
             operate::deposit(engine, true, pool, who, request, now_ms()).await
         })?,
-        Route::Server(client, bearer) => {
+        Route::Server(client) => {
             let answer = ask_server(
                 &client,
-                &bearer,
                 "/ztx/admin/v1/deposits",
                 &json!({
                     "customer": request.customer,

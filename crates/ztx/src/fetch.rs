@@ -1,6 +1,8 @@
-//! A small HTTP/1.1 client for the log's public endpoints: plain `http://`, one GET per
-//! connection, bounded in time and in size, its answers treated as untrusted text.
+//! A small HTTP/1.1 client: for the log's public endpoints plain `http://`, for the admin
+//! API mutual TLS ([`Client::mtls`]); one request per connection, bounded in time and in
+//! size, its answers treated as untrusted text.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -27,6 +29,8 @@ pub struct Client {
     prefix: String,
     /// The longest answer read.
     max_body: usize,
+    /// Mutual TLS, for the admin API.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Client {
@@ -66,7 +70,21 @@ impl Client {
             port: authority.port_u16().unwrap_or(80),
             prefix: uri.path().trim_end_matches('/').to_owned(),
             max_body: MAX_BODY,
+            tls: None,
         })
+    }
+
+    /// A client for the admin API at `addr`, over mutual TLS with `config` (which checks
+    /// the server's certificate for the address dialled and its SPIFFE id).
+    pub fn mtls(addr: std::net::SocketAddr, config: Arc<rustls::ClientConfig>) -> Result<Client> {
+        let mut client = Client::new(&format!("http://{addr}"))?;
+        client.tls = Some(config);
+        Ok(client)
+    }
+
+    fn url(&self, target: &str) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}{}{target}", self.authority, self.prefix)
     }
 
     /// Reads answers up to `bytes` long (pages of events are larger than proofs).
@@ -82,7 +100,7 @@ impl Client {
 
     /// `GET target` with extra headers (an operator's `authorization`).
     pub fn get_with(&self, target: &str, headers: &[(&str, &str)]) -> Result<String> {
-        let url = format!("http://{}{}{target}", self.authority, self.prefix);
+        let url = self.url(target);
         let asked = self.runtime.block_on(async {
             tokio::time::timeout(TIMEOUT, self.ask(Method::GET, target, headers, None))
                 .await
@@ -93,7 +111,7 @@ impl Client {
 
     /// POSTs `json` to `target` with extra headers; the answer's body, if a success.
     pub fn post_json(&self, target: &str, headers: &[(&str, &str)], json: &str) -> Result<String> {
-        let url = format!("http://{}{}{target}", self.authority, self.prefix);
+        let url = self.url(target);
         let asked = self.runtime.block_on(async {
             tokio::time::timeout(TIMEOUT, self.ask(Method::POST, target, headers, Some(json)))
                 .await
@@ -112,6 +130,31 @@ impl Client {
         let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
             .await
             .context("cannot connect")?;
+        match &self.tls {
+            None => self.exchange(stream, method, target, headers, json).await,
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+                    .with_context(|| format!("{:?} is not a server name", self.host))?;
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| anyhow!("TLS: {}", chain(&e)))?;
+                self.exchange(tls, method, target, headers, json).await
+            }
+        }
+    }
+
+    async fn exchange<Io>(
+        &self,
+        stream: Io,
+        method: Method,
+        target: &str,
+        headers: &[(&str, &str)],
+        json: Option<&str>,
+    ) -> Result<String>
+    where
+        Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let io = hyper_util::rt::TokioIo::new(stream);
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io).await?;

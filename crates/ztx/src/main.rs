@@ -9,6 +9,7 @@ mod fetch;
 mod pki;
 mod serve;
 mod site;
+mod tls;
 
 use std::path::PathBuf;
 

@@ -83,7 +83,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
         version: env!("CARGO_PKG_VERSION").into(),
         log_name: log_key.name().to_owned(),
     };
-    let admin_token = ztx_api::admin::token_digest(&site.admin_token()?);
+    // The admin API is served over mutual TLS only, so the token that admits requests
+    // without TLS is one nobody holds.
+    let admin_token = ztx_api::admin::token_digest(&hex::encode(rand::random::<[u8; 32]>()));
+    let admin_tls = crate::tls::AdminTls::start(&site, config.admin_listen)
+        .context("cannot set up the admin API's TLS")?;
     let audited = !args.unaudited_benchmark_only;
     // The writer hands each commit's audit rows to the monitor (a commit's worth per
     // slot; when the monitor falls this far behind it reads the store instead).
@@ -171,13 +175,27 @@ pub fn run(args: ServeArgs) -> Result<()> {
             monitor_thread = Some(thread);
         }
         let admin_app = ztx_api::admin::admin_router(state.clone(), admin_token, product)
-            .into_make_service_with_connect_info::<SocketAddr>();
+            .into_make_service_with_connect_info::<ztx_api::admin::AdminPeer>();
+        let refusals = state.clone();
+        let refused: ztx_api::admin_tls::Refused = Arc::new(move |addr, why| {
+            let app = refusals.clone();
+            tokio::spawn(async move {
+                ztx_api::admin::record_refused_handshake(&app, addr, why).await;
+            });
+        });
+        let admin_listener = ztx_api::admin_tls::TlsAdminListener::new(
+            admin_listener,
+            admin_tls.config.clone(),
+            refused,
+        )
+        .context("cannot start the admin listener")?;
+        admin_tls.spawn_upkeep();
         tokio::spawn(async move {
             if let Err(e) = axum::serve(admin_listener, admin_app).await {
                 tracing::error!(error = %e, "the admin listener failed");
             }
         });
-        tracing::info!(%admin_local, "admin API (token in the data directory)");
+        tracing::info!(%admin_local, "admin API (mutual TLS, operator certificates from pki/)");
         tracing::info!(%local, mode = config.mode.as_str(), data_dir = %site.dir.display(), "ztx is serving");
         say(&format!("ztx is serving the Binance-compatible API on http://{local}"));
         if first_start {

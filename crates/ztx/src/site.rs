@@ -17,8 +17,6 @@ use crate::config::{Config, DEFAULT_CONFIG};
 /// The environment variable that may hold the master key (hex) instead of the key file.
 pub const MASTER_KEY_ENV: &str = "ZTX_MASTER_KEY";
 
-/// The admin token's file in the data directory.
-pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// The lock a running server holds on its data directory.
 pub const LOCK_FILE: &str = "serve.lock";
 /// Where a running server writes its admin listener's address.
@@ -29,6 +27,9 @@ pub const ADMIN_ADDRESS_FILE: &str = "admin.addr";
 pub struct Site {
     pub dir: PathBuf,
     pub database_url: Option<String>,
+    /// The operator certificate and key `ztx admin` presents to the running server, when
+    /// not the data directory's bootstrap operator's.
+    pub operator: Option<(PathBuf, PathBuf)>,
 }
 
 impl Site {
@@ -58,6 +59,7 @@ impl Site {
         Ok(Site {
             dir,
             database_url: location.database_url.clone(),
+            operator: None,
         })
     }
 
@@ -125,26 +127,6 @@ impl Site {
                 write_private(&path, &sealed)
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 Ok(key)
-            }
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-        }
-    }
-
-    /// The operator's admin token: `admin.token` (owner-only), created on first use.
-    /// Whoever can read the data directory is an operator, until operator certificates
-    /// replace the token.
-    pub fn admin_token(&self) -> Result<zeroize::Zeroizing<String>> {
-        use rand::RngCore;
-        let path = self.dir.join(ADMIN_TOKEN_FILE);
-        match fs::read_to_string(&path) {
-            Ok(text) => Ok(zeroize::Zeroizing::new(text.trim().to_owned())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut raw = zeroize::Zeroizing::new([0u8; 32]);
-                rand::rngs::OsRng.fill_bytes(&mut *raw);
-                let token = zeroize::Zeroizing::new(hex::encode(*raw));
-                write_private(&path, token.as_bytes())
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                Ok(token)
             }
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }

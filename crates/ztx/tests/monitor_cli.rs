@@ -221,9 +221,9 @@ fn an_account_added_by_an_operator_is_never_missing_from_the_log() {
     let creations = customer_creations(d);
     assert_eq!(creations.len(), 2, "{creations:?}");
     // Run on the data directory, the command names the system user; through the server,
-    // the admin token.
+    // the operator its mTLS certificate names.
     assert!(creations[0].0.ends_with("@data-dir"), "{creations:?}");
-    assert_eq!(creations[1].0, "admin-token");
+    assert_eq!(creations[1].0, "spiffe://ztx.local/operator/bootstrap");
     assert!(creations.iter().all(|(_, status)| status == "Success"));
     let keys: Vec<Value> = events(d, &[])
         .into_iter()
@@ -275,7 +275,7 @@ fn money_credited_by_the_faucet_is_never_missing_from_the_log() {
     assert_eq!(deposits.len(), 2, "{deposits:?}");
     let by = |e: &Value| e["actor"]["user"]["name"].as_str().unwrap().to_owned();
     assert!(by(&deposits[0]).ends_with("@data-dir"), "{deposits:?}");
-    assert_eq!(by(&deposits[1]), "admin-token");
+    assert_eq!(by(&deposits[1]), "spiffe://ztx.local/operator/bootstrap");
     let amounts: Vec<_> = deposits
         .iter()
         .map(|e| e["unmapped"]["params"]["amount"].clone())

@@ -431,10 +431,10 @@ async fn admin_call(
     let mut request = builder.body(body).unwrap();
     request
         .extensions_mut()
-        .insert(ConnectInfo(std::net::SocketAddr::new(
-            common::CLIENT_IP,
-            40_000,
-        )));
+        .insert(ConnectInfo(ztx_api::admin::AdminPeer {
+            addr: std::net::SocketAddr::new(common::CLIENT_IP, 40_000),
+            operator: None,
+        }));
     let response = router.oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
