@@ -29,12 +29,23 @@ pub const MAX_PAGE: u32 = 1_000;
 /// Who admin entries name as acting when the admin token, not a certificate, admitted.
 pub const TOKEN_OPERATOR: &str = "admin-token";
 
-/// The other end of an admin connection: its address and, over mTLS, the SPIFFE id of
-/// the operator its certificate names.
+/// The other end of an admin connection: its address and, over mTLS, the operator
+/// certificate it presented.
 #[derive(Clone, Debug)]
 pub struct AdminPeer {
     pub addr: SocketAddr,
-    pub operator: Option<String>,
+    pub operator: Option<OperatorCert>,
+}
+
+/// What an admin connection's handshake admitted. Checked again at every request, so a
+/// connection kept open does not outlive its certificate's revocation or expiry.
+#[derive(Clone, Debug)]
+pub struct OperatorCert {
+    /// The SPIFFE id, `spiffe://<td>/operator/<name>`.
+    pub id: String,
+    pub serial: String,
+    pub not_after_ms: u64,
+    pub revocations: crate::admin_tls::Revocations,
 }
 
 impl
@@ -99,18 +110,29 @@ async fn operator(
     action: &str,
 ) -> Result<Operator, Response> {
     let ip = peer.addr.ip().to_canonical();
-    if let Some(name) = &peer.operator {
-        return Ok(Operator {
-            name: name.clone(),
-            ip: Some(ip),
-        });
-    }
-    if authorized(headers, &admin.token_sha256) {
-        return Ok(Operator {
-            name: TOKEN_OPERATOR.into(),
-            ip: Some(ip),
-        });
-    }
+    let refusal = match &peer.operator {
+        Some(cert) if cert.revocations.contains(&cert.serial) => {
+            "the operator certificate has been revoked"
+        }
+        Some(cert) if admin.app.now_ms() > cert.not_after_ms => {
+            "the operator certificate has expired: connect again with a current one"
+        }
+        Some(cert) => {
+            return Ok(Operator {
+                name: cert.id.clone(),
+                ip: Some(ip),
+            });
+        }
+        None if authorized(headers, &admin.token_sha256) => {
+            return Ok(Operator {
+                name: TOKEN_OPERATOR.into(),
+                ip: Some(ip),
+            });
+        }
+        None => {
+            "an operator certificate (or, without TLS, the admin token: Authorization: Bearer <token>) is required"
+        }
+    };
     let entry = Entry {
         prev: Hash::ZERO,
         time_ms: admin.app.now_ms(),
@@ -118,10 +140,10 @@ async fn operator(
         request_id: 0,
         customer: None,
         api_key: None,
-        operator: None,
+        operator: peer.operator.as_ref().map(|cert| cert.id.clone()),
         client_ip: Some(ip),
         action: action.to_owned(),
-        params: Vec::new(),
+        params: vec![("error".to_owned(), refusal.to_owned())],
         outcome: Outcome::Denied,
         denial: Some(Denial::UnknownKey),
         code: None,
@@ -133,10 +155,7 @@ async fn operator(
             "the audit log is unavailable",
         ));
     }
-    Err(error(
-        StatusCode::UNAUTHORIZED,
-        "an operator certificate (or, without TLS, the admin token: Authorization: Bearer <token>) is required",
-    ))
+    Err(error(StatusCode::UNAUTHORIZED, refusal))
 }
 
 /// Logs a connection to the admin listener whose TLS handshake was refused (no client

@@ -4,23 +4,45 @@
 //! in the audit log) and never reaches the router. What the router sees of an admitted
 //! connection is an [`AdminPeer`] naming the operator's SPIFFE id.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use ztx_pki::verify::CertInfo;
 
-use crate::admin::AdminPeer;
+use crate::admin::{AdminPeer, OperatorCert};
 
 /// How long a client has to finish its handshake.
 const HANDSHAKE: Duration = Duration::from_secs(10);
 /// Admitted connections waiting for the router.
 const BACKLOG: usize = 64;
+/// Handshakes in progress at once; connections past it are closed unanswered (and not
+/// logged: a flood must not become a flood of audit entries).
+const HANDSHAKES: usize = 256;
+
+/// The serials of revoked operator certificates, shared with every admitted connection:
+/// each request checks its certificate against the list current at that moment.
+#[derive(Clone, Debug, Default)]
+pub struct Revocations(Arc<RwLock<HashSet<String>>>);
+
+impl Revocations {
+    pub fn replace(&self, serials: impl IntoIterator<Item = String>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = serials.into_iter().collect();
+    }
+
+    pub fn contains(&self, serial: &str) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(serial)
+    }
+}
 
 /// Called with the address and the reason of every refused handshake.
 pub type Refused = Arc<dyn Fn(SocketAddr, String) + Send + Sync>;
@@ -37,11 +59,13 @@ impl TlsAdminListener {
     pub fn new(
         tcp: TcpListener,
         config: Arc<rustls::ServerConfig>,
+        revocations: Revocations,
         refused: Refused,
     ) -> std::io::Result<TlsAdminListener> {
         let local = tcp.local_addr()?;
         let (tx, admitted) = mpsc::channel(BACKLOG);
         let acceptor = TlsAcceptor::from(config);
+        let handshakes = Arc::new(Semaphore::new(HANDSHAKES));
         tokio::spawn(async move {
             while !tx.is_closed() {
                 let (stream, addr) = match tcp.accept().await {
@@ -53,13 +77,20 @@ impl TlsAdminListener {
                         continue;
                     }
                 };
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    drop(stream);
+                    continue;
+                };
                 let (acceptor, tx, refused) = (acceptor.clone(), tx.clone(), refused.clone());
+                let revocations = revocations.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
+                    let handshake = tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await;
+                    drop(permit);
+                    match handshake {
                         Ok(Ok(tls)) => {
                             let peer = AdminPeer {
                                 addr,
-                                operator: operator_of(&tls),
+                                operator: operator_of(&tls, revocations),
                             };
                             let _ = tx.send((tls, peer)).await;
                         }
@@ -87,13 +118,18 @@ fn describe(e: &std::io::Error) -> String {
     }
 }
 
-/// The operator's SPIFFE id; the verifier admitted only `…/operator/*` certificates.
-fn operator_of(tls: &TlsStream<TcpStream>) -> Option<String> {
+/// The operator's certificate; the verifier admitted only `…/operator/*` ones.
+fn operator_of(tls: &TlsStream<TcpStream>, revocations: Revocations) -> Option<OperatorCert> {
     let leaf = tls.get_ref().1.peer_certificates()?.first()?;
-    let id = CertInfo::from_der(Path::new("client certificate"), leaf)
-        .ok()?
-        .spiffe?;
-    id.operator().is_some().then(|| id.to_string())
+    let info = CertInfo::from_der(Path::new("client certificate"), leaf).ok()?;
+    let id = info.spiffe?;
+    id.operator()?;
+    Some(OperatorCert {
+        id: id.to_string(),
+        serial: info.serial,
+        not_after_ms: info.not_after_ms,
+        revocations,
+    })
 }
 
 impl axum::serve::Listener for TlsAdminListener {

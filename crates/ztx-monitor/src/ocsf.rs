@@ -81,10 +81,10 @@ impl Class {
     }
 }
 
-/// The class and activity (id, name) of an entry.
 /// The action of the entry logged for a refused admin TLS handshake.
 pub const ADMIN_HANDSHAKE: &str = "admin TLS handshake";
 
+/// The class and activity (id, name) of an entry.
 pub fn classify(entry: &Entry) -> (Class, u32, &'static str) {
     match entry.kind {
         Kind::Request => {

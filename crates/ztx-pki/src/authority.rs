@@ -100,9 +100,24 @@ impl std::fmt::Debug for Issued {
     }
 }
 
+/// Names `Issued::write` refuses: the authority's own files, should `dir` be its
+/// directory.
+const RESERVED: [&str; 3] = ["root", "intermediate", "crl"];
+
 impl Issued {
-    /// Writes `<dir>/<name>.pem` (the chain) and `<dir>/<name>.key` (owner-only).
+    /// Writes `<dir>/<name>.pem` (the chain) and `<dir>/<name>.key` (owner-only). `name`
+    /// is one plain file name (letters, digits, `.`, `-`, `_`; not the authority's own).
     pub fn write(&self, dir: &Path, name: &str) -> Result<(PathBuf, PathBuf), PkiError> {
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b));
+        if !plain || RESERVED.contains(&name) {
+            return Err(PkiError::Invalid(format!(
+                "{name:?} cannot name a certificate's files: use letters, digits, '.', '-' and '_', and none of {RESERVED:?}"
+            )));
+        }
         let cert = dir.join(format!("{name}.pem"));
         let key = dir.join(format!("{name}.key"));
         write_file(&key, self.key_pem.as_bytes(), true)?;
@@ -117,6 +132,8 @@ pub struct Authority {
     trust_domain: String,
     issuer: Issuer<'static, KeyPair>,
     intermediate_pem: String,
+    /// Nothing it issues outlives it.
+    intermediate_not_after_ms: u64,
     lifetimes: Lifetimes,
 }
 
@@ -136,11 +153,16 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
     }
 }
 
-/// Writes a file whole (through a temporary file and a rename), owner-only when `secret`.
+/// Writes a file whole, owner-only when `secret`: into a new temporary file of a random
+/// name beside it (created afresh, so no file planted or left there is reused, and its
+/// mode set before a byte is written), synced, then renamed over `path`.
 pub(crate) fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<(), PkiError> {
-    let tmp = path.with_extension("tmp");
+    use rand::RngCore as _;
+    let mut nonce = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let tmp = path.with_extension(format!("tmp-{}", hex(&nonce)));
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;
@@ -149,9 +171,14 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<(), 
     #[cfg(not(unix))]
     let _ = secret;
     let mut file = options.open(&tmp).map_err(io_error(&tmp))?;
-    file.write_all(bytes).map_err(io_error(&tmp))?;
-    file.sync_all().map_err(io_error(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_error(path))
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.map_err(io_error(path))
 }
 
 pub(crate) fn read_file(path: &Path) -> Result<Zeroizing<String>, PkiError> {
@@ -284,7 +311,18 @@ impl Authority {
                 path: cert_path.clone(),
                 problem: "the CA certificate names no spiffe://<trust-domain> URI".into(),
             })?;
-        let key = read_key(&dir.join(INTERMEDIATE_KEY))?;
+        let key_path = dir.join(INTERMEDIATE_KEY);
+        let key = read_key(&key_path)?;
+        // A crash between writing a new key and its certificate must not leave an
+        // authority that signs what nobody can verify.
+        if key.public_key_raw()
+            != crate::verify::public_key_of(&cert_path, &intermediate_pem)?.as_slice()
+        {
+            return Err(PkiError::Malformed {
+                path: key_path,
+                problem: format!("not the key of {}", cert_path.display()),
+            });
+        }
         let issuer =
             Issuer::from_ca_cert_pem(&intermediate_pem, key).map_err(|e| PkiError::Malformed {
                 path: cert_path.clone(),
@@ -295,13 +333,17 @@ impl Authority {
             trust_domain,
             issuer,
             intermediate_pem,
+            intermediate_not_after_ms: info.not_after_ms,
             lifetimes,
         })
     }
 
     /// Signs a new intermediate with the root's key (which must be present for this),
-    /// e.g. before the old one expires. Certificates the old one issued stay valid
-    /// until they expire: they chain to the same root.
+    /// e.g. before the old one expires. The revocation list is signed anew by the new
+    /// intermediate, and verifiers take a list from the issuer of the certificate they
+    /// check: so certificates the old intermediate issued are refused from then on and
+    /// must be issued again (`ztx serve` re-issues its own at its next upkeep). They are
+    /// hours long; carrying the old intermediate's list along is not done yet.
     pub fn renew_intermediate(&mut self, now_ms: u64) -> Result<(), PkiError> {
         let key_path = self.dir.join(ROOT_KEY);
         if !key_path.exists() {
@@ -384,7 +426,15 @@ impl Authority {
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let not_before_ms = now_ms.saturating_sub(BACKDATE_MS);
-        let not_after_ms = now_ms.saturating_add(request.lifetime_ms);
+        let not_after_ms = now_ms
+            .saturating_add(request.lifetime_ms)
+            .min(self.intermediate_not_after_ms);
+        if not_after_ms <= now_ms {
+            return Err(PkiError::Invalid(format!(
+                "the issuing intermediate expired at {}: run `ztx pki renew-intermediate`",
+                crate::rfc3339(self.intermediate_not_after_ms)
+            )));
+        }
         params.not_before = instant(not_before_ms);
         params.not_after = instant(not_after_ms);
         let serial = serial()?;

@@ -72,11 +72,15 @@ impl From<rcgen::Error> for PkiError {
     }
 }
 
-/// Milliseconds since the Unix epoch as a `time` instant (saturating far in the future).
+/// The last instant X.509 can write (9999-12-31T23:59:59Z, RFC 5280's "no expiry").
+const LAST_SECOND: i64 = 253_402_300_799;
+
+/// Milliseconds since the Unix epoch as a `time` instant, saturating at the end of 9999.
 pub(crate) fn instant(ms: u64) -> time::OffsetDateTime {
-    let nanos = i128::from(ms).saturating_mul(1_000_000);
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    let seconds = i64::try_from(ms / 1000)
+        .unwrap_or(i64::MAX)
+        .min(LAST_SECOND);
+    time::OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
 /// An instant (ms since the Unix epoch) in RFC 3339, for messages.

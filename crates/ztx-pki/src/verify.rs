@@ -145,6 +145,18 @@ impl CertInfo {
     }
 }
 
+/// The public key (the bits of its SubjectPublicKeyInfo: for ECDSA, the point) of the
+/// first certificate of `pem`.
+pub(crate) fn public_key_of(path: &Path, pem: &str) -> Result<Vec<u8>, PkiError> {
+    let chain = certificates(path, pem.as_bytes())?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| malformed(path, "no certificate"))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| malformed(path, format!("not an X.509 certificate: {e}")))?;
+    Ok(cert.public_key().subject_public_key.data.to_vec())
+}
+
 /// The certificates of a PEM file, in order; anything else in it is an error.
 pub fn certificates(path: &Path, bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, PkiError> {
     pem_blocks(path, bytes)?

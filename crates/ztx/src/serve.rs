@@ -186,6 +186,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let admin_listener = ztx_api::admin_tls::TlsAdminListener::new(
             admin_listener,
             admin_tls.config.clone(),
+            admin_tls.revocations.clone(),
             refused,
         )
         .context("cannot start the admin listener")?;

@@ -45,11 +45,16 @@ fn bootstrap_paths(dir: &Path) -> (PathBuf, PathBuf) {
 #[derive(Debug)]
 pub struct AdminTls {
     pub config: Arc<rustls::ServerConfig>,
+    /// Revoked serials, for the requests of connections opened before a revocation.
+    pub revocations: ztx_api::admin_tls::Revocations,
     dir: PathBuf,
     identity: Arc<RotatingIdentity>,
     verifier: Arc<SpiffeClientVerifier>,
     request: Request,
-    crl_number: u64,
+    /// The list last taken, to notice a new one (whatever its number).
+    crl_der: Vec<u8>,
+    /// The intermediate that issued the certificates in use.
+    intermediate: String,
 }
 
 impl AdminTls {
@@ -93,13 +98,19 @@ impl AdminTls {
         let crl = Crl::load(&authority.crl_path())?;
         let verifier = SpiffeClientVerifier::new(bundle, allow, &crl)?;
         let config = Arc::new(server_config(verifier.clone(), identity.clone())?);
+        let intermediate = std::fs::read_to_string(dir.join("intermediate.pem"))
+            .context("cannot read the intermediate certificate")?;
+        let revocations = ztx_api::admin_tls::Revocations::default();
+        revocations.replace(crl.revoked.iter().map(|(serial, _)| serial.clone()));
         Ok(AdminTls {
             config,
+            revocations,
             dir,
             identity,
             verifier,
             request,
-            crl_number: crl.number,
+            crl_der: crl.der.to_vec(),
+            intermediate,
         })
     }
 
@@ -115,21 +126,47 @@ impl AdminTls {
         });
     }
 
+    /// The revocation list and the renewals are independent: a damaged list must not
+    /// stop the certificates from being renewed, nor the reverse.
     fn upkeep(&mut self, now: u64) -> Result<()> {
+        let crl = self.take_crl();
+        let renewed = self.renew(now);
+        crl.and(renewed)
+    }
+
+    fn take_crl(&mut self) -> Result<()> {
         let crl = Crl::load(&self.dir.join("crl.pem"))?;
-        if crl.number != self.crl_number {
+        if crl.der.as_ref() != self.crl_der.as_slice() {
             self.verifier.reload_crl(&crl)?;
-            self.crl_number = crl.number;
+            self.revocations
+                .replace(crl.revoked.iter().map(|(serial, _)| serial.clone()));
+            self.crl_der = crl.der.to_vec();
             tracing::info!(number = crl.number, "took a new revocation list");
         }
-        let due = self.identity.renewal_due(now);
-        let bootstrap_due = bootstrap_due(&self.dir, now);
-        if due || bootstrap_due {
+        Ok(())
+    }
+
+    /// At half-life, and at once after `ztx pki renew-intermediate` (whose revocation
+    /// list no longer covers what the old intermediate issued).
+    fn renew(&mut self, now: u64) -> Result<()> {
+        let path = self.dir.join("intermediate.pem");
+        let intermediate = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let new_ca = intermediate != self.intermediate;
+        let due = new_ca || self.identity.renewal_due(now);
+        let bootstrap = new_ca || bootstrap_due(&self.dir, now);
+        if due || bootstrap {
             let authority = Authority::open(&self.dir, Lifetimes::default())?;
-            if self.identity.renew_if_due(&authority, &self.request, now)? {
-                tracing::info!(serial = %self.identity.info().serial, "renewed the admin certificate");
+            if due {
+                let issued = authority.issue(&self.request, now)?;
+                self.identity
+                    .install(&issued.chain_pem, &issued.key_pem, Path::new("renewed"))?;
+                tracing::info!(serial = %issued.serial, "renewed the admin certificate");
             }
-            ensure_bootstrap(&authority, &self.dir, now)?;
+            if bootstrap {
+                issue_bootstrap(&authority, &self.dir, now)?;
+            }
+            self.intermediate = intermediate;
         }
         Ok(())
     }
@@ -152,9 +189,13 @@ fn bootstrap_due(dir: &Path, now: u64) -> bool {
 /// Issues the bootstrap operator's certificate when it is missing or half-way through
 /// its life.
 fn ensure_bootstrap(authority: &Authority, dir: &Path, now: u64) -> Result<()> {
-    if !bootstrap_due(dir, now) {
-        return Ok(());
+    if bootstrap_due(dir, now) {
+        issue_bootstrap(authority, dir, now)?;
     }
+    Ok(())
+}
+
+fn issue_bootstrap(authority: &Authority, dir: &Path, now: u64) -> Result<()> {
     let request = Request {
         subject: Subject::Operator {
             name: BOOTSTRAP_OPERATOR.into(),

@@ -12,18 +12,10 @@
 mod common;
 
 use std::io::{Read as _, Write as _};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
-
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn events(d: &str) -> Vec<Value> {
     let out = succeeds(&["admin", "--data-dir", d, "events", "--limit", "1000"]);
@@ -218,4 +210,164 @@ fn the_server_creates_its_authority_and_a_bootstrap_operator_on_first_start() {
         "{shown}"
     );
     assert!(!dir.path().join("admin.token").exists());
+}
+
+/// Sends one keep-alive request on `conn` and reads its answer (status, body).
+async fn request_on(
+    conn: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    email: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let body = format!("{{\"email\":\"{email}\"}}");
+    let request = format!(
+        "POST /ztx/admin/v1/customers HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            if body.len() >= length {
+                let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+                return (status, body.to_owned());
+            }
+        }
+    }
+}
+
+/// A connection opened before its certificate was revoked does not keep the operator in:
+/// every request checks the certificate against the current list.
+#[test]
+fn a_connection_kept_open_does_not_outlive_its_revoked_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (_server, _) = serve(dir.path(), &[]);
+    let certs = dir.path().join("certs");
+    succeeds(&[
+        "pki",
+        "--data-dir",
+        d,
+        "issue",
+        "--operator",
+        "alice",
+        "--out-dir",
+        certs.to_str().unwrap(),
+    ]);
+    let alice = certs.join("operator-alice.pem");
+    let admin: std::net::SocketAddr = std::fs::read_to_string(dir.path().join("admin.addr"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let now = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let pki = dir.path().join("pki");
+    let bundle = ztx_pki::verify::TrustBundle::load(&pki.join("root.pem"), now).unwrap();
+    let allow = ztx_pki::Allow::new("ztx.local", &["spiffe://ztx.local/admin"]).unwrap();
+    let verifier = ztx_pki::verify::SpiffeServerVerifier::new(bundle, allow).unwrap();
+    let identity = std::sync::Arc::new(
+        ztx_pki::RotatingIdentity::from_pem(
+            &std::fs::read_to_string(&alice).unwrap(),
+            &std::fs::read_to_string(alice.with_extension("key")).unwrap(),
+            &alice,
+        )
+        .unwrap(),
+    );
+    let config = ztx_pki::verify::client_config(verifier, identity).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
+        let name = rustls::pki_types::ServerName::IpAddress(admin.ip().into());
+        let mut conn = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let (status, body) = request_on(&mut conn, "first@example.com").await;
+        assert_eq!(status, 200, "{body}");
+        succeeds(&[
+            "pki",
+            "--data-dir",
+            d,
+            "revoke",
+            "--cert",
+            alice.to_str().unwrap(),
+        ]);
+        // Once the server has taken the list (new connections are refused), the open one
+        // is refused too.
+        let mut attempt = 0;
+        eventually("the server to take the new list", || {
+            attempt += 1;
+            !create_customer_as(d, &alice, &format!("n{attempt}@example.org"))
+                .status
+                .success()
+        });
+        let (status, body) = request_on(&mut conn, "second@example.com").await;
+        assert_eq!(status, 401, "{body}");
+        assert!(body.contains("revoked"), "{body}");
+    });
+    eventually("the refused request in the log", || {
+        messages_starting(d, "admin customer create")
+            .iter()
+            .any(|e| {
+                e["status"] == "Failure"
+                    && e["actor"]["user"]["name"] == "spiffe://ztx.local/operator/alice"
+            })
+    });
+}
+
+/// After `ztx pki renew-intermediate` the server issues its own certificate and the
+/// bootstrap operator's again from the new intermediate, so `ztx admin` keeps working.
+#[test]
+fn the_server_follows_a_renewed_intermediate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (_server, _) = serve(dir.path(), &[]);
+    succeeds(&[
+        "admin",
+        "--data-dir",
+        d,
+        "customer",
+        "create",
+        "--email",
+        "a@example.com",
+    ]);
+    let before = std::fs::read_to_string(dir.path().join("pki/operator-bootstrap.pem")).unwrap();
+    succeeds(&["pki", "--data-dir", d, "renew-intermediate"]);
+    eventually("the server to issue the bootstrap operator again", || {
+        std::fs::read_to_string(dir.path().join("pki/operator-bootstrap.pem")).unwrap() != before
+    });
+    // Its own certificate was issued again in the same round, before the operator's.
+    succeeds(&[
+        "admin",
+        "--data-dir",
+        d,
+        "customer",
+        "create",
+        "--email",
+        "b@example.com",
+    ]);
 }

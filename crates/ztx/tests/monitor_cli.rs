@@ -11,19 +11,8 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
 use serde_json::Value;
-
-/// Polls `f` for up to 20 s.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn events(d: &str, extra: &[&str]) -> Vec<Value> {
     let mut args = vec!["admin", "--data-dir", d, "events", "--limit", "1000"];
