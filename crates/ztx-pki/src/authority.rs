@@ -30,6 +30,9 @@ const ROOT_KEY: &str = "root.key";
 const INTERMEDIATE_CERT: &str = "intermediate.pem";
 const INTERMEDIATE_KEY: &str = "intermediate.key";
 const CRL: &str = "crl.pem";
+/// Held (an advisory lock) while the list or the intermediate is rewritten, so that two
+/// operators revoking at once do not lose one of the revocations.
+const LOCK: &str = ".lock";
 
 const HOUR_MS: u64 = 3_600_000;
 const DAY_MS: u64 = 24 * HOUR_MS;
@@ -249,7 +252,38 @@ impl Authority {
         if dir.join(INTERMEDIATE_CERT).exists() || dir.join(ROOT_CERT).exists() {
             return Err(PkiError::AlreadyInitialized(dir.to_path_buf()));
         }
-        fs::create_dir_all(dir).map_err(io_error(dir))?;
+        // Everything is made in a directory of its own and renamed into place whole, so
+        // a crash leaves either no authority or a complete one.
+        use rand::RngCore as _;
+        let mut nonce = [0u8; 8];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let staging = dir.with_extension(format!("init-{}", hex(&nonce)));
+        fs::create_dir_all(&staging).map_err(io_error(&staging))?;
+        let made = Authority::make(&staging, trust_domain, lifetimes, now_ms);
+        let placed = made.and_then(|()| match fs::remove_dir(dir) {
+            // An empty directory (made for it, or left by a crashed attempt) gives way.
+            Ok(()) => fs::rename(&staging, dir).map_err(io_error(dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::rename(&staging, dir).map_err(io_error(dir))
+            }
+            Err(e) => Err(PkiError::Io {
+                path: dir.to_path_buf(),
+                source: e,
+            }),
+        });
+        if placed.is_err() {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        placed?;
+        Authority::open(dir, lifetimes)
+    }
+
+    fn make(
+        dir: &Path,
+        trust_domain: &str,
+        lifetimes: Lifetimes,
+        now_ms: u64,
+    ) -> Result<(), PkiError> {
         let root_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let root_params = ca_params(
             &format!("{trust_domain} root CA"),
@@ -268,8 +302,7 @@ impl Authority {
         let root_issuer = Issuer::new(root_params, root_key);
         Authority::sign_intermediate(dir, trust_domain, &root_issuer, lifetimes, now_ms)?;
         let authority = Authority::open(dir, lifetimes)?;
-        authority.write_crl(&[], 1, now_ms)?;
-        Ok(authority)
+        authority.write_crl(&[], 1, now_ms)
     }
 
     fn sign_intermediate(
@@ -356,15 +389,41 @@ impl Authority {
                 path: self.dir.join(ROOT_CERT),
                 problem: format!("not a usable CA certificate: {e}"),
             })?;
-        Authority::sign_intermediate(&self.dir, &self.trust_domain, &root, self.lifetimes, now_ms)?;
-        let (revoked, number) = self.revoked()?;
-        *self = Authority::open(&self.dir, self.lifetimes)?;
-        // The list must be signed by the key that now issues.
-        self.write_crl(&revoked, number.saturating_add(1), now_ms)
+        let renewed = self.locked(|| {
+            let (revoked, number) = self.revoked()?;
+            Authority::sign_intermediate(
+                &self.dir,
+                &self.trust_domain,
+                &root,
+                self.lifetimes,
+                now_ms,
+            )?;
+            let renewed = Authority::open(&self.dir, self.lifetimes)?;
+            // The list must be signed by the key that now issues.
+            renewed.write_crl(&revoked, number.saturating_add(1), now_ms)?;
+            Ok(renewed)
+        })?;
+        *self = renewed;
+        Ok(())
     }
 
     pub fn trust_domain(&self) -> &str {
         &self.trust_domain
+    }
+
+    /// Runs `f` holding the authority's lock (waiting for another process's).
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T, PkiError>) -> Result<T, PkiError> {
+        let path = self.dir.join(LOCK);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        file.lock().map_err(io_error(&path))?;
+        let result = f();
+        drop(file);
+        result
     }
 
     pub fn root_path(&self) -> PathBuf {
@@ -466,19 +525,23 @@ impl Authority {
     /// Returns false when it was already revoked (the list is left as it was).
     pub fn revoke(&self, serial: &str, now_ms: u64) -> Result<bool, PkiError> {
         let serial = normalize_serial(serial)?;
-        let (mut revoked, number) = self.revoked()?;
-        if revoked.iter().any(|(s, _)| *s == serial) {
-            return Ok(false);
-        }
-        revoked.push((serial, now_ms));
-        self.write_crl(&revoked, number.saturating_add(1), now_ms)?;
-        Ok(true)
+        self.locked(|| {
+            let (mut revoked, number) = self.revoked()?;
+            if revoked.iter().any(|(s, _)| *s == serial) {
+                return Ok(false);
+            }
+            revoked.push((serial, now_ms));
+            self.write_crl(&revoked, number.saturating_add(1), now_ms)?;
+            Ok(true)
+        })
     }
 
     /// Signs the current list again with a fresh `nextUpdate` (and a higher number).
     pub fn refresh_crl(&self, now_ms: u64) -> Result<(), PkiError> {
-        let (revoked, number) = self.revoked()?;
-        self.write_crl(&revoked, number.saturating_add(1), now_ms)
+        self.locked(|| {
+            let (revoked, number) = self.revoked()?;
+            self.write_crl(&revoked, number.saturating_add(1), now_ms)
+        })
     }
 
     fn write_crl(

@@ -589,3 +589,56 @@ fn workload_names_are_checked_and_the_operator_path_is_reserved() {
         .is_err()
     );
 }
+
+#[test]
+fn operators_revoking_at_once_lose_no_revocation() {
+    let ca = ca(TD);
+    let serials: Vec<String> = (0..8)
+        .map(|i| ca.operator(&format!("op{i}")).serial)
+        .collect();
+    std::thread::scope(|scope| {
+        for serial in &serials {
+            let dir = ca.dir.path();
+            scope.spawn(move || {
+                let authority = Authority::open(dir, Lifetimes::default()).unwrap();
+                assert!(authority.revoke(serial, now()).unwrap());
+            });
+        }
+    });
+    let crl = ca.crl();
+    assert_eq!(crl.revoked.len(), serials.len());
+    assert_eq!(crl.number, 1 + serials.len() as u64);
+    // A serial given with colons, upper case or leading zeros is the same serial.
+    let first = &serials[0];
+    let spaced: Vec<String> = first
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| String::from_utf8(pair.to_vec()).unwrap().to_uppercase())
+        .collect();
+    assert!(!ca.authority.revoke(&spaced.join(":"), now()).unwrap());
+    assert!(!ca.authority.revoke(&format!("00{first}"), now()).unwrap());
+}
+
+#[test]
+fn an_authority_is_created_whole_or_not_at_all() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("pki");
+    // An empty directory made beforehand gives way; a bad trust domain leaves nothing.
+    std::fs::create_dir(&dir).unwrap();
+    assert!(Authority::init(&dir, "Bad Domain", Lifetimes::default(), now()).is_err());
+    Authority::init(&dir, TD, Lifetimes::default(), now()).unwrap();
+    let names: Vec<String> = std::fs::read_dir(parent.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["pki"], "staging left behind: {names:?}");
+    for file in [
+        "root.pem",
+        "root.key",
+        "intermediate.pem",
+        "intermediate.key",
+        "crl.pem",
+    ] {
+        assert!(dir.join(file).exists(), "{file}");
+    }
+}
