@@ -30,6 +30,11 @@ const ROOT_KEY: &str = "root.key";
 const INTERMEDIATE_CERT: &str = "intermediate.pem";
 const INTERMEDIATE_KEY: &str = "intermediate.key";
 const CRL: &str = "crl.pem";
+/// The root's own (empty) list, for verifiers that check every link of the chain
+/// (OpenSSL's `X509_V_FLAG_CRL_CHECK_ALL`, which PostgreSQL sets): signed when the root's
+/// key is at hand — at `init` and `renew_intermediate` — and valid as long as the
+/// intermediate is.
+const ROOT_CRL: &str = "root-crl.pem";
 /// Held (an advisory lock) while the list or the intermediate is rewritten, so that two
 /// operators revoking at once do not lose one of the revocations.
 const LOCK: &str = ".lock";
@@ -301,6 +306,7 @@ impl Authority {
         write_file(&dir.join(ROOT_CERT), root.pem().as_bytes(), false)?;
         let root_issuer = Issuer::new(root_params, root_key);
         Authority::sign_intermediate(dir, trust_domain, &root_issuer, lifetimes, now_ms)?;
+        sign_root_crl(dir, &root_issuer, lifetimes.intermediate_ms, now_ms)?;
         let authority = Authority::open(dir, lifetimes)?;
         authority.write_crl(&[], 1, now_ms)
     }
@@ -398,6 +404,7 @@ impl Authority {
                 self.lifetimes,
                 now_ms,
             )?;
+            sign_root_crl(&self.dir, &root, self.lifetimes.intermediate_ms, now_ms)?;
             let renewed = Authority::open(&self.dir, self.lifetimes)?;
             // The list must be signed by the key that now issues.
             renewed.write_crl(&revoked, number.saturating_add(1), now_ms)?;
@@ -432,6 +439,14 @@ impl Authority {
 
     pub fn crl_path(&self) -> PathBuf {
         self.dir.join(CRL)
+    }
+
+    /// Both revocation lists, the intermediate's and the root's, in one PEM file's text:
+    /// what an OpenSSL-based server (PostgreSQL's `ssl_crl_file`) needs.
+    pub fn crl_bundle(&self) -> Result<String, PkiError> {
+        let mut bundle = read_file(&self.crl_path())?.to_string();
+        bundle.push_str(&read_file(&self.dir.join(ROOT_CRL))?);
+        Ok(bundle)
     }
 
     pub fn issue(&self, request: &Request, now_ms: u64) -> Result<Issued, PkiError> {
@@ -570,6 +585,26 @@ impl Authority {
         let crl = params.signed_by(&self.issuer)?;
         write_file(&self.crl_path(), crl.pem()?.as_bytes(), false)
     }
+}
+
+/// Signs the root's list of revoked intermediates (none: a compromised intermediate is
+/// replaced with its root).
+fn sign_root_crl(
+    dir: &Path,
+    root: &Issuer<'_, KeyPair>,
+    lifetime_ms: u64,
+    now_ms: u64,
+) -> Result<(), PkiError> {
+    let params = CertificateRevocationListParams {
+        this_update: instant(now_ms),
+        next_update: instant(now_ms.saturating_add(lifetime_ms)),
+        crl_number: SerialNumber::from_slice(&now_ms.to_be_bytes()),
+        issuing_distribution_point: None,
+        revoked_certs: Vec::new(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(root)?;
+    write_file(&dir.join(ROOT_CRL), crl.pem()?.as_bytes(), false)
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -48,6 +48,10 @@ pub enum StoreError {
         column: &'static str,
         detail: String,
     },
+    /// The operator's fault: the database URL's TLS settings, or the files they name,
+    /// cannot be used (the message names the parameter or file and the problem).
+    #[error("database TLS: {0}")]
+    Tls(String),
     /// The operator's fault: the database refused a setting the store depends on.
     #[error("database setting refused: {0}")]
     Setting(String),

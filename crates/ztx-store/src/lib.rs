@@ -11,6 +11,7 @@ mod codec;
 mod error;
 mod model;
 mod pg;
+mod pg_tls;
 mod read;
 mod schema;
 mod security;

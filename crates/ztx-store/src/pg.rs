@@ -12,10 +12,14 @@ use crate::error::{Result, StoreError};
 use crate::schema;
 use crate::sql::{Backend, Cell, Conn, Dialect, Param, Row};
 
-/// Opens a client connection. The one place that chooses the transport: plain TCP or a
-/// Unix socket for now; mutual TLS replaces `NoTls` here.
+/// Opens a client connection. The one place that chooses the transport: mutual TLS
+/// when the URL says `sslmode=verify-full` (see [`crate::pg_tls`]), otherwise plain (a
+/// Unix socket, or loopback in tests).
 pub fn connect(url: &str) -> Result<Client> {
-    Ok(Client::connect(url, NoTls)?)
+    match crate::pg_tls::split(url)? {
+        (url, None) => Ok(Client::connect(&url, NoTls)?),
+        (url, Some(files)) => Ok(Client::connect(&url, crate::pg_tls::connector(&files)?)?),
+    }
 }
 
 /// A store in a PostgreSQL database.

@@ -37,6 +37,18 @@ pub struct PgCluster {
     port: u16,
     as_postgres_user: bool,
     databases: AtomicU32,
+    /// Over TCP only `hostssl … cert`; the harness administers it over its Unix socket.
+    tls: bool,
+}
+
+/// What a cluster that speaks TLS only needs: its certificate and key, the CA its
+/// clients' certificates must chain to, and the revocation lists (PEM texts).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
+    pub crl_pem: String,
 }
 
 fn command_error(what: &str, detail: impl Into<String>) -> HarnessError {
@@ -106,6 +118,17 @@ impl PgCluster {
     /// Starts a new cluster. `Ok(None)` (after a loud line on stderr) when PostgreSQL is
     /// not installed, unless `CI=true`, where that is an error.
     pub fn start() -> Result<Option<PgCluster>, HarnessError> {
+        PgCluster::start_with(None)
+    }
+
+    /// Starts a cluster that accepts, over TCP, only TLS connections authenticated by a
+    /// client certificate whose common name is the role (`hostssl all all 127.0.0.1/32
+    /// cert`), verified against `tls.ca_pem` and the revocation lists.
+    pub fn start_tls(tls: &ServerTls) -> Result<Option<PgCluster>, HarnessError> {
+        PgCluster::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&ServerTls>) -> Result<Option<PgCluster>, HarnessError> {
         let Some(bin) = find_bin_dir() else {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 return Err(HarnessError::NotFound);
@@ -124,6 +147,7 @@ impl PgCluster {
             port: 0,
             as_postgres_user: is_root(),
             databases: AtomicU32::new(0),
+            tls: tls.is_some(),
         };
         if cluster.as_postgres_user {
             // PostgreSQL refuses to run as root: the files and the server are postgres's.
@@ -141,6 +165,9 @@ impl PgCluster {
             "--locale=C",
         ]);
         run(initdb, "initdb")?;
+        if let Some(tls) = tls {
+            cluster.configure_tls(tls)?;
+        }
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
             cluster.port = free_port()?;
@@ -180,6 +207,59 @@ impl PgCluster {
 
     fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
+    }
+
+    /// Writes a file into the data directory, the server's own (mode 0600) when `secret`.
+    fn install(&self, name: &str, text: &str, secret: bool) -> Result<(), HarnessError> {
+        let path = self.data_dir().join(name);
+        std::fs::write(&path, text)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = if secret { 0o600 } else { 0o644 };
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        }
+        if self.as_postgres_user {
+            let mut chown = Command::new("chown");
+            chown.arg("postgres:").arg(&path);
+            run(chown, "chown of a TLS file to postgres")?;
+        }
+        Ok(())
+    }
+
+    fn configure_tls(&self, tls: &ServerTls) -> Result<(), HarnessError> {
+        self.install("server.pem", &tls.cert_pem, false)?;
+        self.install("server.key", &tls.key_pem, true)?;
+        self.install("root.pem", &tls.ca_pem, false)?;
+        self.install("crl.pem", &tls.crl_pem, false)?;
+        self.install(
+            "pg_hba.conf",
+            "local all postgres trust\nhostssl all all 127.0.0.1/32 cert\n",
+            false,
+        )?;
+        let conf = self.data_dir().join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf)?;
+        text.push_str(
+            "ssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\n\
+             ssl_ca_file = 'root.pem'\nssl_crl_file = 'crl.pem'\n\
+             ssl_min_protocol_version = 'TLSv1.3'\n",
+        );
+        std::fs::write(&conf, text)?;
+        Ok(())
+    }
+
+    /// Replaces the revocation lists and has the server reload them.
+    pub fn install_crl(&self, crl_pem: &str) -> Result<(), HarnessError> {
+        self.install("crl.pem", crl_pem, false)?;
+        self.admin()?.batch_execute("SELECT pg_reload_conf()")?;
+        // The postmaster re-reads its files on the signal; new connections see them.
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(())
+    }
+
+    /// Runs SQL as the cluster's superuser (over its Unix socket for a TLS cluster).
+    pub fn execute(&self, sql: &str) -> Result<(), HarnessError> {
+        Ok(self.admin()?.batch_execute(sql)?)
     }
 
     /// A command for one of the PostgreSQL tools, run as the `postgres` user when we are
@@ -265,10 +345,16 @@ impl PgCluster {
     }
 
     fn admin(&self) -> Result<postgres::Client, HarnessError> {
-        Ok(postgres::Client::connect(
-            &self.url("postgres"),
-            postgres::NoTls,
-        )?)
+        let url = if self.tls {
+            format!(
+                "host={} port={} user=postgres dbname=postgres",
+                self.dir.display(),
+                self.port
+            )
+        } else {
+            self.url("postgres")
+        };
+        Ok(postgres::Client::connect(&url, postgres::NoTls)?)
     }
 
     /// The port the server listens on (127.0.0.1).

@@ -13,6 +13,7 @@ mod common;
 mod roles;
 mod security;
 mod suite;
+mod tls;
 
 /// Instantiates every suite function for one backend; `$fixture` yields `Option<impl
 /// Fixture>` (`None` skips, e.g. PostgreSQL not installed outside CI).
