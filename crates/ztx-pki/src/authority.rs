@@ -108,6 +108,64 @@ impl std::fmt::Debug for Issued {
     }
 }
 
+/// A certificate issued for a key its owner keeps ([`Authority::sign_request`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub id: SpiffeId,
+    pub serial: String,
+    /// The certificate followed by the intermediate's.
+    pub chain_pem: String,
+    pub not_before_ms: u64,
+    pub not_after_ms: u64,
+}
+
+impl Signed {
+    /// Writes `<dir>/<name>.pem`.
+    pub fn write(&self, dir: &Path, name: &str) -> Result<PathBuf, PkiError> {
+        check_name(name)?;
+        let cert = dir.join(format!("{name}.pem"));
+        write_file(&cert, self.chain_pem.as_bytes(), false)?;
+        Ok(cert)
+    }
+}
+
+/// A new key and a signing request for it, made where the key is to stay: the request
+/// goes to whoever runs the authority, the key nowhere.
+pub fn make_request() -> Result<(String, Zeroizing<String>), PkiError> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let csr = CertificateParams::default().serialize_request(&key)?;
+    Ok((csr.pem()?, Zeroizing::new(key.serialize_pem())))
+}
+
+/// Writes a key made by [`make_request`] (owner-only) and its request.
+pub fn write_request(
+    dir: &Path,
+    name: &str,
+    csr_pem: &str,
+    key_pem: &str,
+) -> Result<(PathBuf, PathBuf), PkiError> {
+    check_name(name)?;
+    let csr = dir.join(format!("{name}.csr"));
+    let key = dir.join(format!("{name}.key"));
+    write_file(&key, key_pem.as_bytes(), true)?;
+    write_file(&csr, csr_pem.as_bytes(), false)?;
+    Ok((csr, key))
+}
+
+fn check_name(name: &str) -> Result<(), PkiError> {
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b));
+    if !plain || RESERVED.contains(&name) {
+        return Err(PkiError::Invalid(format!(
+            "{name:?} cannot name a certificate's files: use letters, digits, '.', '-' and '_', and none of {RESERVED:?}"
+        )));
+    }
+    Ok(())
+}
+
 /// Names `Issued::write` refuses: the authority's own files, should `dir` be its
 /// directory.
 const RESERVED: [&str; 3] = ["root", "intermediate", "crl"];
@@ -116,16 +174,7 @@ impl Issued {
     /// Writes `<dir>/<name>.pem` (the chain) and `<dir>/<name>.key` (owner-only). `name`
     /// is one plain file name (letters, digits, `.`, `-`, `_`; not the authority's own).
     pub fn write(&self, dir: &Path, name: &str) -> Result<(PathBuf, PathBuf), PkiError> {
-        let plain = !name.is_empty()
-            && !name.starts_with('.')
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b));
-        if !plain || RESERVED.contains(&name) {
-            return Err(PkiError::Invalid(format!(
-                "{name:?} cannot name a certificate's files: use letters, digits, '.', '-' and '_', and none of {RESERVED:?}"
-            )));
-        }
+        check_name(name)?;
         let cert = dir.join(format!("{name}.pem"));
         let key = dir.join(format!("{name}.key"));
         write_file(&key, self.key_pem.as_bytes(), true)?;
@@ -449,7 +498,46 @@ impl Authority {
         Ok(bundle)
     }
 
+    /// Issues a certificate with a key made here (handed over in [`Issued::key_pem`]).
     pub fn issue(&self, request: &Request, now_ms: u64) -> Result<Issued, PkiError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let signed = self.certify(request, &key, now_ms)?;
+        Ok(Issued {
+            id: signed.id,
+            serial: signed.serial,
+            chain_pem: signed.chain_pem,
+            key_pem: Zeroizing::new(key.serialize_pem()),
+            not_before_ms: signed.not_before_ms,
+            not_after_ms: signed.not_after_ms,
+        })
+    }
+
+    /// Issues a certificate for the key of a signing request made elsewhere (`ztx pki
+    /// request`), so that the key never leaves its owner's machine. The request proves
+    /// possession of the key (its signature is checked); what it asks for (subject,
+    /// names) is ignored: the identity is `request`'s, decided here.
+    pub fn sign_request(
+        &self,
+        request: &Request,
+        csr_pem: &str,
+        origin: &Path,
+        now_ms: u64,
+    ) -> Result<Signed, PkiError> {
+        let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
+            PkiError::Malformed {
+                path: origin.to_path_buf(),
+                problem: format!("not a usable certificate signing request: {e}"),
+            }
+        })?;
+        self.certify(request, &csr.public_key, now_ms)
+    }
+
+    fn certify(
+        &self,
+        request: &Request,
+        public_key: &impl rcgen::PublicKeyData,
+        now_ms: u64,
+    ) -> Result<Signed, PkiError> {
         if request.lifetime_ms == 0 {
             return Err(PkiError::Invalid(
                 "a certificate's lifetime must be positive".into(),
@@ -516,13 +604,11 @@ impl Authority {
         params.serial_number = Some(serial);
         params.use_authority_key_identifier_extension = true;
         params.key_identifier_method = KeyIdMethod::Sha256;
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(Issued {
+        let cert = params.signed_by(public_key, &self.issuer)?;
+        Ok(Signed {
             id,
             serial: serial_hex,
             chain_pem: format!("{}{}", cert.pem(), self.intermediate_pem),
-            key_pem: Zeroizing::new(key.serialize_pem()),
             not_before_ms,
             not_after_ms,
         })

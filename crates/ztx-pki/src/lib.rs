@@ -21,7 +21,9 @@ mod rotate;
 mod spiffe;
 pub mod verify;
 
-pub use authority::{Authority, Issued, Lifetimes, Request, Subject};
+pub use authority::{
+    Authority, Issued, Lifetimes, Request, Signed, Subject, make_request, write_request,
+};
 pub use rotate::RotatingIdentity;
 pub use spiffe::{Allow, SpiffeId, SpiffeIdError};
 

@@ -54,7 +54,21 @@ enum PkiCommand {
         /// Lifetime in hours.
         #[arg(long, default_value_t = 12)]
         hours: u64,
-        /// Where to write `<name>.pem` (the chain) and `<name>.key` (owner-only).
+        /// A signing request made with `ztx pki request` where the key is to stay: the
+        /// certificate is for its key, and no key is written here. (Its own subject and
+        /// names are ignored; the identity is `--service`'s or `--operator`'s.)
+        #[arg(long)]
+        csr: Option<PathBuf>,
+        /// Where to write `<name>.pem` (the chain) and, without `--csr`, `<name>.key`
+        /// (owner-only).
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+    /// Make a key and a certificate signing request for it, on the machine where the key
+    /// is to stay; hand `<name>.csr` to whoever runs `ztx pki issue --csr`.
+    Request {
+        #[arg(long)]
+        name: String,
         #[arg(long)]
         out_dir: PathBuf,
     },
@@ -98,6 +112,7 @@ pub fn run(args: PkiArgs) -> Result<()> {
             dns,
             ip,
             hours,
+            csr,
             out_dir,
         } => {
             if hours == 0 {
@@ -128,15 +143,37 @@ pub fn run(args: PkiArgs) -> Result<()> {
                 subject,
                 lifetime_ms: hours.saturating_mul(HOUR_MS),
             };
-            let issued = authority.issue(&request, now)?;
             std::fs::create_dir_all(&out_dir)
                 .with_context(|| format!("cannot create {}", out_dir.display()))?;
-            let (cert, key) = issued.write(&out_dir, &name)?;
-            println!("identity: {}", issued.id);
-            println!("serial: {}", issued.serial);
-            println!("not after: {}", rfc3339(issued.not_after_ms));
-            println!("certificate: {}", cert.display());
-            println!("key: {}", key.display());
+            match csr {
+                None => {
+                    let issued = authority.issue(&request, now)?;
+                    let (cert, key) = issued.write(&out_dir, &name)?;
+                    println!("identity: {}", issued.id);
+                    println!("serial: {}", issued.serial);
+                    println!("not after: {}", rfc3339(issued.not_after_ms));
+                    println!("certificate: {}", cert.display());
+                    println!("key: {}", key.display());
+                }
+                Some(path) => {
+                    let pem = std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    let signed = authority.sign_request(&request, &pem, &path, now)?;
+                    let cert = signed.write(&out_dir, &name)?;
+                    println!("identity: {}", signed.id);
+                    println!("serial: {}", signed.serial);
+                    println!("not after: {}", rfc3339(signed.not_after_ms));
+                    println!("certificate: {}", cert.display());
+                }
+            }
+        }
+        PkiCommand::Request { name, out_dir } => {
+            std::fs::create_dir_all(&out_dir)
+                .with_context(|| format!("cannot create {}", out_dir.display()))?;
+            let (csr_pem, key_pem) = ztx_pki::make_request()?;
+            let (csr, key) = ztx_pki::write_request(&out_dir, &name, &csr_pem, &key_pem)?;
+            println!("request: {}", csr.display());
+            println!("key: {} (keep it here)", key.display());
         }
         PkiCommand::Revoke { serial, cert } => {
             let authority = Authority::open(&dir, Lifetimes::default())?;

@@ -205,3 +205,71 @@ fn bad_files_and_bad_requests_are_refused_with_what_is_wrong() {
     .unwrap();
     fails_with(&ztx(&["pki", "--data-dir", d, "revoke", "0a"]), "crl.pem");
 }
+
+/// An operator's key is made on their machine and never travels: the authority signs
+/// their request, and the certificate works with the key they kept.
+#[test]
+fn a_certificate_for_a_key_that_never_left_its_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (_server, _) = serve(dir.path(), &[]);
+    let laptop = tempfile::tempdir().unwrap();
+    let l = laptop.path().to_str().unwrap();
+    succeeds(&["pki", "request", "--name", "carol", "--out-dir", l]);
+    let csr = laptop.path().join("carol.csr");
+    let issued = stdout(&succeeds(&[
+        "pki",
+        "--data-dir",
+        d,
+        "issue",
+        "--operator",
+        "carol",
+        "--csr",
+        csr.to_str().unwrap(),
+        "--out-dir",
+        l,
+    ]));
+    assert_eq!(
+        field(&issued, "identity"),
+        "spiffe://ztx.local/operator/carol"
+    );
+    assert!(!issued.contains("key:"), "{issued}");
+    let cert = laptop.path().join("operator-carol.pem");
+    let key = laptop.path().join("carol.key");
+    let made = ztx(&[
+        "admin",
+        "--data-dir",
+        d,
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "customer",
+        "create",
+        "--email",
+        "c@example.com",
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    // A request whose signature does not hold (here: cut short) is refused by name.
+    let text = std::fs::read_to_string(&csr).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut damaged = lines[..lines.len() - 2].join("\n");
+    damaged.push_str("\nAAAA\n-----END CERTIFICATE REQUEST-----\n");
+    let bad = laptop.path().join("bad.csr");
+    std::fs::write(&bad, damaged).unwrap();
+    fails_with(
+        &ztx(&[
+            "pki",
+            "--data-dir",
+            d,
+            "issue",
+            "--operator",
+            "dave",
+            "--csr",
+            bad.to_str().unwrap(),
+            "--out-dir",
+            l,
+        ]),
+        "bad.csr: not a usable certificate signing request",
+    );
+}
