@@ -6,6 +6,8 @@
 //! The associated data is not stored; the caller supplies it again when opening.
 #![forbid(unsafe_code)]
 
+pub mod envelope;
+
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -50,6 +52,18 @@ pub enum VaultError {
     /// The first byte is not a version we know.
     #[error("unknown sealed-value version {0}")]
     UnknownVersion(u8),
+    /// A line of a key-encryption-key file is not `<version> <64 hex digits>` with a
+    /// positive version seen once. The content is never echoed.
+    #[error(
+        "key-encryption-key line {line} is not `<version> <64 hex digits>` (versions positive and unique)"
+    )]
+    BadKekLine { line: usize },
+    /// A key-encryption-key file or variable holds no version.
+    #[error("no key-encryption key is given")]
+    NoKek,
+    /// A data key is wrapped by a KEK version that is no longer held.
+    #[error("key-encryption key version {0} is not held (retired, or never known)")]
+    UnknownKekVersion(u32),
     /// Authentication failed: wrong key, wrong location (associated data) or tampering.
     /// Deliberately says nothing about which.
     #[error("sealed value does not open")]
@@ -226,7 +240,7 @@ fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
 }
 
 #[cfg(unix)]
-fn check_permissions(path: &Path) -> Result<(), VaultError> {
+pub(crate) fn check_permissions(path: &Path) -> Result<(), VaultError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|source| VaultError::KeyFile {
         path: path.to_path_buf(),
@@ -243,7 +257,7 @@ fn check_permissions(path: &Path) -> Result<(), VaultError> {
 }
 
 #[cfg(not(unix))]
-fn check_permissions(_path: &Path) -> Result<(), VaultError> {
+pub(crate) fn check_permissions(_path: &Path) -> Result<(), VaultError> {
     Ok(())
 }
 
