@@ -61,6 +61,79 @@ struct Args {
     /// with it, alternating; prints both medians and their ratio.
     #[arg(long)]
     compare_audit: Option<usize>,
+    /// Run the server on a throw-away PostgreSQL cluster instead of the embedded store:
+    /// `plain` (TCP, no TLS) or `mtls` (a cluster that takes only `hostssl … cert`, the
+    /// server connecting with `sslmode=verify-full` and a certificate of the platform's
+    /// CA as its role).
+    #[arg(long, value_enum)]
+    postgres: Option<PgMode>,
+    /// Measure what mutual TLS to PostgreSQL costs: this many rounds, each a run on a
+    /// plain cluster and one on a TLS-only cluster, alternating.
+    #[arg(long)]
+    compare_postgres: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PgMode {
+    Plain,
+    Mtls,
+}
+
+/// A throw-away cluster and the URL the server uses, owned by the role `exchange`.
+struct Database {
+    _cluster: ztx_store::testing::PgCluster,
+    _pki: tempfile::TempDir,
+    url: String,
+}
+
+fn database(mode: PgMode) -> Result<Database> {
+    use ztx_pki::{Authority, Lifetimes, Request, Subject};
+    let pki = tempfile::tempdir()?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+    let workload = |authority: &Authority, service: &str| {
+        authority.issue(
+            &Request {
+                subject: Subject::Workload {
+                    service: service.into(),
+                    dns: vec!["localhost".into()],
+                    ips: vec!["127.0.0.1".parse().unwrap()],
+                },
+                lifetime_ms: 3_600_000,
+            },
+            now,
+        )
+    };
+    let authority = Authority::init(pki.path(), "ztx.bench", Lifetimes::default(), now)?;
+    let cluster = match mode {
+        PgMode::Plain => ztx_store::testing::PgCluster::start()?,
+        PgMode::Mtls => {
+            let server = workload(&authority, "postgres")?;
+            ztx_store::testing::PgCluster::start_tls(&ztx_store::testing::ServerTls {
+                cert_pem: server.chain_pem.clone(),
+                key_pem: server.key_pem.to_string(),
+                ca_pem: std::fs::read_to_string(authority.root_path())?,
+                crl_pem: authority.crl_bundle()?,
+            })?
+        }
+    }
+    .context("PostgreSQL is not installed")?;
+    cluster.execute("CREATE ROLE exchange LOGIN")?;
+    cluster.execute("CREATE DATABASE ztx OWNER exchange")?;
+    let mut url = format!("postgres://exchange@127.0.0.1:{}/ztx", cluster.port());
+    if mode == PgMode::Mtls {
+        let (cert, key) = workload(&authority, "exchange")?.write(pki.path(), "exchange")?;
+        url.push_str(&format!(
+            "?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+            authority.root_path().display(),
+            cert.display(),
+            key.display()
+        ));
+    }
+    Ok(Database {
+        _cluster: cluster,
+        _pki: pki,
+        url,
+    })
 }
 
 struct Server {
@@ -119,7 +192,11 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-fn start_server(ztx: &Path, audited: bool) -> Result<(Server, SocketAddr, PathBuf)> {
+fn start_server(
+    ztx: &Path,
+    audited: bool,
+    database_url: Option<&str>,
+) -> Result<(Server, SocketAddr, PathBuf)> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let config = dir.path().join("bench.toml");
@@ -136,6 +213,7 @@ fn start_server(ztx: &Path, audited: bool) -> Result<(Server, SocketAddr, PathBu
         .arg("--data-dir")
         .arg(&data)
         .args((!audited).then_some("--unaudited-benchmark-only"))
+        .args(database_url.map(|url| format!("--database-url={url}")))
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -293,8 +371,11 @@ async fn connection(
 fn main() -> Result<()> {
     let args = Args::parse();
     let ztx = ztx_bin(&args)?;
+    if let Some(rounds) = args.compare_postgres {
+        return compare_postgres(&args, &ztx, rounds);
+    }
     let Some(rounds) = args.compare_audit else {
-        let (tally, measured) = run(&args, &ztx, !args.unaudited)?;
+        let (tally, measured) = run(&args, &ztx, !args.unaudited, args.postgres)?;
         report(&args, &tally, measured);
         return Ok(());
     };
@@ -302,7 +383,7 @@ fn main() -> Result<()> {
     let mut with = Vec::new();
     for round in 1..=rounds {
         for (audited, rates) in [(false, &mut without), (true, &mut with)] {
-            let (tally, measured) = run(&args, &ztx, audited)?;
+            let (tally, measured) = run(&args, &ztx, audited, args.postgres)?;
             let per_s = tally.ok as f64 / measured.as_secs_f64();
             let h = tally
                 .latency_us
@@ -329,9 +410,47 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// One measured run against a fresh server.
-fn run(args: &Args, ztx: &Path, audited: bool) -> Result<(Tally, Duration)> {
-    let (server, addr, data) = start_server(ztx, audited)?;
+fn compare_postgres(args: &Args, ztx: &Path, rounds: usize) -> Result<()> {
+    let mut plain = Vec::new();
+    let mut mtls = Vec::new();
+    for round in 1..=rounds {
+        for (mode, rates) in [(PgMode::Plain, &mut plain), (PgMode::Mtls, &mut mtls)] {
+            let (tally, measured) = run(args, ztx, !args.unaudited, Some(mode))?;
+            let per_s = tally.ok as f64 / measured.as_secs_f64();
+            let p99 = tally
+                .latency_us
+                .as_ref()
+                .map(|h| h.value_at_quantile(0.99) as f64 / 1000.0);
+            println!(
+                "round {round} postgres {mode:?}: {per_s:.0} orders/s, p99 {:.2} ms, refused {}",
+                p99.unwrap_or(0.0),
+                tally.errors.values().sum::<u64>()
+            );
+            rates.push(per_s);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (p, m) = (median(&mut plain), median(&mut mtls));
+    println!(
+        "median: plain {p:.0} orders/s, mtls {m:.0} orders/s: {:.1}% of the throughput",
+        100.0 * m / p
+    );
+    Ok(())
+}
+
+/// One measured run against a fresh server (on a fresh PostgreSQL cluster if asked).
+fn run(
+    args: &Args,
+    ztx: &Path,
+    audited: bool,
+    postgres: Option<PgMode>,
+) -> Result<(Tally, Duration)> {
+    let database = postgres.map(database).transpose()?;
+    let (server, addr, data) =
+        start_server(ztx, audited, database.as_ref().map(|d| d.url.as_str()))?;
     eprintln!("server on {addr}; creating {} customers", args.customers);
     let keys: Vec<Arc<Key>> = setup_customers(ztx, &data, args.customers)?
         .into_iter()
@@ -379,6 +498,7 @@ fn run(args: &Args, ztx: &Path, audited: bool) -> Result<(Tally, Duration)> {
         (total, measured)
     });
     drop(server);
+    drop(database);
     Ok((tally, measured))
 }
 
@@ -395,9 +515,12 @@ fn report(args: &Args, tally: &Tally, measured: Duration) {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_default();
-    println!(
-        "ztx end-to-end signed orders over HTTP (loopback), embedded store, durable before reply"
-    );
+    let store = match args.postgres {
+        None => "embedded store",
+        Some(PgMode::Plain) => "PostgreSQL over plain TCP",
+        Some(PgMode::Mtls) => "PostgreSQL over mutual TLS",
+    };
+    println!("ztx end-to-end signed orders over HTTP (loopback), {store}, durable before reply");
     println!(
         "machine: {} cores, {cpu}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
