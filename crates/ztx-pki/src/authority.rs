@@ -529,6 +529,19 @@ impl Authority {
                 problem: format!("not a usable certificate signing request: {e}"),
             }
         })?;
+        // rcgen names the key's algorithm after the request's signature; only an
+        // uncompressed P-256 point is certain to be what that name says.
+        let key = rcgen::PublicKeyData::der_bytes(&csr.public_key);
+        if csr.public_key.algorithm() != &PKCS_ECDSA_P256_SHA256
+            || key.len() != 65
+            || key.first() != Some(&4)
+        {
+            return Err(PkiError::Malformed {
+                path: origin.to_path_buf(),
+                problem: "the request's key is not an ECDSA P-256 key (the only kind issued)"
+                    .into(),
+            });
+        }
         self.certify(request, &csr.public_key, now_ms)
     }
 
@@ -546,6 +559,14 @@ impl Authority {
         let mut params = CertificateParams::default();
         let (id, sans) = match &request.subject {
             Subject::Workload { service, dns, ips } => {
+                // A certificate's common name is its path, and PostgreSQL's `cert`
+                // authentication logs a client in as the role of that name: a workload
+                // must never be named after the superuser or a built-in role.
+                if service == "postgres" || service.starts_with("pg_") {
+                    return Err(PkiError::Invalid(format!(
+                        "{service:?} is a PostgreSQL role's name, and a certificate of that name logs in as it: name the service otherwise (e.g. database)"
+                    )));
+                }
                 if service.starts_with("operator/") || service == "operator" {
                     return Err(PkiError::Invalid(format!(
                         "{service:?}: the operator/ path is for people (issue an operator certificate)"

@@ -259,6 +259,27 @@ impl Crl {
     }
 }
 
+/// Every revocation list of a PEM file (e.g. `crl_bundle`'s), for a verifier.
+pub fn crls(
+    path: &Path,
+    pem: &[u8],
+) -> Result<Vec<CertificateRevocationListDer<'static>>, PkiError> {
+    pem_blocks(path, pem)?
+        .into_iter()
+        .map(|(label, der)| {
+            if label != "X509 CRL" {
+                return Err(malformed(
+                    path,
+                    format!("a {label} block where an X509 CRL belongs"),
+                ));
+            }
+            x509_parser::parse_x509_crl(&der)
+                .map_err(|e| malformed(path, format!("not a revocation list: {e}")))?;
+            Ok(CertificateRevocationListDer::from(der))
+        })
+        .collect()
+}
+
 /// The platform's root: the only trust anchor of every ztx connection.
 #[derive(Debug, Clone)]
 pub struct TrustBundle {

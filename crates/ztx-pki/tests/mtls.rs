@@ -642,3 +642,34 @@ fn an_authority_is_created_whole_or_not_at_all() {
         assert!(dir.join(file).exists(), "{file}");
     }
 }
+
+#[test]
+fn a_signing_request_gets_its_key_certified_and_nothing_else() {
+    let ca = ca(TD);
+    let (csr, key) = ztx_pki::make_request().unwrap();
+    let request = Request {
+        subject: Subject::Operator {
+            name: "erin".into(),
+        },
+        lifetime_ms: HOUR,
+    };
+    let signed = ca
+        .authority
+        .sign_request(&request, &csr, Path::new("erin.csr"), now())
+        .unwrap();
+    assert_eq!(signed.id.to_string(), "spiffe://ztx.test/operator/erin");
+    RotatingIdentity::from_pem(&signed.chain_pem, &key, Path::new("erin")).unwrap();
+    // A request for another kind of key is refused, naming the file.
+    let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let other = rcgen::CertificateParams::default()
+        .serialize_request(&p384)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let err = ca
+        .authority
+        .sign_request(&request, &other, Path::new("p384.csr"), now())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("p384.csr") && err.contains("P-256"), "{err}");
+}

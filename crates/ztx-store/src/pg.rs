@@ -13,11 +13,16 @@ use crate::schema;
 use crate::sql::{Backend, Cell, Conn, Dialect, Param, Row};
 
 /// Opens a client connection. The one place that chooses the transport: mutual TLS
-/// when the URL says `sslmode=verify-full` (see [`crate::pg_tls`]), otherwise plain (a
-/// Unix socket, or loopback in tests).
+/// when the URL says `sslmode=verify-full` (see [`crate::pg_tls`]); plain text only to
+/// a Unix socket or a loopback address, and never by falling back.
 pub fn connect(url: &str) -> Result<Client> {
     match crate::pg_tls::split(url)? {
-        (url, None) => Ok(Client::connect(&url, NoTls)?),
+        (url, None) => {
+            let mut config: postgres::Config = url.parse()?;
+            crate::pg_tls::check_local(&config)?;
+            config.ssl_mode(postgres::config::SslMode::Disable);
+            Ok(config.connect(NoTls)?)
+        }
         (url, Some(files)) => Ok(Client::connect(&url, crate::pg_tls::connector(&files)?)?),
     }
 }

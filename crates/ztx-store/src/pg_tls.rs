@@ -27,6 +27,35 @@ use crate::error::{Result, StoreError};
 pub(crate) struct TlsFiles {
     root: PathBuf,
     client: Option<(PathBuf, PathBuf)>,
+    /// libpq's `sslcrl`: revocation lists the server's certificate is checked against.
+    crl: Option<PathBuf>,
+}
+
+/// Refuses plain text to anything but a Unix socket or a loopback address: a database
+/// elsewhere is reached with `sslmode=verify-full` or not at all.
+pub(crate) fn check_local(config: &postgres::Config) -> Result<()> {
+    use postgres::config::Host;
+    let local = |host: &Host| match host {
+        #[cfg(unix)]
+        Host::Unix(_) => true,
+        Host::Tcp(name) => {
+            name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+    };
+    let hosts = config.get_hosts();
+    if hosts.is_empty() || !hosts.iter().all(local) {
+        return Err(tls_error(
+            "a database that is not on this machine is reached over TLS only: add \
+             sslmode=verify-full&sslrootcert=…&sslcert=…&sslkey=… to the URL",
+        ));
+    }
+    if config.get_hostaddrs().iter().any(|ip| !ip.is_loopback()) {
+        return Err(tls_error("hostaddr must be a loopback address without TLS"));
+    }
+    Ok(())
 }
 
 fn tls_error(message: impl Into<String>) -> StoreError {
@@ -37,10 +66,15 @@ fn tls_error(message: impl Into<String>) -> StoreError {
 /// `sslmode=require`, so that it never falls back to plain text) and the files, or the
 /// URL unchanged when it asks for no TLS.
 pub(crate) fn split(url: &str) -> Result<(String, Option<TlsFiles>)> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(tls_error(
+            "the database is given as a postgres:// URL (libpq's key=value form is not taken)",
+        ));
+    }
     let Some((base, query)) = url.split_once('?') else {
         return Ok((url.to_owned(), None));
     };
-    let (mut mode, mut root, mut cert, mut key) = (None, None, None, None);
+    let (mut mode, mut root, mut cert, mut key, mut crl) = (None, None, None, None, None);
     let mut rest = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -49,6 +83,7 @@ pub(crate) fn split(url: &str) -> Result<(String, Option<TlsFiles>)> {
             "sslrootcert" => &mut root,
             "sslcert" => &mut cert,
             "sslkey" => &mut key,
+            "sslcrl" => &mut crl,
             _ => {
                 rest.push(pair);
                 continue;
@@ -60,7 +95,7 @@ pub(crate) fn split(url: &str) -> Result<(String, Option<TlsFiles>)> {
             )));
         }
     }
-    let tls_asked = root.is_some() || cert.is_some() || key.is_some();
+    let tls_asked = root.is_some() || cert.is_some() || key.is_some() || crl.is_some();
     match mode.as_deref() {
         None if !tls_asked => return Ok((url.to_owned(), None)),
         Some("verify-full") => {}
@@ -88,6 +123,7 @@ pub(crate) fn split(url: &str) -> Result<(String, Option<TlsFiles>)> {
         Some(TlsFiles {
             root: PathBuf::from(root),
             client,
+            crl: crl.map(PathBuf::from),
         }),
     ))
 }
@@ -119,10 +155,23 @@ pub(crate) fn connector(files: &TlsFiles) -> Result<MakeTls> {
             .add(root)
             .map_err(|e| tls_error(format!("{}: {e}", files.root.display())))?;
     }
-    let builder = rustls::ClientConfig::builder_with_provider(ztx_pki::verify::provider())
+    let provider = ztx_pki::verify::provider();
+    let mut verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    );
+    if let Some(path) = &files.crl {
+        let pem = std::fs::read(path).map_err(|e| tls_error(format!("{}: {e}", path.display())))?;
+        let crls = ztx_pki::verify::crls(path, &pem).map_err(pki)?;
+        verifier = verifier.with_crls(crls).only_check_end_entity_revocation();
+    }
+    let verifier = verifier
+        .build()
+        .map_err(|e| tls_error(format!("cannot check the server: {e}")))?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_error(e.to_string()))?
-        .with_root_certificates(roots);
+        .with_webpki_verifier(verifier);
     let config = match &files.client {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
@@ -228,6 +277,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for Tls<S> {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
+
+    #[test]
+    fn plain_text_is_for_this_machine_only() {
+        for url in [
+            "postgres://svc@127.0.0.1:5432/ztx",
+            "postgres://svc@localhost/ztx",
+            "postgres://svc@[::1]:5432/ztx",
+            "postgres://svc@%2Frun%2Fpostgresql/ztx",
+        ] {
+            let config: postgres::Config = url.parse().unwrap();
+            check_local(&config).unwrap();
+        }
+        for url in [
+            "postgres://svc@db.example.com/ztx",
+            "postgres://svc@10.0.0.5/ztx",
+            "postgres://svc@127.0.0.1,db.example.com/ztx",
+            "postgres://svc@localhost/ztx?hostaddr=10.0.0.5",
+        ] {
+            let config: postgres::Config = url.parse().unwrap();
+            let err = check_local(&config).unwrap_err().to_string();
+            assert!(
+                err.contains("TLS") || err.contains("loopback"),
+                "{url}: {err}"
+            );
+        }
+        let err = split("host=db.example.com user=svc sslmode=prefer").unwrap_err();
+        assert!(err.to_string().contains("postgres:// URL"), "{err}");
+    }
 
     #[test]
     fn a_url_without_tls_parameters_is_left_alone() {

@@ -107,7 +107,7 @@ fn database(mode: PgMode) -> Result<Database> {
     let cluster = match mode {
         PgMode::Plain => ztx_store::testing::PgCluster::start()?,
         PgMode::Mtls => {
-            let server = workload(&authority, "postgres")?;
+            let server = workload(&authority, "database")?;
             ztx_store::testing::PgCluster::start_tls(&ztx_store::testing::ServerTls {
                 cert_pem: server.chain_pem.clone(),
                 key_pem: server.key_pem.to_string(),

@@ -97,7 +97,7 @@ fn main() {
     let wrapped: Vec<_> = (0..args.customers)
         .map(|c| keks.wrap(&DataKey::generate(), &c.to_be_bytes()).unwrap())
         .collect();
-    keks.add_version();
+    keks.add_version().unwrap();
     let started = Instant::now();
     let rewrapped: Vec<_> = wrapped
         .iter()

@@ -26,14 +26,23 @@ struct Setup {
     pki: tempfile::TempDir,
     authority: Authority,
     cluster: PgCluster,
+    server_cert: String,
 }
 
 fn workload(authority: &Authority, service: &str) -> Issued {
+    workload_named(authority, service, &["localhost"], true)
+}
+
+fn workload_named(authority: &Authority, service: &str, dns: &[&str], loopback_ip: bool) -> Issued {
     let request = Request {
         subject: Subject::Workload {
             service: service.into(),
-            dns: vec!["localhost".into()],
-            ips: vec!["127.0.0.1".parse().unwrap()],
+            dns: dns.iter().map(|d| (*d).to_owned()).collect(),
+            ips: if loopback_ip {
+                vec!["127.0.0.1".parse().unwrap()]
+            } else {
+                Vec::new()
+            },
         },
         lifetime_ms: HOUR,
     };
@@ -44,9 +53,13 @@ fn workload(authority: &Authority, service: &str) -> Issued {
 /// owned by the role `exchange`. `None` when PostgreSQL is not installed (said loudly
 /// by the harness; an error under CI=true).
 fn setup() -> Option<Setup> {
+    setup_with(|authority| workload(authority, "database"))
+}
+
+fn setup_with(server: impl FnOnce(&Authority) -> Issued) -> Option<Setup> {
     let pki = tempfile::tempdir().unwrap();
     let authority = Authority::init(pki.path(), TD, Lifetimes::default(), now()).unwrap();
-    let server = workload(&authority, "postgres");
+    let server = server(&authority);
     let tls = ServerTls {
         cert_pem: server.chain_pem.clone(),
         key_pem: server.key_pem.to_string(),
@@ -54,6 +67,7 @@ fn setup() -> Option<Setup> {
         crl_pem: authority.crl_bundle().unwrap(),
     };
     let cluster = PgCluster::start_tls(&tls).unwrap()?;
+    let server_cert = server.chain_pem.clone();
     cluster
         .execute("CREATE ROLE exchange LOGIN; CREATE ROLE custody LOGIN")
         .unwrap();
@@ -64,10 +78,15 @@ fn setup() -> Option<Setup> {
         pki,
         authority,
         cluster,
+        server_cert,
     })
 }
 
 impl Setup {
+    fn cluster_cert(&self) -> String {
+        self.server_cert.clone()
+    }
+
     /// Writes a service's certificate and key; their paths.
     fn credentials(&self, issued: &Issued, name: &str) -> (PathBuf, PathBuf) {
         issued.write(self.pki.path(), name).unwrap()
@@ -120,9 +139,12 @@ fn connections_without_a_valid_certificate_of_the_platform_are_refused() {
         err.contains("no encryption") || err.contains("pg_hba"),
         "{err}"
     );
-    // TLS without a client certificate.
+    // TLS without a client certificate: the server's own refusal.
     let err = refused(&setup.url("exchange", &root, None));
-    assert!(err.contains("certificate"), "{err}");
+    assert!(
+        err.contains("connection requires a valid client certificate"),
+        "{err}"
+    );
     // A certificate from another CA, even for the right role and trust domain.
     let other_dir = tempfile::tempdir().unwrap();
     let other = Authority::init(other_dir.path(), TD, Lifetimes::default(), now()).unwrap();
@@ -158,4 +180,38 @@ fn a_revoked_certificate_is_refused_once_the_server_has_the_new_list() {
     // A fresh certificate for the same service gets in.
     let renewed = setup.credentials(&workload(&setup.authority, "exchange"), "exchange-2");
     ztx_store::open(&setup.url("exchange", &root, Some(&renewed))).unwrap();
+}
+
+#[test]
+fn the_client_refuses_a_server_not_named_as_dialled() {
+    // The server's certificate names db.internal only; the client dials 127.0.0.1.
+    let Some(setup) = setup_with(|a| workload_named(a, "database", &["db.internal"], false)) else {
+        return;
+    };
+    let root = setup.authority.root_path();
+    let exchange = setup.credentials(&workload(&setup.authority, "exchange"), "exchange");
+    let err = refused(&setup.url("exchange", &root, Some(&exchange)));
+    assert!(err.contains("NotValidForName"), "{err}");
+}
+
+#[test]
+fn the_client_refuses_a_revoked_server_when_given_the_list() {
+    let Some(setup) = setup() else { return };
+    let root = setup.authority.root_path();
+    let exchange = setup.credentials(&workload(&setup.authority, "exchange"), "exchange");
+    let url = setup.url("exchange", &root, Some(&exchange));
+    let crl = setup.pki.path().join("bundle.pem");
+    std::fs::write(&crl, setup.authority.crl_bundle().unwrap()).unwrap();
+    let with_list = format!("{url}&sslcrl={}", crl.display());
+    ztx_store::open(&with_list).unwrap();
+    // Revoke the certificate the server presents (the only one issued to "database").
+    let (cert_serial, _) = {
+        let text = setup.cluster_cert();
+        let info = ztx_pki::verify::CertInfo::from_pem_file(Path::new("server"), &text).unwrap();
+        (info.serial, info.not_after_ms)
+    };
+    setup.authority.revoke(&cert_serial, now()).unwrap();
+    std::fs::write(&crl, setup.authority.crl_bundle().unwrap()).unwrap();
+    let err = refused(&with_list);
+    assert!(err.contains("Revoked"), "{err}");
 }
