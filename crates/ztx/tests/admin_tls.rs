@@ -32,23 +32,6 @@ fn messages_starting(d: &str, prefix: &str) -> Vec<Value> {
         .collect()
 }
 
-fn create_customer_as(d: &str, cert: &std::path::Path, email: &str) -> std::process::Output {
-    let cert_key = cert.with_extension("key");
-    ztx(&[
-        "admin",
-        "--data-dir",
-        d,
-        "--cert",
-        cert.to_str().unwrap(),
-        "--key",
-        cert_key.to_str().unwrap(),
-        "customer",
-        "create",
-        "--email",
-        email,
-    ])
-}
-
 #[test]
 fn the_admin_port_admits_only_operators_of_the_platform_and_logs_the_rest() {
     let dir = tempfile::tempdir().unwrap();

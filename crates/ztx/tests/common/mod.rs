@@ -193,3 +193,21 @@ pub fn copy_data_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `ztx admin customer create` as the operator of `cert` (its key beside it, `.key`).
+pub fn create_customer_as(d: &str, cert: &std::path::Path, email: &str) -> std::process::Output {
+    let cert_key = cert.with_extension("key");
+    ztx(&[
+        "admin",
+        "--data-dir",
+        d,
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        cert_key.to_str().unwrap(),
+        "customer",
+        "create",
+        "--email",
+        email,
+    ])
+}
