@@ -102,7 +102,9 @@ fn authorized(headers: &HeaderMap, digest: &[u8; 32]) -> bool {
     !presented.is_empty() && bool::from(token_digest(presented).ct_eq(digest))
 }
 
-/// The operator, if the request carries the admin token; otherwise the refusal, logged.
+/// The operator: the one the connection's certificate names, while that certificate is
+/// neither revoked nor expired; without TLS, the admin token's. Otherwise the refusal,
+/// logged.
 async fn operator(
     admin: &Admin,
     peer: &AdminPeer,
@@ -133,21 +135,8 @@ async fn operator(
             "an operator certificate (or, without TLS, the admin token: Authorization: Bearer <token>) is required"
         }
     };
-    let entry = Entry {
-        prev: Hash::ZERO,
-        time_ms: admin.app.now_ms(),
-        kind: Kind::Admin,
-        request_id: 0,
-        customer: None,
-        api_key: None,
-        operator: peer.operator.as_ref().map(|cert| cert.id.clone()),
-        client_ip: Some(ip),
-        action: action.to_owned(),
-        params: vec![("error".to_owned(), refusal.to_owned())],
-        outcome: Outcome::Denied,
-        denial: Some(Denial::UnknownKey),
-        code: None,
-    };
+    let operator = peer.operator.as_ref().map(|cert| cert.id.clone());
+    let entry = denial(&admin.app, ip, operator, action, refusal.to_owned());
     if let Err(e) = admin.app.engine.record(entry).await {
         tracing::error!(error = %e, "cannot log a refused admin request");
         return Err(error(
@@ -164,23 +153,36 @@ pub async fn record_refused_handshake(app: &AppState, addr: SocketAddr, why: Str
     if !app.is_audited() {
         return;
     }
-    let entry = Entry {
+    let ip = addr.ip().to_canonical();
+    let entry = denial(app, ip, None, ocsf::ADMIN_HANDSHAKE, why);
+    if let Err(e) = app.engine.record(entry).await {
+        tracing::error!(error = %e, "cannot log a refused admin connection");
+    }
+}
+
+/// The entry of a refused admin request or connection: who (if a certificate named
+/// them), from where, what, and why.
+fn denial(
+    app: &AppState,
+    ip: std::net::IpAddr,
+    operator: Option<String>,
+    action: &str,
+    why: String,
+) -> Entry {
+    Entry {
         prev: Hash::ZERO,
         time_ms: app.now_ms(),
         kind: Kind::Admin,
         request_id: 0,
         customer: None,
         api_key: None,
-        operator: None,
-        client_ip: Some(addr.ip().to_canonical()),
-        action: ocsf::ADMIN_HANDSHAKE.to_owned(),
+        operator,
+        client_ip: Some(ip),
+        action: action.to_owned(),
         params: vec![("error".to_owned(), why)],
         outcome: Outcome::Denied,
         denial: Some(Denial::UnknownKey),
         code: None,
-    };
-    if let Err(e) = app.engine.record(entry).await {
-        tracing::error!(error = %e, "cannot log a refused admin connection");
     }
 }
 

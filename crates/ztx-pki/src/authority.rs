@@ -6,9 +6,12 @@
 //! <dir>/intermediate.pem   the issuing CA, signed by the root
 //! <dir>/intermediate.key   its key
 //! <dir>/crl.pem            the revocation list, signed by the intermediate
+//! <dir>/root-crl.pem       the root's own (empty) list, for whole-chain checkers
+//! <dir>/.lock              held while a list or the intermediate is rewritten
 //! ```
 //!
-//! Keys are written owner-only (0600) and zeroized in memory when dropped.
+//! Keys are written owner-only (0600). In memory, the PEM texts this crate hands out
+//! are zeroized on drop; rcgen's own key objects are not.
 
 use std::fs;
 use std::io::Write as _;

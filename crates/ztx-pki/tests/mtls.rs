@@ -478,6 +478,14 @@ fn malformed_files_are_refused_naming_the_file_and_the_problem() {
     );
     let missing = ztx_pki::verify::load_key(&dir.path().join("nope.key")).unwrap_err();
     assert!(missing.to_string().contains("nope.key"), "{missing}");
+    // A key file that holds a certificate instead.
+    let ca = ca(TD);
+    let (cert, _) = ca.operator("alice").write(dir.path(), "alice").unwrap();
+    let wrong = ztx_pki::verify::load_key(&cert).unwrap_err().to_string();
+    assert!(
+        wrong.contains("alice.pem") && wrong.contains("no PKCS#8 PRIVATE KEY"),
+        "{wrong}"
+    );
 }
 
 #[test]
@@ -559,7 +567,7 @@ fn issued_files_take_plain_names_only() {
 }
 
 #[test]
-fn workload_names_are_checked_and_the_operator_path_is_reserved() {
+fn workload_names_are_checked_and_role_and_operator_names_are_refused() {
     let ca = ca(TD);
     for bad in [
         "",
