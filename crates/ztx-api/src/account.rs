@@ -100,8 +100,7 @@ pub async fn my_trades(state: AppState, call: Call) -> Result<Response, ApiError
     let trades = state
         .reads
         .with(move |s| {
-            s.my_trades(
-                customer,
+            s.customer_scope(customer)?.my_trades(
                 &symbol,
                 page.from_id.map(ztx_core::TradeId),
                 page.start_ms,

@@ -112,7 +112,7 @@ pub async fn deposit(
     ];
     let customer = request.customer;
     let (mode, exists) = pool
-        .with(move |s| Ok((s.mode()?, s.customer(CustomerId(customer))?.is_some())))
+        .with(move |s| Ok((s.mode()?, s.customer_exists(CustomerId(customer))?)))
         .await
         .map_err(|e| unavailable(&e))?;
     let checked = if mode != Some(ztx_store::Mode::Development) {
@@ -278,10 +278,9 @@ pub async fn create_api_key(
     };
     let customer = request.customer;
     let exists = pool
-        .with(move |s| s.customer(CustomerId(customer)))
+        .with(move |s| s.customer_exists(CustomerId(customer)))
         .await
-        .map_err(|e| unavailable(&e))?
-        .is_some();
+        .map_err(|e| unavailable(&e))?;
     if !exists {
         let error = CommandError::NotFound(format!("customer {customer} does not exist"));
         return Err(refuse(engine, who, ACTION, params, now_ms, error).await);

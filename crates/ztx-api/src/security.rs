@@ -74,7 +74,7 @@ pub async fn notifications(state: AppState, call: Call) -> Result<Response, ApiE
     call.params.ensure_all_read()?;
     let found = state
         .reads
-        .with(move |s| s.notifications(customer, before, limit))
+        .with(move |s| s.customer_scope(customer)?.notifications(before, limit))
         .await?;
     let body: Vec<_> = found
         .iter()

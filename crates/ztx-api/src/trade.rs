@@ -176,7 +176,7 @@ pub async fn query_order(state: AppState, call: Call) -> Result<Response, ApiErr
     let symbol = spec.symbol().to_string();
     let found = state
         .reads
-        .with(move |s| s.order(customer, &symbol, &query))
+        .with(move |s| s.customer_scope(customer)?.order(&symbol, &query))
         .await?;
     let order = found.ok_or_else(ApiError::no_such_order)?;
     Ok(Json(json::order(&spec, &order)).into_response())
@@ -280,8 +280,7 @@ pub async fn all_orders(state: AppState, call: Call) -> Result<Response, ApiErro
     let orders = state
         .reads
         .with(move |s| {
-            s.orders(
-                customer,
+            s.customer_scope(customer)?.orders(
                 &symbol,
                 page.from_id.map(OrderId),
                 page.start_ms,

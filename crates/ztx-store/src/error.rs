@@ -77,8 +77,17 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
-    #[error("PostgreSQL: {0}")]
+    /// The server's own message when it sent one (the client's `Display` says only
+    /// "db error").
+    #[error("PostgreSQL: {}", postgres_message(.0))]
     Postgres(#[from] postgres::Error),
+}
+
+fn postgres_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
 }
 
 impl StoreError {

@@ -14,6 +14,7 @@ mod pg;
 mod pg_tls;
 mod read;
 mod schema;
+mod scope;
 mod security;
 mod sql;
 mod sqlite;
@@ -21,8 +22,7 @@ pub mod testing;
 mod write;
 
 use ztx_core::{
-    Amount, AssetCode, Changes, CustomerId, ExchangeState, Order, OrderId, Trade, TradeId,
-    TransferId,
+    Amount, AssetCode, Changes, CustomerId, ExchangeState, OrderId, Trade, TradeId, TransferId,
 };
 
 pub use audit::{AuditAppend, AuditRow, StoredCheckpoint};
@@ -31,8 +31,12 @@ pub use model::{
     ApiKeyCredential, ApiKeyId, ApiKeyRecord, Candle, CustomerRecord, InboxCommand,
     InboxCompletion, InboxId, InboxItem, Mode, NewApiKey, OrderQuery,
 };
-pub use pg::{APPEND_ONLY_TABLES, PgStore, connect as pg_connect, grant_service_role};
+pub use pg::{
+    APPEND_ONLY_TABLES, PgStore, SUPPORT_COLUMNS, connect as pg_connect, grant_service_role,
+    grant_support_role,
+};
 pub use schema::SCHEMA_VERSION;
+pub use scope::CustomerScope;
 pub use security::{CHANNELS, Notification, OutboxMessage, SecurityEffect};
 pub use sqlite::SqliteStore;
 
@@ -56,12 +60,14 @@ pub trait Store: Send {
     fn init_mode(&mut self, mode: Mode) -> Result<()>;
 
     fn create_customer(&mut self, email: &str, now_ms: u64) -> Result<CustomerId>;
-    fn customer(&mut self, id: CustomerId) -> Result<Option<CustomerRecord>>;
+    /// Whether the customer exists (a platform check, e.g. before queuing a deposit).
     fn customer_exists(&mut self, id: CustomerId) -> Result<bool>;
 
     fn create_api_key(&mut self, key: &NewApiKey) -> Result<ApiKeyId>;
     fn api_key_by_key(&mut self, api_key: &str) -> Result<Option<ApiKeyRecord>>;
-    fn api_keys_of(&mut self, customer: CustomerId) -> Result<Vec<ApiKeyRecord>>;
+    /// The only way to a customer's own rows: their record, keys, orders, trades and
+    /// notifications (see [`CustomerScope`]).
+    fn customer_scope(&mut self, customer: CustomerId) -> Result<CustomerScope<'_>>;
 
     /// Persists a batch of changes in one transaction: all of it or, on error, none.
     fn apply(&mut self, changes: &Changes) -> Result<()> {
@@ -74,33 +80,6 @@ pub trait Store: Send {
     /// pending transfers by id, open orders by (symbol, priority).
     fn load_state(&mut self) -> Result<ExchangeState>;
 
-    fn order(
-        &mut self,
-        customer: CustomerId,
-        symbol: &str,
-        query: &OrderQuery,
-    ) -> Result<Option<Order>>;
-    fn orders(
-        &mut self,
-        customer: CustomerId,
-        symbol: &str,
-        from_id: Option<OrderId>,
-        start_ms: Option<u64>,
-        end_ms: Option<u64>,
-        limit: u32,
-    ) -> Result<Vec<Order>>;
-    /// Open orders by id; of every market when `symbol` is `None`.
-    fn open_orders(&mut self, customer: CustomerId, symbol: Option<&str>) -> Result<Vec<Order>>;
-    /// Trades where the customer is buyer or seller (once if both).
-    fn my_trades(
-        &mut self,
-        customer: CustomerId,
-        symbol: &str,
-        from_id: Option<TradeId>,
-        start_ms: Option<u64>,
-        end_ms: Option<u64>,
-        limit: u32,
-    ) -> Result<Vec<Trade>>;
     fn recent_trades(&mut self, symbol: &str, limit: u32) -> Result<Vec<Trade>>;
     fn last_trade(&mut self, symbol: &str) -> Result<Option<Trade>>;
     /// The first trade of a market at or after `start_ms`.
@@ -168,14 +147,6 @@ pub trait Store: Send {
     /// Up to `limit` checkpoints of sizes above `after_size`, smallest first.
     fn audit_checkpoints(&mut self, after_size: u64, limit: u32) -> Result<Vec<StoredCheckpoint>>;
 
-    /// A customer's notifications, newest first; only those older than `before_id`
-    /// when given.
-    fn notifications(
-        &mut self,
-        customer: CustomerId,
-        before_id: Option<u64>,
-        limit: u32,
-    ) -> Result<Vec<Notification>>;
     /// Outbox messages not yet delivered, oldest first, for a sender.
     fn pending_outbox(&mut self, limit: u32) -> Result<Vec<OutboxMessage>>;
     /// A sender's attempt at message `id`: delivered, or failed with the error (the
@@ -203,9 +174,6 @@ macro_rules! impl_store {
             fn create_customer(&mut self, email: &str, now_ms: u64) -> Result<CustomerId> {
                 write::create_customer(self, email, now_ms)
             }
-            fn customer(&mut self, id: CustomerId) -> Result<Option<CustomerRecord>> {
-                read::customer(self, id)
-            }
             fn customer_exists(&mut self, id: CustomerId) -> Result<bool> {
                 write::customer_exists(self, id)
             }
@@ -215,8 +183,9 @@ macro_rules! impl_store {
             fn api_key_by_key(&mut self, api_key: &str) -> Result<Option<ApiKeyRecord>> {
                 read::api_key_by_key(self, api_key)
             }
-            fn api_keys_of(&mut self, customer: CustomerId) -> Result<Vec<ApiKeyRecord>> {
-                read::api_keys_of(self, customer)
+            fn customer_scope(&mut self, customer: CustomerId) -> Result<CustomerScope<'_>> {
+                let conn = sql::Backend::customer_conn(self, customer)?;
+                Ok(CustomerScope::new(conn, customer))
             }
             fn commit(&mut self, changes: &Changes, audit: &AuditAppend) -> Result<()> {
                 write::apply(self, changes, audit)
@@ -264,14 +233,6 @@ macro_rules! impl_store {
             ) -> Result<Vec<StoredCheckpoint>> {
                 audit::checkpoints(self, Some(after_size), limit)
             }
-            fn notifications(
-                &mut self,
-                customer: CustomerId,
-                before_id: Option<u64>,
-                limit: u32,
-            ) -> Result<Vec<Notification>> {
-                security::notifications(self, customer, before_id, limit)
-            }
             fn pending_outbox(&mut self, limit: u32) -> Result<Vec<OutboxMessage>> {
                 security::pending_outbox(self, limit)
             }
@@ -289,46 +250,6 @@ macro_rules! impl_store {
             fn load_state(&mut self) -> Result<ExchangeState> {
                 // One transaction, so the state is a consistent snapshot.
                 sql::Backend::transaction(self, read::load_state)
-            }
-            fn order(
-                &mut self,
-                customer: CustomerId,
-                symbol: &str,
-                query: &OrderQuery,
-            ) -> Result<Option<Order>> {
-                sql::Backend::history(self)?;
-                read::order(self, customer, symbol, query)
-            }
-            fn orders(
-                &mut self,
-                customer: CustomerId,
-                symbol: &str,
-                from_id: Option<OrderId>,
-                start_ms: Option<u64>,
-                end_ms: Option<u64>,
-                limit: u32,
-            ) -> Result<Vec<Order>> {
-                sql::Backend::history(self)?;
-                read::orders(self, customer, symbol, from_id, (start_ms, end_ms), limit)
-            }
-            fn open_orders(
-                &mut self,
-                customer: CustomerId,
-                symbol: Option<&str>,
-            ) -> Result<Vec<Order>> {
-                read::open_orders(self, customer, symbol)
-            }
-            fn my_trades(
-                &mut self,
-                customer: CustomerId,
-                symbol: &str,
-                from_id: Option<TradeId>,
-                start_ms: Option<u64>,
-                end_ms: Option<u64>,
-                limit: u32,
-            ) -> Result<Vec<Trade>> {
-                sql::Backend::history(self)?;
-                read::my_trades(self, customer, symbol, from_id, (start_ms, end_ms), limit)
             }
             fn recent_trades(&mut self, symbol: &str, limit: u32) -> Result<Vec<Trade>> {
                 read::recent_trades(self, symbol, limit)

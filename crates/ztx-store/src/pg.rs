@@ -49,8 +49,12 @@ impl PgStore {
 
     /// Connects with the schema brought up to `version` only (tests of migrations).
     pub(crate) fn connect_at(url: &str, version: u32) -> Result<Self> {
+        let mut client = connect(url)?;
+        // The engine's connections work for the whole platform; customer-scoped reads
+        // narrow this per transaction (see the schema's row security).
+        client.batch_execute("SELECT set_config('app.scope', 'platform', false)")?;
         let mut store = Self {
-            client: connect(url)?,
+            client,
             statements: HashMap::new(),
         };
         schema::migrate_to(&mut store, version).map_err(|e| {
@@ -78,13 +82,72 @@ fn is_insufficient_privilege(e: &StoreError) -> bool {
 /// exchange on it with no more than that needs: read and write the exchange's tables,
 /// but only add to and read the audit log ([`APPEND_ONLY_TABLES`]) — no UPDATE, DELETE
 /// or TRUNCATE, and, not being their owner, no way to drop or disable the triggers that
-/// refuse those even to the owner. Run it again after an upgrade adds tables.
+/// refuse those even to the owner. Row security binds it (see the schema's version 5).
+/// Run it again after an upgrade adds tables.
 ///
 /// `role` must exist, may log in or not, and must be neither a superuser (who passes
 /// every check) nor the tables' owner.
 pub fn grant_service_role(owner_url: &str, role: &str) -> Result<()> {
+    let mut store = PgStore::connect(owner_url)?;
+    let mut tx = store.client.transaction()?;
+    check_role(&mut tx, role)?;
+    let append_only = APPEND_ONLY_TABLES.join(", ");
+    tx.batch_execute(&format!(
+        "GRANT USAGE ON SCHEMA public TO {role};
+         REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+         REVOKE UPDATE, DELETE, TRUNCATE ON {append_only} FROM {role};
+         REVOKE ALL ON {append_only} FROM PUBLIC;"
+    ))?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// What the support role may read, table by table: who the customers are and what
+/// their keys may do, never a secret — not the sealed HMAC secret, and nothing of the
+/// orders, balances or the audit log.
+pub const SUPPORT_COLUMNS: [(&str, &str); 3] = [
+    ("customers", "id, email, created_ms"),
+    (
+        "api_keys",
+        "id, api_key, customer_id, kind, permissions, ip_allowlist, enabled, created_ms, \
+         frozen_ms",
+    ),
+    (
+        "notifications",
+        "id, customer_id, created_ms, finding, message",
+    ),
+];
+
+/// Like [`grant_service_role`], for a read-only support role: SELECT on the columns of
+/// [`SUPPORT_COLUMNS`] and nothing else, with a row-security policy of its own that
+/// shows it those tables' rows of every customer (support looks customers up), and
+/// only to SELECT.
+pub fn grant_support_role(owner_url: &str, role: &str) -> Result<()> {
+    let mut store = PgStore::connect(owner_url)?;
+    let mut tx = store.client.transaction()?;
+    check_role(&mut tx, role)?;
+    let mut sql = format!(
+        "GRANT USAGE ON SCHEMA public TO {role};
+         REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role};"
+    );
+    for (table, columns) in SUPPORT_COLUMNS {
+        sql.push_str(&format!(
+            "GRANT SELECT ({columns}) ON {table} TO {role};
+             DROP POLICY IF EXISTS support_{role} ON {table};
+             CREATE POLICY support_{role} ON {table} FOR SELECT TO {role} USING (true);"
+        ));
+    }
+    tx.batch_execute(&sql)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Refuses a role no grant can bind: a name we would not put into SQL, a role that
+/// does not exist, a superuser or `BYPASSRLS` role, or one that may act as the owner.
+fn check_role(tx: &mut postgres::Transaction<'_>, role: &str) -> Result<()> {
     let valid = !role.is_empty()
-        && role.len() <= 63
+        && role.len() <= 55
         && role.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
         && role
             .chars()
@@ -92,11 +155,9 @@ pub fn grant_service_role(owner_url: &str, role: &str) -> Result<()> {
     if !valid {
         return Err(StoreError::Role(format!(
             "{role:?} is not a role name this command takes: lowercase letters, digits and \
-             _, starting with a letter, at most 63"
+             _, starting with a letter, at most 55"
         )));
     }
-    let mut store = PgStore::connect(owner_url)?;
-    let mut tx = store.client.transaction()?;
     let found = tx.query_opt(
         "SELECT r.rolsuper, r.rolbypassrls, pg_has_role(r.rolname, t.tableowner, 'MEMBER') \
          FROM pg_roles r, pg_tables t \
@@ -113,7 +174,7 @@ pub fn grant_service_role(owner_url: &str, role: &str) -> Result<()> {
     if superuser || bypass_rls {
         return Err(StoreError::Role(format!(
             "role {role} is a superuser or bypasses row security, so no grant would bind it; \
-             give the exchange a role of its own"
+             give the service a role of its own"
         )));
     }
     if owns {
@@ -122,15 +183,6 @@ pub fn grant_service_role(owner_url: &str, role: &str) -> Result<()> {
              triggers; the service needs a role of its own"
         )));
     }
-    let append_only = APPEND_ONLY_TABLES.join(", ");
-    tx.batch_execute(&format!(
-        "GRANT USAGE ON SCHEMA public TO {role};
-         REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role};
-         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
-         REVOKE UPDATE, DELETE, TRUNCATE ON {append_only} FROM {role};
-         REVOKE ALL ON {append_only} FROM PUBLIC;"
-    ))?;
-    tx.commit()?;
     Ok(())
 }
 
@@ -215,6 +267,33 @@ impl<C: GenericClient> Conn for PgConn<'_, C> {
     }
 }
 
+/// A transaction that owns its borrow of the client (dropping it rolls back).
+struct PgTxConn<'a> {
+    tx: postgres::Transaction<'a>,
+    statements: &'a mut HashMap<&'static str, Statement>,
+}
+
+impl<'a> PgTxConn<'a> {
+    fn conn(&mut self) -> PgConn<'_, postgres::Transaction<'a>> {
+        PgConn {
+            client: &mut self.tx,
+            statements: self.statements,
+        }
+    }
+}
+
+impl Conn for PgTxConn<'_> {
+    fn exec(&mut self, sql: &'static str, params: &[Param]) -> Result<u64> {
+        self.conn().exec(sql, params)
+    }
+    fn query(&mut self, sql: &'static str, params: &[Param]) -> Result<Vec<Row>> {
+        self.conn().query(sql, params)
+    }
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        self.conn().batch(sql)
+    }
+}
+
 impl PgStore {
     fn conn(&mut self) -> PgConn<'_, Client> {
         PgConn {
@@ -259,6 +338,24 @@ impl Backend for PgStore {
         })?;
         tx.commit()?;
         Ok(out)
+    }
+
+    fn customer_conn(&mut self, customer: ztx_core::CustomerId) -> Result<Box<dyn Conn + '_>> {
+        let id = i64::try_from(customer.0).map_err(|_| StoreError::OutOfRange {
+            what: "customer id",
+            value: customer.0.to_string(),
+        })?;
+        let mut tx = self.client.transaction()?;
+        // Local to the transaction: its end restores the session's platform scope.
+        tx.batch_execute(&format!(
+            "SET TRANSACTION READ ONLY; \
+             SELECT set_config('app.scope', 'customer', true), \
+                    set_config('app.customer_id', '{id}', true)"
+        ))?;
+        Ok(Box::new(PgTxConn {
+            tx,
+            statements: &mut self.statements,
+        }))
     }
 
     fn history(&mut self) -> Result<()> {

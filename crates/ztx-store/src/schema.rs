@@ -272,11 +272,86 @@ CREATE TABLE notification_outbox (
 CREATE INDEX notification_outbox_pending ON notification_outbox (delivered_ms, id);
 ";
 
+/// Version 5: row-level security (PostgreSQL; SQLite has none, and its store reaches
+/// customer rows only through [`crate::CustomerScope`]). See [`ROW_SECURITY`].
+const V5: &str = "{row_security}";
+
+/// Every customer-owned table shows a transaction the rows of one customer, or all
+/// rows, or none, by two settings the store makes:
+///
+/// - `app.scope = 'platform'`: the engine's own work (matching, recovery, the writer's
+///   commits, public market data, indexing), set for the session by the store on
+///   every connection it opens for the platform;
+/// - `app.scope = 'customer'` with `app.customer_id`: a customer-scoped read, set with
+///   `set_config(…, true)` for that transaction only, which overrides the session's
+///   platform scope until it ends. Such a transaction may only read.
+///
+/// Neither set (any other connection, e.g. a shell, or a role that sets nothing) sees
+/// no rows at all. FORCE makes the policies bind the tables' owner too; only a
+/// superuser or a `BYPASSRLS` role passes them, and [`crate::grant_service_role`]
+/// refuses both as service roles. `pending` and `key_addresses` and the outbox carry
+/// no customer id, and no customer-scoped read needs them: platform only.
+const ROW_SECURITY: &str = "
+CREATE FUNCTION ztx_platform() RETURNS boolean LANGUAGE sql STABLE AS
+    $$ SELECT coalesce(current_setting('app.scope', true), '') = 'platform' $$;
+CREATE FUNCTION ztx_customer() RETURNS bigint LANGUAGE sql STABLE AS
+    $$ SELECT CASE WHEN current_setting('app.scope', true) = 'customer'
+                   THEN nullif(current_setting('app.customer_id', true), '')::bigint END $$;
+{policies}";
+
+/// Customer-owned tables and the condition that makes a row the scoped customer's
+/// (`None`: platform only).
+const CUSTOMER_ROWS: &[(&str, Option<&str>)] = &[
+    ("customers", Some("id = ztx_customer()")),
+    ("api_keys", Some("customer_id = ztx_customer()")),
+    (
+        "accounts",
+        Some("owner_kind = 'customer' AND owner_id = ztx_customer()"),
+    ),
+    (
+        "transfers",
+        Some(
+            "(debit_kind = 'customer' AND debit_id = ztx_customer()) \
+             OR (credit_kind = 'customer' AND credit_id = ztx_customer())",
+        ),
+    ),
+    ("pending", None),
+    ("orders", Some("customer_id = ztx_customer()")),
+    (
+        "trades",
+        Some("buyer_id = ztx_customer() OR seller_id = ztx_customer()"),
+    ),
+    ("inbox", Some("customer_id = ztx_customer()")),
+    ("key_addresses", None),
+    ("notifications", Some("customer_id = ztx_customer()")),
+    ("notification_outbox", None),
+    ("order_index", Some("owner = ztx_customer()")),
+    ("order_client_index", Some("owner = ztx_customer()")),
+    ("trade_index", Some("owner = ztx_customer()")),
+];
+
+fn row_security() -> String {
+    let mut ddl = ROW_SECURITY.replace("{policies}", "");
+    for (table, mine) in CUSTOMER_ROWS {
+        ddl.push_str(&format!(
+            "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\n\
+             ALTER TABLE {table} FORCE ROW LEVEL SECURITY;\n\
+             CREATE POLICY platform ON {table} USING (ztx_platform()) WITH CHECK (ztx_platform());\n"
+        ));
+        if let Some(mine) = mine {
+            ddl.push_str(&format!(
+                "CREATE POLICY customer ON {table} FOR SELECT USING ({mine});\n"
+            ));
+        }
+    }
+    ddl
+}
+
 /// Every migration in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// The schema the history tables are created in, as a qualifier for [`HISTORY`].
 pub(crate) const HISTORY_SCHEMA: &str = "history.";
@@ -291,7 +366,12 @@ pub(crate) fn render(ddl: &str, dialect: Dialect) -> String {
         Dialect::Sqlite => (APPEND_ONLY_SQLITE, ""),
         Dialect::Postgres => (APPEND_ONLY_POSTGRES, AUDIT_NODES),
     };
+    let row_security = match dialect {
+        Dialect::Sqlite => String::new(),
+        Dialect::Postgres => row_security(),
+    };
     ddl.replace("{history_tables}", history_tables)
+        .replace("{row_security}", &row_security)
         .replace("{append_only}", append_only)
         .replace("{audit_history}", audit_history)
         .replace("{history}", history)
@@ -402,6 +482,7 @@ mod tests {
             let with_history = ddl
                 .replace("{history_tables}", HISTORY)
                 .replace("{append_only}", "")
+                .replace("{row_security}", "")
                 .replace("{audit_history}", AUDIT_NODES);
             dialects_differ_only_in_placeholders(&with_history);
         }

@@ -48,6 +48,18 @@ pub(crate) trait Conn {
     fn batch(&mut self, sql: &str) -> Result<()>;
 }
 
+impl<C: Conn + ?Sized> Conn for &mut C {
+    fn exec(&mut self, sql: &'static str, params: &[Param]) -> Result<u64> {
+        (**self).exec(sql, params)
+    }
+    fn query(&mut self, sql: &'static str, params: &[Param]) -> Result<Vec<Row>> {
+        (**self).query(sql, params)
+    }
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        (**self).batch(sql)
+    }
+}
+
 /// A database connection that can run a closure in one transaction: committed when the
 /// closure returns `Ok`, rolled back otherwise.
 pub(crate) trait Backend: Conn {
@@ -63,6 +75,9 @@ pub(crate) trait Backend: Conn {
     /// data and its progress mark are then lost together and derived again. Two never
     /// run at once: each takes the history lock before reading anything.
     fn derived_transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T>;
+    /// A connection on which only `customer`'s rows are to be read (PostgreSQL: a
+    /// transaction whose row security shows no others; see [`crate::CustomerScope`]).
+    fn customer_conn(&mut self, customer: ztx_core::CustomerId) -> Result<Box<dyn Conn + '_>>;
     /// Makes the history index tables reachable on this connection (SQLite: attaches
     /// their database, creating it if needed; PostgreSQL: they are in the database).
     fn history(&mut self) -> Result<()>;

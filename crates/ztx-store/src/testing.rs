@@ -403,3 +403,22 @@ pub fn open_at_version(url_or_path: &str, version: u32) -> crate::Result<Box<dyn
         Ok(Box::new(crate::SqliteStore::open_at(url_or_path, version)?))
     }
 }
+
+/// For tests of row security: the first column of every row `sql` returns, run inside
+/// `scope` exactly as written — a query that "forgot" its customer filter, say. Not for
+/// the product's reads, which filter by the scope's customer themselves.
+pub fn unfiltered_ids(
+    scope: &mut crate::CustomerScope<'_>,
+    sql: &'static str,
+) -> crate::Result<Vec<i64>> {
+    let rows = scope.conn.query(sql, &[])?;
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in rows {
+        ids.push(
+            crate::sql::RowReader::new("unfiltered query", row)
+                .opt_i64("first column")?
+                .unwrap_or(0),
+        );
+    }
+    Ok(ids)
+}

@@ -22,6 +22,10 @@ enum DatabaseCommand {
         /// superuser nor the owner).
         #[arg(long)]
         service_role: String,
+        /// A read-only role for customer support: customers, their keys' settings and
+        /// notifications, never a secret, orders, balances or the audit log.
+        #[arg(long)]
+        support_role: Option<String>,
     },
 }
 
@@ -30,6 +34,7 @@ pub fn run(args: DatabaseArgs) -> Result<()> {
         DatabaseCommand::Setup {
             database_url,
             service_role,
+            support_role,
         } => {
             if !database_url.starts_with("postgres://")
                 && !database_url.starts_with("postgresql://")
@@ -45,6 +50,13 @@ pub fn run(args: DatabaseArgs) -> Result<()> {
                  to and read the audit log",
                 ztx_store::SCHEMA_VERSION
             );
+            if let Some(support) = support_role {
+                ztx_store::grant_support_role(&database_url, &support)
+                    .context("cannot grant the support role")?;
+                println!(
+                    "role {support} may read customers, their keys' settings and notifications"
+                );
+            }
             Ok(())
         }
     }

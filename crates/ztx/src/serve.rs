@@ -66,10 +66,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .init_mode(config.mode)
         .context("the data was created in another mode")?;
     // Customer ids start at 1: without customer 1 there are none yet.
-    let first_start = store
-        .customer(ztx_core::CustomerId(1))
-        .context("cannot read customers")?
-        .is_none();
+    let first_start = !store
+        .customer_exists(ztx_core::CustomerId(1))
+        .context("cannot read customers")?;
     let listen = args.listen.unwrap_or(config.listen);
 
     // The engine and its store connections live on their own threads, outside the async

@@ -503,12 +503,16 @@ impl Exchange {
             );
             snap.order_history.push(
                 store
-                    .orders(customer, SYMBOL, None, None, None, 1_000)
+                    .customer_scope(customer)
+                    .unwrap()
+                    .orders(SYMBOL, None, None, None, 1_000)
                     .unwrap(),
             );
             snap.trades.push(
                 store
-                    .my_trades(customer, SYMBOL, None, None, None, 1_000)
+                    .customer_scope(customer)
+                    .unwrap()
+                    .my_trades(SYMBOL, None, None, None, 1_000)
                     .unwrap(),
             );
         }

@@ -464,7 +464,9 @@ async fn an_operator_command_is_in_the_log_before_it_takes_effect() {
     let id = created["customer_id"].as_u64().unwrap();
     assert!(
         ex.store()
-            .customer(ztx_core::CustomerId(id))
+            .customer_scope(ztx_core::CustomerId(id))
+            .unwrap()
+            .customer()
             .unwrap()
             .is_some()
     );

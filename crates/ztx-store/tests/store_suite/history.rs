@@ -86,7 +86,13 @@ fn check(store: &mut dyn Store, model: &Model) -> Result<(), TestCaseError> {
                 let l = u32::try_from(limit).unwrap();
                 for from in [None, Some(1), Some(last_order / 2 + 1)] {
                     prop_assert_eq!(
-                        store.orders(customer, symbol, from.map(OrderId), None, None, l)?,
+                        store.customer_scope(customer)?.orders(
+                            symbol,
+                            from.map(OrderId),
+                            None,
+                            None,
+                            l
+                        )?,
                         model.orders(c, symbol, from, limit),
                         "orders of {} in {} from {:?} limit {}",
                         c,
@@ -97,7 +103,13 @@ fn check(store: &mut dyn Store, model: &Model) -> Result<(), TestCaseError> {
                 }
                 for from in [None, Some(1), Some(last_trade / 2 + 1)] {
                     prop_assert_eq!(
-                        store.my_trades(customer, symbol, from.map(TradeId), None, None, l)?,
+                        store.customer_scope(customer)?.my_trades(
+                            symbol,
+                            from.map(TradeId),
+                            None,
+                            None,
+                            l
+                        )?,
                         model.trades(c, symbol, from, limit),
                         "trades of {} in {} from {:?} limit {}",
                         c,
@@ -110,7 +122,7 @@ fn check(store: &mut dyn Store, model: &Model) -> Result<(), TestCaseError> {
             for client in ["client-0", "client-1", "client-2"] {
                 let query = OrderQuery::ByClientId(client.into());
                 prop_assert_eq!(
-                    store.order(customer, symbol, &query)?,
+                    store.customer_scope(customer)?.order(symbol, &query)?,
                     model.by_client(c, symbol, client)
                 );
             }
@@ -194,7 +206,9 @@ fn foreign_history_file_beside_a_restored_store_leaks_nothing() {
         .unwrap();
     let all = |store: &mut Box<dyn Store>, c: u64| {
         store
-            .orders(CustomerId(c), "BTCUSDT", None, None, None, 100)
+            .customer_scope(CustomerId(c))
+            .unwrap()
+            .orders("BTCUSDT", None, None, None, 100)
             .unwrap()
     };
     assert_eq!(
@@ -204,11 +218,9 @@ fn foreign_history_file_beside_a_restored_store_leaks_nothing() {
     );
     assert_eq!(all(&mut store, 2), ours);
     let by_client = store
-        .order(
-            CustomerId(1),
-            "BTCUSDT",
-            &OrderQuery::ByClientId("client-1".into()),
-        )
+        .customer_scope(CustomerId(1))
+        .unwrap()
+        .order("BTCUSDT", &OrderQuery::ByClientId("client-1".into()))
         .unwrap();
     assert_eq!(by_client, None);
     while store.index_history(100).unwrap() > 0 {}

@@ -10,6 +10,7 @@
 
 mod audit;
 mod common;
+mod rls;
 mod roles;
 mod security;
 mod suite;

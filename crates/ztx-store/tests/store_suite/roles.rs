@@ -48,7 +48,14 @@ fn a_stolen_service_credential_cannot_rewrite_the_audit_log() {
     // The service runs the exchange: customers, commits, the log, its indexes.
     let mut store = ztx_store::open(&service).unwrap();
     let customer = store.create_customer("svc@example.com", 1).unwrap();
-    assert!(store.customer(customer).unwrap().is_some());
+    assert!(
+        store
+            .customer_scope(customer)
+            .unwrap()
+            .customer()
+            .unwrap()
+            .is_some()
+    );
     store.commit(&Changes::default(), &entries(0, 3)).unwrap();
     store.index_audit(100).unwrap();
     assert_eq!(store.audit_size().unwrap(), 3);
@@ -135,4 +142,68 @@ fn a_service_role_cannot_migrate_and_says_who_can() {
     // The owner's setup migrates it; then the service opens it.
     ztx_store::grant_service_role(&owner, &role).unwrap();
     assert_eq!(ztx_store::open(&service).unwrap().audit_size().unwrap(), 0);
+}
+
+#[test]
+fn support_reads_customer_metadata_and_no_secret_nor_trading_data() {
+    let Some((owner, role, service)) = database_and_role() else {
+        return;
+    };
+    ztx_store::grant_service_role(&owner, &role).unwrap();
+    let cluster = PgCluster::shared().unwrap().unwrap();
+    // A second role beside the service's, named after it.
+    let support = format!("{role}_support");
+    let support_url = service.replace(&format!("{role}@"), &format!("{support}@"));
+    cluster
+        .execute(&format!("CREATE ROLE {support} LOGIN"))
+        .unwrap();
+    ztx_store::grant_support_role(&owner, &support).unwrap();
+    {
+        let mut store = ztx_store::open(&service).unwrap();
+        for name in ["a", "b"] {
+            let c = store
+                .create_customer(&format!("{name}@example.com"), 1)
+                .unwrap();
+            store
+                .create_api_key(&ztx_store::NewApiKey {
+                    api_key: format!("key-{name}"),
+                    customer: c,
+                    credential: ztx_store::ApiKeyCredential::Hmac {
+                        secret_sealed: vec![7; 40],
+                    },
+                    permissions: "read".into(),
+                    ip_allowlist: String::new(),
+                    enabled: true,
+                    created_ms: 1,
+                })
+                .unwrap();
+        }
+    }
+    let mut client = postgres::Client::connect(&support_url, postgres::NoTls).unwrap();
+    // Every customer, without setting any scope: support looks customers up.
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM customers", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    let keys: Vec<String> = client
+        .query("SELECT api_key FROM api_keys ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(keys, ["key-a", "key-b"]);
+    for sql in [
+        "SELECT secret_sealed FROM api_keys",
+        "SELECT * FROM api_keys",
+        "SELECT id FROM orders",
+        "SELECT owner_id FROM accounts",
+        "SELECT entry FROM audit_entries",
+        "UPDATE customers SET created_ms = 2",
+        "INSERT INTO notifications (customer_id, created_ms, finding, message) \
+         VALUES (1, 1, 'x', 'y')",
+    ] {
+        let refused = raw(&support_url, sql).unwrap_err();
+        assert!(refused.contains("permission denied"), "{sql}: {refused}");
+    }
 }

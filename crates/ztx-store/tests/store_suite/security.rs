@@ -80,7 +80,11 @@ pub fn security_effects_commit_with_their_entries(fx: &dyn Fixture) {
     );
 
     // A customer sees their own notifications, newest first, and pages back by id.
-    let mine = store.notifications(alice, None, 10).unwrap();
+    let mine = store
+        .customer_scope(alice)
+        .unwrap()
+        .notifications(None, 10)
+        .unwrap();
     assert_eq!(
         mine.iter().map(|n| n.finding.as_str()).collect::<Vec<_>>(),
         ["f-2", "f-1"]
@@ -89,9 +93,21 @@ pub fn security_effects_commit_with_their_entries(fx: &dyn Fixture) {
         mine.iter()
             .all(|n| n.customer == alice && n.created_ms == 50)
     );
-    let older = store.notifications(alice, Some(mine[0].id), 10).unwrap();
+    let older = store
+        .customer_scope(alice)
+        .unwrap()
+        .notifications(Some(mine[0].id), 10)
+        .unwrap();
     assert_eq!(older, mine[1..].to_vec());
-    assert_eq!(store.notifications(bob, None, 10).unwrap().len(), 1);
+    assert_eq!(
+        store
+            .customer_scope(bob)
+            .unwrap()
+            .notifications(None, 10)
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Each waits in the outbox, addressed, until a sender delivers it.
     let pending = store.pending_outbox(10).unwrap();
@@ -168,6 +184,13 @@ pub fn a_response_is_not_applied_without_its_entry(fx: &dyn Fixture) {
         store.api_key_by_key("keyA").unwrap().unwrap().frozen_ms,
         None
     );
-    assert!(store.notifications(alice, None, 10).unwrap().is_empty());
+    assert!(
+        store
+            .customer_scope(alice)
+            .unwrap()
+            .notifications(None, 10)
+            .unwrap()
+            .is_empty()
+    );
     assert!(store.pending_outbox(10).unwrap().is_empty());
 }

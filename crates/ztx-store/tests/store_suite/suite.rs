@@ -163,13 +163,25 @@ pub fn duplicate_email_is_refused_and_changes_nothing(fx: &dyn Fixture) {
         other => panic!("expected DuplicateEmail, got {other:?}"),
     }
     assert!(!store.customer_exists(CustomerId(3)).unwrap());
-    let record = store.customer(alice).unwrap().unwrap();
+    let record = store
+        .customer_scope(alice)
+        .unwrap()
+        .customer()
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (record.email.as_str(), record.created_ms),
         ("alice@example.com", 100)
     );
     assert!(store.customer_exists(bob).unwrap());
-    assert_eq!(store.customer(CustomerId(99)).unwrap(), None);
+    assert_eq!(
+        store
+            .customer_scope(CustomerId(99))
+            .unwrap()
+            .customer()
+            .unwrap(),
+        None
+    );
     assert_eq!(
         store.create_customer("carol@example.com", 400).unwrap(),
         CustomerId(3)
@@ -221,7 +233,7 @@ pub fn api_keys_round_trip(fx: &dyn Fixture) {
         (&ed.credential, "127.0.0.1,10.0.0.1", false)
     );
     assert_eq!(store.api_key_by_key("nope").unwrap(), None);
-    let keys = store.api_keys_of(owner).unwrap();
+    let keys = store.customer_scope(owner).unwrap().api_keys().unwrap();
     assert_eq!(keys.iter().map(|k| k.id).collect::<Vec<_>>(), vec![a, b]);
     assert!(
         matches!(store.create_api_key(&hmac), Err(StoreError::DuplicateApiKey(k)) if k == "pubkeyA")
@@ -235,7 +247,15 @@ pub fn api_keys_round_trip(fx: &dyn Fixture) {
         store.create_api_key(&stranger),
         Err(StoreError::UnknownCustomer(CustomerId(77)))
     ));
-    assert_eq!(store.api_keys_of(owner).unwrap().len(), 2);
+    assert_eq!(
+        store
+            .customer_scope(owner)
+            .unwrap()
+            .api_keys()
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 /// Orders of customers 1 and 2 in two markets; "client-2" is used twice (ids 2 and 9).
@@ -357,26 +377,34 @@ fn check_order_queries(store: &mut dyn ztx_store::Store) {
     let ids = |v: Vec<ztx_core::Order>| v.into_iter().map(|o| o.id.0).collect::<Vec<_>>();
 
     let by_id = store
-        .order(c1, "BTCUSDT", &OrderQuery::ById(OrderId(4)))
+        .customer_scope(c1)
+        .unwrap()
+        .order("BTCUSDT", &OrderQuery::ById(OrderId(4)))
         .unwrap()
         .unwrap();
     assert_eq!(by_id, order(4, 1, "BTCUSDT", OrderStatus::New, 4000));
     assert_eq!(
         store
-            .order(c1, "BTCUSDT", &OrderQuery::ById(OrderId(8)))
+            .customer_scope(c1)
+            .unwrap()
+            .order("BTCUSDT", &OrderQuery::ById(OrderId(8)))
             .unwrap(),
         None,
         "another customer's order"
     );
     assert_eq!(
         store
-            .order(c1, "ETHUSDT", &OrderQuery::ById(OrderId(4)))
+            .customer_scope(c1)
+            .unwrap()
+            .order("ETHUSDT", &OrderQuery::ById(OrderId(4)))
             .unwrap(),
         None,
         "another market"
     );
     let by_client = store
-        .order(c1, "BTCUSDT", &OrderQuery::ByClientId("client-2".into()))
+        .customer_scope(c1)
+        .unwrap()
+        .order("BTCUSDT", &OrderQuery::ByClientId("client-2".into()))
         .unwrap();
     assert_eq!(
         by_client.map(|o| o.id),
@@ -385,40 +413,64 @@ fn check_order_queries(store: &mut dyn ztx_store::Store) {
     );
 
     assert_eq!(
-        ids(store.orders(c1, "BTCUSDT", None, None, None, 500).unwrap()),
+        ids(store
+            .customer_scope(c1)
+            .unwrap()
+            .orders("BTCUSDT", None, None, None, 500)
+            .unwrap()),
         vec![1, 2, 3, 4, 5, 6, 9]
     );
     assert_eq!(
-        ids(store.orders(c1, "BTCUSDT", None, None, None, 3).unwrap()),
+        ids(store
+            .customer_scope(c1)
+            .unwrap()
+            .orders("BTCUSDT", None, None, None, 3)
+            .unwrap()),
         vec![5, 6, 9]
     );
     assert_eq!(
         ids(store
-            .orders(c1, "BTCUSDT", Some(OrderId(3)), None, None, 2)
+            .customer_scope(c1)
+            .unwrap()
+            .orders("BTCUSDT", Some(OrderId(3)), None, None, 2)
             .unwrap()),
         vec![3, 4]
     );
     assert_eq!(
         ids(store
-            .orders(c1, "BTCUSDT", None, Some(2000), Some(4000), 10)
+            .customer_scope(c1)
+            .unwrap()
+            .orders("BTCUSDT", None, Some(2000), Some(4000), 10)
             .unwrap()),
         vec![2, 3, 4]
     );
     assert_eq!(
-        ids(store.orders(c1, "BTCUSDT", None, None, None, 0).unwrap()),
+        ids(store
+            .customer_scope(c1)
+            .unwrap()
+            .orders("BTCUSDT", None, None, None, 0)
+            .unwrap()),
         Vec::<u64>::new()
     );
 
     assert_eq!(
-        ids(store.open_orders(c1, Some("BTCUSDT")).unwrap()),
+        ids(store
+            .customer_scope(c1)
+            .unwrap()
+            .open_orders(Some("BTCUSDT"))
+            .unwrap()),
         vec![1, 2, 4, 5]
     );
     assert_eq!(
-        ids(store.open_orders(c1, None).unwrap()),
+        ids(store.customer_scope(c1).unwrap().open_orders(None).unwrap()),
         vec![1, 2, 4, 5, 7]
     );
     assert_eq!(
-        ids(store.open_orders(CustomerId(3), None).unwrap()),
+        ids(store
+            .customer_scope(CustomerId(3))
+            .unwrap()
+            .open_orders(None)
+            .unwrap()),
         Vec::<u64>::new()
     );
 }
@@ -428,34 +480,48 @@ fn check_trade_queries(store: &mut dyn ztx_store::Store, trades: &[ztx_core::Tra
     let c1 = CustomerId(1);
     assert_eq!(
         ids(store
-            .my_trades(c1, "BTCUSDT", None, None, None, 100)
+            .customer_scope(c1)
+            .unwrap()
+            .my_trades("BTCUSDT", None, None, None, 100)
             .unwrap()),
         vec![1, 2, 4, 6]
     );
     assert_eq!(
-        ids(store.my_trades(c1, "BTCUSDT", None, None, None, 2).unwrap()),
+        ids(store
+            .customer_scope(c1)
+            .unwrap()
+            .my_trades("BTCUSDT", None, None, None, 2)
+            .unwrap()),
         vec![4, 6]
     );
     assert_eq!(
         ids(store
-            .my_trades(c1, "BTCUSDT", Some(TradeId(2)), None, None, 2)
+            .customer_scope(c1)
+            .unwrap()
+            .my_trades("BTCUSDT", Some(TradeId(2)), None, None, 2)
             .unwrap()),
         vec![2, 4]
     );
     assert_eq!(
         ids(store
-            .my_trades(c1, "BTCUSDT", None, Some(1_500), Some(4_000), 10)
+            .customer_scope(c1)
+            .unwrap()
+            .my_trades("BTCUSDT", None, Some(1_500), Some(4_000), 10)
             .unwrap()),
         vec![2, 4]
     );
     assert_eq!(
         ids(store
-            .my_trades(c1, "ETHUSDT", None, None, None, 10)
+            .customer_scope(c1)
+            .unwrap()
+            .my_trades("ETHUSDT", None, None, None, 10)
             .unwrap()),
         vec![5]
     );
     let full = store
-        .my_trades(CustomerId(3), "BTCUSDT", None, None, None, 10)
+        .customer_scope(CustomerId(3))
+        .unwrap()
+        .my_trades("BTCUSDT", None, None, None, 10)
         .unwrap();
     assert_eq!(full, vec![trades[2].clone(), trades[5].clone()]);
     assert_eq!(
@@ -700,7 +766,10 @@ pub fn corrupt_rows_are_errors_not_panics(fx: &dyn Fixture) {
     fx.raw("UPDATE accounts SET credits_posted = '12' WHERE owner_kind = 'escrow'");
     fx.raw("UPDATE orders SET executed_qty = '-5' WHERE id = 2");
     expect_corrupt(
-        fx.open().open_orders(CustomerId(1), None),
+        fx.open()
+            .customer_scope(CustomerId(1))
+            .unwrap()
+            .open_orders(None),
         "orders",
         "executed_qty",
     );
