@@ -237,7 +237,16 @@ async fn create_customer(
     };
     let app = &admin.app;
     let log = app.is_audited().then_some(&app.engine);
-    match operate::create_customer(log, &app.reads, &who, &body.email, app.now_ms()).await {
+    match operate::create_customer(
+        log,
+        &app.reads,
+        app.contacts_arc(),
+        &who,
+        &body.email,
+        app.now_ms(),
+    )
+    .await
+    {
         Ok((id, email)) => Json(json!({ "customer_id": id.0, "email": email })).into_response(),
         Err(e) => refused(&e),
     }

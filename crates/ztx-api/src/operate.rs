@@ -8,6 +8,7 @@
 //! deposit is the exchange's own command, so its entry commits with the credit itself.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use rand::RngCore as _;
@@ -15,8 +16,9 @@ use zeroize::Zeroizing;
 use ztx_audit::{Entry, Hash, Kind, Outcome};
 use ztx_core::{Amount, Command, CustomerId, Deposit, Reply, TransferId};
 use ztx_engine::{Audit, EngineError, EngineHandle};
-use ztx_store::{ApiKeyCredential, ApiKeyId, NewApiKey, StoreError};
+use ztx_store::{ApiKeyCredential, ApiKeyId, NewApiKey, SealedEmailRow, StoreError};
 use ztx_vault::MasterKey;
+use ztx_vault::contact::ContactKeys;
 
 use crate::auth::Ed25519Key;
 use crate::state::{Permissions, StorePool, secret_aad};
@@ -213,6 +215,7 @@ pub async fn malformed(
 pub async fn create_customer(
     engine: Option<&EngineHandle>,
     pool: &StorePool,
+    contacts: Arc<ContactKeys>,
     who: &Operator,
     email: &str,
     now_ms: u64,
@@ -233,14 +236,32 @@ pub async fn create_customer(
         now_ms,
     )
     .await?;
+    // The store holds the address sealed by the customer's own data key, and finds it
+    // by its blind index only.
     let stored = email.clone();
+    let index = contacts.email_index(&email);
     let created = pool
-        .with(move |s| Ok(s.create_customer(&stored, now_ms)))
+        .with(move |s| {
+            Ok(s.create_customer(
+                &index,
+                &mut |id| {
+                    let sealed = contacts
+                        .seal_email(id.0, &stored)
+                        .map_err(|e| e.to_string())?;
+                    Ok(SealedEmailRow {
+                        sealed: sealed.sealed,
+                        kek_version: sealed.key.kek_version,
+                        data_key: sealed.key.sealed,
+                    })
+                },
+                now_ms,
+            ))
+        })
         .await
         .map_err(|e| unavailable(&e))?;
     let error = match created {
         Ok(id) => return Ok((id, email)),
-        Err(StoreError::DuplicateEmail(_)) => {
+        Err(StoreError::DuplicateEmail) => {
             CommandError::Conflict(format!("a customer with {email} exists already"))
         }
         Err(e) => CommandError::Unavailable(e.to_string()),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use ztx_core::CustomerId;
 use ztx_engine::{Clock, EngineHandle};
 use ztx_store::{ApiKeyCredential, ApiKeyId, ApiKeyRecord, Store, StoreError, StoreFactory};
+use ztx_vault::contact::ContactKeys;
 use ztx_vault::{Aad, MasterKey};
 
 use crate::auth::{ClientKey, Ed25519Key, HmacSecret};
@@ -176,6 +177,7 @@ pub struct AppState {
     pub bans: Arc<crate::security::Bans>,
     pub clock: Clock,
     master: Arc<MasterKey>,
+    contacts: Arc<ContactKeys>,
     keys: Arc<Mutex<KeyCache>>,
     /// Whether requests are logged in the audit log (the engine must keep one).
     audit: bool,
@@ -196,14 +198,21 @@ impl AppState {
         &self.master
     }
 
+    /// The keys customers' contact data is sealed and found by.
+    pub(crate) fn contacts_arc(&self) -> Arc<ContactKeys> {
+        self.contacts.clone()
+    }
+
     pub fn new(
         engine: EngineHandle,
         reads: StorePool,
         master: Arc<MasterKey>,
+        contacts: Arc<ContactKeys>,
         limits: RateLimits,
         clock: Clock,
     ) -> Self {
         Self {
+            contacts,
             engine,
             reads,
             limiter: Arc::new(RateLimiter::new(limits)),

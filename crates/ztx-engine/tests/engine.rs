@@ -291,9 +291,7 @@ fn inbox_deposits_are_applied_once_and_logged(db: &Db) {
     let (_engine, handle) = start_audited(db, Duration::from_secs(1)).unwrap();
     let mut admin = db.open();
     for n in 1..=3 {
-        admin
-            .create_customer(&format!("c{n}@example.com"), 1)
-            .unwrap();
+        ztx_store::testing::create_customer(&mut *admin, &format!("c{n}@example.com"), 1).unwrap();
     }
     let amount = Amount::from_minor(5 * 100_000_000);
     let item = admin

@@ -9,7 +9,7 @@ use ztx_core::{
 use crate::error::Result;
 use crate::model::{
     ApiKeyCredential, ApiKeyId, ApiKeyRecord, Candle, CustomerRecord, InboxCommand,
-    InboxCompletion, InboxId, InboxItem,
+    InboxCompletion, InboxId, InboxItem, SealedEmailRow, StoredEmail,
 };
 use crate::sql::{self, Param, Row, RowReader};
 
@@ -246,11 +246,32 @@ pub(crate) fn candle(row: Row) -> Result<Candle> {
 
 pub(crate) fn customer(row: Row) -> Result<CustomerRecord> {
     let mut r = RowReader::new("customers", row);
+    let id = CustomerId(r.u64("id")?);
+    let email = stored_email(&mut r)?;
     Ok(CustomerRecord {
-        id: CustomerId(r.u64("id")?),
-        email: r.text("email")?,
+        id,
+        email,
         created_ms: r.u64("created_ms")?,
     })
+}
+
+/// `email_index, email_sealed, kek_version, data_key` (the last two from
+/// `customer_keys`, NULL without a row there).
+pub(crate) fn stored_email(r: &mut RowReader) -> Result<StoredEmail> {
+    let index = r.text("email_index")?;
+    let sealed = r.opt_blob("email_sealed")?;
+    let version = r.opt_u64("kek_version")?;
+    let data_key = r.opt_blob("data_key")?;
+    match (sealed, version, data_key) {
+        (None, _, _) => Ok(StoredEmail::Plain(index)),
+        (Some(sealed), Some(version), Some(data_key)) => Ok(StoredEmail::Sealed(SealedEmailRow {
+            sealed,
+            kek_version: u32::try_from(version)
+                .map_err(|_| r.corrupt_here("kek_version", format!("version {version}")))?,
+            data_key,
+        })),
+        (Some(_), _, _) => Err(r.corrupt_here("data_key", "a sealed address without its data key")),
+    }
 }
 
 pub(crate) fn api_key(row: Row) -> Result<ApiKeyRecord> {

@@ -8,9 +8,13 @@ use crate::model::{InboxId, Mode};
 /// Why a store operation failed. Nothing was changed by a failed write.
 #[derive(Debug, Error)]
 pub enum StoreError {
-    /// The caller's fault: another customer already uses this email.
-    #[error("a customer with email {0:?} already exists")]
-    DuplicateEmail(String),
+    /// The caller's fault: another customer already uses this e-mail address (the store
+    /// holds only its blind index, so the caller names it).
+    #[error("a customer with this e-mail address already exists")]
+    DuplicateEmail,
+    /// The caller's sealing of a new customer's contact data failed.
+    #[error("cannot seal the customer's contact data: {0}")]
+    Sealing(String),
     /// The caller's fault: the public API key string is already taken.
     #[error("API key {0:?} already exists")]
     DuplicateApiKey(String),

@@ -8,6 +8,7 @@
 mod columns;
 mod audit;
 mod codec;
+mod contact;
 mod error;
 mod model;
 mod pg;
@@ -28,8 +29,9 @@ use ztx_core::{
 pub use audit::{AuditAppend, AuditRow, StoredCheckpoint};
 pub use error::{Result, StoreError};
 pub use model::{
-    ApiKeyCredential, ApiKeyId, ApiKeyRecord, Candle, CustomerRecord, InboxCommand,
-    InboxCompletion, InboxId, InboxItem, Mode, NewApiKey, OrderQuery,
+    ApiKeyCredential, ApiKeyId, ApiKeyRecord, Candle, CustomerKeyRow, CustomerRecord, InboxCommand,
+    InboxCompletion, InboxId, InboxItem, KeyStatus, Mode, NewApiKey, OrderQuery, SealedEmailRow,
+    StoredEmail,
 };
 pub use pg::{
     APPEND_ONLY_TABLES, PgStore, SUPPORT_COLUMNS, connect as pg_connect, grant_service_role,
@@ -43,6 +45,11 @@ pub use sqlite::SqliteStore;
 /// Opens a new connection to the same store each call (a SQLite file or a PostgreSQL
 /// URL): the engine's writer, its reader and the API's read pool each hold their own.
 pub type StoreFactory = std::sync::Arc<dyn Fn() -> Result<Box<dyn Store>> + Send + Sync>;
+
+/// Seals a new customer's address once their number is known (it is bound into the
+/// sealing); the error is the caller's, in words.
+pub type SealEmail<'a> =
+    &'a mut dyn FnMut(CustomerId) -> std::result::Result<SealedEmailRow, String>;
 
 /// The most rows one query returns, whatever limit the caller asks for.
 pub const MAX_ROWS: u32 = 10_000;
@@ -59,7 +66,41 @@ pub trait Store: Send {
     /// Records the mode once; refuses a different one later.
     fn init_mode(&mut self, mode: Mode) -> Result<()>;
 
-    fn create_customer(&mut self, email: &str, now_ms: u64) -> Result<CustomerId>;
+    /// Creates a customer found by `email_index` (the address's blind index; unique),
+    /// whose address `seal` seals, in one transaction.
+    fn create_customer(
+        &mut self,
+        email_index: &str,
+        seal: SealEmail<'_>,
+        now_ms: u64,
+    ) -> Result<CustomerId>;
+    /// Up to `limit` customers' wrapped data keys after `after`, of KEK versions other
+    /// than `except_version` (what a rotation to that version still has to re-wrap).
+    fn customer_keys(
+        &mut self,
+        after: CustomerId,
+        except_version: u32,
+        limit: u32,
+    ) -> Result<Vec<CustomerKeyRow>>;
+    /// Replaces a wrapped data key if it is still under `from_version`; whether it was.
+    fn rewrap_customer_key(
+        &mut self,
+        customer: CustomerId,
+        from_version: u32,
+        to_version: u32,
+        data_key: &[u8],
+    ) -> Result<bool>;
+    /// Up to `limit` customers whose address predates encryption, with the address.
+    fn plain_emails(&mut self, limit: u32) -> Result<Vec<(CustomerId, String)>>;
+    /// Seals one of those (see [`Store::plain_emails`]); whether it was still plain.
+    fn seal_plain_email(
+        &mut self,
+        customer: CustomerId,
+        email_index: &str,
+        sealed: &SealedEmailRow,
+    ) -> Result<bool>;
+    /// Data keys per KEK version, and addresses still in the clear.
+    fn key_status(&mut self) -> Result<KeyStatus>;
     /// Whether the customer exists (a platform check, e.g. before queuing a deposit).
     fn customer_exists(&mut self, id: CustomerId) -> Result<bool>;
 
@@ -171,8 +212,44 @@ macro_rules! impl_store {
             fn init_mode(&mut self, mode: Mode) -> Result<()> {
                 write::init_mode(self, mode)
             }
-            fn create_customer(&mut self, email: &str, now_ms: u64) -> Result<CustomerId> {
-                write::create_customer(self, email, now_ms)
+            fn create_customer(
+                &mut self,
+                email_index: &str,
+                seal: SealEmail<'_>,
+                now_ms: u64,
+            ) -> Result<CustomerId> {
+                write::create_customer(self, email_index, seal, now_ms)
+            }
+            fn customer_keys(
+                &mut self,
+                after: CustomerId,
+                except_version: u32,
+                limit: u32,
+            ) -> Result<Vec<CustomerKeyRow>> {
+                contact::keys(self, after, except_version, limit)
+            }
+            fn rewrap_customer_key(
+                &mut self,
+                customer: CustomerId,
+                from_version: u32,
+                to_version: u32,
+                data_key: &[u8],
+            ) -> Result<bool> {
+                contact::rewrap(self, customer, from_version, to_version, data_key)
+            }
+            fn plain_emails(&mut self, limit: u32) -> Result<Vec<(CustomerId, String)>> {
+                contact::plain_emails(self, limit)
+            }
+            fn seal_plain_email(
+                &mut self,
+                customer: CustomerId,
+                email_index: &str,
+                sealed: &SealedEmailRow,
+            ) -> Result<bool> {
+                contact::seal_plain_email(self, customer, email_index, sealed)
+            }
+            fn key_status(&mut self) -> Result<KeyStatus> {
+                contact::status(self)
             }
             fn customer_exists(&mut self, id: CustomerId) -> Result<bool> {
                 write::customer_exists(self, id)

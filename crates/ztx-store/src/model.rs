@@ -28,12 +28,75 @@ impl Mode {
     }
 }
 
-/// A stored customer.
+/// A stored customer. The store never sees an address in the clear (except rows
+/// written before contact data was encrypted, see [`StoredEmail::Plain`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CustomerRecord {
     pub id: CustomerId,
-    pub email: String,
+    pub email: StoredEmail,
     pub created_ms: u64,
+}
+
+/// An e-mail address sealed by the customer's data key, and that key as stored:
+/// wrapped by key-encryption-key version `kek_version` (see `ztx_vault::contact`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedEmailRow {
+    pub sealed: Vec<u8>,
+    pub kek_version: u32,
+    pub data_key: Vec<u8>,
+}
+
+impl fmt::Debug for SealedEmailRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedEmailRow")
+            .field("sealed", &format_args!("<{} bytes>", self.sealed.len()))
+            .field("kek_version", &self.kek_version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A customer's address as the store holds it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoredEmail {
+    Sealed(SealedEmailRow),
+    /// Written by a release before contact data was encrypted (schema version 5 or
+    /// older), until `ztx vault rotate` seals it.
+    Plain(String),
+}
+
+impl fmt::Debug for StoredEmail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoredEmail::Sealed(row) => row.fmt(f),
+            StoredEmail::Plain(_) => f.write_str("Plain(<redacted>)"),
+        }
+    }
+}
+
+/// A customer's wrapped data key, for re-wrapping under a new key-encryption key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CustomerKeyRow {
+    pub customer: CustomerId,
+    pub kek_version: u32,
+    pub data_key: Vec<u8>,
+}
+
+impl fmt::Debug for CustomerKeyRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CustomerKeyRow")
+            .field("customer", &self.customer)
+            .field("kek_version", &self.kek_version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What contact data is under which key-encryption-key version.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyStatus {
+    /// Data keys per KEK version, ascending.
+    pub data_keys: Vec<(u32, u64)>,
+    /// Addresses still in the clear (see [`StoredEmail::Plain`]).
+    pub plain_emails: u64,
 }
 
 /// The store's id of an API key row (not the public key string).

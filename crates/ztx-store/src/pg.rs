@@ -104,10 +104,11 @@ pub fn grant_service_role(owner_url: &str, role: &str) -> Result<()> {
 }
 
 /// What the support role may read, table by table: who the customers are and what
-/// their keys may do, never a secret — not the sealed HMAC secret, and nothing of the
-/// orders, balances or the audit log.
+/// their keys may do, never a secret — not the sealed HMAC secret, not the customers'
+/// data keys (so their sealed addresses stay sealed), and nothing of the orders,
+/// balances or the audit log.
 pub const SUPPORT_COLUMNS: [(&str, &str); 3] = [
-    ("customers", "id, email, created_ms"),
+    ("customers", "id, email_index, email_sealed, created_ms"),
     (
         "api_keys",
         "id, api_key, customer_id, kind, permissions, ip_allowlist, enabled, created_ms, \

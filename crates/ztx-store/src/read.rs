@@ -91,7 +91,8 @@ pub(crate) fn mode(conn: &mut dyn Conn) -> Result<Option<Mode>> {
 
 pub(crate) fn customer(conn: &mut dyn Conn, id: CustomerId) -> Result<Option<CustomerRecord>> {
     let rows = conn.query(
-        "SELECT id, email, created_ms FROM customers WHERE id = $1",
+        "SELECT c.id, c.email_index, c.email_sealed, k.kek_version, k.data_key, c.created_ms \
+         FROM customers c LEFT JOIN customer_keys k ON k.customer_id = c.id WHERE c.id = $1",
         &[sql::int(id.0, "customer id")?],
     )?;
     sql::first(rows).map(codec::customer).transpose()

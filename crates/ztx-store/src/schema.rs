@@ -347,11 +347,36 @@ fn row_security() -> String {
     ddl
 }
 
+/// Version 6: contact data encrypted. `email` holds the address's blind index from
+/// now on (renamed, so that its UNIQUE and NOT NULL stay), the address itself is sealed
+/// by the customer's data key, and the data keys live wrapped in `customer_keys`. Rows
+/// from before keep their address in the clear in `email_index` (with `email_sealed`
+/// NULL) until `ztx vault rotate` seals them. On PostgreSQL a customer scope reads its
+/// own wrapped key with its record (useless without the KEK, which the database never
+/// holds), and no grant but the exchange's reaches the table.
+const V6: &str = "
+ALTER TABLE customers RENAME COLUMN email TO email_index;
+ALTER TABLE customers ADD COLUMN email_sealed {blob};
+CREATE TABLE customer_keys (
+    customer_id BIGINT PRIMARY KEY REFERENCES customers (id),
+    kek_version BIGINT NOT NULL,
+    data_key {blob} NOT NULL
+);
+CREATE INDEX customer_keys_version ON customer_keys (kek_version, customer_id);
+{customer_keys_security}";
+
+const CUSTOMER_KEYS_SECURITY: &str = "
+ALTER TABLE customer_keys ENABLE ROW LEVEL SECURITY;
+ALTER TABLE customer_keys FORCE ROW LEVEL SECURITY;
+CREATE POLICY platform ON customer_keys USING (ztx_platform()) WITH CHECK (ztx_platform());
+CREATE POLICY customer ON customer_keys FOR SELECT USING (customer_id = ztx_customer());
+";
+
 /// Every migration in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// The schema the history tables are created in, as a qualifier for [`HISTORY`].
 pub(crate) const HISTORY_SCHEMA: &str = "history.";
@@ -366,12 +391,13 @@ pub(crate) fn render(ddl: &str, dialect: Dialect) -> String {
         Dialect::Sqlite => (APPEND_ONLY_SQLITE, ""),
         Dialect::Postgres => (APPEND_ONLY_POSTGRES, AUDIT_NODES),
     };
-    let row_security = match dialect {
-        Dialect::Sqlite => String::new(),
-        Dialect::Postgres => row_security(),
+    let (row_security, customer_keys_security) = match dialect {
+        Dialect::Sqlite => (String::new(), ""),
+        Dialect::Postgres => (row_security(), CUSTOMER_KEYS_SECURITY),
     };
     ddl.replace("{history_tables}", history_tables)
         .replace("{row_security}", &row_security)
+        .replace("{customer_keys_security}", customer_keys_security)
         .replace("{append_only}", append_only)
         .replace("{audit_history}", audit_history)
         .replace("{history}", history)
@@ -483,6 +509,7 @@ mod tests {
                 .replace("{history_tables}", HISTORY)
                 .replace("{append_only}", "")
                 .replace("{row_security}", "")
+                .replace("{customer_keys_security}", "")
                 .replace("{audit_history}", AUDIT_NODES);
             dialects_differ_only_in_placeholders(&with_history);
         }

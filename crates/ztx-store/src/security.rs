@@ -53,8 +53,9 @@ pub struct Notification {
 pub struct OutboxMessage {
     pub id: u64,
     pub channel: String,
-    /// Where to send it: the customer's e-mail address.
-    pub email: String,
+    /// Where to send it: the customer's e-mail address, sealed (the sender opens it
+    /// with `ztx_vault::contact`).
+    pub email: crate::StoredEmail,
     pub attempts: u64,
     pub notification: Notification,
 }
@@ -180,11 +181,13 @@ pub(crate) fn notifications(
 /// Outbox messages not yet delivered, oldest first.
 pub(crate) fn pending_outbox(conn: &mut dyn Conn, limit: u32) -> Result<Vec<OutboxMessage>> {
     let rows = conn.query(
-        "SELECT o.id AS outbox_id, o.channel, o.attempts, c.email, \
+        "SELECT o.id AS outbox_id, o.channel, o.attempts, \
+                c.email_index, c.email_sealed, k.kek_version, k.data_key, \
                 n.id, n.customer_id, n.created_ms, n.finding, n.message \
          FROM notification_outbox o \
          JOIN notifications n ON n.id = o.notification_id \
          JOIN customers c ON c.id = n.customer_id \
+         LEFT JOIN customer_keys k ON k.customer_id = c.id \
          WHERE o.delivered_ms IS NULL ORDER BY o.id LIMIT $1",
         &[sql::limit(limit)],
     )?;
@@ -197,7 +200,7 @@ fn outbox_message(row: Row) -> Result<OutboxMessage> {
         id: r.u64("outbox_id")?,
         channel: r.text("channel")?,
         attempts: r.u64("attempts")?,
-        email: r.text("email")?,
+        email: crate::codec::stored_email(&mut r)?,
         notification: notification(&mut r)?,
     })
 }

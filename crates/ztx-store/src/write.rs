@@ -329,7 +329,8 @@ pub(crate) fn customer_exists(conn: &mut dyn Conn, id: CustomerId) -> Result<boo
 
 pub(crate) fn create_customer<B: Backend>(
     db: &mut B,
-    email: &str,
+    email_index: &str,
+    seal: crate::SealEmail<'_>,
     now_ms: u64,
 ) -> Result<CustomerId> {
     db.transaction(|tx| {
@@ -338,16 +339,20 @@ pub(crate) fn create_customer<B: Backend>(
             "SELECT COALESCE(MAX(id), 0) FROM customers",
             "customers",
         )?;
+        let sealed = seal(CustomerId(id)).map_err(StoreError::Sealing)?;
         insert_unique(
             tx,
-            "INSERT INTO customers (id, email, created_ms) VALUES ($1, $2, $3)",
+            "INSERT INTO customers (id, email_index, email_sealed, created_ms) \
+             VALUES ($1, $2, $3, $4)",
             &[
                 sql::int(id, "customer id")?,
-                sql::text(email),
+                sql::text(email_index),
+                Param::Blob(sealed.sealed),
                 sql::int(now_ms, "customer created_ms")?,
             ],
-            || StoreError::DuplicateEmail(email.to_owned()),
+            || StoreError::DuplicateEmail,
         )?;
+        crate::contact::insert_key(tx, CustomerId(id), sealed.kek_version, sealed.data_key)?;
         Ok(CustomerId(id))
     })
 }

@@ -6,6 +6,7 @@
 //! The associated data is not stored; the caller supplies it again when opening.
 #![forbid(unsafe_code)]
 
+pub mod contact;
 pub mod envelope;
 
 use std::fmt;

@@ -278,7 +278,10 @@ fn text_of(answer: &serde_json::Value, name: &str) -> Option<String> {
 fn create_customer(site: &Site, email: &str, json: bool) -> Result<()> {
     let (id, email) = match route(site)? {
         Route::Local(_lock) => locally(site, async |engine, pool, _, who| {
-            operate::create_customer(Some(engine), pool, who, email, now_ms()).await
+            let contacts = site
+                .contact_keys()
+                .map_err(|e| CommandError::Unavailable(format!("{e:#}")))?;
+            operate::create_customer(Some(engine), pool, contacts, who, email, now_ms()).await
         })
         .map(|(id, email)| (id.0, email))?,
         Route::Server(client) => {

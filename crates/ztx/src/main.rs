@@ -10,6 +10,7 @@ mod pki;
 mod serve;
 mod site;
 mod tls;
+mod vault;
 
 use std::path::PathBuf;
 
@@ -37,6 +38,9 @@ enum Top {
     /// The platform's certificate authority: workload and operator certificates,
     /// revocation.
     Pki(pki::PkiArgs),
+    /// Customers' contact data at rest: what it is sealed under, and the rotation of
+    /// the key-encryption key.
+    Vault(vault::VaultArgs),
 }
 
 /// Where the data lives: the data directory (embedded store, master key, configuration)
@@ -59,6 +63,7 @@ fn main() -> std::process::ExitCode {
         Top::Audit(args) => audit::run(args),
         Top::Database(args) => database::run(args),
         Top::Pki(args) => pki::run(args),
+        Top::Vault(args) => vault::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

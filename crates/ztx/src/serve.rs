@@ -61,6 +61,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     })?;
     let config = site.config(args.config.as_deref())?;
     let master = site.master_key()?;
+    let contacts = site.contact_keys()?;
     let mut store = site.store()?;
     store
         .init_mode(config.mode)
@@ -131,6 +132,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             handle,
             StorePool::new(site.store_factory()),
             master,
+            contacts,
             config.rate_limits,
             clock,
         )

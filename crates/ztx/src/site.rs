@@ -9,6 +9,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use ztx_audit::LogKey;
 use ztx_store::{Store, StoreError};
+use ztx_vault::contact::ContactKeys;
+use ztx_vault::envelope::{IndexKey, LocalKeks};
 use ztx_vault::{Aad, MasterKey};
 
 use crate::Location;
@@ -16,6 +18,11 @@ use crate::config::{Config, DEFAULT_CONFIG};
 
 /// The environment variable that may hold the master key (hex) instead of the key file.
 pub const MASTER_KEY_ENV: &str = "ZTX_MASTER_KEY";
+/// Key-encryption-key versions, `<version> <64 hex digits>` separated by `;` or lines,
+/// instead of the data directory's `kek` file.
+pub const KEKS_ENV: &str = "ZTX_KEKS";
+/// The e-mail blind index's key (64 hex digits), with [`KEKS_ENV`].
+pub const EMAIL_INDEX_KEY_ENV: &str = "ZTX_EMAIL_INDEX_KEY";
 
 /// The lock a running server holds on its data directory.
 pub const LOCK_FILE: &str = "serve.lock";
@@ -93,6 +100,31 @@ impl Site {
         let key = MasterKey::load_or_create(&path)
             .with_context(|| format!("cannot load the master key {}", path.display()))?;
         Ok(Arc::new(key))
+    }
+
+    /// The keys of customers' contact data (see `ztx_vault::contact`): from the
+    /// environment when [`KEKS_ENV`] is set (with [`EMAIL_INDEX_KEY_ENV`]), else the key
+    /// files `kek` and `email-index.key` in the data directory, created on first use.
+    pub fn contact_keys(&self) -> Result<Arc<ContactKeys>> {
+        if let Ok(text) = std::env::var(KEKS_ENV) {
+            let text = zeroize::Zeroizing::new(text.replace(';', "\n"));
+            let keks = LocalKeks::from_text(&text)
+                .with_context(|| format!("{KEKS_ENV} is not a list of key versions"))?;
+            let index = std::env::var(EMAIL_INDEX_KEY_ENV).with_context(|| {
+                format!("{KEKS_ENV} is set, so {EMAIL_INDEX_KEY_ENV} must be too")
+            })?;
+            let index = zeroize::Zeroizing::new(index);
+            let index = IndexKey::from_hex(&index)
+                .with_context(|| format!("{EMAIL_INDEX_KEY_ENV} is not a valid key"))?;
+            return Ok(Arc::new(ContactKeys::new(keks, index)));
+        }
+        let keys = ContactKeys::load_or_create(&self.dir).with_context(|| {
+            format!(
+                "cannot load the contact-data keys in {}",
+                self.dir.display()
+            )
+        })?;
+        Ok(Arc::new(keys))
     }
 
     /// The audit log's signing key: sealed under the master key in `audit-log.key`,

@@ -283,6 +283,7 @@ impl Exchange {
             handle.clone(),
             StorePool::new(factory),
             master.clone(),
+            Arc::new(ztx_vault::contact::ContactKeys::generate()),
             limits,
             clock,
         )
@@ -374,10 +375,12 @@ impl Exchange {
     /// A customer, as `ztx admin customer create` makes one.
     pub fn customer(&mut self) -> CustomerId {
         let n = self.customers.len() + 1;
-        let id = self
-            .store()
-            .create_customer(&format!("c{n}@test.example"), NOW)
-            .unwrap();
+        let id = ztx_store::testing::create_customer(
+            &mut self.store(),
+            &format!("c{n}@test.example"),
+            NOW,
+        )
+        .unwrap();
         self.customers.push(id);
         id
     }

@@ -117,7 +117,14 @@ fn database(mode: PgMode) -> Result<Database> {
         }
     }
     .context("PostgreSQL is not installed")?;
-    cluster.execute("CREATE ROLE exchange LOGIN")?;
+    // The baseline is PostgreSQL as it comes: no TLS, and no row security (a role that
+    // bypasses it, so the policies are never evaluated). `mtls` is the platform as
+    // shipped: certificates only, and the policies bind the server's role (it owns the
+    // tables here, and FORCE ROW LEVEL SECURITY binds owners too).
+    cluster.execute(match mode {
+        PgMode::Plain => "CREATE ROLE exchange LOGIN BYPASSRLS",
+        PgMode::Mtls => "CREATE ROLE exchange LOGIN",
+    })?;
     cluster.execute("CREATE DATABASE ztx OWNER exchange")?;
     let mut url = format!("postgres://exchange@127.0.0.1:{}/ztx", cluster.port());
     if mode == PgMode::Mtls {

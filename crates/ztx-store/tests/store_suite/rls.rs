@@ -15,6 +15,10 @@ use crate::common::*;
 const UNFILTERED: &[(&str, &str)] = &[
     ("customers", "SELECT id FROM customers ORDER BY 1"),
     (
+        "customer_keys",
+        "SELECT customer_id FROM customer_keys ORDER BY 1",
+    ),
+    (
         "api_keys",
         "SELECT DISTINCT customer_id FROM api_keys ORDER BY 1",
     ),
@@ -57,8 +61,7 @@ fn populated(customers: u64, orders_each: u64) -> Option<(Box<dyn Store>, String
     let mut changes = Changes::default();
     let mut next = 1;
     for c in 1..=customers {
-        let id = store
-            .create_customer(&format!("c{c}@example.com"), 1)
+        let id = ztx_store::testing::create_customer(&mut *store, &format!("c{c}@example.com"), 1)
             .unwrap();
         assert_eq!(id, CustomerId(c));
         store
@@ -192,7 +195,7 @@ fn a_connection_that_sets_no_customer_sees_no_customer_rows() {
     ztx_store::grant_service_role(&owner, &role).unwrap();
     {
         let mut store = ztx_store::open(&service).unwrap();
-        store.create_customer("a@example.com", 1).unwrap();
+        ztx_store::testing::create_customer(&mut *store, "a@example.com", 1).unwrap();
         store
             .apply(&Changes {
                 orders: vec![order(1, 1, "BTCUSDT", OrderStatus::New, 1)],
@@ -322,7 +325,7 @@ proptest! {
         ztx_store::grant_service_role(&owner, &role).unwrap();
         let mut store = ztx_store::open(&service).unwrap();
         for c in 1..=4 {
-            store.create_customer(&format!("p{c}@example.com"), 1).unwrap();
+            ztx_store::testing::create_customer(&mut *store, &format!("p{c}@example.com"), 1).unwrap();
         }
         let orders = (1u64..).zip(&owners)
             .map(|(id, c)| order(id, *c, "BTCUSDT", OrderStatus::New, id))

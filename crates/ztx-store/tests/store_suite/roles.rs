@@ -47,7 +47,7 @@ fn a_stolen_service_credential_cannot_rewrite_the_audit_log() {
     ztx_store::grant_service_role(&owner, &role).unwrap();
     // The service runs the exchange: customers, commits, the log, its indexes.
     let mut store = ztx_store::open(&service).unwrap();
-    let customer = store.create_customer("svc@example.com", 1).unwrap();
+    let customer = ztx_store::testing::create_customer(&mut *store, "svc@example.com", 1).unwrap();
     assert!(
         store
             .customer_scope(customer)
@@ -161,9 +161,9 @@ fn support_reads_customer_metadata_and_no_secret_nor_trading_data() {
     {
         let mut store = ztx_store::open(&service).unwrap();
         for name in ["a", "b"] {
-            let c = store
-                .create_customer(&format!("{name}@example.com"), 1)
-                .unwrap();
+            let c =
+                ztx_store::testing::create_customer(&mut *store, &format!("{name}@example.com"), 1)
+                    .unwrap();
             store
                 .create_api_key(&ztx_store::NewApiKey {
                     api_key: format!("key-{name}"),

@@ -34,8 +34,8 @@ fn entry(index: u64) -> AuditRow {
 
 pub fn security_effects_commit_with_their_entries(fx: &dyn Fixture) {
     let mut store = fx.open();
-    let alice = store.create_customer("alice@example.com", 1).unwrap();
-    let bob = store.create_customer("bob@example.com", 1).unwrap();
+    let alice = ztx_store::testing::create_customer(&mut *store, "alice@example.com", 1).unwrap();
+    let bob = ztx_store::testing::create_customer(&mut *store, "bob@example.com", 1).unwrap();
     let a = key(&mut store, alice, "keyA");
     assert_eq!(
         store.api_key_by_key("keyA").unwrap().unwrap().frozen_ms,
@@ -112,8 +112,9 @@ pub fn security_effects_commit_with_their_entries(fx: &dyn Fixture) {
     // Each waits in the outbox, addressed, until a sender delivers it.
     let pending = store.pending_outbox(10).unwrap();
     assert_eq!(pending.len(), 3);
-    assert_eq!(pending[0].email, "alice@example.com");
-    assert_eq!(pending[1].email, "bob@example.com");
+    let sealed = |c| ztx_store::StoredEmail::Sealed(ztx_store::testing::stand_in_sealed(c));
+    assert_eq!(pending[0].email, sealed(alice));
+    assert_eq!(pending[1].email, sealed(bob));
     assert_eq!(pending[0].notification.message, "about f-1");
     store
         .outbox_attempt(pending[0].id, Err("mail server down"), 60)
@@ -164,7 +165,7 @@ pub fn security_effects_commit_with_their_entries(fx: &dyn Fixture) {
 /// out either: the two are one commit.
 pub fn a_response_is_not_applied_without_its_entry(fx: &dyn Fixture) {
     let mut store = fx.open();
-    let alice = store.create_customer("alice@example.com", 1).unwrap();
+    let alice = ztx_store::testing::create_customer(&mut *store, "alice@example.com", 1).unwrap();
     let a = key(&mut store, alice, "keyA");
     let broken = AuditAppend {
         rows: vec![entry(5)],

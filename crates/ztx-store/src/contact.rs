@@ -1,0 +1,143 @@
+//! Customers' data keys and sealed contact data: what `ztx vault` reads and re-wraps.
+//! The store only moves bytes; sealing and wrapping are `ztx_vault::contact`'s.
+
+use ztx_core::CustomerId;
+
+use crate::error::{Result, StoreError};
+use crate::model::{CustomerKeyRow, KeyStatus, SealedEmailRow};
+use crate::sql::{self, Backend, Conn, Param, RowReader};
+
+pub(crate) fn insert_key(
+    tx: &mut dyn Conn,
+    customer: CustomerId,
+    kek_version: u32,
+    data_key: Vec<u8>,
+) -> Result<()> {
+    tx.exec(
+        "INSERT INTO customer_keys (customer_id, kek_version, data_key) VALUES ($1, $2, $3)",
+        &[
+            sql::int(customer.0, "customer id")?,
+            Param::Int(i64::from(kek_version)),
+            Param::Blob(data_key),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Up to `limit` wrapped data keys of customers after `after`, by customer, of KEK
+/// versions other than `except_version`.
+pub(crate) fn keys(
+    conn: &mut dyn Conn,
+    after: CustomerId,
+    except_version: u32,
+    limit: u32,
+) -> Result<Vec<CustomerKeyRow>> {
+    let rows = conn.query(
+        "SELECT customer_id, kek_version, data_key FROM customer_keys \
+         WHERE customer_id > $1 AND kek_version <> $2 ORDER BY customer_id LIMIT $3",
+        &[
+            sql::int(after.0, "customer id")?,
+            Param::Int(i64::from(except_version)),
+            sql::limit(limit),
+        ],
+    )?;
+    rows.into_iter()
+        .map(|row| {
+            let mut r = RowReader::new("customer_keys", row);
+            let customer = CustomerId(r.u64("customer_id")?);
+            let version = r.u64("kek_version")?;
+            Ok(CustomerKeyRow {
+                customer,
+                kek_version: u32::try_from(version)
+                    .map_err(|_| r.corrupt_here("kek_version", format!("version {version}")))?,
+                data_key: r
+                    .opt_blob("data_key")?
+                    .ok_or_else(|| r.corrupt_here("data_key", "unexpected NULL"))?,
+            })
+        })
+        .collect()
+}
+
+/// Replaces a customer's wrapped key, if it is still the one under `from_version` (a
+/// concurrent rotation may have moved it on). Whether it did.
+pub(crate) fn rewrap<B: Backend>(
+    db: &mut B,
+    customer: CustomerId,
+    from_version: u32,
+    to_version: u32,
+    data_key: &[u8],
+) -> Result<bool> {
+    let changed = db.exec(
+        "UPDATE customer_keys SET kek_version = $1, data_key = $2 \
+         WHERE customer_id = $3 AND kek_version = $4",
+        &[
+            Param::Int(i64::from(to_version)),
+            Param::Blob(data_key.to_vec()),
+            sql::int(customer.0, "customer id")?,
+            Param::Int(i64::from(from_version)),
+        ],
+    )?;
+    Ok(changed == 1)
+}
+
+/// Up to `limit` customers whose address is still in the clear, with it.
+pub(crate) fn plain_emails(conn: &mut dyn Conn, limit: u32) -> Result<Vec<(CustomerId, String)>> {
+    let rows = conn.query(
+        "SELECT id, email_index FROM customers WHERE email_sealed IS NULL ORDER BY id LIMIT $1",
+        &[sql::limit(limit)],
+    )?;
+    rows.into_iter()
+        .map(|row| {
+            let mut r = RowReader::new("customers", row);
+            Ok((CustomerId(r.u64("id")?), r.text("email_index")?))
+        })
+        .collect()
+}
+
+/// Seals an address written in the clear: its blind index replaces it, the sealed
+/// value and the new data key are stored, in one transaction. Whether it was still
+/// in the clear.
+pub(crate) fn seal_plain_email<B: Backend>(
+    db: &mut B,
+    customer: CustomerId,
+    email_index: &str,
+    sealed: &SealedEmailRow,
+) -> Result<bool> {
+    db.transaction(|tx| {
+        let changed = tx.exec(
+            "UPDATE customers SET email_index = $1, email_sealed = $2 \
+             WHERE id = $3 AND email_sealed IS NULL",
+            &[
+                sql::text(email_index),
+                Param::Blob(sealed.sealed.clone()),
+                sql::int(customer.0, "customer id")?,
+            ],
+        )?;
+        if changed == 1 {
+            insert_key(tx, customer, sealed.kek_version, sealed.data_key.clone())?;
+        }
+        Ok(changed == 1)
+    })
+}
+
+pub(crate) fn status(conn: &mut dyn Conn) -> Result<KeyStatus> {
+    let mut status = KeyStatus::default();
+    for row in conn.query(
+        "SELECT kek_version, COUNT(*) FROM customer_keys GROUP BY kek_version ORDER BY 1",
+        &[],
+    )? {
+        let mut r = RowReader::new("customer_keys", row);
+        let version = r.u64("kek_version")?;
+        let version = u32::try_from(version).map_err(|_| {
+            StoreError::corrupt("customer_keys", "kek_version", version.to_string())
+        })?;
+        status.data_keys.push((version, r.u64("count")?));
+    }
+    let row = sql::first(conn.query(
+        "SELECT COUNT(*) FROM customers WHERE email_sealed IS NULL",
+        &[],
+    )?)
+    .ok_or_else(|| StoreError::corrupt("customers", "count", "COUNT returned no row"))?;
+    status.plain_emails = RowReader::new("customers", row).u64("count")?;
+    Ok(status)
+}

@@ -1,0 +1,256 @@
+//! Customers' contact data at rest: each customer's e-mail address sealed by their own
+//! data key ([`crate::envelope`]), which is stored wrapped by the current
+//! key-encryption key; and the address's blind index, the one way to find a customer
+//! by address (and to refuse a second customer with it).
+//!
+//! Key files, in the data directory beside the master key, each readable by the
+//! server's user alone: `kek` (key-encryption-key versions, `<version> <hex>` a line;
+//! see [`LocalKeks`]) and `email-index.key` (the blind index's key, 64 hex digits; it is
+//! never rotated, since every stored index would have to be recomputed from addresses
+//! nobody can read without the data keys).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use crate::envelope::{DataKey, IndexKey, KeyEncryption, LocalKeks, WrappedKey};
+use crate::{Aad, MasterKey, VaultError};
+
+/// Where the address is stored, bound into its sealing with the customer's number.
+const TABLE: &str = "customers";
+const COLUMN: &str = "email_sealed";
+/// Data keys are never replaced (only re-wrapped), so what they seal has one version.
+const DATA_KEY_VERSION: u32 = 1;
+
+/// An e-mail address as stored: sealed by the customer's data key, and that key
+/// wrapped by a KEK version.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedEmail {
+    pub sealed: Vec<u8>,
+    pub key: WrappedKey,
+}
+
+impl std::fmt::Debug for SealedEmail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedEmail")
+            .field("sealed", &format_args!("<{} bytes>", self.sealed.len()))
+            .field("kek_version", &self.key.kek_version)
+            .finish()
+    }
+}
+
+/// The keys that seal and find contact data. With a key file, new versions another
+/// process (`ztx vault rotate`) added are picked up: before each sealing, and when
+/// opening meets a version not held.
+#[derive(Debug)]
+pub struct ContactKeys {
+    keks: std::sync::RwLock<LocalKeks>,
+    index: IndexKey,
+    kek_path: Option<PathBuf>,
+}
+
+impl ContactKeys {
+    pub fn new(keks: LocalKeks, index: IndexKey) -> Self {
+        Self {
+            keks: std::sync::RwLock::new(keks),
+            index,
+            kek_path: None,
+        }
+    }
+
+    /// Fresh keys, held in memory only (tests, benchmarks).
+    pub fn generate() -> Self {
+        Self::new(LocalKeks::generate(), IndexKey::generate())
+    }
+
+    /// Loads `kek` and `email-index.key` from `dir`, creating each (private, exclusively)
+    /// on first use.
+    pub fn load_or_create(dir: &Path) -> Result<Self, VaultError> {
+        let kek_path = dir.join("kek");
+        let keks = match LocalKeks::load(&kek_path) {
+            Err(VaultError::KeyFile { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                let keks = LocalKeks::generate();
+                write_new(&kek_path, &keks.to_text())?;
+                keks
+            }
+            other => other?,
+        };
+        // The index key has the master key's format and creation rules.
+        let index_key = MasterKey::load_or_create(&dir.join("email-index.key"))?;
+        Ok(Self {
+            keks: std::sync::RwLock::new(keks),
+            index: IndexKey::from_hex(&index_key.to_hex())?,
+            kek_path: Some(kek_path),
+        })
+    }
+
+    /// A copy of the versions held now.
+    pub fn keks(&self) -> LocalKeks {
+        self.read().clone()
+    }
+
+    /// Whether the versions come from a key file (which a rotation may add to).
+    pub fn has_key_file(&self) -> bool {
+        self.kek_path.is_some()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, LocalKeks> {
+        // A panic while holding the lock cannot leave the versions half-replaced
+        // (replacement is one assignment), so a poisoned lock is still sound to read.
+        self.keks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds a KEK version, which becomes current, and saves the key file (replaced
+    /// atomically: written beside it, synced, renamed).
+    pub fn add_kek_version(&self) -> Result<u32, VaultError> {
+        let mut keks = self.keks();
+        let version = keks.add_version()?;
+        if let Some(path) = &self.kek_path {
+            let staged = path.with_extension("new");
+            // A stale staging file from a crash is ours to replace.
+            let _ = std::fs::remove_file(&staged);
+            write_new(&staged, &keks.to_text())?;
+            std::fs::rename(&staged, path).map_err(|source| VaultError::KeyFile {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        *self
+            .keks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = keks;
+        Ok(version)
+    }
+
+    /// Reads the key file again (another process may have added a version).
+    pub fn reload(&self) -> Result<(), VaultError> {
+        if let Some(path) = &self.kek_path {
+            let keks = LocalKeks::load(path)?;
+            *self
+                .keks
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = keks;
+        }
+        Ok(())
+    }
+
+    /// The address's blind index, as stored (hex). Addresses are compared as given:
+    /// callers normalise them first.
+    pub fn email_index(&self, email: &str) -> String {
+        hex::encode(self.index.blind_index("customers.email", email.as_bytes()))
+    }
+
+    /// Seals customer `customer`'s address under a fresh data key of theirs.
+    pub fn seal_email(&self, customer: u64, email: &str) -> Result<SealedEmail, VaultError> {
+        // Under the newest version there is, even if another process added it.
+        self.reload()?;
+        let key = DataKey::generate();
+        let row = customer.to_be_bytes();
+        Ok(SealedEmail {
+            sealed: key.seal(email.as_bytes(), &aad(&row)),
+            key: self.read().wrap(&key, &row)?,
+        })
+    }
+
+    /// Opens what [`ContactKeys::seal_email`] sealed for the same customer.
+    pub fn open_email(&self, customer: u64, sealed: &SealedEmail) -> Result<String, VaultError> {
+        let row = customer.to_be_bytes();
+        let unwrapped = self.read().unwrap(&sealed.key, &row);
+        let key = match unwrapped {
+            Err(VaultError::UnknownKekVersion(_)) if self.kek_path.is_some() => {
+                self.reload()?;
+                self.read().unwrap(&sealed.key, &row)?
+            }
+            other => other?,
+        };
+        let bytes = key.open(&sealed.sealed, &aad(&row))?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| VaultError::Unauthentic)
+    }
+
+    /// The customer's data key wrapped again under the current version; `None` when it
+    /// already is.
+    pub fn rewrap(
+        &self,
+        customer: u64,
+        key: &WrappedKey,
+    ) -> Result<Option<WrappedKey>, VaultError> {
+        crate::envelope::rewrap(&*self.read(), key, &customer.to_be_bytes())
+    }
+}
+
+fn aad(row: &[u8]) -> Aad<'_> {
+    Aad {
+        table: TABLE,
+        column: COLUMN,
+        row_key: row,
+        key_version: DATA_KEY_VERSION,
+    }
+}
+
+fn write_new(path: &Path, text: &Zeroizing<String>) -> Result<(), VaultError> {
+    let io_err = |source| VaultError::KeyFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = crate::create_private(path).map_err(io_err)?;
+    file.write_all(text.as_bytes()).map_err(io_err)?;
+    file.sync_all().map_err(io_err)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn an_address_opens_for_its_customer_only_and_survives_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ContactKeys::load_or_create(dir.path()).unwrap();
+        let sealed = keys.seal_email(7, "a@example.com").unwrap();
+        assert_eq!(keys.open_email(7, &sealed).unwrap(), "a@example.com");
+        // Moved to another customer's row, neither the key nor the address opens.
+        assert!(keys.open_email(8, &sealed).is_err());
+        let other = keys.seal_email(8, "b@example.com").unwrap();
+        let swapped = SealedEmail {
+            sealed: other.sealed.clone(),
+            key: sealed.key.clone(),
+        };
+        assert!(keys.open_email(7, &swapped).is_err());
+        // A new KEK version: the old wrapping still opens; the re-wrapped one too.
+        assert_eq!(keys.add_kek_version().unwrap(), 2);
+        assert_eq!(keys.open_email(7, &sealed).unwrap(), "a@example.com");
+        let key = keys.rewrap(7, &sealed.key).unwrap().unwrap();
+        assert_eq!(key.kek_version, 2);
+        assert!(keys.rewrap(7, &key).unwrap().is_none());
+        let rewrapped = SealedEmail { key, ..sealed };
+        // Another process reading the saved file gets both versions.
+        let again = ContactKeys::load_or_create(dir.path()).unwrap();
+        assert_eq!(again.keks().versions(), vec![1, 2]);
+        assert_eq!(again.open_email(7, &rewrapped).unwrap(), "a@example.com");
+        assert_eq!(
+            again.email_index("a@example.com"),
+            keys.email_index("a@example.com")
+        );
+        assert_ne!(
+            keys.email_index("a@example.com"),
+            keys.email_index("b@example.com")
+        );
+    }
+
+    #[test]
+    fn debug_shows_no_key_and_no_address() {
+        let keys = ContactKeys::generate();
+        let sealed = keys.seal_email(1, "secret@example.com").unwrap();
+        let text = format!("{keys:?} {sealed:?}");
+        assert!(!text.contains("secret@"), "{text}");
+        assert!(
+            text.contains("redacted") || text.contains("versions"),
+            "{text}"
+        );
+    }
+}
