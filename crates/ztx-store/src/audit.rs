@@ -13,7 +13,7 @@ use ztx_audit::tree::{self, NodeSource, RangeError};
 use ztx_audit::{Frontier, Hash};
 
 use crate::error::{Result, StoreError};
-use crate::sql::{self, Backend, Conn, RowReader};
+use crate::sql::{self, Backend, Conn, RowReader, Stmt};
 use crate::write::indexed_to;
 
 /// One appended entry: its position in the log, its leaf hash and its canonical bytes.
@@ -82,8 +82,9 @@ const INSERT_ENTRY: &str = "INSERT INTO audit_entries (idx, leaf, entry) VALUES 
 const INSERT_CHECKPOINT: &str = "INSERT INTO audit_checkpoints (size, root, note, created_ms) \
      VALUES ($1, $2, $3, $4)";
 
-/// Inside the commit's transaction.
-pub(crate) fn append(tx: &mut dyn Conn, audit: &AuditAppend) -> Result<()> {
+/// Inside the commit's transaction: checks that the entries continue the log, and adds
+/// their inserts (and the checkpoint's) to the commit's `batch`.
+pub(crate) fn append(tx: &mut dyn Conn, audit: &AuditAppend, batch: &mut Vec<Stmt>) -> Result<()> {
     if let Some(first) = audit.rows.first() {
         // Appending anywhere but at the end would leave a gap or hit an existing index
         // (the primary key refuses that); check the gap here, once per commit.
@@ -103,25 +104,25 @@ pub(crate) fn append(tx: &mut dyn Conn, audit: &AuditAppend) -> Result<()> {
                 got: row.index,
             });
         }
-        tx.exec(
-            INSERT_ENTRY,
-            &[
+        batch.push(Stmt {
+            sql: INSERT_ENTRY,
+            params: vec![
                 sql::int(row.index, "audit index")?,
                 sql::Param::Blob(row.leaf.0.to_vec()),
                 sql::Param::Blob(row.entry.clone()),
             ],
-        )?;
+        });
     }
     if let Some(c) = &audit.checkpoint {
-        tx.exec(
-            INSERT_CHECKPOINT,
-            &[
+        batch.push(Stmt {
+            sql: INSERT_CHECKPOINT,
+            params: vec![
                 sql::int(c.size, "checkpoint size")?,
                 sql::Param::Blob(c.root.0.to_vec()),
                 sql::text(&c.note),
                 sql::int(c.created_ms, "checkpoint created_ms")?,
             ],
-        )?;
+        });
     }
     Ok(())
 }

@@ -1,36 +1,55 @@
-//! The PostgreSQL backend (synchronous `postgres` client), with prepared statements
-//! cached per connection.
+//! The PostgreSQL backend: `tokio-postgres` driven by a runtime of the store's own (one
+//! thread: the caller's), with prepared statements cached per connection. Async
+//! underneath for one reason: a batch of statements is pipelined — all sent, then all
+//! answers read — so a group commit of many rows costs one round trip, not one per row
+//! (see [`Conn::exec_all`]). The synchronous `postgres` client, which runs the same
+//! library the same way, cannot pipeline.
 
 use std::collections::HashMap;
 use std::fmt;
 
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
-use postgres::{Client, GenericClient, NoTls, Statement};
+use postgres::{Client, NoTls};
+use tokio_postgres::Statement;
 
 use crate::error::{Result, StoreError};
 use crate::schema;
-use crate::sql::{Backend, Cell, Conn, Dialect, Param, Row};
+use crate::sql::{Backend, Cell, Conn, Dialect, Param, Row, Stmt};
 
-/// Opens a client connection. The one place that chooses the transport: mutual TLS
-/// when the URL says `sslmode=verify-full` (see [`crate::pg_tls`]); plain text only to
-/// a Unix socket or a loopback address, and never by falling back.
-pub fn connect(url: &str) -> Result<Client> {
+/// The URL's configuration and how to secure it: mutual TLS when the URL says
+/// `sslmode=verify-full` (see [`crate::pg_tls`]); plain text only to a Unix socket or
+/// a loopback address, and never by falling back. The one place that decides.
+fn configure(url: &str) -> Result<(tokio_postgres::Config, Option<crate::pg_tls::MakeTls>)> {
     match crate::pg_tls::split(url)? {
         (url, None) => {
-            let mut config: postgres::Config = url.parse()?;
+            let mut config: tokio_postgres::Config = url.parse()?;
             crate::pg_tls::check_local(&config)?;
-            config.ssl_mode(postgres::config::SslMode::Disable);
-            Ok(config.connect(NoTls)?)
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            Ok((config, None))
         }
-        (url, Some(files)) => Ok(Client::connect(&url, crate::pg_tls::connector(&files)?)?),
+        (url, Some(files)) => Ok((url.parse()?, Some(crate::pg_tls::connector(&files)?))),
     }
+}
+
+/// Opens a synchronous client connection, transport chosen as for the store (for
+/// one-off administration, e.g. [`grant_service_role`], and tests).
+pub fn connect(url: &str) -> Result<Client> {
+    let (config, tls) = configure(url)?;
+    let config = postgres::Config::from(config);
+    Ok(match tls {
+        None => config.connect(NoTls)?,
+        Some(tls) => config.connect(tls)?,
+    })
 }
 
 /// A store in a PostgreSQL database.
 pub struct PgStore {
-    client: Client,
+    client: tokio_postgres::Client,
     statements: HashMap<&'static str, Statement>,
+    /// Drives the connection while a call waits for its answer (the store is used
+    /// from threads outside any async runtime, like the synchronous client).
+    runtime: tokio::runtime::Runtime,
 }
 
 impl fmt::Debug for PgStore {
@@ -49,14 +68,37 @@ impl PgStore {
 
     /// Connects with the schema brought up to `version` only (tests of migrations).
     pub(crate) fn connect_at(url: &str, version: u32) -> Result<Self> {
-        let mut client = connect(url)?;
-        // The engine's connections work for the whole platform; customer-scoped reads
-        // narrow this per transaction (see the schema's row security).
-        client.batch_execute("SELECT set_config('app.scope', 'platform', false)")?;
+        let (config, tls) = configure(url)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| StoreError::Setting(format!("cannot start the database client: {e}")))?;
+        let client = runtime.block_on(async {
+            // The connection runs as a task of the runtime, polled whenever a call
+            // waits on it; it ends when the client is dropped.
+            let client = match tls {
+                None => {
+                    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+                    tokio::spawn(drive(connection));
+                    client
+                }
+                Some(tls) => {
+                    let (client, connection) = config.connect(tls).await?;
+                    tokio::spawn(drive(connection));
+                    client
+                }
+            };
+            Ok::<_, StoreError>(client)
+        })?;
         let mut store = Self {
             client,
             statements: HashMap::new(),
+            runtime,
         };
+        // The engine's connections work for the whole platform; customer-scoped reads
+        // narrow this per transaction (see the schema's row security).
+        store.batch("SELECT set_config('app.scope', 'platform', false)")?;
         schema::migrate_to(&mut store, version).map_err(|e| {
             if is_insufficient_privilege(&e) {
                 StoreError::Role(format!(
@@ -68,6 +110,15 @@ impl PgStore {
             }
         })?;
         Ok(store)
+    }
+}
+
+async fn drive<F>(connection: F)
+where
+    F: std::future::Future<Output = std::result::Result<(), tokio_postgres::Error>>,
+{
+    if let Err(e) = connection.await {
+        tracing::warn!(error = %e, "database connection ended");
     }
 }
 
@@ -88,8 +139,9 @@ fn is_insufficient_privilege(e: &StoreError) -> bool {
 /// `role` must exist, may log in or not, and must be neither a superuser (who passes
 /// every check) nor the tables' owner.
 pub fn grant_service_role(owner_url: &str, role: &str) -> Result<()> {
-    let mut store = PgStore::connect(owner_url)?;
-    let mut tx = store.client.transaction()?;
+    drop(PgStore::connect(owner_url)?);
+    let mut client = connect(owner_url)?;
+    let mut tx = client.transaction()?;
     check_role(&mut tx, role)?;
     let append_only = APPEND_ONLY_TABLES.join(", ");
     tx.batch_execute(&format!(
@@ -125,8 +177,9 @@ pub const SUPPORT_COLUMNS: [(&str, &str); 3] = [
 /// shows it those tables' rows of every customer (support looks customers up), and
 /// only to SELECT.
 pub fn grant_support_role(owner_url: &str, role: &str) -> Result<()> {
-    let mut store = PgStore::connect(owner_url)?;
-    let mut tx = store.client.transaction()?;
+    drop(PgStore::connect(owner_url)?);
+    let mut client = connect(owner_url)?;
+    let mut tx = client.transaction()?;
     check_role(&mut tx, role)?;
     let mut sql = format!(
         "GRANT USAGE ON SCHEMA public TO {role};
@@ -234,72 +287,104 @@ fn cells(row: &postgres::Row) -> Result<Row> {
     Ok(out)
 }
 
-/// Runs statements on the client or on its open transaction, sharing the store's cache.
-struct PgConn<'a, C: GenericClient> {
-    client: &'a mut C,
+/// Runs statements on the store's connection, sharing its cache.
+struct PgConn<'a> {
+    client: &'a tokio_postgres::Client,
     statements: &'a mut HashMap<&'static str, Statement>,
+    runtime: &'a tokio::runtime::Runtime,
 }
 
-impl<C: GenericClient> PgConn<'_, C> {
+impl PgConn<'_> {
     fn statement(&mut self, sql: &'static str) -> Result<Statement> {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.client.prepare(sql)?;
+        let statement = self.runtime.block_on(self.client.prepare(sql))?;
         self.statements.insert(sql, statement.clone());
         Ok(statement)
     }
 }
 
-impl<C: GenericClient> Conn for PgConn<'_, C> {
+impl Conn for PgConn<'_> {
     fn exec(&mut self, sql: &'static str, params: &[Param]) -> Result<u64> {
         let statement = self.statement(sql)?;
-        Ok(self.client.execute(&statement, &bind(params))?)
+        Ok(self
+            .runtime
+            .block_on(self.client.execute(&statement, &bind(params)))?)
     }
 
     fn query(&mut self, sql: &'static str, params: &[Param]) -> Result<Vec<Row>> {
         let statement = self.statement(sql)?;
-        let rows = self.client.query(&statement, &bind(params))?;
+        let rows = self
+            .runtime
+            .block_on(self.client.query(&statement, &bind(params)))?;
         rows.iter().map(cells).collect()
     }
 
     fn batch(&mut self, sql: &str) -> Result<()> {
-        Ok(self.client.batch_execute(sql)?)
+        Ok(self.runtime.block_on(self.client.batch_execute(sql))?)
+    }
+
+    /// Pipelined: every statement is sent before the first answer is awaited (the
+    /// client sends each request as its future is first polled, and `join_all` polls
+    /// them all in order), so the batch costs one round trip. The database runs them in
+    /// order; after a failure it refuses the rest (the transaction is aborted), and the
+    /// first failure is the one reported.
+    fn exec_all(&mut self, statements: &[Stmt]) -> std::result::Result<(), (usize, StoreError)> {
+        let mut prepared = Vec::with_capacity(statements.len());
+        for (i, stmt) in statements.iter().enumerate() {
+            prepared.push(self.statement(stmt.sql).map_err(|e| (i, e))?);
+        }
+        let bound: Vec<_> = statements.iter().map(|stmt| bind(&stmt.params)).collect();
+        let client = self.client;
+        let answers = self.runtime.block_on(futures_util::future::join_all(
+            prepared
+                .iter()
+                .zip(&bound)
+                .map(|(statement, params)| client.execute(statement, params)),
+        ));
+        match answers
+            .into_iter()
+            .enumerate()
+            .find_map(|(i, a)| a.err().map(|e| (i, e)))
+        {
+            Some((i, e)) => Err((i, e.into())),
+            None => Ok(()),
+        }
     }
 }
 
-/// A transaction that owns its borrow of the client (dropping it rolls back).
+/// A customer-scoped read transaction; dropping it ends it (ROLLBACK: it only read).
 struct PgTxConn<'a> {
-    tx: postgres::Transaction<'a>,
-    statements: &'a mut HashMap<&'static str, Statement>,
+    conn: PgConn<'a>,
 }
 
-impl<'a> PgTxConn<'a> {
-    fn conn(&mut self) -> PgConn<'_, postgres::Transaction<'a>> {
-        PgConn {
-            client: &mut self.tx,
-            statements: self.statements,
+impl Drop for PgTxConn<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.conn.batch("ROLLBACK") {
+            tracing::warn!(error = %e, "ending a customer-scoped read failed");
         }
     }
 }
 
 impl Conn for PgTxConn<'_> {
     fn exec(&mut self, sql: &'static str, params: &[Param]) -> Result<u64> {
-        self.conn().exec(sql, params)
+        self.conn.exec(sql, params)
     }
     fn query(&mut self, sql: &'static str, params: &[Param]) -> Result<Vec<Row>> {
-        self.conn().query(sql, params)
+        self.conn.query(sql, params)
     }
     fn batch(&mut self, sql: &str) -> Result<()> {
-        self.conn().batch(sql)
+        self.conn.batch(sql)
     }
 }
 
 impl PgStore {
-    fn conn(&mut self) -> PgConn<'_, Client> {
+    fn conn(&mut self) -> PgConn<'_> {
         PgConn {
-            client: &mut self.client,
+            client: &self.client,
             statements: &mut self.statements,
+            runtime: &self.runtime,
         }
     }
 }
@@ -313,6 +398,9 @@ impl Conn for PgStore {
     }
     fn batch(&mut self, sql: &str) -> Result<()> {
         self.conn().batch(sql)
+    }
+    fn exec_all(&mut self, statements: &[Stmt]) -> std::result::Result<(), (usize, StoreError)> {
+        self.conn().exec_all(statements)
     }
 }
 
@@ -331,14 +419,21 @@ impl Backend for PgStore {
     }
 
     fn transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
-        // Dropping `tx` on an error rolls it back.
-        let mut tx = self.client.transaction()?;
-        let out = f(&mut PgConn {
-            client: &mut tx,
-            statements: &mut self.statements,
-        })?;
-        tx.commit()?;
-        Ok(out)
+        let mut conn = self.conn();
+        conn.batch("BEGIN")?;
+        match f(&mut conn) {
+            Ok(out) => {
+                // A failed COMMIT has ended the transaction too (rolled back).
+                conn.batch("COMMIT")?;
+                Ok(out)
+            }
+            Err(e) => {
+                if let Err(rollback) = conn.batch("ROLLBACK") {
+                    tracing::warn!(error = %rollback, "rolling back failed");
+                }
+                Err(e)
+            }
+        }
     }
 
     fn customer_conn(&mut self, customer: ztx_core::CustomerId) -> Result<Box<dyn Conn + '_>> {
@@ -346,17 +441,15 @@ impl Backend for PgStore {
             what: "customer id",
             value: customer.0.to_string(),
         })?;
-        let mut tx = self.client.transaction()?;
-        // Local to the transaction: its end restores the session's platform scope.
-        tx.batch_execute(&format!(
-            "SET TRANSACTION READ ONLY; \
+        let mut conn = self.conn();
+        // One round trip. Local to the transaction: its end restores the session's
+        // platform scope.
+        conn.batch(&format!(
+            "BEGIN READ ONLY; \
              SELECT set_config('app.scope', 'customer', true), \
                     set_config('app.customer_id', '{id}', true)"
         ))?;
-        Ok(Box::new(PgTxConn {
-            tx,
-            statements: &mut self.statements,
-        }))
+        Ok(Box::new(PgTxConn { conn }))
     }
 
     fn history(&mut self) -> Result<()> {

@@ -33,8 +33,8 @@ pub(crate) struct TlsFiles {
 
 /// Refuses plain text to anything but a Unix socket or a loopback address: a database
 /// elsewhere is reached with `sslmode=verify-full` or not at all.
-pub(crate) fn check_local(config: &postgres::Config) -> Result<()> {
-    use postgres::config::Host;
+pub(crate) fn check_local(config: &tokio_postgres::Config) -> Result<()> {
+    use tokio_postgres::config::Host;
     let local = |host: &Host| match host {
         #[cfg(unix)]
         Host::Unix(_) => true,
@@ -286,7 +286,7 @@ mod tests {
             "postgres://svc@[::1]:5432/ztx",
             "postgres://svc@%2Frun%2Fpostgresql/ztx",
         ] {
-            let config: postgres::Config = url.parse().unwrap();
+            let config: tokio_postgres::Config = url.parse().unwrap();
             check_local(&config).unwrap();
         }
         for url in [
@@ -295,7 +295,7 @@ mod tests {
             "postgres://svc@127.0.0.1,db.example.com/ztx",
             "postgres://svc@localhost/ztx?hostaddr=10.0.0.5",
         ] {
-            let config: postgres::Config = url.parse().unwrap();
+            let config: tokio_postgres::Config = url.parse().unwrap();
             let err = check_local(&config).unwrap_err().to_string();
             assert!(
                 err.contains("TLS") || err.contains("loopback"),

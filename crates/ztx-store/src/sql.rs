@@ -46,6 +46,22 @@ pub(crate) trait Conn {
     fn query(&mut self, sql: &'static str, params: &[Param]) -> Result<Vec<Row>>;
     /// Runs several parameterless statements (DDL).
     fn batch(&mut self, sql: &str) -> Result<()>;
+    /// Runs statements in order, stopping at the first that fails: its position in
+    /// `statements` and its error. A backend may send them all before it reads an
+    /// answer (PostgreSQL pipelines them); this default runs one at a time.
+    fn exec_all(&mut self, statements: &[Stmt]) -> std::result::Result<(), (usize, StoreError)> {
+        for (i, stmt) in statements.iter().enumerate() {
+            self.exec(stmt.sql, &stmt.params).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// One statement of a batch for [`Conn::exec_all`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Stmt {
+    pub(crate) sql: &'static str,
+    pub(crate) params: Vec<Param>,
 }
 
 impl<C: Conn + ?Sized> Conn for &mut C {
@@ -57,6 +73,9 @@ impl<C: Conn + ?Sized> Conn for &mut C {
     }
     fn batch(&mut self, sql: &str) -> Result<()> {
         (**self).batch(sql)
+    }
+    fn exec_all(&mut self, statements: &[Stmt]) -> std::result::Result<(), (usize, StoreError)> {
+        (**self).exec_all(statements)
     }
 }
 

@@ -10,7 +10,7 @@ use crate::codec;
 use crate::error::{Result, StoreError};
 use crate::model::{ApiKeyCredential, ApiKeyId, Candle, InboxId, Mode, NewApiKey};
 use crate::schema;
-use crate::sql::{self, Backend, Conn, Param, RowReader};
+use crate::sql::{self, Backend, Conn, Param, RowReader, Stmt};
 
 const UPSERT_ACCOUNT: &str = concat!(
     "INSERT INTO accounts (",
@@ -170,35 +170,44 @@ pub(crate) fn apply<B: Backend>(db: &mut B, changes: &Changes, audit: &AuditAppe
     }
     let candles = aggregate_candles(&changes.trades)?;
     db.transaction(|tx| {
-        crate::audit::append(tx, audit)?;
+        // The rows go as one batch (one round trip on PostgreSQL, see `Conn::exec_all`);
+        // `duplicate[i]` says what a unique violation of statement `i` means.
+        let mut batch = Vec::new();
+        let mut duplicate: Vec<Option<StoreError>> = Vec::new();
+        crate::audit::append(tx, audit, &mut batch)?;
         crate::security::apply(tx, &audit.effects)?;
+        let mut push = |sql: &'static str, params: Vec<Param>, on_duplicate: Option<StoreError>| {
+            batch.push(Stmt { sql, params });
+            duplicate.resize_with(batch.len() - 1, || None);
+            duplicate.push(on_duplicate);
+        };
         for (key, balances) in &changes.accounts {
-            tx.exec(UPSERT_ACCOUNT, &codec::account_params(key, balances)?)?;
+            push(UPSERT_ACCOUNT, codec::account_params(key, balances)?, None);
         }
         for t in &changes.transfers {
-            let id = t.id;
-            insert_unique(tx, INSERT_TRANSFER, &codec::transfer_params(t)?, || {
-                StoreError::DuplicateTransfer(id)
-            })?;
+            let dup = StoreError::DuplicateTransfer(t.id);
+            push(INSERT_TRANSFER, codec::transfer_params(t)?, Some(dup));
         }
         for (id, remaining) in &changes.pending {
             if remaining.is_zero() {
-                tx.exec(DELETE_PENDING, &[sql::transfer_id(*id)])?;
+                push(DELETE_PENDING, vec![sql::transfer_id(*id)], None);
             } else {
-                tx.exec(
-                    UPSERT_PENDING,
-                    &[sql::transfer_id(*id), sql::amount(*remaining)],
-                )?;
+                let params = vec![sql::transfer_id(*id), sql::amount(*remaining)];
+                push(UPSERT_PENDING, params, None);
             }
         }
         for o in &changes.orders {
-            tx.exec(UPSERT_ORDER, &codec::order_params(o)?)?;
+            push(UPSERT_ORDER, codec::order_params(o)?, None);
         }
         for t in &changes.trades {
-            let id = t.id;
-            insert_unique(tx, INSERT_TRADE, &codec::trade_params(t)?, || {
-                StoreError::DuplicateTrade(id)
-            })?;
+            let dup = StoreError::DuplicateTrade(t.id);
+            push(INSERT_TRADE, codec::trade_params(t)?, Some(dup));
+        }
+        if let Err((i, e)) = tx.exec_all(&batch) {
+            return Err(match duplicate.get_mut(i).and_then(Option::take) {
+                Some(dup) if e.is_unique_violation() => dup,
+                _ => e,
+            });
         }
         for ((symbol, open_ms), batch) in &candles {
             let key = [sql::text(symbol), sql::int(*open_ms, "candle open_ms")?];
