@@ -7,6 +7,7 @@ pub mod admin;
 pub mod admin_tls;
 pub mod audit;
 pub mod auth;
+pub mod contacts;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

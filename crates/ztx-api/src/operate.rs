@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use ztx_audit::{Entry, Hash, Kind, Outcome};
 use ztx_core::{Amount, Command, CustomerId, Deposit, Reply, TransferId};
 use ztx_engine::{Audit, EngineError, EngineHandle};
-use ztx_store::{ApiKeyCredential, ApiKeyId, NewApiKey, SealedEmailRow, StoreError};
+use ztx_store::{ApiKeyCredential, ApiKeyId, NewApiKey, StoreError};
 use ztx_vault::MasterKey;
 use ztx_vault::contact::ContactKeys;
 
@@ -245,14 +245,10 @@ pub async fn create_customer(
             Ok(s.create_customer(
                 &index,
                 &mut |id| {
-                    let sealed = contacts
+                    contacts
                         .seal_email(id.0, &stored)
-                        .map_err(|e| e.to_string())?;
-                    Ok(SealedEmailRow {
-                        sealed: sealed.sealed,
-                        kek_version: sealed.key.kek_version,
-                        data_key: sealed.key.sealed,
-                    })
+                        .map(crate::contacts::stored)
+                        .map_err(|e| e.to_string())
                 },
                 now_ms,
             ))

@@ -4,7 +4,7 @@
 use ztx_core::CustomerId;
 
 use crate::error::{Result, StoreError};
-use crate::model::{CustomerKeyRow, KeyStatus, SealedEmailRow};
+use crate::model::{CustomerKeyRow, KeyRewrap, KeyStatus, SealedEmailRow};
 use crate::sql::{self, Backend, Conn, Param, RowReader};
 
 pub(crate) fn insert_key(
@@ -58,26 +58,26 @@ pub(crate) fn keys(
         .collect()
 }
 
-/// Replaces a customer's wrapped key, if it is still the one under `from_version` (a
-/// concurrent rotation may have moved it on). Whether it did.
-pub(crate) fn rewrap<B: Backend>(
-    db: &mut B,
-    customer: CustomerId,
-    from_version: u32,
-    to_version: u32,
-    data_key: &[u8],
-) -> Result<bool> {
-    let changed = db.exec(
-        "UPDATE customer_keys SET kek_version = $1, data_key = $2 \
-         WHERE customer_id = $3 AND kek_version = $4",
-        &[
-            Param::Int(i64::from(to_version)),
-            Param::Blob(data_key.to_vec()),
-            sql::int(customer.0, "customer id")?,
-            Param::Int(i64::from(from_version)),
-        ],
-    )?;
-    Ok(changed == 1)
+/// Replaces each customer's wrapped key that is still the one under its
+/// `from_version` (a concurrent rotation may have moved it on), in one transaction.
+/// How many it replaced.
+pub(crate) fn rewrap<B: Backend>(db: &mut B, rows: &[KeyRewrap]) -> Result<u64> {
+    db.transaction(|tx| {
+        let mut changed = 0u64;
+        for row in rows {
+            changed = changed.saturating_add(tx.exec(
+                "UPDATE customer_keys SET kek_version = $1, data_key = $2 \
+                 WHERE customer_id = $3 AND kek_version = $4",
+                &[
+                    Param::Int(i64::from(row.to_version)),
+                    Param::Blob(row.data_key.clone()),
+                    sql::int(row.customer.0, "customer id")?,
+                    Param::Int(i64::from(row.from_version)),
+                ],
+            )?);
+        }
+        Ok(changed)
+    })
 }
 
 /// Up to `limit` customers whose address is still in the clear, with it.

@@ -30,8 +30,8 @@ pub use audit::{AuditAppend, AuditRow, StoredCheckpoint};
 pub use error::{Result, StoreError};
 pub use model::{
     ApiKeyCredential, ApiKeyId, ApiKeyRecord, Candle, CustomerKeyRow, CustomerRecord, InboxCommand,
-    InboxCompletion, InboxId, InboxItem, KeyStatus, Mode, NewApiKey, OrderQuery, SealedEmailRow,
-    StoredEmail,
+    InboxCompletion, InboxId, InboxItem, KeyRewrap, KeyStatus, Mode, NewApiKey, OrderQuery,
+    SealedEmailRow, StoredEmail,
 };
 pub use pg::{
     APPEND_ONLY_TABLES, PgStore, SUPPORT_COLUMNS, connect as pg_connect, grant_service_role,
@@ -82,14 +82,9 @@ pub trait Store: Send {
         except_version: u32,
         limit: u32,
     ) -> Result<Vec<CustomerKeyRow>>;
-    /// Replaces a wrapped data key if it is still under `from_version`; whether it was.
-    fn rewrap_customer_key(
-        &mut self,
-        customer: CustomerId,
-        from_version: u32,
-        to_version: u32,
-        data_key: &[u8],
-    ) -> Result<bool>;
+    /// Replaces wrapped data keys still under their `from_version`, in one
+    /// transaction; how many.
+    fn rewrap_customer_keys(&mut self, rows: &[KeyRewrap]) -> Result<u64>;
     /// Up to `limit` customers whose address predates encryption, with the address.
     fn plain_emails(&mut self, limit: u32) -> Result<Vec<(CustomerId, String)>>;
     /// Seals one of those (see [`Store::plain_emails`]); whether it was still plain.
@@ -228,14 +223,8 @@ macro_rules! impl_store {
             ) -> Result<Vec<CustomerKeyRow>> {
                 contact::keys(self, after, except_version, limit)
             }
-            fn rewrap_customer_key(
-                &mut self,
-                customer: CustomerId,
-                from_version: u32,
-                to_version: u32,
-                data_key: &[u8],
-            ) -> Result<bool> {
-                contact::rewrap(self, customer, from_version, to_version, data_key)
+            fn rewrap_customer_keys(&mut self, rows: &[KeyRewrap]) -> Result<u64> {
+                contact::rewrap(self, rows)
             }
             fn plain_emails(&mut self, limit: u32) -> Result<Vec<(CustomerId, String)>> {
                 contact::plain_emails(self, limit)

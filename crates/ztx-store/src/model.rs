@@ -90,6 +90,25 @@ impl fmt::Debug for CustomerKeyRow {
     }
 }
 
+/// A data key wrapped anew: replaces the one under `from_version`, if still there.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyRewrap {
+    pub customer: CustomerId,
+    pub from_version: u32,
+    pub to_version: u32,
+    pub data_key: Vec<u8>,
+}
+
+impl fmt::Debug for KeyRewrap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRewrap")
+            .field("customer", &self.customer)
+            .field("from_version", &self.from_version)
+            .field("to_version", &self.to_version)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What contact data is under which key-encryption-key version.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KeyStatus {

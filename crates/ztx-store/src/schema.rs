@@ -291,12 +291,18 @@ const V5: &str = "{row_security}";
 /// superuser or a `BYPASSRLS` role passes them, and [`crate::grant_service_role`]
 /// refuses both as service roles. `pending` and `key_addresses` and the outbox carry
 /// no customer id, and no customer-scoped read needs them: platform only.
+///
+/// The policies are `all_rows` (the platform's) and `own_rows` (SELECT only), named
+/// so that PostgreSQL, which ORs permissive policies in name order, tests the
+/// platform's one setting first and stops there on the engine's statements: an
+/// upsert also checks the SELECT policies on the row it meets. `own_rows` reads only
+/// `app.customer_id` (never set for a session by the store; a connection that sets it
+/// itself has only chosen a customer scope).
 const ROW_SECURITY: &str = "
 CREATE FUNCTION ztx_platform() RETURNS boolean LANGUAGE sql STABLE AS
-    $$ SELECT coalesce(current_setting('app.scope', true), '') = 'platform' $$;
+    $$ SELECT current_setting('app.scope', true) = 'platform' $$;
 CREATE FUNCTION ztx_customer() RETURNS bigint LANGUAGE sql STABLE AS
-    $$ SELECT CASE WHEN current_setting('app.scope', true) = 'customer'
-                   THEN nullif(current_setting('app.customer_id', true), '')::bigint END $$;
+    $$ SELECT nullif(current_setting('app.customer_id', true), '')::bigint $$;
 {policies}";
 
 /// Customer-owned tables and the condition that makes a row the scoped customer's
@@ -336,11 +342,11 @@ fn row_security() -> String {
         ddl.push_str(&format!(
             "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\n\
              ALTER TABLE {table} FORCE ROW LEVEL SECURITY;\n\
-             CREATE POLICY platform ON {table} USING (ztx_platform()) WITH CHECK (ztx_platform());\n"
+             CREATE POLICY all_rows ON {table} USING (ztx_platform()) WITH CHECK (ztx_platform());\n"
         ));
         if let Some(mine) = mine {
             ddl.push_str(&format!(
-                "CREATE POLICY customer ON {table} FOR SELECT USING ({mine});\n"
+                "CREATE POLICY own_rows ON {table} FOR SELECT USING ({mine});\n"
             ));
         }
     }
@@ -368,8 +374,8 @@ CREATE INDEX customer_keys_version ON customer_keys (kek_version, customer_id);
 const CUSTOMER_KEYS_SECURITY: &str = "
 ALTER TABLE customer_keys ENABLE ROW LEVEL SECURITY;
 ALTER TABLE customer_keys FORCE ROW LEVEL SECURITY;
-CREATE POLICY platform ON customer_keys USING (ztx_platform()) WITH CHECK (ztx_platform());
-CREATE POLICY customer ON customer_keys FOR SELECT USING (customer_id = ztx_customer());
+CREATE POLICY all_rows ON customer_keys USING (ztx_platform()) WITH CHECK (ztx_platform());
+CREATE POLICY own_rows ON customer_keys FOR SELECT USING (customer_id = ztx_customer());
 ";
 
 /// Every migration in order; entry `i` brings the schema to version `i + 1`.

@@ -7,14 +7,9 @@
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use ztx_core::CustomerId;
-use ztx_store::SealedEmailRow;
 
 use crate::Location;
 use crate::site::Site;
-
-/// Data keys read per batch.
-const BATCH: u32 = 1_000;
 
 #[derive(Debug, clap::Args)]
 pub struct VaultArgs {
@@ -89,75 +84,27 @@ pub fn run(args: VaultArgs) -> Result<()> {
             } else {
                 None
             };
-            let current = keys.keks().versions().last().copied().unwrap_or(0);
-            let mut rewrapped = 0u64;
-            let mut after = CustomerId(0);
-            loop {
-                let batch = store
-                    .customer_keys(after, current, BATCH)
-                    .context("cannot read data keys")?;
-                let Some(last) = batch.last() else { break };
-                after = last.customer;
-                for row in &batch {
-                    let wrapped = ztx_vault::envelope::WrappedKey {
-                        kek_version: row.kek_version,
-                        sealed: row.data_key.clone(),
-                    };
-                    let Some(new) = keys.rewrap(row.customer.0, &wrapped).with_context(|| {
-                        format!("cannot unwrap customer {}'s data key", row.customer.0)
-                    })?
-                    else {
-                        continue;
-                    };
-                    if store
-                        .rewrap_customer_key(
-                            row.customer,
-                            row.kek_version,
-                            new.kek_version,
-                            &new.sealed,
-                        )
-                        .context("cannot store a re-wrapped key")?
-                    {
-                        rewrapped += 1;
-                    }
-                }
-            }
-            let mut sealed = 0u64;
-            loop {
-                let plain = store.plain_emails(BATCH).context("cannot read addresses")?;
-                if plain.is_empty() {
-                    break;
-                }
-                for (customer, email) in plain {
-                    let row = keys
-                        .seal_email(customer.0, &email)
-                        .context("cannot seal an address")?;
-                    let row = SealedEmailRow {
-                        sealed: row.sealed,
-                        kek_version: row.key.kek_version,
-                        data_key: row.key.sealed,
-                    };
-                    if store
-                        .seal_plain_email(customer, &keys.email_index(&email), &row)
-                        .context("cannot store a sealed address")?
-                    {
-                        sealed += 1;
-                    }
-                }
-            }
+            let done = ztx_api::contacts::rotate(&mut *store, &keys)
+                .context("the rotation stopped (run it again to finish)")?;
             if json {
                 println!(
                     "{}",
-                    json!({ "addedVersion": added, "currentVersion": current,
-                            "rewrapped": rewrapped, "sealedAddresses": sealed })
+                    json!({ "addedVersion": added, "currentVersion": done.current_version,
+                            "rewrapped": done.rewrapped, "sealedAddresses": done.sealed_addresses })
                 );
             } else {
                 match added {
                     Some(v) => println!("added key-encryption-key version {v}"),
                     None => println!("versions come from the environment; none added"),
                 }
-                println!("re-wrapped {rewrapped} data keys under version {current}");
-                println!("sealed {sealed} addresses stored in the clear");
+                println!(
+                    "re-wrapped {} data keys under version {}",
+                    done.rewrapped, done.current_version
+                );
+                println!(
+                    "sealed {} addresses stored in the clear",
+                    done.sealed_addresses
+                );
             }
             Ok(())
         }

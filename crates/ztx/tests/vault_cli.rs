@@ -16,8 +16,7 @@ use std::path::Path;
 use common::*;
 use ztx_core::CustomerId;
 use ztx_store::StoredEmail;
-use ztx_vault::contact::{ContactKeys, SealedEmail};
-use ztx_vault::envelope::WrappedKey;
+use ztx_vault::contact::ContactKeys;
 
 fn create(d: &str, email: &str) {
     succeeds(&[
@@ -51,14 +50,8 @@ fn addresses(data: &Path, customers: u64) -> Vec<String> {
             let StoredEmail::Sealed(row) = record.email else {
                 panic!("customer {c}'s address is in the clear");
             };
-            let sealed = SealedEmail {
-                sealed: row.sealed,
-                key: WrappedKey {
-                    kek_version: row.kek_version,
-                    sealed: row.data_key,
-                },
-            };
-            keys.open_email(c, &sealed).unwrap()
+            keys.open_email(c, &ztx_api::contacts::sealing(&row))
+                .unwrap()
         })
         .collect()
 }
