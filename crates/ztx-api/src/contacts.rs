@@ -88,10 +88,19 @@ pub fn rotate(store: &mut dyn Store, keys: &ContactKeys) -> Result<Rotation, Rot
             .rewrapped
             .saturating_add(store.rewrap_customer_keys(&rewraps)?);
     }
+    rotation.sealed_addresses = seal_plain(store, keys)?;
+    Ok(rotation)
+}
+
+/// Seals every address an older release stored in the clear; how many. `ztx serve`
+/// runs it at start, so that the duplicate check (by blind index) sees every address
+/// before the first customer is created.
+pub fn seal_plain(store: &mut dyn Store, keys: &ContactKeys) -> Result<u64, RotationError> {
+    let mut sealed_addresses = 0u64;
     loop {
         let plain = store.plain_emails(ROTATION_BATCH)?;
         if plain.is_empty() {
-            break;
+            return Ok(sealed_addresses);
         }
         for (customer, email) in plain {
             let sealed =
@@ -101,9 +110,8 @@ pub fn rotate(store: &mut dyn Store, keys: &ContactKeys) -> Result<Rotation, Rot
                         source,
                     })?;
             if store.seal_plain_email(customer, &keys.email_index(&email), &stored(sealed))? {
-                rotation.sealed_addresses = rotation.sealed_addresses.saturating_add(1);
+                sealed_addresses = sealed_addresses.saturating_add(1);
             }
         }
     }
-    Ok(rotation)
 }

@@ -67,6 +67,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .init_mode(config.mode)
         .context("the data was created in another mode")?;
     // Customer ids start at 1: without customer 1 there are none yet.
+    // Addresses an older release stored in the clear are sealed before anything else
+    // runs (and before a customer could be created beside one of them unseen).
+    let sealed = ztx_api::contacts::seal_plain(&mut *store, &contacts)
+        .context("cannot seal the addresses an older release stored in the clear")?;
+    if sealed > 0 {
+        tracing::info!(sealed, "sealed customers' addresses stored in the clear");
+    }
     let first_start = !store
         .customer_exists(ztx_core::CustomerId(1))
         .context("cannot read customers")?;

@@ -129,7 +129,7 @@ fn a_dump_of_the_database_holds_no_address_and_rotation_keeps_every_one_readable
 }
 
 #[test]
-fn addresses_an_older_release_stored_in_the_clear_are_sealed_by_rotate() {
+fn addresses_an_older_release_stored_in_the_clear_are_sealed_by_rotate_or_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     let d = data.to_str().unwrap();
@@ -140,13 +140,19 @@ fn addresses_an_older_release_stored_in_the_clear_are_sealed_by_rotate() {
     for suffix in ["-wal", "-shm", "-history", "-history-wal", "-history-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
-    drop(ztx_store::testing::open_at_version(db.to_str().unwrap(), 5).unwrap());
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute_batch(
-            "INSERT INTO customers (id, email, created_ms) VALUES (1, 'legacy.person@example.com', 1)",
-        )
-        .unwrap();
+    let legacy = |db: &Path| {
+        drop(ztx_store::testing::open_at_version(db.to_str().unwrap(), 5).unwrap());
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .execute_batch(
+                "INSERT INTO customers (id, email, created_ms) \
+                 VALUES (1, 'legacy.person@example.com', 1)",
+            )
+            .unwrap();
+    };
+    let before_upgrade = dir.path().join("copy");
+    copy_data_dir(&data, &before_upgrade);
+    legacy(&db);
     // Opening it migrates; the address is reported as still in the clear.
     assert_eq!(status(d)["plainEmails"], 1);
     let out = succeeds(&["vault", "--data-dir", d, "rotate", "--json"]);
@@ -167,6 +173,26 @@ fn addresses_an_older_release_stored_in_the_clear_are_sealed_by_rotate() {
         "legacy.person@example.com",
     ]);
     fails_with(&out, "exists already");
+    drop(_server);
+
+    // Without a rotation, the upgraded server seals it at start, before a customer
+    // with the same address could be created beside it.
+    let db = before_upgrade.join("ztx.sqlite");
+    legacy(&db);
+    let b = before_upgrade.to_str().unwrap();
+    let (_server, _) = serve(&before_upgrade, &[]);
+    assert_eq!(status(b)["plainEmails"], 0);
+    let out = ztx(&[
+        "admin",
+        "--data-dir",
+        b,
+        "customer",
+        "create",
+        "--email",
+        "legacy.person@example.com",
+    ]);
+    fails_with(&out, "exists already");
+    assert_eq!(addresses(&before_upgrade, 1), ["legacy.person@example.com"]);
 }
 
 #[test]
