@@ -246,11 +246,9 @@ pub(crate) fn candle(row: Row) -> Result<Candle> {
 
 pub(crate) fn customer(row: Row) -> Result<CustomerRecord> {
     let mut r = RowReader::new("customers", row);
-    let id = CustomerId(r.u64("id")?);
-    let email = stored_email(&mut r)?;
     Ok(CustomerRecord {
-        id,
-        email,
+        id: CustomerId(r.u64("id")?),
+        email_sealed: r.bool("email_sealed")?,
         created_ms: r.u64("created_ms")?,
     })
 }

@@ -34,8 +34,8 @@ pub use model::{
     SealedEmailRow, StoredEmail,
 };
 pub use pg::{
-    APPEND_ONLY_TABLES, PgStore, SUPPORT_COLUMNS, connect as pg_connect, grant_service_role,
-    grant_support_role,
+    APPEND_ONLY_TABLES, KEY_MATERIAL_TABLES, PgStore, SUPPORT_COLUMNS, connect as pg_connect,
+    grant_service_role, grant_support_role,
 };
 pub use schema::SCHEMA_VERSION;
 pub use scope::CustomerScope;
@@ -96,6 +96,10 @@ pub trait Store: Send {
     ) -> Result<bool>;
     /// Data keys per KEK version, and addresses still in the clear.
     fn key_status(&mut self) -> Result<KeyStatus>;
+    /// A customer's address as stored, with the wrapped data key that opens it; for the
+    /// holders of the key-encryption key only (on PostgreSQL the exchange's role may
+    /// not read the data keys).
+    fn sealed_email(&mut self, customer: CustomerId) -> Result<Option<StoredEmail>>;
     /// Whether the customer exists (a platform check, e.g. before queuing a deposit).
     fn customer_exists(&mut self, id: CustomerId) -> Result<bool>;
 
@@ -239,6 +243,9 @@ macro_rules! impl_store {
             }
             fn key_status(&mut self) -> Result<KeyStatus> {
                 contact::status(self)
+            }
+            fn sealed_email(&mut self, customer: CustomerId) -> Result<Option<StoredEmail>> {
+                read::sealed_email(self, customer)
             }
             fn customer_exists(&mut self, id: CustomerId) -> Result<bool> {
                 write::customer_exists(self, id)

@@ -28,12 +28,14 @@ impl Mode {
     }
 }
 
-/// A stored customer. The store never sees an address in the clear (except rows
-/// written before contact data was encrypted, see [`StoredEmail::Plain`]).
+/// A stored customer, as the exchange may read it: whether their address is sealed,
+/// not the address (which only a holder of the data keys reads, see
+/// [`crate::Store::sealed_email`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CustomerRecord {
     pub id: CustomerId,
-    pub email: StoredEmail,
+    /// False for a row an older release wrote, until it is sealed.
+    pub email_sealed: bool,
     pub created_ms: u64,
 }
 

@@ -125,6 +125,10 @@ where
 /// The tables a service role may only add to and read: their rows are never changed.
 pub const APPEND_ONLY_TABLES: [&str; 2] = ["audit_entries", "audit_checkpoints"];
 
+/// Key material: the exchange's role may add to these (a new customer's wrapped data
+/// key) but not read, change or remove what is there. Key rotation runs as the owner.
+pub const KEY_MATERIAL_TABLES: [&str; 1] = ["customer_keys"];
+
 fn is_insufficient_privilege(e: &StoreError) -> bool {
     matches!(e, StoreError::Postgres(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE))
 }
@@ -133,7 +137,8 @@ fn is_insufficient_privilege(e: &StoreError) -> bool {
 /// exchange on it with no more than that needs: read and write the exchange's tables,
 /// but only add to and read the audit log ([`APPEND_ONLY_TABLES`]) — no UPDATE, DELETE
 /// or TRUNCATE, and, not being their owner, no way to drop or disable the triggers that
-/// refuse those even to the owner. Row security binds it (see the schema's version 5).
+/// refuse those even to the owner — and only add to the key material
+/// ([`KEY_MATERIAL_TABLES`]). Row security binds it (see the schema's version 5).
 /// Run it again after an upgrade adds tables.
 ///
 /// `role` must exist, may log in or not, and must be neither a superuser (who passes
@@ -144,12 +149,15 @@ pub fn grant_service_role(owner_url: &str, role: &str) -> Result<()> {
     let mut tx = client.transaction()?;
     check_role(&mut tx, role)?;
     let append_only = APPEND_ONLY_TABLES.join(", ");
+    let key_material = KEY_MATERIAL_TABLES.join(", ");
     tx.batch_execute(&format!(
         "GRANT USAGE ON SCHEMA public TO {role};
          REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role};
          GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
          REVOKE UPDATE, DELETE, TRUNCATE ON {append_only} FROM {role};
-         REVOKE ALL ON {append_only} FROM PUBLIC;"
+         REVOKE ALL ON {append_only} FROM PUBLIC;
+         REVOKE SELECT, UPDATE, DELETE, TRUNCATE ON {key_material} FROM {role};
+         REVOKE ALL ON {key_material} FROM PUBLIC;"
     ))?;
     tx.commit()?;
     Ok(())

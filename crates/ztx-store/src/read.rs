@@ -10,7 +10,9 @@ use ztx_core::{
 
 use crate::codec;
 use crate::error::{Result, StoreError};
-use crate::model::{ApiKeyRecord, Candle, CustomerRecord, InboxId, InboxItem, Mode, OrderQuery};
+use crate::model::{
+    ApiKeyRecord, Candle, CustomerRecord, InboxId, InboxItem, Mode, OrderQuery, StoredEmail,
+};
 use crate::schema;
 use crate::sql::{self, Conn, Param, Row, RowReader};
 
@@ -91,11 +93,24 @@ pub(crate) fn mode(conn: &mut dyn Conn) -> Result<Option<Mode>> {
 
 pub(crate) fn customer(conn: &mut dyn Conn, id: CustomerId) -> Result<Option<CustomerRecord>> {
     let rows = conn.query(
-        "SELECT c.id, c.email_index, c.email_sealed, k.kek_version, k.data_key, c.created_ms \
-         FROM customers c LEFT JOIN customer_keys k ON k.customer_id = c.id WHERE c.id = $1",
+        "SELECT id, email_sealed IS NOT NULL, created_ms FROM customers WHERE id = $1",
         &[sql::int(id.0, "customer id")?],
     )?;
     sql::first(rows).map(codec::customer).transpose()
+}
+
+/// A customer's address as stored, with their wrapped data key: for the holders of the
+/// key-encryption key (key rotation, the notification sender), not the exchange, whose
+/// role may not read `customer_keys`.
+pub(crate) fn sealed_email(conn: &mut dyn Conn, id: CustomerId) -> Result<Option<StoredEmail>> {
+    let rows = conn.query(
+        "SELECT c.email_index, c.email_sealed, k.kek_version, k.data_key \
+         FROM customers c LEFT JOIN customer_keys k ON k.customer_id = c.id WHERE c.id = $1",
+        &[sql::int(id.0, "customer id")?],
+    )?;
+    sql::first(rows)
+        .map(|row| codec::stored_email(&mut RowReader::new("customers", row)))
+        .transpose()
 }
 
 pub(crate) fn api_key_by_key(conn: &mut dyn Conn, api_key: &str) -> Result<Option<ApiKeyRecord>> {

@@ -163,13 +163,9 @@ fn rotate_in_the_store(customers: u64) {
     assert_eq!(status.data_keys, vec![(2, customers)]);
     // Untimed: addresses still open, under the re-wrapped keys.
     for c in [1, customers / 2, customers] {
-        let record = store
-            .customer_scope(ztx_core::CustomerId(c))
-            .unwrap()
-            .customer()
-            .unwrap()
-            .unwrap();
-        let ztx_store::StoredEmail::Sealed(row) = record.email else {
+        let Some(ztx_store::StoredEmail::Sealed(row)) =
+            store.sealed_email(ztx_core::CustomerId(c)).unwrap()
+        else {
             panic!("customer {c} is not sealed");
         };
         let email = keys

@@ -15,10 +15,6 @@ use crate::common::*;
 const UNFILTERED: &[(&str, &str)] = &[
     ("customers", "SELECT id FROM customers ORDER BY 1"),
     (
-        "customer_keys",
-        "SELECT customer_id FROM customer_keys ORDER BY 1",
-    ),
-    (
         "api_keys",
         "SELECT DISTINCT customer_id FROM api_keys ORDER BY 1",
     ),

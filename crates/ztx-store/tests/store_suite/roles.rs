@@ -207,3 +207,39 @@ fn support_reads_customer_metadata_and_no_secret_nor_trading_data() {
         assert!(refused.contains("permission denied"), "{sql}: {refused}");
     }
 }
+
+#[test]
+fn the_exchange_adds_data_keys_but_cannot_read_change_or_remove_them() {
+    let Some((owner, role, service)) = database_and_role() else {
+        return;
+    };
+    ztx_store::grant_service_role(&owner, &role).unwrap();
+    let mut store = ztx_store::open(&service).unwrap();
+    // Creating a customer stores their wrapped data key: an INSERT it may do.
+    let customer = ztx_store::testing::create_customer(&mut *store, "k@example.com", 1).unwrap();
+    let record = store
+        .customer_scope(customer)
+        .unwrap()
+        .customer()
+        .unwrap()
+        .unwrap();
+    assert!(record.email_sealed);
+    // Reading the key back is what it may not do, through the store or behind it.
+    match store.sealed_email(customer) {
+        Err(e) => assert!(e.to_string().contains("permission denied"), "{e}"),
+        Ok(found) => panic!("the exchange read key material: {found:?}"),
+    }
+    drop(store);
+    for sql in [
+        "SELECT data_key FROM customer_keys",
+        "UPDATE customer_keys SET kek_version = 9",
+        "DELETE FROM customer_keys",
+        "TRUNCATE customer_keys",
+    ] {
+        let refused = raw(&service, sql).unwrap_err();
+        assert!(refused.contains("permission denied"), "{sql}: {refused}");
+    }
+    // The owner (who runs key rotation) reads it.
+    let mut owner_store = ztx_store::open(&owner).unwrap();
+    assert!(owner_store.sealed_email(customer).unwrap().is_some());
+}
