@@ -149,7 +149,10 @@ impl LocalKeks {
             }
         })?);
         crate::check_permissions(path)?;
-        LocalKeks::from_text(&text)
+        LocalKeks::from_text(&text).map_err(|e| VaultError::InFile {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })
     }
 
     /// The text form, for the key file. Zeroed when dropped.

@@ -62,6 +62,13 @@ pub enum VaultError {
     /// A key-encryption-key file or variable holds no version.
     #[error("no key-encryption key is given")]
     NoKek,
+    /// What is wrong with a key file's content, naming the file. The operator's fault.
+    #[error("{path}: {source}")]
+    InFile {
+        path: PathBuf,
+        #[source]
+        source: Box<VaultError>,
+    },
     /// A data key is wrapped by a KEK version that is no longer held.
     #[error("key-encryption key version {0} is not held (retired, or never known)")]
     UnknownKekVersion(u32),

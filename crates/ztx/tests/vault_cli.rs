@@ -269,3 +269,33 @@ fn a_pg_dump_holds_no_address() {
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["dataKeysByVersion"], serde_json::json!({"1": 2}));
 }
+
+#[test]
+fn a_malformed_key_file_is_refused_naming_the_file_and_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    drop(serve(&data, &[]));
+    let d = data.to_str().unwrap();
+    // A second version line whose key is not hex: the file and the line are named,
+    // the content is not echoed.
+    let kek = data.join("kek");
+    let mut text = std::fs::read_to_string(&kek).unwrap();
+    text.push_str("2 not-a-key-at-all\n");
+    std::fs::write(&kek, text).unwrap();
+    let out = ztx(&["vault", "--data-dir", d, "status"]);
+    fails_with(&out, "kek: key-encryption-key line 2");
+    assert!(
+        !stderr(&out).contains("not-a-key-at-all"),
+        "{}",
+        stderr(&out)
+    );
+    // An empty one holds no version.
+    std::fs::write(&kek, "").unwrap();
+    fails_with(
+        &ztx(&["vault", "--data-dir", d, "status"]),
+        "no key-encryption key",
+    );
+    // The server refuses to start on it too, saying why.
+    let out = ztx(&["serve", "--data-dir", d, "--listen", "127.0.0.1:0"]);
+    fails_with(&out, "no key-encryption key");
+}
