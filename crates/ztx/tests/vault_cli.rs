@@ -19,15 +19,8 @@ use ztx_store::StoredEmail;
 use ztx_vault::contact::ContactKeys;
 
 fn create(d: &str, email: &str) {
-    succeeds(&[
-        "admin",
-        "--data-dir",
-        d,
-        "customer",
-        "create",
-        "--email",
-        email,
-    ]);
+    let out = admin_create_customer(d, email, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 fn status(d: &str) -> serde_json::Value {
@@ -157,15 +150,7 @@ fn addresses_an_older_release_stored_in_the_clear_are_sealed_by_rotate_or_at_sta
     // The customer is found by the address's blind index now, so a second customer
     // with the same address is refused.
     let (_server, _) = serve(&data, &[]);
-    let out = ztx(&[
-        "admin",
-        "--data-dir",
-        d,
-        "customer",
-        "create",
-        "--email",
-        "legacy.person@example.com",
-    ]);
+    let out = admin_create_customer(d, "legacy.person@example.com", &[]);
     fails_with(&out, "exists already");
     drop(_server);
 
@@ -176,15 +161,7 @@ fn addresses_an_older_release_stored_in_the_clear_are_sealed_by_rotate_or_at_sta
     let b = before_upgrade.to_str().unwrap();
     let (_server, _) = serve(&before_upgrade, &[]);
     assert_eq!(status(b)["plainEmails"], 0);
-    let out = ztx(&[
-        "admin",
-        "--data-dir",
-        b,
-        "customer",
-        "create",
-        "--email",
-        "legacy.person@example.com",
-    ]);
+    let out = admin_create_customer(b, "legacy.person@example.com", &[]);
     fails_with(&out, "exists already");
     assert_eq!(addresses(&before_upgrade, 1), ["legacy.person@example.com"]);
 }

@@ -132,10 +132,9 @@ pub fn signed(path: &str, query: &str, secret: &str) -> String {
     format!("{path}?{q}&signature={sig}")
 }
 
-/// A customer with a read+trade HMAC key and development funds, made with `ztx admin`
-/// while the server runs; returns the key and its secret.
-pub fn customer_with_key(d: &str, email: &str) -> (String, String) {
-    let out = ztx(&[
+/// `ztx admin --data-dir d customer create --email email [extra…]`.
+pub fn admin_create_customer(d: &str, email: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
         "admin",
         "--data-dir",
         d,
@@ -143,8 +142,15 @@ pub fn customer_with_key(d: &str, email: &str) -> (String, String) {
         "create",
         "--email",
         email,
-        "--json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    ztx(&args)
+}
+
+/// A customer with a read+trade HMAC key and development funds, made with `ztx admin`
+/// while the server runs; returns the key and its secret.
+pub fn customer_with_key(d: &str, email: &str) -> (String, String) {
+    let out = admin_create_customer(d, email, &["--json"]);
     let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = c["customer_id"].to_string();
     let out = ztx(&[
