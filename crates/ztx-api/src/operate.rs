@@ -258,7 +258,8 @@ pub async fn create_customer(
     let error = match created {
         Ok(id) => return Ok((id, email)),
         Err(StoreError::DuplicateEmail) => {
-            CommandError::Conflict(format!("a customer with {email} exists already"))
+            // Not the address: the message goes into the append-only log.
+            CommandError::Conflict("a customer with this e-mail address exists already".into())
         }
         Err(e) => CommandError::Unavailable(e.to_string()),
     };
@@ -412,9 +413,10 @@ pub fn check_email(email: &str) -> Result<(), CommandError> {
     if ok {
         Ok(())
     } else {
-        Err(CommandError::Invalid(format!(
-            "{email:?} is not an e-mail address"
-        )))
+        // Not echoed: the message goes into the append-only log.
+        Err(CommandError::Invalid(
+            "not an e-mail address: it needs a local part, @ and a dotted domain, no spaces".into(),
+        ))
     }
 }
 

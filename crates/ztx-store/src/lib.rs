@@ -35,7 +35,7 @@ pub use model::{
 };
 pub use pg::{
     APPEND_ONLY_TABLES, KEY_MATERIAL_TABLES, PgStore, SUPPORT_COLUMNS, connect as pg_connect,
-    grant_service_role, grant_support_role,
+    grant_service_role, grant_support_role, grant_support_role_beside,
 };
 pub use schema::SCHEMA_VERSION;
 pub use scope::CustomerScope;

@@ -148,6 +148,11 @@ pub fn grant_service_role(owner_url: &str, role: &str) -> Result<()> {
     let mut client = connect(owner_url)?;
     let mut tx = client.transaction()?;
     check_role(&mut tx, role)?;
+    // A role once made the support role keeps its see-everything policies otherwise,
+    // which would OR into the customer scope's.
+    for (table, _) in SUPPORT_COLUMNS {
+        tx.batch_execute(&format!("DROP POLICY IF EXISTS support_{role} ON {table}"))?;
+    }
     let append_only = APPEND_ONLY_TABLES.join(", ");
     let key_material = KEY_MATERIAL_TABLES.join(", ");
     tx.batch_execute(&format!(
@@ -185,6 +190,17 @@ pub const SUPPORT_COLUMNS: [(&str, &str); 3] = [
 /// shows it those tables' rows of every customer (support looks customers up), and
 /// only to SELECT.
 pub fn grant_support_role(owner_url: &str, role: &str) -> Result<()> {
+    grant_support_role_beside(owner_url, role, None)
+}
+
+/// [`grant_support_role`], refusing the service's own role: a support policy of
+/// `true` on it would show customer-scoped reads every customer's rows.
+pub fn grant_support_role_beside(owner_url: &str, role: &str, service: Option<&str>) -> Result<()> {
+    if service == Some(role) {
+        return Err(StoreError::Role(format!(
+            "{role} cannot be both the service role and the support role"
+        )));
+    }
     drop(PgStore::connect(owner_url)?);
     let mut client = connect(owner_url)?;
     let mut tx = client.transaction()?;

@@ -107,7 +107,30 @@ impl ContactKeys {
 
     /// Adds a KEK version, which becomes current, and saves the key file (replaced
     /// atomically: written beside it, synced, renamed).
+    ///
+    /// With a key file, under an exclusive lock on `kek.lock` and from the file as it is
+    /// then (not as this process loaded it): two rotations at once each add a version
+    /// of their own, and neither replaces the other's.
     pub fn add_kek_version(&self) -> Result<u32, VaultError> {
+        let _lock = match &self.kek_path {
+            Some(path) => {
+                let lock_path = path.with_extension("lock");
+                let io_err = |source| VaultError::KeyFile {
+                    path: lock_path.clone(),
+                    source,
+                };
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                    .map_err(io_err)?;
+                file.lock().map_err(io_err)?;
+                self.reload()?;
+                Some(file)
+            }
+            None => None,
+        };
         let mut keks = self.keks();
         let version = keks.add_version()?;
         if let Some(path) = &self.kek_path {

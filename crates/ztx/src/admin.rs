@@ -281,6 +281,14 @@ fn create_customer(site: &Site, email: &str, json: bool) -> Result<()> {
             let contacts = site
                 .contact_keys()
                 .map_err(|e| CommandError::Unavailable(format!("{e:#}")))?;
+            // As `ztx serve` does at start: addresses an older release left in the clear
+            // are sealed first, so the duplicate check (by blind index) sees them.
+            let mut store = site
+                .store()
+                .map_err(|e| CommandError::Unavailable(format!("{e:#}")))?;
+            ztx_api::contacts::seal_plain(&mut *store, &contacts)
+                .map_err(|e| CommandError::Unavailable(e.to_string()))?;
+            drop(store);
             operate::create_customer(Some(engine), pool, contacts, who, email, now_ms()).await
         })
         .map(|(id, email)| (id.0, email))?,

@@ -51,7 +51,7 @@ pub fn run(args: DatabaseArgs) -> Result<()> {
                 ztx_store::SCHEMA_VERSION
             );
             if let Some(support) = support_role {
-                ztx_store::grant_support_role(&database_url, &support)
+                ztx_store::grant_support_role_beside(&database_url, &support, Some(&service_role))
                     .context("cannot grant the support role")?;
                 println!(
                     "role {support} may read customers, their keys' settings and notifications"
