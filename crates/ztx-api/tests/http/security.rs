@@ -515,13 +515,7 @@ async fn an_operator_command_is_in_the_log_before_it_takes_effect() {
 #[tokio::test]
 async fn an_operator_command_that_fails_says_why_in_the_log_and_changes_nothing() {
     let (ex, _, _) = setup().await;
-    let customers_before = (1..=1_000u64)
-        .take_while(|c| {
-            ex.store()
-                .customer_exists(ztx_core::CustomerId(*c))
-                .unwrap()
-        })
-        .count();
+    let customers_before = customer_count(&ex);
     let email = serde_json::json!({ "email": "twice@example.com" });
     let (status, _) = admin_post(
         &ex,
@@ -617,12 +611,7 @@ async fn an_operator_command_that_fails_says_why_in_the_log_and_changes_nothing(
     // Only the first "twice@" was created.
     assert_eq!(
         customers_before + 1,
-        (1..=1_000u64)
-            .take_while(|c| ex
-                .store()
-                .customer_exists(ztx_core::CustomerId(*c))
-                .unwrap())
-            .count(),
+        customer_count(&ex),
         "a customer was created"
     );
 }
@@ -733,13 +722,7 @@ async fn the_faucet_of_a_production_exchange_is_refused_and_logged() {
 #[tokio::test]
 async fn a_forged_admin_command_is_refused_logged_and_changes_nothing() {
     let (ex, _, _) = setup().await;
-    let customers_before = (1..=1_000u64)
-        .take_while(|c| {
-            ex.store()
-                .customer_exists(ztx_core::CustomerId(*c))
-                .unwrap()
-        })
-        .count();
+    let customers_before = customer_count(&ex);
     for token in [None, Some("guess")] {
         let (status, answer) = admin_post(
             &ex,
@@ -764,12 +747,7 @@ async fn a_forged_admin_command_is_refused_logged_and_changes_nothing() {
     );
     assert_eq!(
         customers_before,
-        (1..=1_000u64)
-            .take_while(|c| ex
-                .store()
-                .customer_exists(ztx_core::CustomerId(*c))
-                .unwrap())
-            .count(),
+        customer_count(&ex),
         "the forged command created a customer"
     );
 }
@@ -820,4 +798,15 @@ async fn the_admin_endpoint_pages_through_the_events_with_a_cursor() {
         admin_get(&ex, "/ztx/admin/v1/events?cursor=x", Some("operator-token")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(bad["error"].as_str().unwrap().contains("cursor"), "{bad}");
+}
+
+/// How many customers there are (ids are dense from 1).
+fn customer_count(ex: &Exchange) -> usize {
+    (1..=1_000u64)
+        .take_while(|c| {
+            ex.store()
+                .customer_exists(ztx_core::CustomerId(*c))
+                .unwrap()
+        })
+        .count()
 }
