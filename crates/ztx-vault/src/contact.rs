@@ -266,6 +266,22 @@ mod tests {
     }
 
     #[test]
+    fn two_rotations_at_once_each_add_a_version_and_lose_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = ContactKeys::load_or_create(dir.path()).unwrap();
+        // Loaded before either adds: both hold version 1 only.
+        let b = ContactKeys::load_or_create(dir.path()).unwrap();
+        assert_eq!(a.add_kek_version().unwrap(), 2);
+        let sealed_by_a = a.seal_email(1, "a@example.com").unwrap();
+        // B adds from the file as it is now, not from what it loaded.
+        assert_eq!(b.add_kek_version().unwrap(), 3);
+        let again = ContactKeys::load_or_create(dir.path()).unwrap();
+        assert_eq!(again.keks().versions(), vec![1, 2, 3]);
+        assert_eq!(sealed_by_a.key.kek_version, 2);
+        assert_eq!(again.open_email(1, &sealed_by_a).unwrap(), "a@example.com");
+    }
+
+    #[test]
     fn debug_shows_no_key_and_no_address() {
         let keys = ContactKeys::generate();
         let sealed = keys.seal_email(1, "secret@example.com").unwrap();

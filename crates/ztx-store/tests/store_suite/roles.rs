@@ -243,3 +243,33 @@ fn the_exchange_adds_data_keys_but_cannot_read_change_or_remove_them() {
     let mut owner_store = ztx_store::open(&owner).unwrap();
     assert!(owner_store.sealed_email(customer).unwrap().is_some());
 }
+
+#[test]
+fn a_role_cannot_be_both_the_service_and_the_support_role() {
+    let Some((owner, role, _)) = database_and_role() else {
+        return;
+    };
+    match ztx_store::grant_support_role_beside(&owner, &role, Some(&role)) {
+        Err(StoreError::Role(why)) => assert!(why.contains("both"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_former_support_role_made_the_service_role_keeps_no_see_everything_policy() {
+    let Some((owner, role, service)) = database_and_role() else {
+        return;
+    };
+    ztx_store::grant_support_role(&owner, &role).unwrap();
+    ztx_store::grant_service_role(&owner, &role).unwrap();
+    let mut store = ztx_store::open(&service).unwrap();
+    let a = ztx_store::testing::create_customer(&mut *store, "a@example.com", 1).unwrap();
+    ztx_store::testing::create_customer(&mut *store, "b@example.com", 1).unwrap();
+    let mut scope = store.customer_scope(a).unwrap();
+    let seen = ztx_store::testing::unfiltered_ids(&mut scope, "SELECT id FROM customers").unwrap();
+    assert_eq!(
+        seen,
+        vec![1],
+        "the old support policy still shows every customer"
+    );
+}
