@@ -19,8 +19,10 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use ztx_audit::{Denial, Entry, Hash, Kind, Outcome};
+use ztx_engine::{Accessor, Principal};
 use ztx_monitor::{Product, ocsf};
 
+use crate::accounting::{Caller, SERVICE_ADMIN};
 use crate::operate::{self, CommandError, DepositRequest, KeyRequest, Operator};
 use crate::state::AppState;
 
@@ -69,16 +71,50 @@ struct Admin {
 
 /// The admin API. `token_sha256` is the SHA-256 of the admin token.
 pub fn admin_router(app: AppState, token_sha256: [u8; 32], product: Product) -> Router {
+    let admin = Admin {
+        app,
+        token_sha256,
+        product,
+    };
     Router::new()
         .route("/ztx/admin/v1/events", get(events))
         .route("/ztx/admin/v1/customers", post(create_customer))
         .route("/ztx/admin/v1/api-keys", post(create_api_key))
         .route("/ztx/admin/v1/deposits", post(deposit))
-        .with_state(Admin {
-            app,
-            token_sha256,
-            product,
-        })
+        .layer(axum::middleware::from_fn_with_state(
+            admin.clone(),
+            account_for_store_calls,
+        ))
+        .with_state(admin)
+}
+
+/// Runs an admin request as a [`Caller`] of the admin service (the operator once known)
+/// and logs its store calls before the answer leaves; when the log refuses them, the
+/// answer is withheld.
+async fn account_for_store_calls(
+    State(admin): State<Admin>,
+    ConnectInfo(peer): ConnectInfo<AdminPeer>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let caller = Caller::new(Accessor {
+        service: SERVICE_ADMIN,
+        principal: Principal::Anonymous,
+        request_id: 0,
+        api_key: None,
+        client_ip: Some(peer.addr.ip().to_canonical()),
+    });
+    let response = caller.scope(next.run(request)).await;
+    if admin.app.is_audited()
+        && let Err(e) = caller.flush(&admin.app.engine, admin.app.now_ms()).await
+    {
+        tracing::error!(error = %e, "cannot log an admin request's store calls");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the audit log is unavailable",
+        );
+    }
+    response
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,12 +156,14 @@ async fn operator(
             "the operator certificate has expired: connect again with a current one"
         }
         Some(cert) => {
+            crate::accounting::as_operator(&cert.id);
             return Ok(Operator {
                 name: cert.id.clone(),
                 ip: Some(ip),
             });
         }
         None if authorized(headers, &admin.token_sha256) => {
+            crate::accounting::as_operator(TOKEN_OPERATOR);
             return Ok(Operator {
                 name: TOKEN_OPERATOR.into(),
                 ip: Some(ip),

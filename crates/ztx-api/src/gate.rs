@@ -14,7 +14,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use ztx_audit::{Denial, Entry};
 use ztx_core::CustomerId;
+use ztx_engine::{Accessor, Principal};
 
+use crate::accounting::{Caller, SERVICE_API};
 use crate::audit::{AuditSlot, Refusal, deny};
 use crate::auth::{API_KEY_HEADER, check_api_key_format, check_timestamp, signature_payload};
 use crate::error::ApiError;
@@ -162,11 +164,20 @@ where
         body,
     } = raw;
     // What the log will say of this request, filled in as the gate learns it.
+    let request_id = state.request_id();
     let mut entry = state
         .is_audited()
-        .then(|| crate::audit::arriving(&method, uri.path(), ip, now_ms, state.request_id()));
+        .then(|| crate::audit::arriving(&method, uri.path(), ip, now_ms, request_id));
+    // Whom the request's store calls serve: nobody proven, until the signature is.
+    let caller = Caller::new(Accessor {
+        service: SERVICE_API,
+        principal: Principal::Anonymous,
+        request_id,
+        api_key: None,
+        client_ip: Some(ip),
+    });
     let slot = AuditSlot::default();
-    let mut result = async {
+    let work = async {
         let query = uri.query().unwrap_or_default().as_bytes();
         let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await;
         let parsed = match &body {
@@ -209,6 +220,7 @@ where
             };
             let key = authenticate(&state, &request, &call, access, entry.as_mut()).await?;
             let customer = key.customer;
+            caller.authenticated(customer, key.id.0);
             call.customer = Some(customer);
             call.key = Some(key);
             if counts_order {
@@ -224,11 +236,16 @@ where
             slot.fill(entry.clone());
         }
         handler(state.clone(), call).await.map_err(Refusal::from)
-    }
-    .await;
-    if let Some(entry) = entry
-        && let Some(entry) = crate::audit::finish(entry, &slot, &result)
-        && let Err(e) = state.engine.record(entry).await
+    };
+    let mut result = caller.scope(work).await;
+    // The request's entry, unless a command committed it, then its store calls.
+    let mut entries: Vec<Entry> = entry
+        .and_then(|entry| crate::audit::finish(entry, &slot, &result))
+        .into_iter()
+        .collect();
+    entries.extend(caller.take_entries(state.now_ms()));
+    if !entries.is_empty()
+        && let Err(e) = state.engine.record_all(entries).await
     {
         // Nothing may be answered that the log does not hold: not even a refusal.
         tracing::error!(error = %e, "cannot log the request; refusing it");

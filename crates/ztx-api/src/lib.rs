@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod accounting;
 pub mod admin;
 pub mod admin_tls;
 pub mod audit;

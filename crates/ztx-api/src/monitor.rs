@@ -13,10 +13,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ztx_audit::Entry;
+use ztx_engine::{Accessor, Principal};
 use ztx_monitor::rules::Observation;
 use ztx_monitor::{DetectionConfig, Detector, Finding, Product, Response, RotatingFile, ocsf};
 use ztx_store::{ApiKeyId, AuditRow, SecurityEffect};
 
+use crate::accounting::{Caller, SERVICE_MONITOR};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -73,11 +75,17 @@ impl Monitor {
             }
         };
         let mut detector = Detector::new(config.detection);
-        let known = state
-            .reads
-            .with(|s| s.key_addresses())
+        let caller = monitor_caller();
+        let known = caller
+            .scope(state.reads.with(|s| s.key_addresses()))
             .await
             .map_err(|e| describe(&e))?;
+        if state.is_audited() {
+            caller
+                .flush(&state.engine, state.now_ms())
+                .await
+                .map_err(|e| format!("cannot log the monitor's store calls: {e}"))?;
+        }
         for (key, ip) in known {
             if let Ok(ip) = ip.parse::<IpAddr>() {
                 detector.remember(key.0, ip);
@@ -87,9 +95,7 @@ impl Monitor {
             (Some(last), _) => last.saturating_add(1),
             (None, true) => 0,
             // Without a file there is nothing to catch up on: rules look at new events.
-            (None, false) => state
-                .reads
-                .with(|s| s.audit_size())
+            (None, false) => following_log(state.reads.with(|s| s.audit_size()))
                 .await
                 .map_err(|e| describe(&e))?,
         };
@@ -184,12 +190,13 @@ impl Monitor {
             return Ok(rows);
         }
         let cursor = self.cursor;
-        let stored = self
-            .state
-            .reads
-            .with(move |s| s.audit_entries(cursor, BATCH))
-            .await
-            .map_err(|e| describe(&e))?;
+        let stored = following_log(
+            self.state
+                .reads
+                .with(move |s| s.audit_entries(cursor, BATCH)),
+        )
+        .await
+        .map_err(|e| describe(&e))?;
         if stored.is_empty() && self.feed.is_none() && !wait.is_zero() {
             // Without a feed, nothing wakes the monitor: it looks again after `wait`.
             tokio::time::sleep(wait).await;
@@ -304,6 +311,27 @@ impl Monitor {
             }
         }
     }
+}
+
+/// The monitor as the caller of its store calls.
+fn monitor_caller() -> Caller {
+    Caller::new(Accessor {
+        service: SERVICE_MONITOR,
+        principal: Principal::Platform,
+        request_id: 0,
+        api_key: None,
+        client_ip: None,
+    })
+}
+
+/// Runs the monitor's read of the audit log itself, whose accesses alone are not logged:
+/// each entry would be one more for the monitor to read, without end. What it reads is
+/// the log, which anyone may fetch and prove entry by entry.
+async fn following_log<F: std::future::Future>(read: F) -> F::Output {
+    let caller = monitor_caller();
+    let output = caller.scope(read).await;
+    drop(caller.take_entries(0));
+    output
 }
 
 fn describe(e: &ApiError) -> String {

@@ -111,11 +111,14 @@ impl KeyEntry {
     }
 }
 
-/// A bounded pool of store connections for reads that go to the database.
+/// A bounded pool of store connections for reads that go to the database. When
+/// accounting (an audited server's), every call's data accesses go to the task's
+/// [`crate::accounting::Caller`], and a call outside any is refused.
 #[derive(Clone)]
 pub struct StorePool {
     factory: StoreFactory,
     idle: Arc<Mutex<Vec<Box<dyn Store>>>>,
+    account: bool,
 }
 
 impl std::fmt::Debug for StorePool {
@@ -129,7 +132,15 @@ impl StorePool {
         Self {
             factory,
             idle: Arc::new(Mutex::new(Vec::new())),
+            account: false,
         }
+    }
+
+    /// Accounts for every call (see [`crate::accounting`]).
+    #[must_use]
+    pub fn accounting(mut self, on: bool) -> Self {
+        self.account = on;
+        self
     }
 
     /// Runs `f` with a connection on a blocking thread.
@@ -137,23 +148,34 @@ impl StorePool {
         &self,
         f: impl FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
+        if self.account && !crate::accounting::in_scope() {
+            // Fails closed: nothing reads data that the log will not account for.
+            return Err(ApiError::unknown()
+                .with_detail("a store call outside any accounted caller was refused"));
+        }
         let pool = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let (result, accesses, dropped) = tokio::task::spawn_blocking(move || {
             let taken = pool.idle.lock().ok().and_then(|mut idle| idle.pop());
             let mut store = match taken {
                 Some(store) => store,
                 None => (pool.factory)().map_err(|e| store_error(&e))?,
             };
+            store.account(pool.account);
             let result = f(store.as_mut()).map_err(|e| store_error(&e));
+            let (accesses, dropped) = store.take_accesses();
             if let Ok(mut idle) = pool.idle.lock()
                 && idle.len() < POOL_MAX_IDLE
             {
                 idle.push(store);
             }
-            result
+            Ok::<_, ApiError>((result, accesses, dropped))
         })
         .await
-        .map_err(|e| ApiError::unknown().with_detail(format!("read task failed: {e}")))?
+        .map_err(|e| ApiError::unknown().with_detail(format!("read task failed: {e}")))??;
+        if !accesses.is_empty() || dropped > 0 {
+            crate::accounting::collect(accesses, dropped);
+        }
+        result
     }
 }
 
@@ -231,6 +253,7 @@ impl AppState {
     /// does; only a benchmark's baseline runs without.
     pub fn audited(mut self, on: bool) -> Self {
         self.audit = on;
+        self.reads = self.reads.accounting(on);
         self
     }
 

@@ -13,6 +13,8 @@
 
 mod common;
 
+#[path = "http/access.rs"]
+mod access;
 #[path = "http/audit.rs"]
 mod audit;
 #[path = "http/auth.rs"]

@@ -10,7 +10,7 @@
 //! | version      | `u8`, 1                                                         |
 //! | prev         | 32 bytes: the leaf hash of the entry before (zeros for the first) |
 //! | time_ms      | `u64`, milliseconds since the Unix epoch                        |
-//! | kind         | `u8`: 1 request, 2 admin, 3 key change, 4 response, 5 publication |
+//! | kind         | `u8`: 1 request, 2 admin, 3 key change, 4 response, 5 publication, 6 data access |
 //! | request_id   | `u64`                                                           |
 //! | customer     | optional `u64`                                                  |
 //! | api_key      | optional `u64`                                                  |
@@ -54,6 +54,10 @@ pub enum Kind {
     Response = 4,
     /// Something the platform published (a proof-of-reserves root).
     Publication = 5,
+    /// A call to the data store: which service made it, for which principal, under
+    /// which customer segment, on which tables (added within version 1: an older reader
+    /// refuses the entry by its unknown kind rather than misreading it).
+    DataAccess = 6,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,12 +86,13 @@ pub enum Denial {
 
 impl Kind {
     /// Every value, in code order.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Request,
         Kind::Admin,
         Kind::KeyChange,
         Kind::Response,
         Kind::Publication,
+        Kind::DataAccess,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -97,6 +102,7 @@ impl Kind {
             Kind::KeyChange => "key_change",
             Kind::Response => "response",
             Kind::Publication => "publication",
+            Kind::DataAccess => "data_access",
         }
     }
 }

@@ -10,6 +10,7 @@
 //! last acknowledged. A command that breaks an invariant is handled the same way.
 #![forbid(unsafe_code)]
 
+mod access;
 mod audit;
 mod writer;
 
@@ -28,6 +29,7 @@ use ztx_core::{
 };
 use ztx_store::{InboxCommand, SecurityEffect, Store, StoreFactory};
 
+pub use access::{Accessor, Principal, SERVICE_ENGINE};
 use audit::AuditLog;
 pub use audit::{Audit, AuditConfig, Feed};
 use writer::Writer;
@@ -99,8 +101,9 @@ enum Request {
         Option<Entry>,
         oneshot::Sender<Result<QueryReply, EngineError>>,
     ),
-    /// An audit entry alone (a refused request, a read the engine does not serve).
-    Record(Entry, oneshot::Sender<Result<(), EngineError>>),
+    /// Audit entries alone (a refused request, a read the engine does not serve, the
+    /// store calls a request made), consecutive in the log.
+    Record(Vec<Entry>, oneshot::Sender<Result<(), EngineError>>),
     /// Security responses with the entries that record them, committed together.
     Respond(
         Vec<Entry>,
@@ -156,8 +159,13 @@ impl EngineHandle {
 
     /// Logs an entry; answers once it is durable (before the caller shows its effect).
     pub async fn record(&self, entry: Entry) -> Result<(), EngineError> {
+        self.record_all(vec![entry]).await
+    }
+
+    /// Logs entries, consecutive and in one commit; answers once they are durable.
+    pub async fn record_all(&self, entries: Vec<Entry>) -> Result<(), EngineError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Request::Record(entry, tx))?;
+        self.send(Request::Record(entries, tx))?;
         rx.await.map_err(|_| EngineError::Unavailable)?
     }
 
@@ -223,12 +231,21 @@ impl Engine {
             .map(|config| AuditLog::open(writer_store.as_mut(), config, clock()))
             .transpose()?;
         let audited = audit.is_some();
+        if audited {
+            // Every call of the engine's own connections from here on is accounted for
+            // in the log; the log's own resumption above is what its checkpoints cover.
+            for store in [&mut reader, &mut writer_store, &mut upkeep_store] {
+                store.account(true);
+            }
+        }
         let state = reader.load_state().map_err(store_error)?;
         let exchange = Exchange::restore(markets.clone(), state)
             .map_err(|e| StartError::Restore(e.to_string()))?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
         let (sealed_tx, sealed_rx) = mpsc::sync_channel(WRITER_DEPTH);
         let pipeline = Arc::new(Pipeline::default());
+        // The state just loaded, the first of the engine's own accesses.
+        pipeline.account(reader.as_mut(), clock());
         let mut writer = Writer {
             store: writer_store,
             pipeline: pipeline.clone(),
@@ -240,6 +257,7 @@ impl Engine {
             .spawn(move || writer.run(&sealed_rx))
             .map_err(|e| StartError::Thread(e.to_string()))?;
         let upkeep_pipeline = pipeline.clone();
+        let upkeep_clock = clock.clone();
         let upkeep_thread = std::thread::Builder::new()
             .name("ztx-upkeep".into())
             .spawn(move || {
@@ -254,6 +272,7 @@ impl Engine {
                     indexing.report(upkeep_store.index_history(INDEX_LIMIT).map(|_| ()));
                     indexing_audit.report(upkeep_store.index_audit(INDEX_LIMIT).map(|_| ()));
                     maintaining.report(upkeep_store.maintain());
+                    upkeep_pipeline.account(upkeep_store.as_mut(), upkeep_clock());
                     // Even after a failure: the writer's checkpoint alone still lets the
                     // WAL start over.
                     upkeep_pipeline.checkpointed.store(true, Ordering::Release);
@@ -333,6 +352,34 @@ struct Pipeline {
     stopped: AtomicBool,
     /// Set by the upkeep thread after each checkpoint; see [`Writer::follow_checkpoint`].
     checkpointed: AtomicBool,
+    /// The entries of the platform's own data accesses, for the writer's next commit.
+    accessed: std::sync::Mutex<Vec<Entry>>,
+}
+
+impl Pipeline {
+    /// Queues the entries of the data accesses `store` accounted for since the last
+    /// time, those worth logging (see [`access::touched`]), for the next commit.
+    fn account(&self, store: &mut dyn Store, now_ms: u64) {
+        let (accesses, dropped) = store.take_accesses();
+        let touched = access::touched(accesses);
+        if touched.is_empty() {
+            return;
+        }
+        let entries = Accessor::platform().entries(touched, dropped, now_ms);
+        self.accessed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(entries);
+    }
+
+    fn take_accessed(&self) -> Vec<Entry> {
+        std::mem::take(
+            &mut *self
+                .accessed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
 }
 
 /// How often the upkeep thread moves what was committed into the store's per-customer
@@ -551,8 +598,8 @@ impl Worker {
                     audit.extend(entry);
                     answers.push(Pending::Query(reply, self.answer(query)));
                 }
-                Request::Record(entry, reply) => {
-                    audit.push(entry);
+                Request::Record(entries, reply) => {
+                    audit.extend(entries);
                     answers.push(Pending::Record(reply));
                 }
                 Request::Respond(entries, effect, reply) => {
@@ -565,6 +612,7 @@ impl Worker {
 
         if take_inbox && !broken {
             broken |= self.take_inbox(now, &mut changes, &mut audit, &mut answers);
+            self.pipeline.account(self.store.as_mut(), now);
         }
         if broken {
             tracing::error!("a command broke an invariant; discarding its batch");
@@ -601,6 +649,7 @@ impl Worker {
             .load_state()
             .map_err(|e| e.to_string())
             .and_then(|s| Exchange::restore(self.markets.clone(), s).map_err(|e| e.to_string()));
+        self.pipeline.account(self.store.as_mut(), self.last_ms);
         match restored {
             Ok(exchange) => {
                 tracing::warn!("reloaded the exchange from the store");

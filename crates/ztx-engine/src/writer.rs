@@ -9,7 +9,10 @@ use ztx_core::Changes;
 use ztx_store::{AuditAppend, Store};
 
 use crate::audit::AuditLog;
-use crate::{Clock, EngineError, Pending, Pipeline, Sealed, WRITER_DEPTH};
+use crate::{Accessor, Clock, EngineError, Pending, Pipeline, Sealed, WRITER_DEPTH};
+
+/// How long an idle writer waits before it looks for the platform's own accesses to log.
+const IDLE_WAKE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Commits batches in order, then answers them.
 pub(crate) struct Writer {
@@ -29,25 +32,17 @@ impl Writer {
                 .audit
                 .as_ref()
                 .and_then(|a| a.until_due((self.clock)()));
-            let first = match due {
-                None => rx.recv().ok(),
-                Some(wait) => match rx.recv_timeout(wait) {
-                    Ok(first) => Some(first),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => {
-                        self.commit_group(&mut group, true);
-                        return;
-                    }
-                },
-            };
-            match first {
-                Some(first) => group.push(first),
-                None if due.is_none() => {
+            // Idle, it still looks now and then for the entries of the platform's own
+            // data accesses (the upkeep's), which wait for a commit.
+            let wait = due.unwrap_or(IDLE_WAKE);
+            match rx.recv_timeout(wait) {
+                Ok(first) => group.push(first),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
                     // The engine stopped: sign what is unsigned, then finish.
                     self.commit_group(&mut group, true);
                     return;
                 }
-                None => {}
             }
             // Every batch already waiting is committed with this one, in one transaction:
             // the busier the exchange, the larger (and cheaper per order) the commit.
@@ -75,6 +70,12 @@ impl Writer {
         changes.compact();
         let (mut append, after) = match &self.audit {
             Some(log) => {
+                // The account of this commit's own store write, durable with it, and
+                // those of the platform's other accesses since the last commit.
+                if let Some(access) = ztx_store::commit_access(&changes) {
+                    entries.extend(Accessor::platform().entries(vec![access], 0, now_ms));
+                }
+                entries.extend(self.pipeline.take_accessed());
                 let (append, frontier, last_leaf) = log.prepare(entries, now_ms, last);
                 (append, Some((frontier, last_leaf)))
             }
@@ -95,6 +96,10 @@ impl Writer {
         let count = u64::try_from(group.len()).unwrap_or(u64::MAX);
         for sealed in group.drain(..) {
             self.answer(sealed, durable);
+        }
+        // The inbox items marked done just now.
+        if self.audit.is_some() {
+            self.pipeline.account(self.store.as_mut(), now_ms);
         }
         self.pipeline.done.fetch_add(count, Ordering::AcqRel);
     }

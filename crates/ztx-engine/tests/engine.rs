@@ -486,10 +486,19 @@ fn audit(action: &str) -> Audit {
     }
 }
 
-fn logged(store: &mut Box<dyn Store>) -> Vec<Entry> {
+/// The log's entries, those of the engine's own store calls included.
+fn all_logged(store: &mut Box<dyn Store>) -> Vec<Entry> {
     let rows = store.audit_entries(0, 1000).unwrap();
     rows.iter()
         .map(|r| Entry::decode(&r.entry).unwrap())
+        .collect()
+}
+
+/// The log's entries but those of store calls: what was sent to it.
+fn logged(store: &mut Box<dyn Store>) -> Vec<Entry> {
+    all_logged(store)
+        .into_iter()
+        .filter(|e| e.kind != Kind::DataAccess)
         .collect()
 }
 
@@ -536,11 +545,15 @@ fn audit_entries_are_durable_with_what_they_record(db: &Db) {
         }
     );
     // Each entry names the leaf before it.
-    let rows = store.audit_entries(0, 10).unwrap();
-    assert_eq!(log[0].prev, ztx_audit::Hash::ZERO);
-    for (entry, before) in log[1..].iter().zip(&rows) {
+    let all = all_logged(&mut store);
+    let rows = store.audit_entries(0, 100).unwrap();
+    assert_eq!(all[0].prev, ztx_audit::Hash::ZERO);
+    for (entry, before) in all[1..].iter().zip(&rows) {
         assert_eq!(entry.prev, before.leaf);
     }
+    // The deposit's commit is accounted for in that commit, right after its entry.
+    assert_eq!(all[1].kind, Kind::DataAccess);
+    assert_eq!(all[1].action, "store commit");
     assert_eq!(
         store.latest_checkpoint().unwrap(),
         None,
@@ -548,10 +561,11 @@ fn audit_entries_are_durable_with_what_they_record(db: &Db) {
     );
     drop(handle);
     engine.join();
+    let size = store.audit_size().unwrap();
     let last = store.latest_checkpoint().unwrap().unwrap();
     let signed = Checkpoint::open(&last.note, &log_key().verifier()).unwrap();
-    assert_eq!((signed.size, last.size), (4, 4));
-    assert_eq!(signed.root, store.audit_root(4).unwrap());
+    assert_eq!((signed.size, last.size), (size, size));
+    assert_eq!(signed.root, store.audit_root(size).unwrap());
 }
 
 /// While entries arrive, a checkpoint follows within the period even when nothing else
@@ -564,10 +578,12 @@ fn checkpoints_are_signed_while_entries_arrive(db: &Db) {
     for round in 0..3u64 {
         rt.block_on(handle.record(entry("GET /api/v3/ping")))
             .unwrap();
+        // Everything logged so far, the engine's own accesses included.
+        let wanted = store.audit_size().unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let checkpoint = loop {
             match store.latest_checkpoint().unwrap() {
-                Some(c) if c.size == round + 1 => break c,
+                Some(c) if c.size >= wanted => break c,
                 _ if std::time::Instant::now() > deadline => panic!("no checkpoint of {round}"),
                 _ => std::thread::sleep(Duration::from_millis(20)),
             }
@@ -604,13 +620,22 @@ fn a_restarted_engine_extends_the_same_log(db: &Db) {
         engine.join();
     }
     let mut store = db.open();
+    assert_eq!(logged(&mut store).len(), 6);
     let checkpoints = store.audit_checkpoints(0, 10).unwrap();
-    assert_eq!(
-        checkpoints.iter().map(|c| c.size).collect::<Vec<_>>(),
-        [3, 6]
-    );
-    let proof = store.audit_consistency_proof(3, 6).unwrap();
-    verify_consistency(3, 6, &checkpoints[0].root, &checkpoints[1].root, &proof).unwrap();
+    let sizes: Vec<u64> = checkpoints.iter().map(|c| c.size).collect();
+    // One at each stop, of everything logged by then (each start's state load too).
+    assert_eq!(sizes.len(), 2);
+    assert_eq!(sizes[1], store.audit_size().unwrap());
+    assert!(sizes[0] >= 3 && sizes[0] < sizes[1], "{sizes:?}");
+    let proof = store.audit_consistency_proof(sizes[0], sizes[1]).unwrap();
+    verify_consistency(
+        sizes[0],
+        sizes[1],
+        &checkpoints[0].root,
+        &checkpoints[1].root,
+        &proof,
+    )
+    .unwrap();
 }
 
 /// Someone with the database's owner rights drops the guard and edits an entry's leaf

@@ -15,6 +15,7 @@
 //! | detection (`detect <rule>`) | Detection Finding (2004) | Create (1) |
 //! | response to a detection (ban, notification) | Detection Finding (2004) | Update (2), same `finding_info.uid` |
 //! | publication (a proof-of-reserves root) | Datastore Activity (6005) | Write (5) |
+//! | data access (a store call) | Datastore Activity (6005) | as the entry's `activity`: Read (1), Update (2), Query (4), Write (5), Create (6), Delete (7), else Other (99); `database` ztx (Relational), `table` the tables it touched, `actor.app_name` the service and `actor.user` the principal |
 //!
 //! Common to all: `time` (the entry's, in ms), `metadata` (schema version, product,
 //! `log_name` = the log's origin, `uid`/`sequence` = index, `correlation_uid` = request
@@ -126,6 +127,18 @@ pub fn classify(entry: &Entry) -> (Class, u32, &'static str) {
         }
         Kind::Response => (Class::DetectionFinding, 2, "Update"),
         Kind::Publication => (Class::DatastoreActivity, 5, "Write"),
+        Kind::DataAccess => {
+            let (id, name) = match param(entry, "activity") {
+                Some("read") => (1, "Read"),
+                Some("update") => (2, "Update"),
+                Some("query") => (4, "Query"),
+                Some("write") => (5, "Write"),
+                Some("create") => (6, "Create"),
+                Some("delete") => (7, "Delete"),
+                _ => (99, "Other"),
+            };
+            (Class::DatastoreActivity, id, name)
+        }
     }
 }
 
@@ -228,6 +241,8 @@ pub struct Event<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     database: Option<Database>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    table: Option<Table<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     finding_info: Option<FindingInfo<'a>>,
     unmapped: Unmapped<'a>,
 }
@@ -290,6 +305,7 @@ impl<'a> Event<'a> {
             is_mfa: None,
             service: None,
             database: None,
+            table: None,
             finding_info: None,
             unmapped: Unmapped {
                 kind: entry.kind.as_str(),
@@ -326,6 +342,14 @@ impl<'a> Event<'a> {
                 });
             }
             Class::AccountChange => event.user = Some(User::of(entry)),
+            Class::DatastoreActivity if entry.kind == Kind::DataAccess => {
+                event.database = Some(Database {
+                    name: "ztx",
+                    type_id: 1,
+                    kind: "Relational",
+                });
+                event.table = param(entry, "tables").map(|name| Table { name });
+            }
             Class::DatastoreActivity => {
                 event.database = Some(Database {
                     name: "audit_log",
@@ -405,9 +429,27 @@ struct ProductInfo<'a> {
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 enum Actor<'a> {
-    App { app_name: &'a str },
-    Admin { user: Admin<'a> },
-    User { user: User },
+    Service {
+        app_name: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user: Option<ServedUser<'a>>,
+    },
+    App {
+        app_name: &'a str,
+    },
+    Admin {
+        user: Admin<'a>,
+    },
+    User {
+        user: User,
+    },
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ServedUser<'a> {
+    Admin(Admin<'a>),
+    Customer(User),
 }
 
 #[derive(Debug, Serialize)]
@@ -449,6 +491,25 @@ impl User {
 }
 
 fn actor(entry: &Entry) -> Actor<'_> {
+    if entry.kind == Kind::DataAccess {
+        // The service made the call; the user is whom it served.
+        let service = param(entry, "service").unwrap_or_default();
+        let user = match (&entry.operator, param(entry, "principal")) {
+            (Some(operator), _) => Some(ServedUser::Admin(Admin {
+                name: operator,
+                type_id: 2,
+                kind: "Admin",
+            })),
+            (None, Some(p)) if p.starts_with("customer ") => {
+                Some(ServedUser::Customer(User::of(entry)))
+            }
+            _ => None,
+        };
+        return Actor::Service {
+            app_name: service,
+            user,
+        };
+    }
     match (&entry.operator, entry.kind) {
         (Some(operator), Kind::Response) => Actor::App { app_name: operator },
         (Some(operator), Kind::KeyChange) if entry.action.ends_with(" freeze") => {
@@ -520,6 +581,11 @@ struct Database {
     type_id: u32,
     #[serde(rename = "type")]
     kind: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct Table<'a> {
+    name: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -786,6 +852,40 @@ mod tests {
         assert_eq!(e["actor"]["user"]["type"], "Admin");
         entry.action = "GET /ztx/admin/v1/events".into();
         assert_eq!(event(2, &entry, &product())["class_uid"], 6005);
+    }
+
+    #[test]
+    fn a_store_call_is_datastore_activity_by_its_service_for_its_principal() {
+        let mut entry = request("store orders", Outcome::Success, None);
+        entry.kind = Kind::DataAccess;
+        entry.customer = Some(7);
+        entry.params = vec![
+            ("service".into(), "api".into()),
+            ("principal".into(), "customer 7".into()),
+            ("activity".into(), "query".into()),
+            ("tables".into(), "orders,order_index".into()),
+            ("rows".into(), "3".into()),
+        ];
+        let e = event(11, &entry, &product());
+        assert_eq!(e["class_uid"], 6005, "{e}");
+        assert_eq!(e["activity_id"], 4);
+        assert_eq!(e["type_uid"], 600_504);
+        assert_eq!(e["actor"]["app_name"], "api");
+        assert_eq!(e["actor"]["user"]["uid"], "7");
+        assert_eq!(e["database"]["name"], "ztx");
+        assert_eq!(e["table"]["name"], "orders,order_index");
+        assert_eq!(e["unmapped"]["kind"], "data_access");
+        entry.params[2].1 = "write".into();
+        entry.params[1].1 = "platform".into();
+        entry.customer = None;
+        let e = event(12, &entry, &product());
+        assert_eq!(e["activity_id"], 5);
+        assert!(e["actor"].get("user").is_none(), "{e}");
+        entry.operator = Some("spiffe://ztx.local/operator/ana".into());
+        entry.params[1].1 = "operator spiffe://ztx.local/operator/ana".into();
+        let e = event(13, &entry, &product());
+        assert_eq!(e["actor"]["user"]["type"], "Admin");
+        assert_eq!(e["actor"]["app_name"], "api");
     }
 
     fn any_entry() -> impl Strategy<Value = Entry> {

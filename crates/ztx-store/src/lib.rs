@@ -6,6 +6,7 @@
 
 #[macro_use]
 mod columns;
+pub mod access;
 mod audit;
 mod codec;
 mod contact;
@@ -26,6 +27,7 @@ use ztx_core::{
     Amount, AssetCode, Changes, CustomerId, ExchangeState, OrderId, Trade, TradeId, TransferId,
 };
 
+pub use access::{Activity, DataAccess, Segment, commit_access};
 pub use audit::{AuditAppend, AuditRow, StoredCheckpoint};
 pub use error::{Result, StoreError};
 pub use model::{
@@ -61,6 +63,13 @@ pub const MAX_ROWS: u32 = 10_000;
 /// follows Binance: with a `from_id`, ascending from that id; otherwise the most recent
 /// `limit` rows, in ascending order. Limits are capped at [`MAX_ROWS`].
 pub trait Store: Send {
+    /// Turns accounting of data accesses on or off for this connection (off when
+    /// opened); see [`access`].
+    fn account(&mut self, on: bool);
+    /// The accesses accounted for since the last take, oldest first, and how many older
+    /// ones were dropped untaken (past [`access::MAX_UNTAKEN`]).
+    fn take_accesses(&mut self) -> (Vec<DataAccess>, u64);
+
     /// The mode the database was created for, if set.
     fn mode(&mut self) -> Result<Option<Mode>>;
     /// Records the mode once; refuses a different one later.
@@ -201,15 +210,25 @@ pub trait Store: Send {
     fn key_addresses(&mut self) -> Result<Vec<(ApiKeyId, String)>>;
 }
 
-/// Implements [`Store`] for a backend by calling the shared operations.
+/// Implements [`Store`] for a backend by calling the shared operations, each accounted
+/// for (see [`access`]) with the activity, tables and segment it names here.
 macro_rules! impl_store {
     ($backend:ty) => {
         impl Store for $backend {
+            fn account(&mut self, on: bool) {
+                self.accounting.set(on);
+            }
+            fn take_accesses(&mut self) -> (Vec<DataAccess>, u64) {
+                self.accounting.take()
+            }
             fn mode(&mut self) -> Result<Option<Mode>> {
-                read::mode(self)
+                let r = read::mode(self);
+                self.accounting.note("mode", Read, &["meta"], Platform, r)
             }
             fn init_mode(&mut self, mode: Mode) -> Result<()> {
-                write::init_mode(self, mode)
+                let r = write::init_mode(self, mode);
+                self.accounting
+                    .note_one("init_mode", Write, &["meta"], Platform, r)
             }
             fn create_customer(
                 &mut self,
@@ -217,7 +236,10 @@ macro_rules! impl_store {
                 seal: SealEmail<'_>,
                 now_ms: u64,
             ) -> Result<CustomerId> {
-                write::create_customer(self, email_index, seal, now_ms)
+                let r = write::create_customer(self, email_index, seal, now_ms);
+                let segment = r.as_ref().map_or(Platform, |c| Segment::Customer(*c));
+                self.accounting
+                    .note_one("create_customer", Create, CUSTOMER_TABLES, segment, r)
             }
             fn customer_keys(
                 &mut self,
@@ -225,13 +247,24 @@ macro_rules! impl_store {
                 except_version: u32,
                 limit: u32,
             ) -> Result<Vec<CustomerKeyRow>> {
-                contact::keys(self, after, except_version, limit)
+                let r = contact::keys(self, after, except_version, limit);
+                self.accounting
+                    .note("customer_keys", Query, &["customer_keys"], Platform, r)
             }
             fn rewrap_customer_keys(&mut self, rows: &[KeyRewrap]) -> Result<u64> {
-                contact::rewrap(self, rows)
+                let r = contact::rewrap(self, rows);
+                self.accounting.note(
+                    "rewrap_customer_keys",
+                    Update,
+                    &["customer_keys"],
+                    Platform,
+                    r,
+                )
             }
             fn plain_emails(&mut self, limit: u32) -> Result<Vec<(CustomerId, String)>> {
-                contact::plain_emails(self, limit)
+                let r = contact::plain_emails(self, limit);
+                self.accounting
+                    .note("plain_emails", Query, &["customers"], Platform, r)
             }
             fn seal_plain_email(
                 &mut self,
@@ -239,75 +272,157 @@ macro_rules! impl_store {
                 email_index: &str,
                 sealed: &SealedEmailRow,
             ) -> Result<bool> {
-                contact::seal_plain_email(self, customer, email_index, sealed)
+                let r = contact::seal_plain_email(self, customer, email_index, sealed);
+                self.accounting.note_one(
+                    "seal_plain_email",
+                    Update,
+                    CUSTOMER_TABLES,
+                    Segment::Customer(customer),
+                    r,
+                )
             }
             fn key_status(&mut self) -> Result<KeyStatus> {
-                contact::status(self)
+                let r = contact::status(self);
+                self.accounting
+                    .note_one("key_status", Query, CUSTOMER_TABLES, Platform, r)
             }
             fn sealed_email(&mut self, customer: CustomerId) -> Result<Option<StoredEmail>> {
-                read::sealed_email(self, customer)
+                let r = read::sealed_email(self, customer);
+                self.accounting.note(
+                    "sealed_email",
+                    Read,
+                    CUSTOMER_TABLES,
+                    Segment::Customer(customer),
+                    r,
+                )
             }
             fn customer_exists(&mut self, id: CustomerId) -> Result<bool> {
-                write::customer_exists(self, id)
+                let r = write::customer_exists(self, id);
+                self.accounting.note(
+                    "customer_exists",
+                    Read,
+                    &["customers"],
+                    Segment::Customer(id),
+                    r,
+                )
             }
             fn create_api_key(&mut self, key: &NewApiKey) -> Result<ApiKeyId> {
-                write::create_api_key(self, key)
+                let r = write::create_api_key(self, key);
+                self.accounting.note_one(
+                    "create_api_key",
+                    Create,
+                    &["api_keys"],
+                    Segment::Customer(key.customer),
+                    r,
+                )
             }
             fn api_key_by_key(&mut self, api_key: &str) -> Result<Option<ApiKeyRecord>> {
-                read::api_key_by_key(self, api_key)
+                let r = read::api_key_by_key(self, api_key);
+                // Looked up before anyone is known: the segment is whose key it is.
+                let segment = match &r {
+                    Ok(Some(record)) => Segment::Customer(record.customer),
+                    _ => Platform,
+                };
+                self.accounting
+                    .note("api_key_by_key", Read, &["api_keys"], segment, r)
             }
             fn customer_scope(&mut self, customer: CustomerId) -> Result<CustomerScope<'_>> {
+                let accounting = self.accounting.clone();
                 let conn = sql::Backend::customer_conn(self, customer)?;
-                Ok(CustomerScope::new(conn, customer))
+                Ok(CustomerScope::new(conn, customer, accounting))
             }
             fn commit(&mut self, changes: &Changes, audit: &AuditAppend) -> Result<()> {
+                // Accounted for by the writer, in this very commit: see `commit_access`.
                 write::apply(self, changes, audit)
             }
             fn audit_size(&mut self) -> Result<u64> {
-                audit::size(self)
+                let r = audit::size(self);
+                self.accounting
+                    .note_one("audit_size", Read, &["audit_entries"], Platform, r)
             }
             fn audit_entries(&mut self, start: u64, limit: u32) -> Result<Vec<AuditRow>> {
-                audit::entries(self, start, limit)
+                let r = audit::entries(self, start, limit);
+                self.accounting
+                    .note("audit_entries", Query, &["audit_entries"], Platform, r)
             }
             fn audit_frontier(&mut self, size: u64) -> Result<ztx_audit::Frontier> {
-                sql::Backend::history(self)?;
-                audit::frontier(self, size)
+                let r = sql::Backend::history(self).and_then(|()| audit::frontier(self, size));
+                self.accounting
+                    .note_one("audit_frontier", Read, AUDIT_TREE_TABLES, Platform, r)
             }
             fn audit_root(&mut self, size: u64) -> Result<ztx_audit::Hash> {
-                sql::Backend::history(self)?;
-                audit::root(self, size)
+                let r = sql::Backend::history(self).and_then(|()| audit::root(self, size));
+                self.accounting
+                    .note_one("audit_root", Read, AUDIT_TREE_TABLES, Platform, r)
             }
             fn audit_inclusion_proof(
                 &mut self,
                 index: u64,
                 size: u64,
             ) -> Result<Vec<ztx_audit::Hash>> {
-                sql::Backend::history(self)?;
-                audit::inclusion_proof(self, index, size)
+                let r = sql::Backend::history(self)
+                    .and_then(|()| audit::inclusion_proof(self, index, size));
+                self.accounting.note(
+                    "audit_inclusion_proof",
+                    Read,
+                    AUDIT_TREE_TABLES,
+                    Platform,
+                    r,
+                )
             }
             fn audit_consistency_proof(
                 &mut self,
                 from: u64,
                 to: u64,
             ) -> Result<Vec<ztx_audit::Hash>> {
-                sql::Backend::history(self)?;
-                audit::consistency_proof(self, from, to)
+                let r = sql::Backend::history(self)
+                    .and_then(|()| audit::consistency_proof(self, from, to));
+                self.accounting.note(
+                    "audit_consistency_proof",
+                    Read,
+                    AUDIT_TREE_TABLES,
+                    Platform,
+                    r,
+                )
             }
             fn index_audit(&mut self, limit: u32) -> Result<u64> {
-                audit::index_audit(self, limit)
+                let r = audit::index_audit(self, limit);
+                self.accounting
+                    .note("index_audit", Write, AUDIT_TREE_TABLES, Platform, r)
             }
             fn latest_checkpoint(&mut self) -> Result<Option<StoredCheckpoint>> {
-                Ok(audit::checkpoints(self, None, 1)?.into_iter().next())
+                let r = audit::checkpoints(self, None, 1).map(|c| c.into_iter().next());
+                self.accounting.note(
+                    "latest_checkpoint",
+                    Read,
+                    &["audit_checkpoints"],
+                    Platform,
+                    r,
+                )
             }
             fn audit_checkpoints(
                 &mut self,
                 after_size: u64,
                 limit: u32,
             ) -> Result<Vec<StoredCheckpoint>> {
-                audit::checkpoints(self, Some(after_size), limit)
+                let r = audit::checkpoints(self, Some(after_size), limit);
+                self.accounting.note(
+                    "audit_checkpoints",
+                    Query,
+                    &["audit_checkpoints"],
+                    Platform,
+                    r,
+                )
             }
             fn pending_outbox(&mut self, limit: u32) -> Result<Vec<OutboxMessage>> {
-                security::pending_outbox(self, limit)
+                let r = security::pending_outbox(self, limit);
+                self.accounting.note(
+                    "pending_outbox",
+                    Query,
+                    &["notification_outbox", "customers", "customer_keys"],
+                    Platform,
+                    r,
+                )
             }
             fn outbox_attempt(
                 &mut self,
@@ -315,23 +430,40 @@ macro_rules! impl_store {
                 outcome: std::result::Result<(), &str>,
                 now_ms: u64,
             ) -> Result<()> {
-                security::outbox_attempt(self, id, outcome, now_ms)
+                let r = security::outbox_attempt(self, id, outcome, now_ms);
+                self.accounting.note_one(
+                    "outbox_attempt",
+                    Update,
+                    &["notification_outbox"],
+                    Platform,
+                    r,
+                )
             }
             fn key_addresses(&mut self) -> Result<Vec<(ApiKeyId, String)>> {
-                security::key_addresses(self)
+                let r = security::key_addresses(self);
+                self.accounting
+                    .note("key_addresses", Query, &["key_addresses"], Platform, r)
             }
             fn load_state(&mut self) -> Result<ExchangeState> {
                 // One transaction, so the state is a consistent snapshot.
-                sql::Backend::transaction(self, read::load_state)
+                let r = sql::Backend::transaction(self, read::load_state);
+                self.accounting
+                    .note_one("load_state", Query, STATE_TABLES, Platform, r)
             }
             fn recent_trades(&mut self, symbol: &str, limit: u32) -> Result<Vec<Trade>> {
-                read::recent_trades(self, symbol, limit)
+                let r = read::recent_trades(self, symbol, limit);
+                self.accounting
+                    .note("recent_trades", Query, &["trades"], Platform, r)
             }
             fn last_trade(&mut self, symbol: &str) -> Result<Option<Trade>> {
-                read::last_trade(self, symbol)
+                let r = read::last_trade(self, symbol);
+                self.accounting
+                    .note("last_trade", Read, &["trades"], Platform, r)
             }
             fn first_trade_since(&mut self, symbol: &str, start_ms: u64) -> Result<Option<Trade>> {
-                read::first_trade_since(self, symbol, start_ms)
+                let r = read::first_trade_since(self, symbol, start_ms);
+                self.accounting
+                    .note("first_trade_since", Read, &["trades"], Platform, r)
             }
             fn candles(
                 &mut self,
@@ -340,7 +472,9 @@ macro_rules! impl_store {
                 end_ms: Option<u64>,
                 limit: u32,
             ) -> Result<Vec<Candle>> {
-                read::candles(self, symbol, (start_ms, end_ms), limit)
+                let r = read::candles(self, symbol, (start_ms, end_ms), limit);
+                self.accounting
+                    .note("candles", Query, &["candles"], Platform, r)
             }
             fn enqueue_deposit(
                 &mut self,
@@ -350,37 +484,78 @@ macro_rules! impl_store {
                 amount: Amount,
                 now_ms: u64,
             ) -> Result<InboxId> {
-                write::enqueue_deposit(self, transfer_id, customer, asset, amount, now_ms)
+                let r = write::enqueue_deposit(self, transfer_id, customer, asset, amount, now_ms);
+                self.accounting.note_one(
+                    "enqueue_deposit",
+                    Create,
+                    &["inbox"],
+                    Segment::Customer(customer),
+                    r,
+                )
             }
             fn pending_inbox(&mut self, after: InboxId, limit: u32) -> Result<Vec<InboxItem>> {
-                read::pending_inbox(self, after, limit)
+                let r = read::pending_inbox(self, after, limit);
+                self.accounting
+                    .note("pending_inbox", Query, &["inbox"], Platform, r)
             }
             fn complete_inbox(&mut self, id: InboxId, result: &str, now_ms: u64) -> Result<()> {
-                write::complete_inbox(self, id, result, now_ms)
+                let r = write::complete_inbox(self, id, result, now_ms);
+                self.accounting
+                    .note_one("complete_inbox", Update, &["inbox"], Platform, r)
             }
             fn maintain(&mut self) -> Result<()> {
+                // Touches no row: not a data access (see `access`).
                 sql::Backend::maintain(self)
             }
             fn complete_checkpoint(&mut self) -> Result<()> {
                 sql::Backend::complete_checkpoint(self)
             }
             fn index_history(&mut self, limit: u32) -> Result<u64> {
-                sql::Backend::history(self)?;
-                write::index_history(self, limit)
+                let r =
+                    sql::Backend::history(self).and_then(|()| write::index_history(self, limit));
+                self.accounting
+                    .note("index_history", Write, HISTORY_INDEX_TABLES, Platform, r)
             }
             fn history_indexed_to(&mut self) -> Result<(OrderId, TradeId)> {
-                sql::Backend::history(self)?;
-                Ok((
-                    OrderId(write::indexed_to(self, "orders")?),
-                    TradeId(write::indexed_to(self, "trades")?),
-                ))
+                let r = sql::Backend::history(self).and_then(|()| {
+                    Ok((
+                        OrderId(write::indexed_to(self, "orders")?),
+                        TradeId(write::indexed_to(self, "trades")?),
+                    ))
+                });
+                self.accounting.note_one(
+                    "history_indexed_to",
+                    Read,
+                    &["history_indexed"],
+                    Platform,
+                    r,
+                )
             }
             fn inbox_item(&mut self, id: InboxId) -> Result<Option<InboxItem>> {
-                read::inbox_item(self, id)
+                let r = read::inbox_item(self, id);
+                self.accounting
+                    .note("inbox_item", Read, &["inbox"], Platform, r)
             }
         }
     };
 }
+
+use access::Activity::{Create, Query, Read, Update, Write};
+use access::Segment::Platform;
+
+/// A customer's record and the data key its address is sealed under.
+const CUSTOMER_TABLES: &[&str] = &["customers", "customer_keys"];
+/// The audit log's leaves and the tree's nodes.
+const AUDIT_TREE_TABLES: &[&str] = &["audit_entries", "audit_nodes"];
+/// What the exchange's state is loaded from.
+const STATE_TABLES: &[&str] = &["accounts", "transfers", "pending", "orders"];
+/// The per-customer history indexes.
+const HISTORY_INDEX_TABLES: &[&str] = &[
+    "order_index",
+    "order_client_index",
+    "trade_index",
+    "history_indexed",
+];
 
 impl_store!(SqliteStore);
 impl_store!(PgStore);

@@ -50,6 +50,7 @@ pub struct PgStore {
     /// Drives the connection while a call waits for its answer (the store is used
     /// from threads outside any async runtime, like the synchronous client).
     runtime: tokio::runtime::Runtime,
+    pub(crate) accounting: crate::access::Accounting,
 }
 
 impl fmt::Debug for PgStore {
@@ -95,6 +96,7 @@ impl PgStore {
             client,
             statements: HashMap::new(),
             runtime,
+            accounting: crate::access::Accounting::default(),
         };
         // The engine's connections work for the whole platform; customer-scoped reads
         // narrow this per transaction (see the schema's row security).

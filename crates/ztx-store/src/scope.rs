@@ -11,6 +11,8 @@ use std::fmt;
 
 use ztx_core::{CustomerId, Order, OrderId, Trade, TradeId};
 
+use crate::access::Activity::{Query, Read};
+use crate::access::{Accounting, Segment};
 use crate::error::Result;
 use crate::model::{ApiKeyRecord, CustomerRecord, OrderQuery};
 use crate::security::Notification;
@@ -23,6 +25,7 @@ use crate::{read, security};
 pub struct CustomerScope<'a> {
     pub(crate) conn: Box<dyn Conn + 'a>,
     customer: CustomerId,
+    accounting: Accounting,
 }
 
 impl fmt::Debug for CustomerScope<'_> {
@@ -34,8 +37,20 @@ impl fmt::Debug for CustomerScope<'_> {
 }
 
 impl<'a> CustomerScope<'a> {
-    pub(crate) fn new(conn: Box<dyn Conn + 'a>, customer: CustomerId) -> Self {
-        Self { conn, customer }
+    pub(crate) fn new(
+        conn: Box<dyn Conn + 'a>,
+        customer: CustomerId,
+        accounting: Accounting,
+    ) -> Self {
+        Self {
+            conn,
+            customer,
+            accounting,
+        }
+    }
+
+    fn segment(&self) -> Segment {
+        Segment::Customer(self.customer)
     }
 
     /// The customer this handle reads for.
@@ -45,15 +60,26 @@ impl<'a> CustomerScope<'a> {
 
     /// The customer's own record; `None` if there is no such customer.
     pub fn customer(&mut self) -> Result<Option<CustomerRecord>> {
-        read::customer(&mut *self.conn, self.customer)
+        let r = read::customer(&mut *self.conn, self.customer);
+        self.accounting
+            .note("customer", Read, &["customers"], self.segment(), r)
     }
 
     pub fn api_keys(&mut self) -> Result<Vec<ApiKeyRecord>> {
-        read::api_keys_of(&mut *self.conn, self.customer)
+        let r = read::api_keys_of(&mut *self.conn, self.customer);
+        self.accounting
+            .note("api_keys", Query, &["api_keys"], self.segment(), r)
     }
 
     pub fn order(&mut self, symbol: &str, query: &OrderQuery) -> Result<Option<Order>> {
-        read::order(&mut *self.conn, self.customer, symbol, query)
+        let r = read::order(&mut *self.conn, self.customer, symbol, query);
+        self.accounting.note(
+            "order",
+            Read,
+            &["orders", "order_client_index"],
+            self.segment(),
+            r,
+        )
     }
 
     /// See [`crate::Store`] for how history lists page.
@@ -65,19 +91,28 @@ impl<'a> CustomerScope<'a> {
         end_ms: Option<u64>,
         limit: u32,
     ) -> Result<Vec<Order>> {
-        read::orders(
+        let r = read::orders(
             &mut *self.conn,
             self.customer,
             symbol,
             from_id,
             (start_ms, end_ms),
             limit,
+        );
+        self.accounting.note(
+            "orders",
+            Query,
+            &["orders", "order_index"],
+            self.segment(),
+            r,
         )
     }
 
     /// Open orders by id; of every market when `symbol` is `None`.
     pub fn open_orders(&mut self, symbol: Option<&str>) -> Result<Vec<Order>> {
-        read::open_orders(&mut *self.conn, self.customer, symbol)
+        let r = read::open_orders(&mut *self.conn, self.customer, symbol);
+        self.accounting
+            .note("open_orders", Query, &["orders"], self.segment(), r)
     }
 
     /// Trades where the customer is buyer or seller (once if both).
@@ -89,13 +124,20 @@ impl<'a> CustomerScope<'a> {
         end_ms: Option<u64>,
         limit: u32,
     ) -> Result<Vec<Trade>> {
-        read::my_trades(
+        let r = read::my_trades(
             &mut *self.conn,
             self.customer,
             symbol,
             from_id,
             (start_ms, end_ms),
             limit,
+        );
+        self.accounting.note(
+            "my_trades",
+            Query,
+            &["trades", "trade_index"],
+            self.segment(),
+            r,
         )
     }
 
@@ -106,6 +148,13 @@ impl<'a> CustomerScope<'a> {
         before_id: Option<u64>,
         limit: u32,
     ) -> Result<Vec<Notification>> {
-        security::notifications(&mut *self.conn, self.customer, before_id, limit)
+        let r = security::notifications(&mut *self.conn, self.customer, before_id, limit);
+        self.accounting.note(
+            "notifications",
+            Query,
+            &["notifications"],
+            self.segment(),
+            r,
+        )
     }
 }

@@ -31,6 +31,7 @@ pub struct SqliteStore {
     backfilled: i64,
     /// How far the history database is set up on this connection.
     history: History,
+    pub(crate) accounting: crate::access::Accounting,
 }
 
 impl SqliteStore {
@@ -75,6 +76,7 @@ impl SqliteStore {
             file: None,
             backfilled: 0,
             history: History::Detached,
+            accounting: crate::access::Accounting::default(),
         };
         schema::migrate_to(&mut store, version)?;
         Ok(store)

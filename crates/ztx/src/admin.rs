@@ -237,12 +237,30 @@ fn locally<T>(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let pool = StorePool::new(site.store_factory());
+    let pool = StorePool::new(site.store_factory()).accounting(true);
     let who = Operator {
         name: local_operator(),
         ip: None,
     };
-    let result = runtime.block_on(command(&handle, &pool, &master, &who));
+    // The command's store calls are logged like the admin API's, as the operator's.
+    let accessor = ztx_engine::Accessor {
+        service: ztx_api::accounting::SERVICE_ADMIN,
+        principal: ztx_engine::Principal::Operator(who.name.clone()),
+        request_id: 0,
+        api_key: None,
+        client_ip: None,
+    };
+    let result = runtime
+        .block_on(ztx_api::accounting::accounted(
+            &handle,
+            accessor,
+            now_ms,
+            command(&handle, &pool, &master, &who),
+        ))
+        .map_err(|e| {
+            CommandError::Unavailable(format!("cannot log the command's store calls: {e}"))
+        })
+        .and_then(|r| r);
     drop(handle);
     engine.join();
     result.map_err(|e| anyhow!(e))

@@ -354,6 +354,15 @@ impl Exchange {
             .collect()
     }
 
+    /// The audit log without the entries of store calls: what requests, commands and
+    /// responses themselves left, oldest first.
+    pub fn request_log(&self) -> Vec<ztx_audit::Entry> {
+        self.audit_log()
+            .into_iter()
+            .filter(|e| e.kind != ztx_audit::Kind::DataAccess)
+            .collect()
+    }
+
     /// The number the store gave a key.
     pub fn key_id(&self, key: &Key) -> u64 {
         self.store()

@@ -6,11 +6,12 @@ use ztx_audit::{Denial, Entry, Outcome};
 
 use super::*;
 
-/// Sends `req` and returns the one entry it added to the log.
+/// Sends `req` and returns the one entry it added to the log (besides those of its
+/// store calls).
 async fn logged(ex: &Exchange, req: Req) -> Entry {
-    let before = ex.audit_log().len();
+    let before = ex.request_log().len();
     ex.send(req).await;
-    let log = ex.audit_log();
+    let log = ex.request_log();
     assert_eq!(log.len(), before + 1, "one entry per request");
     log.last().unwrap().clone()
 }

@@ -105,7 +105,7 @@ async fn a_signature_failure_burst_freezes_the_key_until_its_customer_re_enables
             "Invalid API-key, IP, or permissions for action.",
         );
     assert_eq!(
-        ex.audit_log().last().unwrap().denial,
+        ex.request_log().last().unwrap().denial,
         Some(Denial::KeyFrozen)
     );
 
@@ -184,7 +184,7 @@ async fn bad_signatures_from_one_address_get_it_banned_with_418() {
     assert_eq!(banned.status, StatusCode::IM_A_TEAPOT);
     assert_eq!(banned.json["code"], -1003);
     assert_eq!(banned.header_u64("retry-after"), Some(600));
-    let refusal = ex.audit_log().last().unwrap().clone();
+    let refusal = ex.request_log().last().unwrap().clone();
     assert_eq!(
         (refusal.outcome, refusal.denial),
         (Outcome::Denied, Some(Denial::IpBanned))
@@ -382,10 +382,12 @@ async fn every_entry_becomes_one_ocsf_event_in_the_file_across_restarts() {
         .find(|e| e["status_detail"] == "bad_signature")
         .unwrap();
     assert_eq!(forged_event["class_uid"], 3002);
-    assert_eq!(
-        events.last().unwrap()["api"]["operation"],
-        "GET /api/v3/ping"
-    );
+    let last_request = events
+        .iter()
+        .rev()
+        .find(|e| e["unmapped"]["kind"] == "request")
+        .unwrap();
+    assert_eq!(last_request["api"]["operation"], "GET /api/v3/ping");
 }
 
 async fn admin_get(ex: &Exchange, uri: &str, token: Option<&str>) -> (StatusCode, Value) {
@@ -585,13 +587,13 @@ async fn an_operator_command_that_fails_says_why_in_the_log_and_changes_nothing(
             "not an IP address",
         ),
     ] {
-        let before = ex.audit_log().len();
+        let before = ex.request_log().len();
         let (got, answer) =
             admin_post(&ex, "/ztx/admin/v1/api-keys", Some("operator-token"), body).await;
         assert_eq!(got, status, "{answer}");
         assert!(answer["error"].as_str().unwrap().contains(says), "{answer}");
         // Refused before it was made: one entry, the failure.
-        let log = ex.audit_log();
+        let log = ex.request_log();
         assert_eq!(log.len(), before + 1);
         assert_eq!(log.last().unwrap().outcome, Outcome::Failure);
     }
@@ -732,7 +734,7 @@ async fn a_forged_admin_command_is_refused_logged_and_changes_nothing() {
         )
         .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
-        let last = ex.audit_log().last().unwrap().clone();
+        let last = ex.request_log().last().unwrap().clone();
         assert_eq!(last.action, "admin customer create");
         assert_eq!(
             (last.outcome, last.denial),
@@ -773,10 +775,32 @@ async fn the_admin_endpoint_pages_through_the_events_with_a_cursor() {
         Some("operator-token"),
     )
     .await;
-    // The first page's own request is in the log too, before its answer.
-    assert_eq!(rest["events"].as_array().unwrap().len(), size + 1 - 3);
-    let read = rest["events"].as_array().unwrap().last().unwrap().clone();
+    // The first page's own request is in the log too, before its answer, and with it
+    // its two store calls (the log's size and its entries), by the operator.
+    let rest = rest["events"].as_array().unwrap();
+    // From entry 3 on: all but the first page of the `size` before, and those three.
+    assert!(rest.len() >= size, "{} events", rest.len());
+    let kind = |e: &Value| e["unmapped"]["kind"].as_str().unwrap().to_owned();
+    let read = rest
+        .iter()
+        .rev()
+        .find(|e| kind(e) == "admin")
+        .unwrap()
+        .clone();
     assert_eq!(read["class_uid"], 6005);
+    let calls: Vec<&Value> = rest.iter().filter(|e| kind(e) == "data_access").collect();
+    let by_operator: Vec<(&str, &str)> = calls
+        .iter()
+        .filter(|e| e["actor"]["user"]["name"] == ztx_api::admin::TOKEN_OPERATOR)
+        .map(|e| {
+            (
+                e["actor"]["app_name"].as_str().unwrap(),
+                e["unmapped"]["params"]["activity"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(by_operator, vec![("admin", "read"), ("admin", "query")]);
+    assert!(calls.iter().all(|e| e["class_uid"] == 6005));
     assert_eq!(
         read["actor"]["user"]["name"],
         ztx_api::admin::TOKEN_OPERATOR
@@ -785,7 +809,7 @@ async fn the_admin_endpoint_pages_through_the_events_with_a_cursor() {
     let (status, refused) = admin_get(&ex, "/ztx/admin/v1/events", Some("guess")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(refused["error"].as_str().unwrap().contains("admin token"));
-    let last = ex.audit_log().last().unwrap().clone();
+    let last = ex.request_log().last().unwrap().clone();
     assert_eq!((last.kind, last.outcome), (Kind::Admin, Outcome::Denied));
     let (status, _) = admin_get(&ex, "/ztx/admin/v1/events", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

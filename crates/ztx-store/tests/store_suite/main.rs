@@ -8,6 +8,7 @@
     reason = "tests: a panic is a failed test"
 )]
 
+mod access;
 mod audit;
 mod common;
 mod rls;
@@ -21,8 +22,10 @@ mod tls;
 macro_rules! store_suite {
     ($module:ident, $fixture:expr) => {
         mod $module {
-            use super::{audit, security, suite};
+            use super::{access, audit, security, suite};
             store_suite!(@tests $fixture;
+                access::every_store_call_is_accounted_with_its_segment,
+                access::untaken_accesses_are_bounded_and_counted,
                 audit::audit_log_appends_and_proves,
                 audit::audit_proofs_from_partly_indexed_groups,
                 audit::audit_checkpoints_are_kept_in_order,
