@@ -320,8 +320,8 @@ async fn create_api_key(
     };
     let app = &admin.app;
     let log = app.is_audited().then_some(&app.engine);
-    match operate::create_api_key(log, &app.reads, app.master(), &who, request, app.now_ms()).await
-    {
+    let keys = app.contacts_arc();
+    match operate::create_api_key(log, &app.reads, &keys, &who, request, app.now_ms()).await {
         Ok(key) => {
             // The secret's own copy is wiped on drop; the answer's is sent and freed.
             Json(json!({

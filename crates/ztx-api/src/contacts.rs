@@ -1,10 +1,14 @@
-//! Customers' contact data between the vault and the store: sealing a new customer's
-//! address, and rotating the key-encryption key over every stored data key.
+//! Sealed columns between the vault and the store: sealing a new customer's address and
+//! a new API key's secret, and rotating the key-encryption key over every stored data
+//! key (customers' and API keys').
 
-use ztx_store::{KeyRewrap, SealedEmailRow, Store, StoreError};
-use ztx_vault::VaultError;
-use ztx_vault::contact::{ContactKeys, SealedEmail};
+use ztx_store::{
+    ApiKeyId, KeyRewrap, SealedEmailRow, SecretReseal, Store, StoreError, StoredSecret,
+    WrappedDataKey,
+};
+use ztx_vault::contact::{ContactKeys, SealedEmail, SealedSecret};
 use ztx_vault::envelope::WrappedKey;
+use ztx_vault::{MasterKey, VaultError};
 
 /// Data keys read, re-wrapped and written per transaction.
 pub const ROTATION_BATCH: u32 = 1_000;
@@ -17,6 +21,11 @@ pub struct Rotation {
     pub rewrapped: u64,
     /// Addresses an older release stored in the clear, sealed on the way.
     pub sealed_addresses: u64,
+    /// API keys' data keys re-wrapped.
+    pub rewrapped_secret_keys: u64,
+    /// HMAC secrets an older release sealed under the master key, sealed anew under a
+    /// data key of their own.
+    pub resealed_secrets: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +38,31 @@ pub enum RotationError {
         #[source]
         source: VaultError,
     },
+    #[error("API key {id}'s secret: {source}")]
+    Secret {
+        id: u64,
+        #[source]
+        source: VaultError,
+    },
+}
+
+/// The stored form of a sealed secret's data key.
+pub fn stored_key(key: WrappedKey) -> WrappedDataKey {
+    WrappedDataKey {
+        kek_version: key.kek_version,
+        wrapped: key.sealed,
+    }
+}
+
+/// The sealing a stored secret holds, when it is under a data key.
+pub fn secret_sealing(secret_sealed: &[u8], key: &WrappedDataKey) -> SealedSecret {
+    SealedSecret {
+        sealed: secret_sealed.to_vec(),
+        key: WrappedKey {
+            kek_version: key.kek_version,
+            sealed: key.wrapped.clone(),
+        },
+    }
 }
 
 /// The row a sealing is stored as.
@@ -54,7 +88,11 @@ pub fn sealing(row: &SealedEmailRow) -> SealedEmail {
 /// Re-wraps every data key not under the keys' current version, a batch per
 /// transaction (each key only if nobody moved it meanwhile), then seals addresses
 /// stored in the clear. Online: the data the keys seal is not read or rewritten.
-pub fn rotate(store: &mut dyn Store, keys: &ContactKeys) -> Result<Rotation, RotationError> {
+pub fn rotate(
+    store: &mut dyn Store,
+    keys: &ContactKeys,
+    master: &MasterKey,
+) -> Result<Rotation, RotationError> {
     let current_version = keys.keks().versions().last().copied().unwrap_or(0);
     let mut rotation = Rotation {
         current_version,
@@ -89,7 +127,82 @@ pub fn rotate(store: &mut dyn Store, keys: &ContactKeys) -> Result<Rotation, Rot
             .saturating_add(store.rewrap_customer_keys(&rewraps)?);
     }
     rotation.sealed_addresses = seal_plain(store, keys)?;
+    let (rewrapped, resealed) = rotate_secrets(store, keys, master)?;
+    rotation.rewrapped_secret_keys = rewrapped;
+    rotation.resealed_secrets = resealed;
     Ok(rotation)
+}
+
+/// Re-wraps every API key's data key not under the current version, and seals anew
+/// under a data key of its own every secret an older release sealed under the master
+/// key; a batch per transaction, each row only if nobody changed it meanwhile. How many
+/// of each. `ztx serve` runs it at start, so that secrets leave the master key.
+pub fn rotate_secrets(
+    store: &mut dyn Store,
+    keys: &ContactKeys,
+    master: &MasterKey,
+) -> Result<(u64, u64), RotationError> {
+    let current = keys.keks().versions().last().copied().unwrap_or(0);
+    let (mut rewrapped, mut resealed) = (0u64, 0u64);
+    let mut after = ApiKeyId(0);
+    loop {
+        let batch = store.api_key_secrets(after, current, ROTATION_BATCH)?;
+        let Some(last) = batch.last() else { break };
+        after = last.id;
+        let mut reseals = Vec::with_capacity(batch.len());
+        for row in &batch {
+            let failed = |source| RotationError::Secret {
+                id: row.id.0,
+                source,
+            };
+            if let Some(reseal) = reseal(keys, master, row).map_err(failed)? {
+                reseals.push(reseal);
+            }
+        }
+        let legacy = reseals.iter().filter(|r| r.from_version.is_none()).count();
+        let changed = store.reseal_api_key_secrets(&reseals)?;
+        // Counted as asked: a row another rotation moved meanwhile is neither.
+        let legacy = u64::try_from(legacy).unwrap_or(u64::MAX).min(changed);
+        resealed = resealed.saturating_add(legacy);
+        rewrapped = rewrapped.saturating_add(changed - legacy);
+    }
+    Ok((rewrapped, resealed))
+}
+
+/// What a stored secret becomes: its data key re-wrapped, or (under the master key) the
+/// secret sealed anew; `None` when it already is as it should be.
+fn reseal(
+    keys: &ContactKeys,
+    master: &MasterKey,
+    row: &StoredSecret,
+) -> Result<Option<SecretReseal>, VaultError> {
+    match &row.data_key {
+        Some(key) => {
+            let wrapped = WrappedKey {
+                kek_version: key.kek_version,
+                sealed: key.wrapped.clone(),
+            };
+            Ok(keys
+                .rewrap_secret_key(&row.api_key, &wrapped)?
+                .map(|new| SecretReseal {
+                    id: row.id,
+                    from_version: Some(key.kek_version),
+                    secret_sealed: row.secret_sealed.clone(),
+                    data_key: stored_key(new),
+                }))
+        }
+        None => {
+            let secret =
+                master.open(&row.secret_sealed, &crate::state::secret_aad(&row.api_key))?;
+            let sealed = keys.seal_secret(&row.api_key, &secret)?;
+            Ok(Some(SecretReseal {
+                id: row.id,
+                from_version: None,
+                secret_sealed: sealed.sealed,
+                data_key: stored_key(sealed.key),
+            }))
+        }
+    }
 }
 
 /// Seals every address an older release stored in the clear; how many. `ztx serve`

@@ -17,11 +17,10 @@ use ztx_audit::{Entry, Hash, Kind, Outcome};
 use ztx_core::{Amount, Command, CustomerId, Deposit, Reply, TransferId};
 use ztx_engine::{Audit, EngineError, EngineHandle};
 use ztx_store::{ApiKeyCredential, ApiKeyId, NewApiKey, StoreError};
-use ztx_vault::MasterKey;
 use ztx_vault::contact::ContactKeys;
 
 use crate::auth::Ed25519Key;
-use crate::state::{Permissions, StorePool, secret_aad};
+use crate::state::{Permissions, StorePool};
 
 /// Who gives a command, as the log names them.
 #[derive(Debug, Clone)]
@@ -270,7 +269,7 @@ pub async fn create_customer(
 pub async fn create_api_key(
     engine: Option<&EngineHandle>,
     pool: &StorePool,
-    master: &MasterKey,
+    keys: &ContactKeys,
     who: &Operator,
     request: KeyRequest,
     now_ms: u64,
@@ -290,7 +289,7 @@ pub async fn create_api_key(
             .to_owned(),
         ),
     ];
-    let (key, secret, permissions) = match new_key(master, &request, now_ms) {
+    let (key, secret, permissions) = match new_key(keys, &request, now_ms) {
         Ok(made) => made,
         Err(e) => return Err(refuse(engine, who, ACTION, params, now_ms, e).await),
     };
@@ -335,10 +334,10 @@ pub async fn create_api_key(
     Err(refuse(engine, who, ACTION, params, now_ms, error).await)
 }
 
-/// The key to store (its HMAC secret sealed under the master key), the secret in
+/// The key to store (its HMAC secret sealed under a data key of its own), the secret in
 /// clear for the customer, and the permissions as stored.
 fn new_key(
-    master: &MasterKey,
+    keys: &ContactKeys,
     request: &KeyRequest,
     now_ms: u64,
 ) -> Result<(NewApiKey, Option<Zeroizing<String>>, String), CommandError> {
@@ -378,8 +377,16 @@ fn new_key(
                     .encode(raw_secret.as_ref())
                     .replace(['-', '_'], "x"),
             );
-            let secret_sealed = master.seal(secret.as_bytes(), &secret_aad(&api_key));
-            (ApiKeyCredential::Hmac { secret_sealed }, Some(secret))
+            let sealed = keys
+                .seal_secret(&api_key, secret.as_bytes())
+                .map_err(|e| CommandError::Unavailable(format!("cannot seal the secret: {e}")))?;
+            (
+                ApiKeyCredential::Hmac {
+                    secret_sealed: sealed.sealed,
+                    data_key: Some(crate::contacts::stored_key(sealed.key)),
+                },
+                Some(secret),
+            )
         }
     };
     let permissions = [("read", perms.read), ("trade", perms.trade)]

@@ -64,7 +64,9 @@ pub struct KeyEntry {
     pub frozen_ms: Option<u64>,
 }
 
-/// The associated data that binds a sealed HMAC secret to its key row.
+/// The associated data that binds an HMAC secret an older release sealed under the master
+/// key to its key row (new secrets are sealed under a data key of their own; see
+/// `ztx_vault::contact::ContactKeys::seal_secret`).
 pub fn secret_aad(api_key: &str) -> Aad<'_> {
     Aad {
         table: "api_keys",
@@ -75,14 +77,28 @@ pub fn secret_aad(api_key: &str) -> Aad<'_> {
 }
 
 impl KeyEntry {
-    fn from_record(record: &ApiKeyRecord, master: &MasterKey) -> Result<KeyEntry, ApiError> {
+    fn from_record(
+        record: &ApiKeyRecord,
+        master: &MasterKey,
+        keys: &ContactKeys,
+    ) -> Result<KeyEntry, ApiError> {
+        // Names the key by its number: its string is a credential half.
         let internal =
-            |what: &str| ApiError::unknown().with_detail(format!("key {}: {what}", record.api_key));
+            |what: &str| ApiError::unknown().with_detail(format!("key #{}: {what}", record.id.0));
         let key = match &record.credential {
-            ApiKeyCredential::Hmac { secret_sealed } => {
-                let secret = master
-                    .open(secret_sealed, &secret_aad(&record.api_key))
-                    .map_err(|e| internal(&format!("cannot open secret: {e}")))?;
+            ApiKeyCredential::Hmac {
+                secret_sealed,
+                data_key,
+            } => {
+                let secret = match data_key {
+                    Some(key) => keys.open_secret(
+                        &record.api_key,
+                        &crate::contacts::secret_sealing(secret_sealed, key),
+                    ),
+                    // An older release's, until `ztx serve` re-seals it at start.
+                    None => master.open(secret_sealed, &secret_aad(&record.api_key)),
+                }
+                .map_err(|e| internal(&format!("cannot open secret: {e}")))?;
                 ClientKey::Hmac(HmacSecret::new(secret.to_vec()))
             }
             ApiKeyCredential::Ed25519 { public_key } => ClientKey::Ed25519(
@@ -215,11 +231,6 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// The key API secrets are sealed under.
-    pub(crate) fn master(&self) -> &MasterKey {
-        &self.master
-    }
-
     /// The keys customers' contact data is sealed and found by.
     pub(crate) fn contacts_arc(&self) -> Arc<ContactKeys> {
         self.contacts.clone()
@@ -302,7 +313,7 @@ impl AppState {
         let record = self.reads.with(move |s| s.api_key_by_key(&wanted)).await?;
         let entry = record
             .as_ref()
-            .map(|r| KeyEntry::from_record(r, &self.master).map(Arc::new))
+            .map(|r| KeyEntry::from_record(r, &self.master, &self.contacts).map(Arc::new))
             .transpose()?;
         if let Ok(mut cache) = self.keys.lock() {
             if cache.entries.len() >= KEY_CACHE_MAX {

@@ -9,7 +9,7 @@ use ztx_core::{
 use crate::error::Result;
 use crate::model::{
     ApiKeyCredential, ApiKeyId, ApiKeyRecord, Candle, CustomerRecord, InboxCommand,
-    InboxCompletion, InboxId, InboxItem, SealedEmailRow, StoredEmail,
+    InboxCompletion, InboxId, InboxItem, SealedEmailRow, StoredEmail, WrappedDataKey,
 };
 use crate::sql::{self, Param, Row, RowReader};
 
@@ -281,7 +281,11 @@ pub(crate) fn api_key(row: Row) -> Result<ApiKeyRecord> {
     let secret = r.opt_blob("secret_sealed")?;
     let public = r.opt_blob("public_key")?;
     let credential = match (kind.as_str(), secret, public) {
-        ("hmac", Some(secret_sealed), None) => ApiKeyCredential::Hmac { secret_sealed },
+        ("hmac", Some(secret_sealed), None) => ApiKeyCredential::Hmac {
+            secret_sealed,
+            // Read with the rest of the row below.
+            data_key: None,
+        },
         ("ed25519", None, Some(bytes)) => ApiKeyCredential::Ed25519 {
             public_key: bytes.as_slice().try_into().map_err(|_| {
                 r.corrupt_here("public_key", format!("{} bytes, not 32", bytes.len()))
@@ -298,17 +302,49 @@ pub(crate) fn api_key(row: Row) -> Result<ApiKeyRecord> {
             ));
         }
     };
+    let permissions = r.text("permissions")?;
+    let ip_allowlist = r.text("ip_allowlist")?;
+    let enabled = r.bool("enabled")?;
+    let created_ms = r.u64("created_ms")?;
+    let frozen_ms = r.opt_u64("frozen_ms")?;
+    let wrapped = secret_data_key(&mut r)?;
+    let credential = match (credential, wrapped) {
+        (ApiKeyCredential::Hmac { secret_sealed, .. }, data_key) => ApiKeyCredential::Hmac {
+            secret_sealed,
+            data_key,
+        },
+        (ed25519, None) => ed25519,
+        (_, Some(_)) => return Err(r.corrupt_here("secret_data_key", "on an Ed25519 key")),
+    };
     Ok(ApiKeyRecord {
         id,
         api_key,
         customer,
         credential,
-        permissions: r.text("permissions")?,
-        ip_allowlist: r.text("ip_allowlist")?,
-        enabled: r.bool("enabled")?,
-        created_ms: r.u64("created_ms")?,
-        frozen_ms: r.opt_u64("frozen_ms")?,
+        permissions,
+        ip_allowlist,
+        enabled,
+        created_ms,
+        frozen_ms,
     })
+}
+
+/// An API key's wrapped data key: its two columns, both set or both NULL.
+pub(crate) fn secret_data_key(r: &mut RowReader) -> Result<Option<WrappedDataKey>> {
+    let version = r.opt_u64("secret_kek_version")?;
+    let wrapped = r.opt_blob("secret_data_key")?;
+    match (version, wrapped) {
+        (None, None) => Ok(None),
+        (Some(version), Some(wrapped)) => Ok(Some(WrappedDataKey {
+            kek_version: u32::try_from(version)
+                .map_err(|_| r.corrupt_here("secret_kek_version", format!("version {version}")))?,
+            wrapped,
+        })),
+        _ => Err(r.corrupt_here(
+            "secret_data_key",
+            "a data key without its version, or a version without its key",
+        )),
+    }
 }
 
 pub(crate) fn inbox_item(row: Row) -> Result<InboxItem> {

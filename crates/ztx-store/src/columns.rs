@@ -48,7 +48,7 @@ macro_rules! candle_columns {
 macro_rules! api_key_columns {
     () => {
         "id, api_key, customer_id, kind, secret_sealed, public_key, permissions, ip_allowlist, \
-         enabled, created_ms, frozen_ms"
+         enabled, created_ms, frozen_ms, secret_kek_version, secret_data_key"
     };
 }
 

@@ -4,7 +4,9 @@
 use ztx_core::CustomerId;
 
 use crate::error::{Result, StoreError};
-use crate::model::{CustomerKeyRow, KeyRewrap, KeyStatus, SealedEmailRow};
+use crate::model::{
+    ApiKeyId, CustomerKeyRow, KeyRewrap, KeyStatus, SealedEmailRow, SecretReseal, StoredSecret,
+};
 use crate::sql::{self, Backend, Conn, Param, RowReader};
 
 pub(crate) fn insert_key(
@@ -139,5 +141,90 @@ pub(crate) fn status(conn: &mut dyn Conn) -> Result<KeyStatus> {
     )?)
     .ok_or_else(|| StoreError::corrupt("customers", "count", "COUNT returned no row"))?;
     status.plain_emails = RowReader::new("customers", row).u64("count")?;
+    for row in conn.query(
+        "SELECT secret_kek_version, COUNT(*) FROM api_keys WHERE kind = 'hmac' \
+         GROUP BY secret_kek_version ORDER BY 1",
+        &[],
+    )? {
+        let mut r = RowReader::new("api_keys", row);
+        let version = r.opt_u64("secret_kek_version")?;
+        let count = r.u64("count")?;
+        match version {
+            None => status.master_sealed_secrets = count,
+            Some(version) => {
+                let version = u32::try_from(version).map_err(|_| {
+                    StoreError::corrupt("api_keys", "secret_kek_version", version.to_string())
+                })?;
+                status.secret_keys.push((version, count));
+            }
+        }
+    }
     Ok(status)
+}
+
+/// Up to `limit` HMAC keys after `after`, by id, whose secret is sealed under the master
+/// key or whose data key is wrapped by a version other than `except_version`.
+pub(crate) fn secrets(
+    conn: &mut dyn Conn,
+    after: ApiKeyId,
+    except_version: u32,
+    limit: u32,
+) -> Result<Vec<StoredSecret>> {
+    let rows = conn.query(
+        "SELECT id, api_key, secret_sealed, secret_kek_version, secret_data_key FROM api_keys \
+         WHERE kind = 'hmac' AND id > $1 \
+         AND (secret_kek_version IS NULL OR secret_kek_version <> $2) ORDER BY id LIMIT $3",
+        &[
+            sql::int(after.0, "api key id")?,
+            Param::Int(i64::from(except_version)),
+            sql::limit(limit),
+        ],
+    )?;
+    rows.into_iter()
+        .map(|row| {
+            let mut r = RowReader::new("api_keys", row);
+            let id = ApiKeyId(r.u64("id")?);
+            let api_key = r.text("api_key")?;
+            let secret_sealed = r
+                .opt_blob("secret_sealed")?
+                .ok_or_else(|| r.corrupt_here("secret_sealed", "an HMAC key without it"))?;
+            let data_key = crate::codec::secret_data_key(&mut r)?;
+            Ok(StoredSecret {
+                id,
+                api_key,
+                secret_sealed,
+                data_key,
+            })
+        })
+        .collect()
+}
+
+/// Replaces each key's sealed secret and wrapped data key that are still those of
+/// `from_version` (a concurrent rotation may have moved them on), in one transaction.
+/// How many it replaced.
+pub(crate) fn reseal_secrets<B: Backend>(db: &mut B, rows: &[SecretReseal]) -> Result<u64> {
+    db.transaction(|tx| {
+        let mut changed = 0u64;
+        for row in rows {
+            let mut params = vec![
+                Param::Blob(row.secret_sealed.clone()),
+                Param::Int(i64::from(row.data_key.kek_version)),
+                Param::Blob(row.data_key.wrapped.clone()),
+                sql::int(row.id.0, "api key id")?,
+            ];
+            let statement = match row.from_version {
+                None => {
+                    "UPDATE api_keys SET secret_sealed = $1, secret_kek_version = $2, \
+                     secret_data_key = $3 WHERE id = $4 AND secret_kek_version IS NULL"
+                }
+                Some(from) => {
+                    params.push(Param::Int(i64::from(from)));
+                    "UPDATE api_keys SET secret_sealed = $1, secret_kek_version = $2, \
+                     secret_data_key = $3 WHERE id = $4 AND secret_kek_version = $5"
+                }
+            };
+            changed = changed.saturating_add(tx.exec(statement, &params)?);
+        }
+        Ok(changed)
+    })
 }

@@ -33,7 +33,7 @@ pub use error::{Result, StoreError};
 pub use model::{
     ApiKeyCredential, ApiKeyId, ApiKeyRecord, Candle, CustomerKeyRow, CustomerRecord, InboxCommand,
     InboxCompletion, InboxId, InboxItem, KeyRewrap, KeyStatus, Mode, NewApiKey, OrderQuery,
-    SealedEmailRow, StoredEmail,
+    SealedEmailRow, SecretReseal, StoredEmail, StoredSecret, WrappedDataKey,
 };
 pub use pg::{
     APPEND_ONLY_TABLES, KEY_MATERIAL_TABLES, PgStore, SUPPORT_COLUMNS, connect as pg_connect,
@@ -105,6 +105,18 @@ pub trait Store: Send {
     ) -> Result<bool>;
     /// Data keys per KEK version, and addresses still in the clear.
     fn key_status(&mut self) -> Result<KeyStatus>;
+    /// Up to `limit` HMAC keys after `after`, by id, whose secret is under the master key
+    /// (an older release's) or whose data key is wrapped by a KEK version other than
+    /// `except_version`.
+    fn api_key_secrets(
+        &mut self,
+        after: ApiKeyId,
+        except_version: u32,
+        limit: u32,
+    ) -> Result<Vec<StoredSecret>>;
+    /// Stores each re-sealed secret (or re-wrapped data key) whose row is still as it was
+    /// read, in one transaction; how many.
+    fn reseal_api_key_secrets(&mut self, rows: &[SecretReseal]) -> Result<u64>;
     /// A customer's address as stored, with the wrapped data key that opens it; for the
     /// holders of the key-encryption key only (on PostgreSQL the exchange's role may
     /// not read the data keys).
@@ -281,10 +293,30 @@ macro_rules! impl_store {
                     r,
                 )
             }
+            fn api_key_secrets(
+                &mut self,
+                after: ApiKeyId,
+                except_version: u32,
+                limit: u32,
+            ) -> Result<Vec<StoredSecret>> {
+                let r = contact::secrets(self, after, except_version, limit);
+                self.accounting
+                    .note("api_key_secrets", Query, &["api_keys"], Platform, r)
+            }
+            fn reseal_api_key_secrets(&mut self, rows: &[SecretReseal]) -> Result<u64> {
+                let r = contact::reseal_secrets(self, rows);
+                self.accounting
+                    .note("reseal_api_key_secrets", Update, &["api_keys"], Platform, r)
+            }
             fn key_status(&mut self) -> Result<KeyStatus> {
                 let r = contact::status(self);
-                self.accounting
-                    .note_one("key_status", Query, CUSTOMER_TABLES, Platform, r)
+                self.accounting.note_one(
+                    "key_status",
+                    Query,
+                    &["customers", "customer_keys", "api_keys"],
+                    Platform,
+                    r,
+                )
             }
             fn sealed_email(&mut self, customer: CustomerId) -> Result<Option<StoredEmail>> {
                 let r = read::sealed_email(self, customer);

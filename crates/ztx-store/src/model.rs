@@ -92,6 +92,61 @@ impl fmt::Debug for CustomerKeyRow {
     }
 }
 
+/// A data key as stored: wrapped by KEK version `kek_version`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WrappedDataKey {
+    pub kek_version: u32,
+    pub wrapped: Vec<u8>,
+}
+
+impl fmt::Debug for WrappedDataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WrappedDataKey")
+            .field("kek_version", &self.kek_version)
+            .field("wrapped", &format_args!("<{} bytes>", self.wrapped.len()))
+            .finish()
+    }
+}
+
+/// An HMAC key's stored secret, for re-wrapping or re-sealing.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSecret {
+    pub id: ApiKeyId,
+    pub api_key: String,
+    pub secret_sealed: Vec<u8>,
+    /// `None`: sealed under the master key by an older release.
+    pub data_key: Option<WrappedDataKey>,
+}
+
+impl fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredSecret")
+            .field("id", &self.id)
+            .field("data_key", &self.data_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A secret sealed anew (or its data key wrapped anew): replaces the row's if it is still
+/// under `from_version` (`None`: the master key's).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretReseal {
+    pub id: ApiKeyId,
+    pub from_version: Option<u32>,
+    pub secret_sealed: Vec<u8>,
+    pub data_key: WrappedDataKey,
+}
+
+impl fmt::Debug for SecretReseal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretReseal")
+            .field("id", &self.id)
+            .field("from_version", &self.from_version)
+            .field("data_key", &self.data_key)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A data key wrapped anew: replaces the one under `from_version`, if still there.
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyRewrap {
@@ -118,6 +173,10 @@ pub struct KeyStatus {
     pub data_keys: Vec<(u32, u64)>,
     /// Addresses still in the clear (see [`StoredEmail::Plain`]).
     pub plain_emails: u64,
+    /// API keys' data keys per KEK version, ascending.
+    pub secret_keys: Vec<(u32, u64)>,
+    /// HMAC secrets still sealed under the master key by an older release.
+    pub master_sealed_secrets: u64,
 }
 
 /// The store's id of an API key row (not the public key string).
@@ -129,8 +188,12 @@ pub struct ApiKeyId(pub u64);
 #[derive(Clone, PartialEq, Eq)]
 pub enum ApiKeyCredential {
     /// The HMAC-SHA256 secret, already sealed (encrypted) by the caller: the store never
-    /// sees the plaintext.
-    Hmac { secret_sealed: Vec<u8> },
+    /// sees the plaintext. Sealed under the key's own data key, stored wrapped beside it;
+    /// `None` for a secret an older release sealed under the master key.
+    Hmac {
+        secret_sealed: Vec<u8>,
+        data_key: Option<WrappedDataKey>,
+    },
     /// The raw 32-byte Ed25519 public key.
     Ed25519 { public_key: [u8; 32] },
 }
@@ -149,12 +212,16 @@ impl fmt::Debug for ApiKeyCredential {
     // Even sealed, secret material stays out of logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ApiKeyCredential::Hmac { secret_sealed } => f
+            ApiKeyCredential::Hmac {
+                secret_sealed,
+                data_key,
+            } => f
                 .debug_struct("Hmac")
                 .field(
                     "secret_sealed",
                     &format_args!("<{} bytes redacted>", secret_sealed.len()),
                 )
+                .field("data_key", data_key)
                 .finish(),
             ApiKeyCredential::Ed25519 { public_key } => f
                 .debug_struct("Ed25519")

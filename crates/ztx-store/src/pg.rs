@@ -269,6 +269,7 @@ fn check_role(tx: &mut postgres::Transaction<'_>, role: &str) -> Result<()> {
 // Typed nulls: PostgreSQL checks a parameter's type even when it is NULL.
 static NULL_TEXT: Option<String> = None;
 static NULL_BLOB: Option<Vec<u8>> = None;
+static NULL_INT: Option<i64> = None;
 
 fn bind(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
     params
@@ -281,6 +282,7 @@ fn bind(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
                 Param::Bool(v) => v,
                 Param::NullText => &NULL_TEXT,
                 Param::NullBlob => &NULL_BLOB,
+                Param::NullInt => &NULL_INT,
             }
         })
         .collect()

@@ -378,11 +378,23 @@ CREATE POLICY all_rows ON customer_keys USING (ztx_platform()) WITH CHECK (ztx_p
 CREATE POLICY own_rows ON customer_keys FOR SELECT USING (customer_id = ztx_customer());
 ";
 
+/// Version 7: API keys' HMAC secrets under envelope encryption. Each HMAC key gets a data
+/// key of its own, stored wrapped by a KEK version beside the secret it seals (the
+/// exchange opens secrets on every key-cache miss and may not read `customer_keys`), so
+/// a KEK rotation re-wraps it like a customer's. Secrets from before stay sealed under
+/// the master key, both columns NULL, until `ztx serve` (at start) or `ztx vault rotate`
+/// re-seals them.
+const V7: &str = "
+ALTER TABLE api_keys ADD COLUMN secret_kek_version BIGINT;
+ALTER TABLE api_keys ADD COLUMN secret_data_key {blob};
+CREATE INDEX api_keys_secret_version ON api_keys (secret_kek_version, id);
+";
+
 /// Every migration in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// The schema the history tables are created in, as a qualifier for [`HISTORY`].
 pub(crate) const HISTORY_SCHEMA: &str = "history.";

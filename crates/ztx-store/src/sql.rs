@@ -14,6 +14,7 @@ pub(crate) enum Param {
     Bool(bool),
     NullText,
     NullBlob,
+    NullInt,
 }
 
 /// A fetched value. `Other` names a type the store never writes (e.g. a float).

@@ -139,7 +139,7 @@ impl rusqlite::ToSql for Param {
             Param::Text(v) => ValueRef::Text(v.as_bytes()),
             Param::Blob(v) => ValueRef::Blob(v),
             Param::Bool(v) => ValueRef::Integer(i64::from(*v)),
-            Param::NullText | Param::NullBlob => ValueRef::Null,
+            Param::NullText | Param::NullBlob | Param::NullInt => ValueRef::Null,
         }))
     }
 }

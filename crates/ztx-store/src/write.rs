@@ -372,13 +372,26 @@ pub(crate) fn create_api_key<B: Backend>(db: &mut B, key: &NewApiKey) -> Result<
             return Err(StoreError::UnknownCustomer(key.customer));
         }
         let id = next_id(tx, "SELECT COALESCE(MAX(id), 0) FROM api_keys", "api_keys")?;
-        let (secret, public) = match &key.credential {
-            ApiKeyCredential::Hmac { secret_sealed } => {
-                (Param::Blob(secret_sealed.clone()), Param::NullBlob)
-            }
-            ApiKeyCredential::Ed25519 { public_key } => {
-                (Param::NullBlob, Param::Blob(public_key.to_vec()))
-            }
+        let (secret, public, version, data_key) = match &key.credential {
+            ApiKeyCredential::Hmac {
+                secret_sealed,
+                data_key,
+            } => (
+                Param::Blob(secret_sealed.clone()),
+                Param::NullBlob,
+                data_key
+                    .as_ref()
+                    .map_or(Param::NullInt, |k| Param::Int(i64::from(k.kek_version))),
+                data_key
+                    .as_ref()
+                    .map_or(Param::NullBlob, |k| Param::Blob(k.wrapped.clone())),
+            ),
+            ApiKeyCredential::Ed25519 { public_key } => (
+                Param::NullBlob,
+                Param::Blob(public_key.to_vec()),
+                Param::NullInt,
+                Param::NullBlob,
+            ),
         };
         insert_unique(
             tx,
@@ -386,7 +399,7 @@ pub(crate) fn create_api_key<B: Backend>(db: &mut B, key: &NewApiKey) -> Result<
                 "INSERT INTO api_keys (",
                 api_key_columns!(),
                 // A new key is never frozen.
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)"
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12)"
             ),
             &[
                 sql::int(id, "api key id")?,
@@ -399,6 +412,8 @@ pub(crate) fn create_api_key<B: Backend>(db: &mut B, key: &NewApiKey) -> Result<
                 sql::text(&key.ip_allowlist),
                 Param::Bool(key.enabled),
                 sql::int(key.created_ms, "api key created_ms")?,
+                version,
+                data_key,
             ],
             || StoreError::DuplicateApiKey(key.api_key.clone()),
         )?;

@@ -22,6 +22,29 @@ const TABLE: &str = "customers";
 const COLUMN: &str = "email_sealed";
 /// Data keys are never replaced (only re-wrapped), so what they seal has one version.
 const DATA_KEY_VERSION: u32 = 1;
+/// Where an API key's HMAC secret is stored. Version 1 of that column was sealed under
+/// the master key (an older release); version 2 is sealed under the key's data key.
+const SECRET_TABLE: &str = "api_keys";
+const SECRET_COLUMN: &str = "secret_sealed";
+const SECRET_VERSION: u32 = 2;
+
+/// An API key's HMAC secret as stored: sealed by a data key of that key's own (the
+/// exchange opens secrets on every key-cache miss, and may not read `customer_keys`),
+/// and that data key wrapped by a KEK version.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    pub sealed: Vec<u8>,
+    pub key: WrappedKey,
+}
+
+impl std::fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedSecret")
+            .field("sealed", &format_args!("<{} bytes>", self.sealed.len()))
+            .field("kek_version", &self.key.kek_version)
+            .finish()
+    }
+}
 
 /// An e-mail address as stored: sealed by the customer's data key, and that key
 /// wrapped by a KEK version.
@@ -195,6 +218,44 @@ impl ContactKeys {
         String::from_utf8(bytes.to_vec()).map_err(|_| VaultError::Unauthentic)
     }
 
+    /// Seals API key `api_key`'s HMAC secret under a fresh data key of the key's own.
+    pub fn seal_secret(&self, api_key: &str, secret: &[u8]) -> Result<SealedSecret, VaultError> {
+        self.reload()?;
+        let key = DataKey::generate();
+        Ok(SealedSecret {
+            sealed: key.seal(secret, &secret_aad(api_key)),
+            key: self.read().wrap(&key, &secret_owner(api_key))?,
+        })
+    }
+
+    /// Opens what [`ContactKeys::seal_secret`] sealed for the same key.
+    pub fn open_secret(
+        &self,
+        api_key: &str,
+        sealed: &SealedSecret,
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let owner = secret_owner(api_key);
+        let unwrapped = self.read().unwrap(&sealed.key, &owner);
+        let key = match unwrapped {
+            Err(VaultError::UnknownKekVersion(_)) if self.kek_path.is_some() => {
+                self.reload()?;
+                self.read().unwrap(&sealed.key, &owner)?
+            }
+            other => other?,
+        };
+        key.open(&sealed.sealed, &secret_aad(api_key))
+    }
+
+    /// API key `api_key`'s data key wrapped again under the current version; `None` when
+    /// it already is.
+    pub fn rewrap_secret_key(
+        &self,
+        api_key: &str,
+        key: &WrappedKey,
+    ) -> Result<Option<WrappedKey>, VaultError> {
+        crate::envelope::rewrap(&*self.read(), key, &secret_owner(api_key))
+    }
+
     /// The customer's data key wrapped again under the current version; `None` when it
     /// already is.
     pub fn rewrap(
@@ -212,6 +273,21 @@ fn aad(row: &[u8]) -> Aad<'_> {
         column: COLUMN,
         row_key: row,
         key_version: DATA_KEY_VERSION,
+    }
+}
+
+/// Whom an API key's data key is wrapped for: the key's public string, in a namespace of
+/// its own (a customer's is its number's eight bytes).
+fn secret_owner(api_key: &str) -> Vec<u8> {
+    [b"api_keys/".as_slice(), api_key.as_bytes()].concat()
+}
+
+fn secret_aad(api_key: &str) -> Aad<'_> {
+    Aad {
+        table: SECRET_TABLE,
+        column: SECRET_COLUMN,
+        row_key: api_key.as_bytes(),
+        key_version: SECRET_VERSION,
     }
 }
 
@@ -262,6 +338,50 @@ mod tests {
         assert_ne!(
             keys.email_index("a@example.com"),
             keys.email_index("b@example.com")
+        );
+    }
+
+    #[test]
+    fn an_api_secret_opens_for_its_key_only_and_survives_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ContactKeys::load_or_create(dir.path()).unwrap();
+        let sealed = keys.seal_secret("keyA", b"s3cret").unwrap();
+        assert_eq!(
+            keys.open_secret("keyA", &sealed).unwrap().as_slice(),
+            b"s3cret"
+        );
+        assert!(!format!("{sealed:?}").contains("s3cret"));
+        // Moved to another key's row: neither the wrapped key nor the secret opens.
+        assert!(keys.open_secret("keyB", &sealed).is_err());
+        let other = keys.seal_secret("keyB", b"other").unwrap();
+        let swapped = SealedSecret {
+            sealed: other.sealed,
+            key: sealed.key.clone(),
+        };
+        assert!(keys.open_secret("keyA", &swapped).is_err());
+        // Nor does a customer's wrapped data key stand in for it, or the other way.
+        let email = keys.seal_email(7, "a@example.com").unwrap();
+        let borrowed = SealedSecret {
+            sealed: sealed.sealed.clone(),
+            key: email.key.clone(),
+        };
+        assert!(keys.open_secret("keyA", &borrowed).is_err());
+        // Rotated: the old wrapping opens, the re-wrapped one too.
+        assert_eq!(keys.add_kek_version().unwrap(), 2);
+        let key = keys
+            .rewrap_secret_key("keyA", &sealed.key)
+            .unwrap()
+            .unwrap();
+        assert_eq!(key.kek_version, 2);
+        assert!(keys.rewrap_secret_key("keyA", &key).unwrap().is_none());
+        assert_eq!(
+            keys.open_secret("keyA", &sealed).unwrap().as_slice(),
+            b"s3cret"
+        );
+        let rewrapped = SealedSecret { key, ..sealed };
+        assert_eq!(
+            keys.open_secret("keyA", &rewrapped).unwrap().as_slice(),
+            b"s3cret"
         );
     }
 

@@ -363,8 +363,11 @@ fn create_api_key(
     };
     let key = match route(site)? {
         Route::Local(_lock) => {
-            let key = locally(site, async |engine, pool, master, who| {
-                operate::create_api_key(Some(engine), pool, master, who, request, now_ms()).await
+            let key = locally(site, async |engine, pool, _, who| {
+                let keys = site
+                    .contact_keys()
+                    .map_err(|e| CommandError::Unavailable(format!("{e:#}")))?;
+                operate::create_api_key(Some(engine), pool, &keys, who, request, now_ms()).await
             })?;
             Printed {
                 api_key: key.api_key,

@@ -74,6 +74,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if sealed > 0 {
         tracing::info!(sealed, "sealed customers' addresses stored in the clear");
     }
+    // API secrets an older release sealed under the master key move under data keys of
+    // their own (and a rotation that stopped half-way is finished).
+    let (rewrapped, resealed) = ztx_api::contacts::rotate_secrets(&mut *store, &contacts, &master)
+        .context("cannot re-seal the API keys' secrets")?;
+    if rewrapped + resealed > 0 {
+        tracing::info!(
+            rewrapped,
+            resealed,
+            "API keys' secrets moved under the current key version"
+        );
+    }
     let first_start = !store
         .customer_exists(ztx_core::CustomerId(1))
         .context("cannot read customers")?;

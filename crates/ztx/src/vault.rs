@@ -46,23 +46,26 @@ pub fn run(args: VaultArgs) -> Result<()> {
             let stale: u64 = status
                 .data_keys
                 .iter()
+                .chain(&status.secret_keys)
                 .filter(|(v, _)| *v != current)
                 .map(|(_, n)| n)
                 .sum();
             if json {
-                let by_version: serde_json::Map<_, _> = status
-                    .data_keys
-                    .iter()
-                    .map(|(v, n)| (v.to_string(), json!(n)))
-                    .collect();
+                let by_version = |keys: &[(u32, u64)]| -> serde_json::Map<_, _> {
+                    keys.iter()
+                        .map(|(v, n)| (v.to_string(), json!(n)))
+                        .collect()
+                };
                 println!(
                     "{}",
                     json!({
                         "kekVersions": keys.keks().versions(),
                         "currentVersion": current,
-                        "dataKeysByVersion": by_version,
+                        "dataKeysByVersion": by_version(&status.data_keys),
+                        "apiKeyDataKeysByVersion": by_version(&status.secret_keys),
                         "underOldVersions": stale,
                         "plainEmails": status.plain_emails,
+                        "masterSealedSecrets": status.master_sealed_secrets,
                     })
                 );
             } else {
@@ -71,10 +74,17 @@ pub fn run(args: VaultArgs) -> Result<()> {
                     keys.keks().versions()
                 );
                 for (version, n) in &status.data_keys {
-                    println!("  version {version}: {n} data keys");
+                    println!("  version {version}: {n} customers' data keys");
+                }
+                for (version, n) in &status.secret_keys {
+                    println!("  version {version}: {n} API keys' data keys");
                 }
                 println!("data keys under an older version: {stale}");
                 println!("addresses not yet sealed: {}", status.plain_emails);
+                println!(
+                    "API secrets still under the master key: {}",
+                    status.master_sealed_secrets
+                );
             }
             Ok(())
         }
@@ -84,13 +94,16 @@ pub fn run(args: VaultArgs) -> Result<()> {
             } else {
                 None
             };
-            let done = ztx_api::contacts::rotate(&mut *store, &keys)
+            let master = site.master_key()?;
+            let done = ztx_api::contacts::rotate(&mut *store, &keys, &master)
                 .context("the rotation stopped (run it again to finish)")?;
             if json {
                 println!(
                     "{}",
                     json!({ "addedVersion": added, "currentVersion": done.current_version,
-                            "rewrapped": done.rewrapped, "sealedAddresses": done.sealed_addresses })
+                            "rewrapped": done.rewrapped, "sealedAddresses": done.sealed_addresses,
+                            "rewrappedApiKeys": done.rewrapped_secret_keys,
+                            "resealedSecrets": done.resealed_secrets })
                 );
             } else {
                 match added {
@@ -104,6 +117,10 @@ pub fn run(args: VaultArgs) -> Result<()> {
                 println!(
                     "sealed {} addresses stored in the clear",
                     done.sealed_addresses
+                );
+                println!(
+                    "re-wrapped {} API keys' data keys; moved {} secrets off the master key",
+                    done.rewrapped_secret_keys, done.resealed_secrets
                 );
             }
             Ok(())

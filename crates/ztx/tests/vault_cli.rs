@@ -68,31 +68,66 @@ fn a_dump_of_the_database_holds_no_address_and_rotation_keeps_every_one_readable
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     let d = data.to_str().unwrap();
-    let (server, _) = serve(&data, &[]);
+    let (server, addr) = serve(&data, &[]);
     let emails = ["alice.secret@example.com", "bob.hidden@example.org"];
     for email in emails {
         create(d, email);
     }
+    // Dave's HMAC key: its secret sealed under a data key of the key's own.
+    let (api_key, secret) = customer_with_key(d, "dave.quiet@example.com");
+    let account = || {
+        http(
+            &addr,
+            "GET",
+            &signed("/api/v3/account", "", &secret),
+            Some(&api_key),
+        )
+    };
+    assert_eq!(account().0, 200);
     let before = status(d);
-    assert_eq!(before["dataKeysByVersion"], serde_json::json!({"1": 2}));
+    assert_eq!(before["dataKeysByVersion"], serde_json::json!({"1": 3}));
+    assert_eq!(
+        before["apiKeyDataKeysByVersion"],
+        serde_json::json!({"1": 1})
+    );
+    assert_eq!(before["masterSealedSecrets"], 0);
     assert_eq!(before["plainEmails"], 0);
 
     // Online: the server keeps running while the key is rotated.
     let out = succeeds(&["vault", "--data-dir", d, "rotate", "--json"]);
     let rotated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rotated["addedVersion"], 2);
-    assert_eq!(rotated["rewrapped"], 2);
+    assert_eq!(rotated["rewrapped"], 3);
+    assert_eq!(rotated["rewrappedApiKeys"], 1);
+    // Once its cached copy expires, the server reads the key re-wrapped under a version
+    // it did not hold when it started, and the secret still verifies.
+    std::thread::sleep(ztx_api::state::KEY_CACHE_TTL);
+    assert_eq!(account().0, 200, "the re-wrapped secret verifies");
+    assert_eq!(
+        appears_in_files(&data, &secret),
+        None,
+        "the secret in clear"
+    );
     // The server seals a new customer under the new version without a restart.
     create(d, "carol.private@example.net");
     let after = status(d);
-    assert_eq!(after["dataKeysByVersion"], serde_json::json!({"2": 3}));
+    assert_eq!(after["dataKeysByVersion"], serde_json::json!({"2": 4}));
+    assert_eq!(
+        after["apiKeyDataKeysByVersion"],
+        serde_json::json!({"2": 1})
+    );
     assert_eq!(after["underOldVersions"], 0);
     assert_eq!(after["kekVersions"], serde_json::json!([1, 2]));
     drop(server);
 
     assert_eq!(
-        addresses(&data, 3),
-        [emails[0], emails[1], "carol.private@example.net"]
+        addresses(&data, 4),
+        [
+            emails[0],
+            emails[1],
+            "dave.quiet@example.com",
+            "carol.private@example.net"
+        ]
     );
     // Neither the whole address nor its local part is in any database file.
     for needle in [
@@ -104,15 +139,14 @@ fn a_dump_of_the_database_holds_no_address_and_rotation_keeps_every_one_readable
     ] {
         assert_eq!(appears_in_files(&data, needle), None, "{needle}");
     }
-    // A second rotation with nothing left under an old version re-wraps nothing new
-    // beyond moving all three to version 3.
+    // A second rotation moves all four to version 3.
     let out = succeeds(&["vault", "--data-dir", d, "rotate", "--json"]);
     let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (again["addedVersion"].clone(), again["rewrapped"].clone()),
-        (3.into(), 3.into())
+        (3.into(), 4.into())
     );
-    assert_eq!(addresses(&data, 3)[2], "carol.private@example.net");
+    assert_eq!(addresses(&data, 4)[3], "carol.private@example.net");
 }
 
 #[test]

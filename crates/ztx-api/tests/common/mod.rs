@@ -240,6 +240,7 @@ pub struct Exchange {
     pub state: AppState,
     clock_ms: Arc<AtomicU64>,
     master: Arc<MasterKey>,
+    contacts: Arc<ztx_vault::contact::ContactKeys>,
     path: PathBuf,
     customers: Vec<CustomerId>,
     next_transfer: u128,
@@ -279,11 +280,12 @@ impl Exchange {
             Engine::start_with(factory.clone(), vec![market()], clock.clone(), Some(audit))
                 .expect("engine starts");
         let master = Arc::new(MasterKey::generate());
+        let contacts = Arc::new(ztx_vault::contact::ContactKeys::generate());
         let state = AppState::new(
             handle.clone(),
             StorePool::new(factory),
             master.clone(),
-            Arc::new(ztx_vault::contact::ContactKeys::generate()),
+            contacts.clone(),
             limits,
             clock,
         )
@@ -295,6 +297,7 @@ impl Exchange {
             state,
             clock_ms,
             master,
+            contacts,
             path,
             customers: Vec::new(),
             next_transfer: 1,
@@ -401,20 +404,45 @@ impl Exchange {
         format!("{:064x}", u128::from(n) * 0x9e37_79b9_7f4a_7c15)
     }
 
-    /// An HMAC key: the secret sealed under the master key, bound to its row.
+    /// An HMAC key, as `ztx admin` makes one: the secret sealed under a data key of the
+    /// key's own, stored wrapped beside it.
     pub fn hmac_key(&mut self, customer: CustomerId, permissions: &str, ips: &str) -> Key {
+        self.hmac_key_sealed(customer, permissions, ips, false)
+    }
+
+    /// What `ztx serve` does at start: secrets under the master key re-sealed under data
+    /// keys of their own, data keys under an older KEK version re-wrapped.
+    pub fn reseal_secrets(&self) -> (u64, u64) {
+        ztx_api::contacts::rotate_secrets(&mut self.store(), &self.contacts, &self.master).unwrap()
+    }
+
+    /// An HMAC key as an older release stored it: the secret sealed under the master key.
+    pub fn legacy_hmac_key(&mut self, customer: CustomerId, permissions: &str) -> Key {
+        self.hmac_key_sealed(customer, permissions, "", true)
+    }
+
+    fn hmac_key_sealed(
+        &mut self,
+        customer: CustomerId,
+        permissions: &str,
+        ips: &str,
+        legacy: bool,
+    ) -> Key {
         let api_key = self.new_key_string();
         let secret = format!("secret{api_key}").into_bytes();
-        let sealed = self.master.seal(&secret, &secret_aad(&api_key));
-        self.register(
-            &api_key,
-            customer,
+        let credential = if legacy {
             ApiKeyCredential::Hmac {
-                secret_sealed: sealed,
-            },
-            permissions,
-            ips,
-        );
+                secret_sealed: self.master.seal(&secret, &secret_aad(&api_key)),
+                data_key: None,
+            }
+        } else {
+            let sealed = self.contacts.seal_secret(&api_key, &secret).unwrap();
+            ApiKeyCredential::Hmac {
+                secret_sealed: sealed.sealed,
+                data_key: Some(ztx_api::contacts::stored_key(sealed.key)),
+            }
+        };
+        self.register(&api_key, customer, credential, permissions, ips);
         Key {
             api_key,
             customer,

@@ -269,3 +269,31 @@ async fn customer_cannot_query_another_customers_order() {
     let own = ex.signed(Method::GET, ORDER, &params, &alice).await;
     assert_eq!(own.assert_ok()["clientOrderId"], "alice-2");
 }
+
+#[tokio::test]
+async fn a_secret_an_older_release_sealed_under_the_master_key_still_signs_and_moves_off_it() {
+    use ztx_store::Store as _;
+    let mut ex = Exchange::new();
+    let customer = ex.customer();
+    let legacy = ex.legacy_hmac_key(customer, "read");
+    let current = ex.hmac_key(customer, "read", "");
+    for key in [&legacy, &current] {
+        ex.signed(Method::GET, "/api/v3/account", "", key)
+            .await
+            .assert_ok();
+    }
+    // Re-sealed as `ztx serve` does at start: the legacy one only.
+    assert_eq!(ex.reseal_secrets(), (0, 1));
+    assert_eq!(ex.reseal_secrets(), (0, 0), "nothing left to move");
+    let stored = ex.store().api_key_by_key(&legacy.api_key).unwrap().unwrap();
+    let ztx_store::ApiKeyCredential::Hmac { data_key, .. } = &stored.credential else {
+        panic!("not an HMAC key");
+    };
+    assert!(data_key.is_some(), "the secret is under a data key now");
+    // Read afresh from the store, the re-sealed secret still verifies.
+    ex.state.forget_key(stored.id);
+    ex.signed(Method::GET, "/api/v3/account", "", &legacy)
+        .await
+        .assert_ok();
+    assert_eq!(ex.store().key_status().unwrap().master_sealed_secrets, 0);
+}

@@ -156,7 +156,8 @@ fn rotate_in_the_store(customers: u64) {
     keys.add_kek_version().unwrap();
     let mut store = ztx_store::open(path.to_str().unwrap()).unwrap();
     let started = Instant::now();
-    let done = ztx_api::contacts::rotate(&mut *store, &keys).unwrap();
+    let done =
+        ztx_api::contacts::rotate(&mut *store, &keys, &ztx_vault::MasterKey::generate()).unwrap();
     let took = started.elapsed();
     assert_eq!(done.rewrapped, customers);
     let status = store.key_status().unwrap();

@@ -170,6 +170,10 @@ fn support_reads_customer_metadata_and_no_secret_nor_trading_data() {
                     customer: c,
                     credential: ztx_store::ApiKeyCredential::Hmac {
                         secret_sealed: vec![7; 40],
+                        data_key: Some(ztx_store::WrappedDataKey {
+                            kek_version: 1,
+                            wrapped: vec![9; 72],
+                        }),
                     },
                     permissions: "read".into(),
                     ip_allowlist: String::new(),
@@ -195,6 +199,7 @@ fn support_reads_customer_metadata_and_no_secret_nor_trading_data() {
     assert_eq!(keys, ["key-a", "key-b"]);
     for sql in [
         "SELECT secret_sealed FROM api_keys",
+        "SELECT secret_data_key FROM api_keys",
         "SELECT * FROM api_keys",
         "SELECT id FROM orders",
         "SELECT owner_id FROM accounts",

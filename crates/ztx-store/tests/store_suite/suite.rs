@@ -199,6 +199,10 @@ pub fn api_keys_round_trip(fx: &dyn Fixture) {
         customer: owner,
         credential: ApiKeyCredential::Hmac {
             secret_sealed: vec![0xde, 0xad, 0xbe, 0xef],
+            data_key: Some(ztx_store::WrappedDataKey {
+                kek_version: 3,
+                wrapped: vec![0xfe, 0xed],
+            }),
         },
         permissions: "read,trade".into(),
         ip_allowlist: "".into(),
@@ -238,11 +242,75 @@ pub fn api_keys_round_trip(fx: &dyn Fixture) {
     assert_eq!(store.api_key_by_key("nope").unwrap(), None);
     let keys = store.customer_scope(owner).unwrap().api_keys().unwrap();
     assert_eq!(keys.iter().map(|k| k.id).collect::<Vec<_>>(), vec![a, b]);
+
+    // A secret an older release sealed under the master key: no data key.
+    let legacy = NewApiKey {
+        api_key: "pubkeyC".into(),
+        credential: ApiKeyCredential::Hmac {
+            secret_sealed: vec![1, 2, 3],
+            data_key: None,
+        },
+        ..hmac.clone()
+    };
+    let c = store.create_api_key(&legacy).unwrap();
+    let status = store.key_status().unwrap();
+    assert_eq!(
+        (status.secret_keys, status.master_sealed_secrets),
+        (vec![(3, 1)], 1)
+    );
+    // Listed for rotation to version 4: both HMAC keys, not the Ed25519 one.
+    let listed = store
+        .api_key_secrets(ztx_store::ApiKeyId(0), 4, 10)
+        .unwrap();
+    assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![a, c]);
+    assert_eq!(listed[1].data_key, None);
+    // Already under version 3: only the legacy one.
+    let listed = store
+        .api_key_secrets(ztx_store::ApiKeyId(0), 3, 10)
+        .unwrap();
+    assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![c]);
+    let to_v4 = ztx_store::WrappedDataKey {
+        kek_version: 4,
+        wrapped: vec![4; 8],
+    };
+    let reseal = |id, from_version| ztx_store::SecretReseal {
+        id,
+        from_version,
+        secret_sealed: vec![8; 8],
+        data_key: to_v4.clone(),
+    };
+    // Each replaced only while it is still as it was read: a stale version changes nothing.
+    assert_eq!(
+        store
+            .reseal_api_key_secrets(&[reseal(a, Some(2)), reseal(c, Some(3))])
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .reseal_api_key_secrets(&[reseal(a, Some(3)), reseal(c, None)])
+            .unwrap(),
+        2
+    );
+    assert_eq!(store.reseal_api_key_secrets(&[reseal(c, None)]).unwrap(), 0);
+    let found = store.api_key_by_key("pubkeyC").unwrap().unwrap();
+    assert_eq!(
+        found.credential,
+        ApiKeyCredential::Hmac {
+            secret_sealed: vec![8; 8],
+            data_key: Some(to_v4),
+        }
+    );
+    let status = store.key_status().unwrap();
+    assert_eq!(
+        (status.secret_keys, status.master_sealed_secrets),
+        (vec![(4, 2)], 0)
+    );
     assert!(
         matches!(store.create_api_key(&hmac), Err(StoreError::DuplicateApiKey(k)) if k == "pubkeyA")
     );
     let stranger = NewApiKey {
-        api_key: "pubkeyC".into(),
+        api_key: "pubkeyD".into(),
         customer: CustomerId(77),
         ..hmac
     };
@@ -257,7 +325,7 @@ pub fn api_keys_round_trip(fx: &dyn Fixture) {
             .api_keys()
             .unwrap()
             .len(),
-        2
+        3
     );
 }
 
