@@ -17,6 +17,10 @@ use zeroize::Zeroizing;
 use crate::envelope::{DataKey, IndexKey, KeyEncryption, LocalKeks, WrappedKey};
 use crate::{Aad, MasterKey, VaultError};
 
+/// The key files' names in the data directory.
+pub const KEK_FILE: &str = "kek";
+pub const EMAIL_INDEX_FILE: &str = "email-index.key";
+
 /// Where the address is stored, bound into its sealing with the customer's number.
 const TABLE: &str = "customers";
 const COLUMN: &str = "email_sealed";
@@ -90,7 +94,7 @@ impl ContactKeys {
     /// Loads `kek` and `email-index.key` from `dir`, creating each (private, exclusively)
     /// on first use.
     pub fn load_or_create(dir: &Path) -> Result<Self, VaultError> {
-        let kek_path = dir.join("kek");
+        let kek_path = dir.join(KEK_FILE);
         let keks = match LocalKeks::load(&kek_path) {
             Err(VaultError::KeyFile { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
@@ -102,7 +106,7 @@ impl ContactKeys {
             other => other?,
         };
         // The index key has the master key's format and creation rules.
-        let index_key = MasterKey::load_or_create(&dir.join("email-index.key"))?;
+        let index_key = MasterKey::load_or_create(&dir.join(EMAIL_INDEX_FILE))?;
         Ok(Self {
             keks: std::sync::RwLock::new(keks),
             index: IndexKey::from_hex(&index_key.to_hex())?,

@@ -118,6 +118,13 @@ impl Site {
                 .with_context(|| format!("{EMAIL_INDEX_KEY_ENV} is not a valid key"))?;
             return Ok(Arc::new(ContactKeys::new(keks, index)));
         }
+        if std::env::var_os(EMAIL_INDEX_KEY_ENV).is_some() {
+            anyhow::bail!(
+                "{EMAIL_INDEX_KEY_ENV} is set but {KEKS_ENV} is not: set both (the keys come \
+                 from the environment) or neither (they come from the data directory)"
+            );
+        }
+        self.refuse_new_keys_over_sealed_data()?;
         let keys = ContactKeys::load_or_create(&self.dir).with_context(|| {
             format!(
                 "cannot load the contact-data keys in {}",
@@ -125,6 +132,52 @@ impl Site {
             )
         })?;
         Ok(Arc::new(keys))
+    }
+
+    /// A key file that is missing is created afresh, which is right for a new data
+    /// directory and ruinous for one restored without it: every value sealed under the
+    /// old keys would be unreadable, and addresses found by the old index key lost. So
+    /// when the store already holds data keys, a missing file is an error naming it.
+    fn refuse_new_keys_over_sealed_data(&self) -> Result<()> {
+        use ztx_vault::contact::{EMAIL_INDEX_FILE, KEK_FILE};
+        let missing: Vec<&str> = [KEK_FILE, EMAIL_INDEX_FILE]
+            .into_iter()
+            .filter(|name| !self.dir.join(name).exists())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut store = self.store()?;
+        let sealed: u64 = match store.key_status() {
+            Ok(status) => status
+                .data_keys
+                .iter()
+                .chain(&status.secret_keys)
+                .map(|(_, n)| n)
+                .sum(),
+            // A service role may not count the data keys (PostgreSQL): any customer whose
+            // address is not in the clear has one.
+            Err(_) => {
+                let customers = store
+                    .customer_exists(ztx_core::CustomerId(1))
+                    .context("cannot read whether the store holds customers")?;
+                let plain = store
+                    .plain_emails(1)
+                    .context("cannot read whether the store holds sealed addresses")?;
+                u64::from(customers && plain.is_empty())
+            }
+        };
+        if sealed > 0 {
+            anyhow::bail!(
+                "{} is missing from {}, but the store holds data keys sealed under it \
+                 ({sealed} counted): restore it from the backup of this data directory (a new one would \
+                 leave every sealed value unreadable), or set {KEKS_ENV} and \
+                 {EMAIL_INDEX_KEY_ENV}",
+                missing.join(" and "),
+                self.dir.display()
+            );
+        }
+        Ok(())
     }
 
     /// The audit log's signing key: sealed under the master key in `audit-log.key`,

@@ -282,6 +282,48 @@ fn a_pg_dump_holds_no_address() {
 }
 
 #[test]
+fn a_data_directory_restored_without_its_key_file_is_refused_not_given_new_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let (server, _) = serve(&data, &[]);
+    let d = data.to_str().unwrap();
+    create(d, "frank.kept@example.com");
+    drop(server);
+    for file in ["kek", "email-index.key"] {
+        let kept = std::fs::read(data.join(file)).unwrap();
+        std::fs::remove_file(data.join(file)).unwrap();
+        for args in [
+            vec!["serve", "--data-dir", d],
+            vec!["vault", "--data-dir", d, "status"],
+        ] {
+            let out = ztx(&args);
+            fails_with(&out, &format!("{file} is missing from"));
+            assert!(stderr(&out).contains("restore it"), "{}", stderr(&out));
+        }
+        assert!(!data.join(file).exists(), "no fresh {file} was made");
+        std::fs::write(data.join(file), kept).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(data.join(file), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // Restored, the address opens again.
+    assert_eq!(addresses(&data, 1), ["frank.kept@example.com"]);
+}
+
+#[test]
+fn the_index_key_from_the_environment_without_the_keks_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("d");
+    drop(serve(&d, &[]));
+    let out = std::process::Command::new(ZTX)
+        .args(["vault", "--data-dir", d.to_str().unwrap(), "status"])
+        .env("ZTX_EMAIL_INDEX_KEY", "00".repeat(32))
+        .env_remove("ZTX_KEKS")
+        .output()
+        .unwrap();
+    fails_with(&out, "ZTX_EMAIL_INDEX_KEY is set but ZTX_KEKS is not");
+}
+
+#[test]
 fn a_malformed_key_file_is_refused_naming_the_file_and_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
