@@ -384,11 +384,32 @@ CREATE POLICY own_rows ON customer_keys FOR SELECT USING (customer_id = ztx_cust
 /// a KEK rotation re-wraps it like a customer's. Secrets from before stay sealed under
 /// the master key, both columns NULL, until `ztx serve` (at start) or `ztx vault rotate`
 /// re-seals them.
+///
+/// Also (PostgreSQL): the audit log is closed to customer scopes. Its entries name every
+/// customer's requests; a transaction narrowed to one customer reads none of them, while
+/// every other session (the engine's, the owner's, the verifier's) reads them as before.
 const V7: &str = "
 ALTER TABLE api_keys ADD COLUMN secret_kek_version BIGINT;
 ALTER TABLE api_keys ADD COLUMN secret_data_key {blob};
 CREATE INDEX api_keys_secret_version ON api_keys (secret_kek_version, id);
-";
+{audit_security}";
+
+/// The audit log's tables, closed to customer scopes (see [`V7`]).
+pub(crate) const AUDIT_TABLES: &[&str] = &["audit_entries", "audit_checkpoints", "audit_nodes"];
+
+fn audit_security() -> String {
+    AUDIT_TABLES
+        .iter()
+        .map(|table| {
+            format!(
+                "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\n\
+                 ALTER TABLE {table} FORCE ROW LEVEL SECURITY;\n\
+                 CREATE POLICY outside_customer_scope ON {table} \
+                 USING (ztx_customer() IS NULL) WITH CHECK (ztx_customer() IS NULL);\n"
+            )
+        })
+        .collect()
+}
 
 /// Every migration in order; entry `i` brings the schema to version `i + 1`.
 const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
@@ -409,13 +430,14 @@ pub(crate) fn render(ddl: &str, dialect: Dialect) -> String {
         Dialect::Sqlite => (APPEND_ONLY_SQLITE, ""),
         Dialect::Postgres => (APPEND_ONLY_POSTGRES, AUDIT_NODES),
     };
-    let (row_security, customer_keys_security) = match dialect {
-        Dialect::Sqlite => (String::new(), ""),
-        Dialect::Postgres => (row_security(), CUSTOMER_KEYS_SECURITY),
+    let (row_security, customer_keys_security, audit_security) = match dialect {
+        Dialect::Sqlite => (String::new(), "", String::new()),
+        Dialect::Postgres => (row_security(), CUSTOMER_KEYS_SECURITY, audit_security()),
     };
     ddl.replace("{history_tables}", history_tables)
         .replace("{row_security}", &row_security)
         .replace("{customer_keys_security}", customer_keys_security)
+        .replace("{audit_security}", &audit_security)
         .replace("{append_only}", append_only)
         .replace("{audit_history}", audit_history)
         .replace("{history}", history)

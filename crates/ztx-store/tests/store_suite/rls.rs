@@ -111,12 +111,30 @@ fn populated(customers: u64, orders_each: u64) -> Option<(Box<dyn Store>, String
         })
         .collect();
     store.apply(&changes).unwrap();
+    // Two audit entries and a checkpoint, which name every customer's requests.
+    let rows: Vec<ztx_store::AuditRow> = (0..2u64)
+        .map(|index| {
+            let bytes = format!("entry {index}").into_bytes();
+            ztx_store::AuditRow {
+                index,
+                leaf: ztx_audit::Hash::leaf(&bytes),
+                entry: bytes,
+            }
+        })
+        .collect();
+    let checkpoint = ztx_store::StoredCheckpoint {
+        size: 2,
+        root: ztx_audit::Hash::ZERO,
+        note: "a note".into(),
+        created_ms: 1,
+    };
     store
         .commit(
             &Changes::default(),
             &ztx_store::AuditAppend {
+                rows,
+                checkpoint: Some(checkpoint),
                 effects,
-                ..ztx_store::AuditAppend::default()
             },
         )
         .unwrap();
@@ -146,11 +164,14 @@ fn a_query_that_forgets_its_customer_filter_returns_only_the_callers_rows() {
             .filter(|t| *t >= 1 && *t < 3)
             .collect();
         assert_eq!(trades, expected, "trades of {c}");
-        // Tables no customer read needs show a customer nothing.
+        // Tables no customer read needs show a customer nothing; the audit log names
+        // every customer's requests.
         for sql in [
             "SELECT 1 FROM pending",
             "SELECT 1 FROM key_addresses",
             "SELECT id FROM notification_outbox",
+            "SELECT idx FROM audit_entries",
+            "SELECT size FROM audit_checkpoints",
         ] {
             assert!(unfiltered_ids(&mut scope, sql).unwrap().is_empty(), "{sql}");
         }
@@ -160,6 +181,8 @@ fn a_query_that_forgets_its_customer_filter_returns_only_the_callers_rows() {
     }
     // Outside a customer scope the engine still sees everyone (its session's scope).
     assert_eq!(store.load_state().unwrap().open_orders.len(), 12);
+    assert_eq!(store.audit_size().unwrap(), 2);
+    assert_eq!(store.latest_checkpoint().unwrap().unwrap().size, 2);
 }
 
 #[test]
