@@ -383,6 +383,24 @@ impl Conn for PgConn<'_> {
 }
 
 /// A customer-scoped read transaction; dropping it ends it (ROLLBACK: it only read).
+/// A read-write transaction, rolled back when dropped while still open: after an error,
+/// and after a panic inside it, so that the connection's next transaction does not
+/// commit what this one left half done.
+struct OpenTx<'a> {
+    conn: PgConn<'a>,
+    open: bool,
+}
+
+impl Drop for OpenTx<'_> {
+    fn drop(&mut self) {
+        if self.open
+            && let Err(e) = self.conn.batch("ROLLBACK")
+        {
+            tracing::warn!(error = %e, "rolling back failed");
+        }
+    }
+}
+
 struct PgTxConn<'a> {
     conn: PgConn<'a>,
 }
@@ -447,21 +465,17 @@ impl Backend for PgStore {
     }
 
     fn transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn();
-        conn.batch("BEGIN")?;
-        match f(&mut conn) {
-            Ok(out) => {
-                // A failed COMMIT has ended the transaction too (rolled back).
-                conn.batch("COMMIT")?;
-                Ok(out)
-            }
-            Err(e) => {
-                if let Err(rollback) = conn.batch("ROLLBACK") {
-                    tracing::warn!(error = %rollback, "rolling back failed");
-                }
-                Err(e)
-            }
-        }
+        let mut tx = OpenTx {
+            conn: self.conn(),
+            open: false,
+        };
+        tx.conn.batch("BEGIN")?;
+        tx.open = true;
+        let out = f(&mut tx.conn)?;
+        // A failed COMMIT has ended the transaction too (rolled back).
+        tx.open = false;
+        tx.conn.batch("COMMIT")?;
+        Ok(out)
     }
 
     fn customer_conn(&mut self, customer: ztx_core::CustomerId) -> Result<Box<dyn Conn + '_>> {
@@ -496,5 +510,51 @@ impl Backend for PgStore {
             tx.batch("LOCK TABLE history_indexed IN SHARE ROW EXCLUSIVE MODE")?;
             f(tx)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::panic,
+        reason = "tests: a panic is a failed test"
+    )]
+
+    use super::*;
+    use crate::testing::PgCluster;
+
+    /// A panic inside a transaction leaves nothing for the connection's next
+    /// transaction to commit.
+    #[test]
+    fn a_panic_inside_a_transaction_rolls_it_back() {
+        let Some(cluster) = PgCluster::shared().unwrap() else {
+            return;
+        };
+        let url = cluster.fresh_database().unwrap();
+        let mut store = PgStore::connect(&url).unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = store.transaction(|tx| {
+                crate::schema::write_meta(tx, "half", "done")?;
+                panic!("inside the transaction");
+                #[allow(unreachable_code)]
+                Ok(())
+            });
+        }));
+        assert!(panicked.is_err());
+        store
+            .transaction(|tx| crate::schema::write_meta(tx, "next", "one"))
+            .unwrap();
+        let read = |store: &mut PgStore, key| {
+            store
+                .transaction(|tx| crate::schema::read_meta(tx, key))
+                .unwrap()
+        };
+        assert_eq!(read(&mut store, "next"), Some("one".into()));
+        assert_eq!(
+            read(&mut store, "half"),
+            None,
+            "the panicked write was committed"
+        );
     }
 }
