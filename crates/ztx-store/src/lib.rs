@@ -20,6 +20,7 @@ mod scope;
 mod security;
 mod sql;
 mod sqlite;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod write;
 

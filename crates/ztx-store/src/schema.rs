@@ -550,6 +550,7 @@ mod tests {
                 .replace("{append_only}", "")
                 .replace("{row_security}", "")
                 .replace("{customer_keys_security}", "")
+                .replace("{audit_security}", "")
                 .replace("{audit_history}", AUDIT_NODES);
             dialects_differ_only_in_placeholders(&with_history);
         }
