@@ -29,6 +29,8 @@ struct Collected {
     accessor: Accessor,
     accesses: Vec<DataAccess>,
     dropped: u64,
+    /// Entries already made that a command could not commit (see [`put_back`]).
+    taken_back: Vec<Entry>,
 }
 
 /// Whom the store calls of a task serve, and what they touched so far.
@@ -41,6 +43,7 @@ impl Caller {
             accessor,
             accesses: Vec::new(),
             dropped: 0,
+            taken_back: Vec::new(),
         })))
     }
 
@@ -51,6 +54,29 @@ impl Caller {
     /// Runs `work` as this caller's: the pool's calls in it are collected here.
     pub async fn scope<F: Future>(&self, work: F) -> F::Output {
         CALLER.scope(self.clone(), work).await
+    }
+
+    /// Adds a store call's accounts. The pool calls it from the thread that made the
+    /// call, so they are kept even when the task waiting for it is gone.
+    pub(crate) fn collect(&self, accesses: Vec<DataAccess>, dropped: u64) {
+        let mut collected = self.lock();
+        collected.accesses.extend(accesses);
+        collected.dropped = collected.dropped.saturating_add(dropped);
+    }
+
+    /// Logs what is still collected when `guard` is dropped before the caller was
+    /// flushed: the task was cancelled (a client went away mid-request), but the reads
+    /// it made happened.
+    pub fn flush_on_drop(
+        &self,
+        engine: EngineHandle,
+        now_ms: impl Fn() -> u64 + Send + 'static,
+    ) -> FlushOnDrop {
+        FlushOnDrop {
+            caller: self.clone(),
+            engine,
+            now_ms: Box::new(now_ms),
+        }
     }
 
     /// The caller proved to be `customer`, signing with key `api_key`.
@@ -70,7 +96,9 @@ impl Caller {
         let mut collected = self.lock();
         let accesses = std::mem::take(&mut collected.accesses);
         let dropped = std::mem::take(&mut collected.dropped);
-        collected.accessor.entries(accesses, dropped, now_ms)
+        let mut entries = std::mem::take(&mut collected.taken_back);
+        entries.extend(collected.accessor.entries(accesses, dropped, now_ms));
+        entries
     }
 
     /// Logs what was collected, if anything; returns once durable.
@@ -83,15 +111,39 @@ impl Caller {
     }
 }
 
-/// Adds a pool call's accesses to the task's caller; `false` when the task has none.
-pub(crate) fn collect(accesses: Vec<DataAccess>, dropped: u64) -> bool {
-    CALLER
-        .try_with(|caller| {
-            let mut collected = caller.lock();
-            collected.accesses.extend(accesses);
-            collected.dropped = collected.dropped.saturating_add(dropped);
-        })
-        .is_ok()
+/// See [`Caller::flush_on_drop`].
+pub struct FlushOnDrop {
+    caller: Caller,
+    engine: EngineHandle,
+    now_ms: Box<dyn Fn() -> u64 + Send>,
+}
+
+impl std::fmt::Debug for FlushOnDrop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FlushOnDrop")
+    }
+}
+
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        let entries = self.caller.take_entries((self.now_ms)());
+        if entries.is_empty() {
+            return;
+        }
+        let engine = self.engine.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = engine.record_all(entries).await {
+                    tracing::error!(error = %e, "cannot log a cancelled request's store calls");
+                }
+            });
+        }
+    }
+}
+
+/// The current task's caller, if it runs as one.
+pub(crate) fn current() -> Option<Caller> {
+    CALLER.try_with(Caller::clone).ok()
 }
 
 /// The current task's caller is the operator `name` (nothing when it has no caller).
@@ -99,9 +151,20 @@ pub(crate) fn as_operator(name: &str) {
     let _ = CALLER.try_with(|caller| caller.operator(name));
 }
 
-/// Whether the current task runs as some caller's.
-pub(crate) fn in_scope() -> bool {
-    CALLER.try_with(|_| ()).is_ok()
+/// The entries of what the current task's caller collected so far, for a command to
+/// commit with its own effects; none outside a caller.
+pub(crate) fn take_for_commit(now_ms: u64) -> Vec<Entry> {
+    CALLER
+        .try_with(|caller| caller.take_entries(now_ms))
+        .unwrap_or_default()
+}
+
+/// Entries a command could not commit go back to its caller, to be logged with the rest.
+pub(crate) fn put_back(entries: Vec<Entry>) {
+    if entries.is_empty() {
+        return;
+    }
+    let _ = CALLER.try_with(|caller| caller.lock().taken_back.extend(entries));
 }
 
 /// Runs `work` as `accessor`'s and logs its store calls afterwards, returning its output

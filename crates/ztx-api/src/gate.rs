@@ -176,6 +176,11 @@ where
         api_key: None,
         client_ip: Some(ip),
     });
+    // Should the client go away mid-request, what the request read is logged anyway.
+    let _cancelled = state.is_audited().then(|| {
+        let clock = state.clock.clone();
+        caller.flush_on_drop(state.engine.clone(), move || clock())
+    });
     let slot = AuditSlot::default();
     let work = async {
         let query = uri.query().unwrap_or_default().as_bytes();
@@ -239,17 +244,22 @@ where
     };
     let mut result = caller.scope(work).await;
     // The request's entry, unless a command committed it, then its store calls.
-    let mut entries: Vec<Entry> = entry
-        .and_then(|entry| crate::audit::finish(entry, &slot, &result))
-        .into_iter()
-        .collect();
+    let request_entry = entry.and_then(|entry| crate::audit::finish(entry, &slot, &result));
+    let committed_by_command = state.is_audited() && request_entry.is_none();
+    let mut entries: Vec<Entry> = request_entry.into_iter().collect();
     entries.extend(caller.take_entries(state.now_ms()));
     if !entries.is_empty()
         && let Err(e) = state.engine.record_all(entries).await
     {
-        // Nothing may be answered that the log does not hold: not even a refusal.
-        tracing::error!(error = %e, "cannot log the request; refusing it");
-        result = Err(Refusal::from(crate::trade::engine_error(e)));
+        if committed_by_command {
+            // The command and its entry are durable (and the calls it made before it
+            // with them): refusing now would have the client retry a done command.
+            tracing::error!(error = %e, "cannot log the store calls made after a command");
+        } else {
+            // Nothing may be answered that the log does not hold: not even a refusal.
+            tracing::error!(error = %e, "cannot log the request; refusing it");
+            result = Err(Refusal::from(crate::trade::engine_error(e)));
+        }
     }
     let mut response = match result {
         Ok(response) => response,

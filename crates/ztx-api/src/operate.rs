@@ -139,8 +139,15 @@ pub async fn deposit(
         let audit = Audit {
             entry: entry(who, ACTION, params, Outcome::Success, now_ms),
             code_of: |e| crate::trade::engine_error(EngineError::Refused(e.clone())).code(),
+            accessed: crate::accounting::take_for_commit(now_ms),
         };
-        engine.execute_audited(command, audit).await
+        let accessed = audit.accessed.clone();
+        let result = engine.execute_audited(command, audit).await;
+        if matches!(result, Err(EngineError::Busy | EngineError::Unavailable)) {
+            // Not written: logged after the command, with the rest.
+            crate::accounting::put_back(accessed);
+        }
+        result
     } else {
         engine.execute(command).await
     };

@@ -117,13 +117,17 @@ pub async fn unfreeze(state: AppState, call: Call) -> Result<Response, ApiError>
         denial: None,
         code: None,
     };
+    // The request, the store calls it made, then the change, in the commit that lifts it.
+    let accessed = crate::accounting::take_for_commit(call.now_ms);
     let mut entries: Vec<Entry> = request.iter().cloned().collect();
+    entries.extend(accessed.iter().cloned());
     entries.push(change);
     let effect = SecurityEffect::UnfreezeKey { key: key.id };
     if let Err(e) = state.engine.respond(entries, vec![effect]).await {
         if let Some(request) = request {
             call.audit.put_back(request);
         }
+        crate::accounting::put_back(accessed);
         return Err(crate::trade::engine_error(e));
     }
     state.forget_key(key.id);

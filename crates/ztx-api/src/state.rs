@@ -164,13 +164,14 @@ impl StorePool {
         &self,
         f: impl FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        if self.account && !crate::accounting::in_scope() {
+        let caller = crate::accounting::current();
+        if self.account && caller.is_none() {
             // Fails closed: nothing reads data that the log will not account for.
             return Err(ApiError::unknown()
                 .with_detail("a store call outside any accounted caller was refused"));
         }
         let pool = self.clone();
-        let (result, accesses, dropped) = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let taken = pool.idle.lock().ok().and_then(|mut idle| idle.pop());
             let mut store = match taken {
                 Some(store) => store,
@@ -179,19 +180,18 @@ impl StorePool {
             store.account(pool.account);
             let result = f(store.as_mut()).map_err(|e| store_error(&e));
             let (accesses, dropped) = store.take_accesses();
+            if let Some(caller) = &caller {
+                caller.collect(accesses, dropped);
+            }
             if let Ok(mut idle) = pool.idle.lock()
                 && idle.len() < POOL_MAX_IDLE
             {
                 idle.push(store);
             }
-            Ok::<_, ApiError>((result, accesses, dropped))
+            result
         })
         .await
-        .map_err(|e| ApiError::unknown().with_detail(format!("read task failed: {e}")))??;
-        if !accesses.is_empty() || dropped > 0 {
-            crate::accounting::collect(accesses, dropped);
-        }
-        result
+        .map_err(|e| ApiError::unknown().with_detail(format!("read task failed: {e}")))?
     }
 }
 

@@ -24,9 +24,11 @@ async fn execute(state: &AppState, call: &Call, command: Command) -> Result<Repl
     let Some(entry) = call.audit.take_for_command() else {
         return state.engine.execute(command).await.map_err(engine_error);
     };
+    let accessed = crate::accounting::take_for_commit(call.now_ms);
     let audit = Audit {
         entry: entry.clone(),
         code_of: |e| exchange_error(e.clone()).code(),
+        accessed: accessed.clone(),
     };
     match state.engine.execute_audited(command, audit).await {
         Ok(reply) => Ok(reply),
@@ -34,6 +36,7 @@ async fn execute(state: &AppState, call: &Call, command: Command) -> Result<Repl
         Err(e) => {
             // Not written: the entry is logged on its own, with the refusal.
             call.audit.put_back(entry);
+            crate::accounting::put_back(accessed);
             Err(engine_error(e))
         }
     }

@@ -32,9 +32,22 @@ pub struct AuditConfig {
 pub struct Audit {
     pub entry: Entry,
     pub code_of: fn(&ExchangeError) -> i32,
+    /// The entries of the store calls the request made before the command, committed
+    /// right after its entry (so that a command never needs a second write to the log
+    /// after its effect is durable).
+    pub accessed: Vec<Entry>,
 }
 
 impl Audit {
+    /// The request's entry with its outcome, then those of its store calls.
+    pub(crate) fn finish_all<T>(mut self, result: &Result<T, ExchangeError>) -> Vec<Entry> {
+        let accessed = std::mem::take(&mut self.accessed);
+        let mut entries = Vec::with_capacity(1 + accessed.len());
+        entries.push(self.finish(result));
+        entries.extend(accessed);
+        entries
+    }
+
     pub(crate) fn finish<T>(mut self, result: &Result<T, ExchangeError>) -> Entry {
         match result {
             Ok(_) => {

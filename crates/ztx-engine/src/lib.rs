@@ -296,11 +296,13 @@ impl Engine {
             .name("ztx-engine".into())
             .spawn(move || {
                 worker.run(&rx);
+                // The upkeep stops first, so that the accesses of its last round go into
+                // the writer's last commit.
+                pipeline.stopped.store(true, Ordering::Release);
+                let _ = upkeep_thread.join();
                 // Closing the writer's queue lets it finish what is in flight.
                 drop(worker);
                 let _ = writer_thread.join();
-                pipeline.stopped.store(true, Ordering::Release);
-                let _ = upkeep_thread.join();
             })
             .map_err(|e| StartError::Thread(e.to_string()))?;
         let handle = EngineHandle {
@@ -379,6 +381,16 @@ impl Pipeline {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
+    }
+
+    /// Puts entries a failed commit did not write back in front of the queue.
+    fn put_back_accessed(&self, mut entries: Vec<Entry>) {
+        let mut queue = self
+            .accessed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.append(&mut queue);
+        *queue = entries;
     }
 }
 
@@ -591,7 +603,7 @@ impl Worker {
                 Request::Command(command, entry, reply) => {
                     let result = self.exchange.execute(command, now, &mut changes);
                     broken |= matches!(result, Err(ExchangeError::Internal(_)));
-                    audit.extend(entry.map(|e| e.finish(&result)));
+                    audit.extend(entry.into_iter().flat_map(|e| e.finish_all(&result)));
                     answers.push(Pending::Command(reply, result.map_err(EngineError::from)));
                 }
                 Request::Query(query, entry, reply) => {

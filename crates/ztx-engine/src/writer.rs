@@ -68,6 +68,7 @@ impl Writer {
             now_ms = now_ms.max(sealed.now_ms);
         }
         changes.compact();
+        let mut platform = Vec::new();
         let (mut append, after) = match &self.audit {
             Some(log) => {
                 // The account of this commit's own store write, durable with it, and
@@ -75,7 +76,8 @@ impl Writer {
                 if let Some(access) = ztx_store::commit_access(&changes) {
                     entries.extend(Accessor::platform().entries(vec![access], 0, now_ms));
                 }
-                entries.extend(self.pipeline.take_accessed());
+                platform = self.pipeline.take_accessed();
+                entries.extend(platform.iter().cloned());
                 let (append, frontier, last_leaf) = log.prepare(entries, now_ms, last);
                 (append, Some((frontier, last_leaf)))
             }
@@ -92,6 +94,9 @@ impl Writer {
             }
         } else {
             self.pipeline.poisoned.store(true, Ordering::Release);
+            // Not the requests' entries (their requests are refused), but the platform's
+            // own accesses happened: they wait for the next commit that succeeds.
+            self.pipeline.put_back_accessed(platform);
         }
         let count = u64::try_from(group.len()).unwrap_or(u64::MAX);
         for sealed in group.drain(..) {

@@ -500,9 +500,19 @@ fn actor(entry: &Entry) -> Actor<'_> {
                 type_id: 2,
                 kind: "Admin",
             })),
-            (None, Some(p)) if p.starts_with("customer ") => {
-                Some(ServedUser::Customer(User::of(entry)))
-            }
+            // The principal's customer, which a platform-segment call (a key looked
+            // up) does not carry as the entry's customer.
+            (None, Some(p)) => p
+                .strip_prefix("customer ")
+                .and_then(|id| id.parse::<u64>().ok())
+                .map(|id| {
+                    ServedUser::Customer(User {
+                        uid: Some(id),
+                        type_id: Some(1),
+                        kind: Some("User"),
+                        credential_uid: entry.api_key,
+                    })
+                }),
             _ => None,
         };
         return Actor::Service {
@@ -868,6 +878,10 @@ mod tests {
         ];
         let e = event(11, &entry, &product());
         assert_eq!(e["class_uid"], 6005, "{e}");
+        // The user is the principal, not the segment: here they differ.
+        entry.customer = None;
+        assert_eq!(event(11, &entry, &product())["actor"]["user"]["uid"], "7");
+        entry.customer = Some(7);
         assert_eq!(e["activity_id"], 4);
         assert_eq!(e["type_uid"], 600_504);
         assert_eq!(e["actor"]["app_name"], "api");

@@ -7,8 +7,10 @@
 //!
 //! Three kinds of call leave none: [`crate::Store::commit`], whose writer accounts for it
 //! in the very commit ([`commit_access`]) so that the account is durable with the
-//! rows; the audit log's own appends, which its signed checkpoints already account for;
-//! and the maintenance calls that touch no row ([`crate::Store::maintain`],
+//! rows; the audit log's own appends and the indexing of its tree
+//! ([`crate::Store::index_audit`]), which its signed checkpoints already account for (an
+//! entry for each indexing would be one more entry to index, without end); and the
+//! maintenance calls that touch no row ([`crate::Store::maintain`],
 //! [`crate::Store::complete_checkpoint`]).
 
 use std::sync::{Arc, Mutex};

@@ -301,12 +301,11 @@ fn create_customer(site: &Site, email: &str, json: bool) -> Result<()> {
                 .map_err(|e| CommandError::Unavailable(format!("{e:#}")))?;
             // As `ztx serve` does at start: addresses an older release left in the clear
             // are sealed first, so the duplicate check (by blind index) sees them.
-            let mut store = site
-                .store()
-                .map_err(|e| CommandError::Unavailable(format!("{e:#}")))?;
-            ztx_api::contacts::seal_plain(&mut *store, &contacts)
+            let sealing = contacts.clone();
+            pool.with(move |store| Ok(ztx_api::contacts::seal_plain(store, &sealing)))
+                .await
+                .map_err(|e| CommandError::Unavailable(e.to_string()))?
                 .map_err(|e| CommandError::Unavailable(e.to_string()))?;
-            drop(store);
             operate::create_customer(Some(engine), pool, contacts, who, email, now_ms()).await
         })
         .map(|(id, email)| (id.0, email))?,

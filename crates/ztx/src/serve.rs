@@ -63,6 +63,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let master = site.master_key()?;
     let contacts = site.contact_keys()?;
     let mut store = site.store()?;
+    // What start reads and changes (legacy addresses and secrets sealed) is logged as the
+    // platform's, once the engine keeps the log.
+    store.account(true);
     store
         .init_mode(config.mode)
         .context("the data was created in another mode")?;
@@ -92,6 +95,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
 
     // The engine and its store connections live on their own threads, outside the async
     // runtime (the PostgreSQL client is synchronous).
+    let (started, dropped) = store.take_accesses();
     drop(store);
     let clock: ztx_engine::Clock = Arc::new(now_ms);
     let log_key = site.audit_key(&master)?;
@@ -135,6 +139,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        if audited {
+            let entries = ztx_engine::Accessor::platform().entries(started, dropped, now_ms());
+            handle
+                .record_all(entries)
+                .await
+                .context("cannot log the store calls made at start")?;
+        }
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {

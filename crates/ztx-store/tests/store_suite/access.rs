@@ -81,7 +81,12 @@ pub fn every_store_call_is_accounted_with_its_segment(fx: &dyn Fixture) {
         assert!(scope.api_keys().unwrap().is_empty());
     }
     // The writer accounts for its own commits.
-    store.apply(&Changes::default()).unwrap();
+    store
+        .apply(&Changes {
+            orders: vec![order(4, bob.0, "BTCUSDT", OrderStatus::New, 14)],
+            ..Changes::default()
+        })
+        .unwrap();
 
     let (accesses, dropped) = store.take_accesses();
     assert_eq!(dropped, 0);
