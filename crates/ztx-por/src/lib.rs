@@ -1,0 +1,81 @@
+//! Proof of liabilities: a Merkle sum tree over every customer's balances at one ledger
+//! snapshot (an epoch), and the inclusion proof each customer checks against the root
+//! the platform publishes. Pure: no IO, no clock; the epoch's secret comes in as bytes.
+//!
+//! # The tree (version 1, the non-private variant)
+//!
+//! Each leaf holds one customer's balance of every asset of the epoch (in the epoch's
+//! asset order, in each asset's smallest unit), salted per customer per epoch; padding
+//! leaves hold zero. A node's hash binds **each child's hash and each child's sums
+//! separately**, not only their total, so that a parent cannot claim a sum its children
+//! do not add up to (Hu, Zhang and Guo, eprint 2018/1139, against the Maxwell tree);
+//! a parent's sums are its children's, added without overflow; every value is unsigned,
+//! so no subtree can hide a negative balance. Customers' leaves sit at positions drawn
+//! from the epoch's secret, and the tree is padded to at least `2^min_height` leaves, so
+//! neither the order of customer numbers nor the number of customers (beyond that bound)
+//! shows. Hashes are SHA-256 with a domain tag per kind:
+//!
+//! | value | SHA-256 of |
+//! |---|---|
+//! | leaf | `"ztx-por/v1/leaf"`, epoch (u64), customer (u64), salt (32 bytes), balances (u128 each) |
+//! | padding leaf | `"ztx-por/v1/pad"`, a 32-byte value drawn from the epoch's secret and the position |
+//! | node | `"ztx-por/v1/node"`, left hash, left sums, right hash, right sums |
+//!
+//! Integers are big-endian. The salt is HMAC-SHA256 of the epoch's secret over
+//! `"salt"`, epoch and customer, so the platform can issue proofs all epoch long
+//! without storing them, and a customer learns nothing from their own salt about
+//! anyone else's.
+//!
+//! What the non-private variant reveals: the totals (in the root) and, to a customer,
+//! the sums of the subtrees beside their path — the nearest of which is one other
+//! leaf's balances. The zero-knowledge variant (commitments with range proofs) hides both.
+
+#![forbid(unsafe_code)]
+
+mod proof;
+mod tree;
+
+pub use proof::{InclusionProof, PathStep, Verified, verify};
+pub use tree::{EpochSecret, Root, SumTree, TreeConfig};
+
+/// The most assets one epoch covers.
+pub const MAX_ASSETS: usize = 64;
+/// The tallest tree built: 2^32 leaves.
+pub const MAX_HEIGHT: u8 = 32;
+/// The format version of trees, roots and proofs.
+pub const VERSION: u8 = 1;
+
+/// A 32-byte SHA-256 value.
+pub type Hash = [u8; 32];
+
+/// Why a tree could not be built, or a proof not be read or verified. Each names what
+/// is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PorError {
+    #[error("{0} assets: an epoch covers 1 to {MAX_ASSETS}")]
+    AssetCount(usize),
+    #[error("customer {customer} has {got} balances, the epoch has {assets} assets")]
+    BalanceCount {
+        customer: u64,
+        got: usize,
+        assets: usize,
+    },
+    #[error("customer {0} appears twice")]
+    DuplicateCustomer(u64),
+    #[error("{0} customers do not fit a tree of at most 2^{MAX_HEIGHT} leaves")]
+    TooManyCustomers(usize),
+    #[error("the sum of {asset} overflows")]
+    Overflow { asset: String },
+    #[error("customer {0} is not in this tree")]
+    UnknownCustomer(u64),
+    #[error("the proof ends inside {0}")]
+    Truncated(&'static str),
+    #[error("the proof has {0} bytes after its end")]
+    Trailing(usize),
+    #[error("unknown format version {0}")]
+    Version(u8),
+    #[error("{field} is invalid: {why}")]
+    Invalid { field: &'static str, why: String },
+    #[error("the proof's root {got} is not the published root {published}")]
+    WrongRoot { got: String, published: String },
+}

@@ -1,0 +1,260 @@
+//! A customer's inclusion proof: its encoding, and the check anyone can run against the
+//! published root.
+//!
+//! # Encoding, version 1
+//!
+//! Big-endian integers, in this order: version (`u8`, 1); epoch (`u64`); height (`u8`,
+//! at most 32); the number of assets (`u8`, 1 to 64) and each asset's code (`u8` length,
+//! 1 to 16 capital letters and digits); customer (`u64`); salt (32 bytes); a balance per
+//! asset (`u128`); the leaf's index (`u64`, below `2^height`); then per level, from the
+//! leaf up, the sibling's hash (32 bytes) and its sum per asset (`u128`). Nothing may
+//! follow. Decoding refuses anything else, so a proof has one encoding.
+//!
+//! Room for what comes next: a later version (proof of assets, commitments instead of
+//! sums) takes a new version byte; a version-1 proof keeps its bytes and its meaning.
+
+use crate::tree::{check_assets, leaf_hash, node_hash};
+use crate::{Hash, MAX_ASSETS, MAX_HEIGHT, PorError, VERSION};
+
+/// One level of a proof: the sibling of the path's node there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathStep {
+    pub hash: Hash,
+    pub sums: Vec<u128>,
+}
+
+/// What a customer keeps to check that their balances are counted in the epoch's root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionProof {
+    pub version: u8,
+    pub epoch: u64,
+    pub assets: Vec<String>,
+    pub height: u8,
+    pub customer: u64,
+    pub salt: Hash,
+    pub balances: Vec<u128>,
+    pub index: u64,
+    pub path: Vec<PathStep>,
+}
+
+/// What a valid proof proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub epoch: u64,
+    pub customer: u64,
+    /// (asset, balance) in the epoch's asset order.
+    pub balances: Vec<(String, u128)>,
+    /// The root's totals per asset.
+    pub totals: Vec<u128>,
+}
+
+/// Checks `proof` against the published root hash: the leaf rebuilt from the customer's
+/// number, salt and balances, hashed up the path with each sibling's sums, sums added
+/// without overflow, must give exactly `root`.
+pub fn verify(proof: &InclusionProof, root: &Hash) -> Result<Verified, PorError> {
+    proof.check_shape()?;
+    let mut hash = leaf_hash(proof.epoch, proof.customer, &proof.salt, &proof.balances);
+    let mut sums = proof.balances.clone();
+    for (level, step) in proof.path.iter().enumerate() {
+        let on_right = (proof.index >> level) & 1 == 1;
+        hash = if on_right {
+            node_hash(&step.hash, &step.sums, &hash, &sums)
+        } else {
+            node_hash(&hash, &sums, &step.hash, &step.sums)
+        };
+        for (k, (sum, add)) in sums.iter_mut().zip(&step.sums).enumerate() {
+            *sum = sum.checked_add(*add).ok_or_else(|| PorError::Overflow {
+                asset: proof.assets.get(k).cloned().unwrap_or_default(),
+            })?;
+        }
+    }
+    if hash != *root {
+        return Err(PorError::WrongRoot {
+            got: hex::encode(hash),
+            published: hex::encode(root),
+        });
+    }
+    Ok(Verified {
+        epoch: proof.epoch,
+        customer: proof.customer,
+        balances: proof
+            .assets
+            .iter()
+            .cloned()
+            .zip(proof.balances.iter().copied())
+            .collect(),
+        totals: sums,
+    })
+}
+
+impl InclusionProof {
+    fn check_shape(&self) -> Result<(), PorError> {
+        if self.version != VERSION {
+            return Err(PorError::Version(self.version));
+        }
+        check_assets(&self.assets)?;
+        let invalid = |field, why: String| PorError::Invalid { field, why };
+        if self.height > MAX_HEIGHT {
+            return Err(invalid(
+                "height",
+                format!("{} is above {MAX_HEIGHT}", self.height),
+            ));
+        }
+        if self.index >> self.height != 0 {
+            return Err(invalid(
+                "index",
+                format!("{} is outside a tree of height {}", self.index, self.height),
+            ));
+        }
+        let width = self.assets.len();
+        if self.balances.len() != width {
+            return Err(invalid(
+                "balances",
+                format!("{} for {width} assets", self.balances.len()),
+            ));
+        }
+        if self.path.len() != usize::from(self.height) {
+            return Err(invalid(
+                "path",
+                format!(
+                    "{} levels for a tree of height {}",
+                    self.path.len(),
+                    self.height
+                ),
+            ));
+        }
+        if let Some(level) = self.path.iter().position(|s| s.sums.len() != width) {
+            return Err(invalid(
+                "path",
+                format!("level {level} has the wrong number of sums"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The canonical bytes (see the module).
+    pub fn encode(&self) -> Result<Vec<u8>, PorError> {
+        self.check_shape()?;
+        let width = self.assets.len();
+        let mut out = Vec::with_capacity(64 + (1 + self.path.len()) * (32 + 16 * width));
+        out.push(self.version);
+        out.extend_from_slice(&self.epoch.to_be_bytes());
+        out.push(self.height);
+        out.push(u8::try_from(width).map_err(|_| PorError::AssetCount(width))?);
+        for asset in &self.assets {
+            // Checked above: 1 to 16 bytes.
+            out.push(u8::try_from(asset.len()).unwrap_or(0));
+            out.extend_from_slice(asset.as_bytes());
+        }
+        out.extend_from_slice(&self.customer.to_be_bytes());
+        out.extend_from_slice(&self.salt);
+        for b in &self.balances {
+            out.extend_from_slice(&b.to_be_bytes());
+        }
+        out.extend_from_slice(&self.index.to_be_bytes());
+        for step in &self.path {
+            out.extend_from_slice(&step.hash);
+            for s in &step.sums {
+                out.extend_from_slice(&s.to_be_bytes());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads the canonical bytes, refusing anything else by name.
+    pub fn decode(bytes: &[u8]) -> Result<InclusionProof, PorError> {
+        let mut r = Reader(bytes);
+        let version = r.u8("version")?;
+        if version != VERSION {
+            return Err(PorError::Version(version));
+        }
+        let epoch = r.u64("epoch")?;
+        let height = r.u8("height")?;
+        if height > MAX_HEIGHT {
+            return Err(PorError::Invalid {
+                field: "height",
+                why: format!("{height} is above {MAX_HEIGHT}"),
+            });
+        }
+        let width = usize::from(r.u8("asset count")?);
+        if width == 0 || width > MAX_ASSETS {
+            return Err(PorError::AssetCount(width));
+        }
+        let mut assets = Vec::with_capacity(width);
+        for _ in 0..width {
+            let len = usize::from(r.u8("asset")?);
+            let code = r.take(len, "asset")?;
+            assets.push(
+                String::from_utf8(code.to_vec()).map_err(|_| PorError::Invalid {
+                    field: "asset",
+                    why: "not ASCII".into(),
+                })?,
+            );
+        }
+        let customer = r.u64("customer")?;
+        let salt = r.hash("salt")?;
+        let balances = (0..width)
+            .map(|_| r.u128("balances"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let index = r.u64("index")?;
+        let mut path = Vec::with_capacity(usize::from(height));
+        for _ in 0..height {
+            let hash = r.hash("path")?;
+            let sums = (0..width)
+                .map(|_| r.u128("path"))
+                .collect::<Result<Vec<_>, _>>()?;
+            path.push(PathStep { hash, sums });
+        }
+        if !r.0.is_empty() {
+            return Err(PorError::Trailing(r.0.len()));
+        }
+        let proof = InclusionProof {
+            version,
+            epoch,
+            assets,
+            height,
+            customer,
+            salt,
+            balances,
+            index,
+            path,
+        };
+        proof.check_shape()?;
+        Ok(proof)
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], PorError> {
+        if self.0.len() < n {
+            return Err(PorError::Truncated(field));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], PorError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N, field)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self, field: &'static str) -> Result<u8, PorError> {
+        Ok(u8::from_be_bytes(self.array(field)?))
+    }
+
+    fn u64(&mut self, field: &'static str) -> Result<u64, PorError> {
+        Ok(u64::from_be_bytes(self.array(field)?))
+    }
+
+    fn u128(&mut self, field: &'static str) -> Result<u128, PorError> {
+        Ok(u128::from_be_bytes(self.array(field)?))
+    }
+
+    fn hash(&mut self, field: &'static str) -> Result<Hash, PorError> {
+        self.array(field)
+    }
+}
