@@ -81,6 +81,7 @@ pub fn admin_router(app: AppState, token_sha256: [u8; 32], product: Product) -> 
         .route("/ztx/admin/v1/customers", post(create_customer))
         .route("/ztx/admin/v1/api-keys", post(create_api_key))
         .route("/ztx/admin/v1/deposits", post(deposit))
+        .route("/ztx/admin/v1/por/publish", post(publish_reserves))
         .layer(axum::middleware::from_fn_with_state(
             admin.clone(),
             account_for_store_calls,
@@ -485,4 +486,35 @@ async fn read(admin: &Admin, page: Page) -> Result<Response, Response> {
         "log_size": size,
     }))
     .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Publish {}
+
+/// `POST /ztx/admin/v1/por/publish` `{}`: builds the next proof-of-liabilities epoch from
+/// a snapshot of the ledger (trading goes on), logs its root, and answers it.
+async fn publish_reserves(
+    State(admin): State<Admin>,
+    ConnectInfo(peer): ConnectInfo<AdminPeer>,
+    headers: HeaderMap,
+    body: Result<Json<Publish>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let (who, Publish {}) = match admitted(&admin, &peer, &headers, "admin por publish", body).await
+    {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal,
+    };
+    let app = &admin.app;
+    let Some(reserves) = app.reserves() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this server publishes no proof of liabilities",
+        );
+    };
+    let log = app.is_audited().then_some(&app.engine);
+    match reserves.publish(log, &app.reads, &who, app.now_ms()).await {
+        Ok(published) => Json(crate::reserves::published_json(&published)).into_response(),
+        Err(e) => refused(&e),
+    }
 }

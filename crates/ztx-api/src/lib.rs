@@ -19,6 +19,7 @@ pub mod monitor;
 pub mod operate;
 pub mod params;
 pub mod ratelimit;
+pub mod reserves;
 pub mod router;
 pub mod security;
 pub mod state;

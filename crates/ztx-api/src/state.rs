@@ -222,6 +222,8 @@ pub struct AppState {
     request_ids: Arc<AtomicU64>,
     /// The audit log's verifier key, as published.
     log_key: Option<Arc<str>>,
+    /// The proof-of-liabilities epochs this server publishes.
+    reserves: Option<Arc<crate::reserves::Reserves>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -254,6 +256,7 @@ impl AppState {
             keys: Arc::new(Mutex::new(KeyCache::default())),
             audit: false,
             log_key: None,
+            reserves: None,
             // Numbers that do not repeat across restarts of a server whose clock runs.
             request_ids: Arc::new(AtomicU64::new((clock)().saturating_mul(1_000))),
             clock,
@@ -272,6 +275,16 @@ impl AppState {
     pub fn with_log_key(mut self, key: &ztx_audit::VerifierKey) -> Self {
         self.log_key = Some(key.to_string().into());
         self
+    }
+
+    /// Publishes proofs of liabilities from `reserves`.
+    pub fn with_reserves(mut self, reserves: Arc<crate::reserves::Reserves>) -> Self {
+        self.reserves = Some(reserves);
+        self
+    }
+
+    pub fn reserves(&self) -> Option<Arc<crate::reserves::Reserves>> {
+        self.reserves.clone()
     }
 
     pub fn log_key(&self) -> Option<&str> {

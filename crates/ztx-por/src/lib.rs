@@ -6,19 +6,19 @@
 //!
 //! Each leaf holds one customer's balance of every asset of the epoch (in the epoch's
 //! asset order, in each asset's smallest unit), salted per customer per epoch; padding
-//! leaves hold zero. A node's hash binds **each child's hash and each child's sums
+//! subtrees hold zero. A node's hash binds **each child's hash and each child's sums
 //! separately**, not only their total, so that a parent cannot claim a sum its children
 //! do not add up to (Hu, Zhang and Guo, eprint 2018/1139, against the Maxwell tree);
 //! a parent's sums are its children's, added without overflow; every value is unsigned,
 //! so no subtree can hide a negative balance. Customers' leaves sit at positions drawn
-//! from the epoch's secret, and the tree is padded to at least `2^min_height` leaves, so
-//! neither the order of customer numbers nor the number of customers (beyond that bound)
-//! shows. Hashes are SHA-256 with a domain tag per kind:
+//! from the epoch's secret in a tree at least `2^min_height` leaves wide, and every
+//! subtree without a customer is one padding node (as in DAPOL+), so neither the order
+//! of customer numbers nor their number (beyond that bound) shows in the root. Hashes are SHA-256 with a domain tag per kind:
 //!
 //! | value | SHA-256 of |
 //! |---|---|
 //! | leaf | `"ztx-por/v1/leaf"`, epoch (u64), customer (u64), salt (32 bytes), balances (u128 each) |
-//! | padding leaf | `"ztx-por/v1/pad"`, a 32-byte value drawn from the epoch's secret and the position |
+//! | padding node | `"ztx-por/v1/pad"`, a 32-byte value drawn from the epoch's secret, the level and the index |
 //! | node | `"ztx-por/v1/node"`, left hash, left sums, right hash, right sums |
 //!
 //! Integers are big-endian. The salt is HMAC-SHA256 of the epoch's secret over
@@ -27,15 +27,18 @@
 //! anyone else's.
 //!
 //! What the non-private variant reveals: the totals (in the root) and, to a customer,
-//! the sums of the subtrees beside their path — the nearest of which is one other
-//! leaf's balances. The zero-knowledge variant (commitments with range proofs) hides both.
+//! the sums of the subtrees beside their path — the nearest of which may be one other
+//! customer's balances, and a zero sum says a subtree holds no customer. The
+//! zero-knowledge variant (commitments with range proofs) hides all three.
 
 #![forbid(unsafe_code)]
 
 mod proof;
+mod snapshot;
 mod tree;
 
 pub use proof::{InclusionProof, PathStep, Verified, verify};
+pub use snapshot::Snapshot;
 pub use tree::{EpochSecret, Root, SumTree, TreeConfig};
 
 /// The most assets one epoch covers.

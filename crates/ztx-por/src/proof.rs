@@ -224,10 +224,10 @@ impl InclusionProof {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], PorError> {
+    pub(crate) fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], PorError> {
         if self.0.len() < n {
             return Err(PorError::Truncated(field));
         }
@@ -242,19 +242,19 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    fn u8(&mut self, field: &'static str) -> Result<u8, PorError> {
+    pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, PorError> {
         Ok(u8::from_be_bytes(self.array(field)?))
     }
 
-    fn u64(&mut self, field: &'static str) -> Result<u64, PorError> {
+    pub(crate) fn u64(&mut self, field: &'static str) -> Result<u64, PorError> {
         Ok(u64::from_be_bytes(self.array(field)?))
     }
 
-    fn u128(&mut self, field: &'static str) -> Result<u128, PorError> {
+    pub(crate) fn u128(&mut self, field: &'static str) -> Result<u128, PorError> {
         Ok(u128::from_be_bytes(self.array(field)?))
     }
 
-    fn hash(&mut self, field: &'static str) -> Result<Hash, PorError> {
+    pub(crate) fn hash(&mut self, field: &'static str) -> Result<Hash, PorError> {
         self.array(field)
     }
 }

@@ -30,6 +30,10 @@ impl EpochSecret {
         EpochSecret(bytes)
     }
 
+    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     fn draw(&self, label: &[u8], epoch: u64, n: u64) -> Hash {
         // HMAC takes keys of any length: `new_from_slice` cannot fail, and the fallback
         // only keeps the function total without a panic path.
@@ -82,13 +86,18 @@ impl Root {
     }
 }
 
-/// One epoch's tree. Nodes are kept level by level, sums flat (`assets` per node).
+/// One epoch's tree, kept sparse as DAPOL+ keeps it: per level, only the nodes above
+/// some customer's leaf (sorted by index, sums flat: `assets` per node). Every other
+/// node is padding — a subtree with no customer in it, its hash drawn from the epoch's
+/// secret and its sums zero — computed when a proof needs it. Building costs the
+/// customers times the height, not the width of the tree.
 #[derive(Debug)]
 pub struct SumTree {
     epoch: u64,
     assets: Vec<String>,
     height: u8,
-    hashes: Vec<Vec<Hash>>,
+    /// Per level from the leaves up: (index, hash) of the nodes kept, by index.
+    nodes: Vec<Vec<(u64, Hash)>>,
     sums: Vec<Vec<u128>>,
     positions: HashMap<u64, u64>,
     secret: EpochSecret,
@@ -128,74 +137,65 @@ impl SumTree {
         let height = height_for(order.len(), config.min_height)?;
         let size = 1u64 << height;
         let slots = shuffled_positions(secret, epoch, size, order.len());
-        let leaf_count =
-            usize::try_from(size).map_err(|_| PorError::TooManyCustomers(order.len()))?;
-        let mut leaves: Vec<Hash> = Vec::with_capacity(leaf_count);
-        let mut leaf_sums = vec![0u128; leaf_count.saturating_mul(width)];
-        let mut owner: Vec<Option<usize>> = vec![None; leaf_count];
+        let mut placed: Vec<(u64, usize)> = slots.iter().copied().zip(0..).collect();
+        placed.sort_unstable_by_key(|(position, _)| *position);
         let mut positions = HashMap::with_capacity(order.len());
-        for (i, slot) in slots.iter().enumerate() {
-            if let Some(o) = owner.get_mut(to_usize(*slot)) {
-                *o = Some(i);
-            }
+        let mut leaves = Vec::with_capacity(placed.len());
+        let mut leaf_sums = Vec::with_capacity(placed.len() * width);
+        for (position, i) in placed {
+            let Some((customer, balances)) = order.get(i) else {
+                continue;
+            };
+            let salt = secret.salt(epoch, *customer);
+            leaves.push((position, leaf_hash(epoch, *customer, &salt, balances)));
+            leaf_sums.extend_from_slice(balances);
+            positions.insert(*customer, position);
         }
-        for (position, owned) in owner.iter().enumerate() {
-            let position_u64 = u64::try_from(position).unwrap_or(u64::MAX);
-            match owned.and_then(|i| order.get(i)) {
-                Some((customer, balances)) => {
-                    let salt = secret.salt(epoch, *customer);
-                    leaves.push(leaf_hash(epoch, *customer, &salt, balances));
-                    let start = position * width;
-                    if let Some(cells) = leaf_sums.get_mut(start..start + width) {
-                        cells.copy_from_slice(balances);
-                    }
-                    positions.insert(*customer, position_u64);
-                }
-                None => leaves.push(pad_hash(&secret.draw(b"pad", epoch, position_u64))),
-            }
-        }
-        let mut hashes = vec![leaves];
+        let mut nodes = vec![leaves];
         let mut sums = vec![leaf_sums];
-        while hashes.last().is_some_and(|level| level.len() > 1) {
-            let (Some(below), Some(below_sums)) = (hashes.last(), sums.last()) else {
+        for level in 0..height {
+            let (Some(below), Some(below_sums)) = (nodes.last(), sums.last()) else {
                 break;
             };
-            let n = below.len() / 2;
-            let mut level = Vec::with_capacity(n);
-            let mut level_sums = vec![0u128; n * width];
-            for i in 0..n {
-                let (l, r) = (2 * i, 2 * i + 1);
-                let (Some(lh), Some(rh)) = (below.get(l), below.get(r)) else {
-                    break;
+            let mut above = Vec::with_capacity(below.len() / 2 + 1);
+            let mut above_sums = Vec::with_capacity((below.len() / 2 + 1) * width);
+            let zero = vec![0u128; width];
+            let mut k = 0;
+            while let Some(&(index, hash)) = below.get(k) {
+                let own = below_sums.get(k * width..(k + 1) * width).unwrap_or(&zero);
+                let sibling = index ^ 1;
+                let next = below.get(k + 1).filter(|(i, _)| *i == sibling);
+                let (sibling_hash, sibling_sums, step) = match next {
+                    Some(&(_, h)) => (
+                        h,
+                        below_sums
+                            .get((k + 1) * width..(k + 2) * width)
+                            .unwrap_or(&zero),
+                        2,
+                    ),
+                    None => (pad_node(secret, epoch, level, sibling), zero.as_slice(), 1),
                 };
-                let (Some(ls), Some(rs)) = (
-                    below_sums.get(l * width..(l + 1) * width),
-                    below_sums.get(r * width..(r + 1) * width),
-                ) else {
-                    break;
+                let (l, ls, r, rs) = if index & 1 == 0 {
+                    (&hash, own, &sibling_hash, sibling_sums)
+                } else {
+                    (&sibling_hash, sibling_sums, &hash, own)
                 };
-                level.push(node_hash(lh, ls, rh, rs));
-                let out = level_sums
-                    .get_mut(i * width..(i + 1) * width)
-                    .unwrap_or_default();
-                for (k, cell) in out.iter_mut().enumerate() {
-                    let (a, b) = (ls.get(k).copied(), rs.get(k).copied());
-                    *cell = a
-                        .zip(b)
-                        .and_then(|(a, b)| a.checked_add(b))
-                        .ok_or_else(|| PorError::Overflow {
-                            asset: assets.get(k).cloned().unwrap_or_default(),
-                        })?;
+                above.push((index >> 1, node_hash(l, ls, r, rs)));
+                for (k2, (a, b)) in ls.iter().zip(rs).enumerate() {
+                    above_sums.push(a.checked_add(*b).ok_or_else(|| PorError::Overflow {
+                        asset: assets.get(k2).cloned().unwrap_or_default(),
+                    })?);
                 }
+                k += step;
             }
-            hashes.push(level);
-            sums.push(level_sums);
+            nodes.push(above);
+            sums.push(above_sums);
         }
         Ok(SumTree {
             epoch,
             assets,
             height,
-            hashes,
+            nodes,
             sums,
             positions,
             secret: secret.clone(),
@@ -204,13 +204,18 @@ impl SumTree {
 
     /// What is published for this epoch.
     pub fn root(&self) -> Root {
-        let hash = self
-            .hashes
-            .last()
-            .and_then(|level| level.first())
-            .copied()
-            .unwrap_or_default();
-        let totals = self.sums.last().cloned().unwrap_or_default();
+        let width = self.assets.len();
+        let top = usize::from(self.height);
+        let hash = match self.nodes.get(top).and_then(|level| level.first()) {
+            Some((_, hash)) => *hash,
+            // No customer at all: the whole tree is one padding subtree.
+            None => pad_node(&self.secret, self.epoch, self.height, 0),
+        };
+        let totals = self
+            .sums
+            .get(top)
+            .and_then(|s| s.get(..width))
+            .map_or_else(|| vec![0; width], <[u128]>::to_vec);
         Root {
             version: VERSION,
             epoch: self.epoch,
@@ -226,34 +231,41 @@ impl SumTree {
         self.positions.len()
     }
 
+    /// The node at `index` of `level`: kept, or padding.
+    fn node(&self, level: u8, index: u64) -> (Hash, Vec<u128>) {
+        let width = self.assets.len();
+        let kept = self.nodes.get(usize::from(level)).and_then(|nodes| {
+            nodes
+                .binary_search_by_key(&index, |(i, _)| *i)
+                .ok()
+                .and_then(|k| nodes.get(k).map(|(_, h)| (k, *h)))
+        });
+        match kept {
+            Some((k, hash)) => {
+                let sums = self
+                    .sums
+                    .get(usize::from(level))
+                    .and_then(|s| s.get(k * width..(k + 1) * width))
+                    .map_or_else(|| vec![0; width], <[u128]>::to_vec);
+                (hash, sums)
+            }
+            None => (
+                pad_node(&self.secret, self.epoch, level, index),
+                vec![0; width],
+            ),
+        }
+    }
+
     /// Customer `customer`'s inclusion proof.
     pub fn proof(&self, customer: u64) -> Result<InclusionProof, PorError> {
         let index = *self
             .positions
             .get(&customer)
             .ok_or(PorError::UnknownCustomer(customer))?;
-        let width = self.assets.len();
-        let node_sums = |level: usize, i: usize| -> Vec<u128> {
-            self.sums
-                .get(level)
-                .and_then(|s| s.get(i * width..(i + 1) * width))
-                .map(<[u128]>::to_vec)
-                .unwrap_or_default()
-        };
-        let leaf = to_usize(index);
         let mut path = Vec::with_capacity(usize::from(self.height));
-        for level in 0..usize::from(self.height) {
-            let sibling = (leaf >> level) ^ 1;
-            let hash = self
-                .hashes
-                .get(level)
-                .and_then(|l| l.get(sibling))
-                .copied()
-                .unwrap_or_default();
-            path.push(PathStep {
-                hash,
-                sums: node_sums(level, sibling),
-            });
+        for level in 0..self.height {
+            let (hash, sums) = self.node(level, (index >> level) ^ 1);
+            path.push(PathStep { hash, sums });
         }
         Ok(InclusionProof {
             version: VERSION,
@@ -262,15 +274,17 @@ impl SumTree {
             height: self.height,
             customer,
             salt: self.secret.salt(self.epoch, customer),
-            balances: node_sums(0, leaf),
+            balances: self.node(0, index).1,
             index,
             path,
         })
     }
 }
 
-fn to_usize(n: u64) -> usize {
-    usize::try_from(n).unwrap_or(usize::MAX)
+/// A padding node: the root of a subtree with no customer, at `index` of `level`.
+fn pad_node(secret: &EpochSecret, epoch: u64, level: u8, index: u64) -> Hash {
+    // Indices are below 2^32 and levels at most 32: one number names each node.
+    pad_hash(&secret.draw(b"pad", epoch, (u64::from(level) << 40) | index))
 }
 
 pub(crate) fn check_assets(assets: &[String]) -> Result<(), PorError> {

@@ -11,7 +11,7 @@
 
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
-use ztx_por::{EpochSecret, InclusionProof, PorError, SumTree, TreeConfig, verify};
+use ztx_por::{EpochSecret, InclusionProof, PorError, Snapshot, SumTree, TreeConfig, verify};
 
 const EPOCH: u64 = 7;
 
@@ -90,7 +90,7 @@ fn known_answer_for_a_fixed_epoch() {
     let t = tree(&[(1, vec![1, 2]), (2, vec![30, 40]), (3, vec![0, 7])], 3);
     assert_eq!(
         t.root().hex(),
-        "20463fed1a46d1a10e626c5d0302a49dbdcb846f1f79d6929e1bb4c7dce01ebc"
+        "890c97c3fb7a8010ff0c2a276cdd94c125dbf5700447510eb6a3741b6b4f2411"
     );
 }
 
@@ -166,6 +166,29 @@ proptest! {
         prop_assert_ne!(before.root().hash, after.root().hash);
         let old = before.proof(accounts[i].0).unwrap();
         prop_assert!(verify(&old, &after.root().hash).is_err());
+    }
+
+    /// An epoch's snapshot round-trips and rebuilds the same tree.
+    #[test]
+    fn a_snapshot_rebuilds_the_same_tree(accounts in accounts()) {
+        let snapshot = Snapshot {
+            epoch: EPOCH,
+            assets: assets(),
+            accounts: accounts.clone(),
+            secret: secret(),
+            config: small(4),
+        };
+        let bytes = snapshot.encode().unwrap();
+        let back = Snapshot::decode(&bytes).unwrap();
+        prop_assert_eq!(&back.accounts, &accounts);
+        prop_assert_eq!(back.build().unwrap().root(), tree(&accounts, 4).root());
+        prop_assert!(Snapshot::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    /// Snapshot bytes from anywhere never panic the decoder.
+    #[test]
+    fn decoding_arbitrary_snapshots_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        let _ = Snapshot::decode(&bytes);
     }
 
     /// The decoder never panics, and what it accepts re-encodes to the same bytes.
@@ -331,4 +354,23 @@ fn bad_input_to_a_build_is_refused_by_name() {
     let none = SumTree::build(EPOCH, vec![], &[], &secret(), small(1));
     assert_eq!(none.unwrap_err(), PorError::AssetCount(0));
     assert!(!format!("{:?}", secret()).contains("42"));
+}
+
+#[test]
+fn a_snapshot_claiming_more_accounts_than_it_holds_is_refused_before_allocating() {
+    let snapshot = Snapshot {
+        epoch: EPOCH,
+        assets: assets(),
+        accounts: vec![(1, vec![1, 2])],
+        secret: secret(),
+        config: small(1),
+    };
+    let mut bytes = snapshot.encode().unwrap().to_vec();
+    // The account count sits after version, epoch, height, secret and the assets.
+    let at = 1 + 8 + 1 + 32 + 1 + (1 + 3) + (1 + 4);
+    bytes[at..at + 8].copy_from_slice(&u64::MAX.to_be_bytes());
+    assert_eq!(
+        Snapshot::decode(&bytes).unwrap_err(),
+        PorError::Truncated("accounts")
+    );
 }

@@ -230,7 +230,8 @@ impl MasterKey {
 }
 
 #[cfg(unix)]
-fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+/// Creates `path` new, readable and writable by this user alone.
+pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
@@ -240,7 +241,8 @@ fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
 }
 
 #[cfg(not(unix))]
-fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+/// Creates `path` new, readable and writable by this user alone.
+pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -180,7 +180,7 @@ fn events(site: &Site, mut cursor: u64, limit: u32, follow: bool) -> Result<()> 
 }
 
 /// Where an operator command runs.
-enum Route {
+pub(crate) enum Route {
     /// The running server, through its admin API (mTLS, as the operator).
     Server(crate::fetch::Client),
     /// No server runs: an engine of our own logs the command, while this process holds
@@ -188,7 +188,7 @@ enum Route {
     Local(std::fs::File),
 }
 
-fn route(site: &Site) -> Result<Route> {
+pub(crate) fn route(site: &Site) -> Result<Route> {
     if let Some(lock) = site.try_lock()? {
         return Ok(Route::Local(lock));
     }
@@ -209,7 +209,7 @@ fn admin_client(site: &Site) -> Result<crate::fetch::Client> {
 
 /// Runs `command` beside an engine of our own, which appends its entries to the audit
 /// log (and signs a checkpoint of them as it stops).
-fn locally<T>(
+pub(crate) fn locally<T>(
     site: &Site,
     command: impl AsyncFnOnce(
         &EngineHandle,
@@ -276,7 +276,7 @@ fn local_operator() -> String {
 }
 
 /// POSTs a command to the running server; its JSON answer.
-fn ask_server(
+pub(crate) fn ask_server(
     client: &crate::fetch::Client,
     path: &str,
     body: &serde_json::Value,

@@ -7,6 +7,7 @@ mod config;
 mod database;
 mod fetch;
 mod pki;
+mod por;
 mod serve;
 mod site;
 mod tls;
@@ -38,6 +39,9 @@ enum Top {
     /// The platform's certificate authority: workload and operator certificates,
     /// revocation.
     Pki(pki::PkiArgs),
+    /// Proof of liabilities: publish an epoch's root, write a customer's proof, verify
+    /// one offline.
+    Por(por::PorArgs),
     /// Customers' contact data at rest: what it is sealed under, and the rotation of
     /// the key-encryption key.
     Vault(vault::VaultArgs),
@@ -63,6 +67,7 @@ fn main() -> std::process::ExitCode {
         Top::Audit(args) => audit::run(args),
         Top::Database(args) => database::run(args),
         Top::Pki(args) => pki::run(args),
+        Top::Por(args) => por::run(args),
         Top::Vault(args) => vault::run(args),
     };
     match result {

@@ -157,6 +157,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
             Ok(l) => l,
             Err(e) => bail!("cannot listen on {} (admin_listen): {e}", config.admin_listen),
         };
+        let reserves = Arc::new(ztx_api::reserves::Reserves::new(
+            &site.dir,
+            master.clone(),
+            ztx_por::TreeConfig::default(),
+        ));
         let state = AppState::new(
             handle,
             StorePool::new(site.store_factory()),
@@ -166,7 +171,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
             clock,
         )
         .audited(audited)
-        .with_log_key(&verifier);
+        .with_log_key(&verifier)
+        .with_reserves(reserves.clone());
+        if audited {
+            tokio::spawn(publish_reserves_hourly(state.clone(), reserves));
+        }
         let local = listener.local_addr().unwrap_or(listen);
         let admin_local = admin_listener.local_addr().unwrap_or(config.admin_listen);
         site.write_admin_address(admin_local)?;
@@ -250,6 +259,43 @@ pub fn run(args: ServeArgs) -> Result<()> {
     drop(runtime);
     engine.join();
     Ok(())
+}
+
+/// How often the server publishes a proof-of-liabilities epoch on its own.
+const PUBLISH_RESERVES_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Publishes an epoch every [`PUBLISH_RESERVES_EVERY`], from a snapshot that does not
+/// stop trading; its store calls are the `por` service's, in the log like any other.
+async fn publish_reserves_hourly(state: AppState, reserves: Arc<ztx_api::reserves::Reserves>) {
+    let who = ztx_api::operate::Operator {
+        name: "ztx-serve (schedule)".into(),
+        ip: None,
+    };
+    let mut every = tokio::time::interval(PUBLISH_RESERVES_EVERY);
+    // The first tick is immediate: the first epoch comes one period after start.
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let accessor = ztx_engine::Accessor {
+            service: "por",
+            principal: ztx_engine::Principal::Platform,
+            request_id: 0,
+            api_key: None,
+            client_ip: None,
+        };
+        let now = state.now_ms();
+        let work = reserves.publish(Some(&state.engine), &state.reads, &who, now);
+        let clock = state.clock.clone();
+        match ztx_api::accounting::accounted(&state.engine, accessor, move || clock(), work).await {
+            Ok(Ok(published)) => tracing::info!(
+                epoch = published.root.epoch,
+                root = %published.root.hex(),
+                "published a proof-of-liabilities epoch"
+            ),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot publish a proof-of-liabilities epoch"),
+            Err(e) => tracing::warn!(error = %e, "cannot log the publication's store calls"),
+        }
+    }
 }
 
 /// Writes a line to stdout for the operator. A closed stdout (`ztx serve | head -1`) must

@@ -1,0 +1,357 @@
+//! Proof of liabilities between the ledger and the `ztx-por` tree: an epoch is built
+//! from one consistent snapshot of the store (a read transaction: trading goes on),
+//! its root is logged in the audit log as a publication before anyone can see it — so
+//! the platform cannot show different roots to different customers without the log
+//! showing it — and the epoch's inputs are kept sealed under the master key in
+//! `por/epoch-<n>`, from which each customer's proof is issued on request.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rand::RngCore as _;
+use ztx_audit::{Entry, Hash, Kind, Outcome};
+use ztx_core::{ExchangeState, Owner};
+use ztx_engine::EngineHandle;
+use ztx_por::{EpochSecret, InclusionProof, Root, Snapshot, SumTree, TreeConfig};
+use ztx_vault::{Aad, MasterKey};
+
+use crate::operate::{CommandError, Operator};
+use crate::state::StorePool;
+
+/// Where an epoch's sealed inputs are kept, in the data directory.
+pub const DIR: &str = "por";
+
+/// An epoch published.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub root: Root,
+    /// How many customers the tree holds (kept by the platform, not published).
+    pub customers: usize,
+}
+
+/// The epochs kept in a directory, and the latest one's tree, built once.
+#[derive(Debug)]
+pub struct Reserves {
+    dir: PathBuf,
+    master: Arc<MasterKey>,
+    config: TreeConfig,
+    latest: Mutex<Option<Arc<SumTree>>>,
+}
+
+impl Reserves {
+    pub fn new(data_dir: &Path, master: Arc<MasterKey>, config: TreeConfig) -> Reserves {
+        Reserves {
+            dir: data_dir.join(DIR),
+            master,
+            config,
+            latest: Mutex::new(None),
+        }
+    }
+
+    fn path(&self, epoch: u64) -> PathBuf {
+        self.dir.join(format!("epoch-{epoch:010}"))
+    }
+
+    /// The newest epoch kept, if any.
+    pub fn latest_epoch(&self) -> Result<Option<u64>, CommandError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&self.dir, &e)),
+        };
+        let mut latest = None;
+        for entry in entries {
+            let entry = entry.map_err(|e| io(&self.dir, &e))?;
+            let name = entry.file_name();
+            if let Some(epoch) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("epoch-"))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                latest = latest.max(Some(epoch));
+            }
+        }
+        Ok(latest)
+    }
+
+    /// The tree of `epoch` (the latest when `None`), from its sealed inputs.
+    pub fn tree(&self, epoch: Option<u64>) -> Result<Arc<SumTree>, CommandError> {
+        let epoch = match epoch {
+            Some(e) => e,
+            None => self
+                .latest_epoch()?
+                .ok_or_else(|| CommandError::NotFound("no epoch has been published yet".into()))?,
+        };
+        if let Ok(cached) = self.latest.lock()
+            && let Some(tree) = cached.as_ref()
+            && tree.root().epoch == epoch
+        {
+            return Ok(tree.clone());
+        }
+        let path = self.path(epoch);
+        let sealed = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                CommandError::NotFound(format!("epoch {epoch} is not kept here"))
+            }
+            _ => io(&path, &e),
+        })?;
+        let bytes = self
+            .master
+            .open(&sealed, &aad(&epoch.to_be_bytes()))
+            .map_err(|e| CommandError::Unavailable(format!("{}: {e}", path.display())))?;
+        let snapshot = Snapshot::decode(&bytes)
+            .map_err(|e| CommandError::Unavailable(format!("{}: {e}", path.display())))?;
+        let tree = Arc::new(
+            snapshot
+                .build()
+                .map_err(|e| CommandError::Unavailable(format!("epoch {epoch}: {e}")))?,
+        );
+        if let Ok(mut cached) = self.latest.lock() {
+            *cached = Some(tree.clone());
+        }
+        Ok(tree)
+    }
+
+    /// Customer `customer`'s proof in `epoch` (the latest when `None`).
+    pub fn proof(&self, customer: u64, epoch: Option<u64>) -> Result<InclusionProof, CommandError> {
+        self.tree(epoch)?.proof(customer).map_err(|e| match e {
+            ztx_por::PorError::UnknownCustomer(_) => CommandError::NotFound(format!(
+                "customer {customer} had no balance to prove in this epoch"
+            )),
+            other => CommandError::Unavailable(other.to_string()),
+        })
+    }
+
+    /// Builds the next epoch from one snapshot of the store, logs its root (durable
+    /// before anything shows it), then keeps its inputs sealed.
+    pub async fn publish(
+        &self,
+        engine: Option<&EngineHandle>,
+        pool: &StorePool,
+        who: &Operator,
+        now_ms: u64,
+    ) -> Result<Published, CommandError> {
+        let state = pool
+            .with(|s| s.load_state())
+            .await
+            .map_err(|e| CommandError::Unavailable(e.detail().unwrap_or(e.msg()).to_owned()))?;
+        let (assets, accounts) = liabilities(&state)?;
+        let epoch = self.latest_epoch()?.map_or(1, |e| e.saturating_add(1));
+        let mut secret = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        let snapshot = Snapshot {
+            epoch,
+            assets,
+            accounts,
+            secret: EpochSecret::from_bytes(secret),
+            config: self.config,
+        };
+        zeroize::Zeroize::zeroize(&mut secret);
+        let tree = snapshot
+            .build()
+            .map_err(|e| CommandError::Unavailable(format!("epoch {epoch}: {e}")))?;
+        let root = tree.root();
+        if let Some(engine) = engine {
+            engine
+                .record(publication(who, &root, now_ms))
+                .await
+                .map_err(|e| {
+                    CommandError::Unavailable(format!(
+                        "the audit log is unavailable, so nothing was published: {e}"
+                    ))
+                })?;
+        }
+        let bytes = snapshot
+            .encode()
+            .map_err(|e| CommandError::Unavailable(e.to_string()))?;
+        let sealed = self.master.seal(&bytes, &aad(&epoch.to_be_bytes()));
+        write_private(&self.dir, &self.path(epoch), &sealed)?;
+        let customers = tree.customers();
+        if let Ok(mut cached) = self.latest.lock() {
+            *cached = Some(Arc::new(tree));
+        }
+        Ok(Published { root, customers })
+    }
+}
+
+/// The epoch's assets, and each customer's balance of each.
+pub type Liabilities = (Vec<String>, Vec<(u64, Vec<u128>)>);
+
+/// Every customer's liabilities per asset: posted credits less posted debits of each of
+/// their accounts (what is held by open orders is still theirs). Customers with
+/// nothing are left out. Assets in code order.
+pub fn liabilities(state: &ExchangeState) -> Result<Liabilities, CommandError> {
+    let mut per_customer: BTreeMap<u64, BTreeMap<String, u128>> = BTreeMap::new();
+    let mut assets = std::collections::BTreeSet::new();
+    for (key, balances) in &state.accounts {
+        let Owner::Customer(customer) = key.owner else {
+            continue;
+        };
+        let owed = balances
+            .credits_posted
+            .minor()
+            .checked_sub(balances.debits_posted.minor())
+            .ok_or_else(|| {
+                CommandError::Unavailable(format!(
+                    "customer {}'s {} account is overdrawn: the ledger is broken",
+                    customer.0,
+                    key.asset.as_str()
+                ))
+            })?;
+        assets.insert(key.asset.as_str().to_owned());
+        if owed > 0 {
+            *per_customer
+                .entry(customer.0)
+                .or_default()
+                .entry(key.asset.as_str().to_owned())
+                .or_default() += owed;
+        }
+    }
+    let assets: Vec<String> = assets.into_iter().collect();
+    let accounts = per_customer
+        .into_iter()
+        .map(|(customer, owed)| {
+            let balances = assets
+                .iter()
+                .map(|a| owed.get(a).copied().unwrap_or(0))
+                .collect();
+            (customer, balances)
+        })
+        .collect();
+    Ok((assets, accounts))
+}
+
+/// The publication's entry: the epoch, its root and what it covers.
+fn publication(who: &Operator, root: &Root, now_ms: u64) -> Entry {
+    Entry {
+        prev: Hash::ZERO,
+        time_ms: now_ms,
+        kind: Kind::Publication,
+        request_id: 0,
+        customer: None,
+        api_key: None,
+        operator: Some(who.name.clone()),
+        client_ip: who.ip,
+        action: "por publish".into(),
+        params: vec![
+            ("epoch".into(), root.epoch.to_string()),
+            ("root".into(), root.hex()),
+            ("height".into(), root.height.to_string()),
+            ("assets".into(), root.assets.join(",")),
+            (
+                "totals".into(),
+                root.totals
+                    .iter()
+                    .map(u128::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        ],
+        outcome: Outcome::Success,
+        denial: None,
+        code: None,
+    }
+}
+
+fn aad(epoch: &[u8]) -> Aad<'_> {
+    Aad {
+        table: "file",
+        column: "por/epoch",
+        row_key: epoch,
+        key_version: 1,
+    }
+}
+
+fn io(path: &Path, e: &std::io::Error) -> CommandError {
+    CommandError::Unavailable(format!("{}: {e}", path.display()))
+}
+
+/// Writes `bytes` to `path` readable by this user alone, whole or not at all.
+fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), CommandError> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, &e))?;
+    let staged = path.with_extension("partial");
+    // What a crash left half written.
+    let _ = std::fs::remove_file(&staged);
+    let mut file = ztx_vault::create_private(&staged).map_err(|e| io(&staged, &e))?;
+    file.write_all(bytes).map_err(|e| io(&staged, &e))?;
+    file.sync_all().map_err(|e| io(&staged, &e))?;
+    std::fs::rename(&staged, path).map_err(|e| io(path, &e))
+}
+
+// ---- the customer's side, over the API ----
+
+fn none_kept() -> crate::error::ApiError {
+    crate::error::ApiError::not_found().with_detail("this server publishes no proof of liabilities")
+}
+
+fn refused(e: &CommandError) -> crate::error::ApiError {
+    match e {
+        CommandError::NotFound(why) => crate::error::ApiError::not_found().with_detail(why.clone()),
+        other => crate::error::ApiError::unknown().with_detail(other.to_string()),
+    }
+}
+
+/// The published root as JSON.
+pub fn root_json(root: &Root) -> serde_json::Value {
+    serde_json::json!({
+        "version": root.version,
+        "epoch": root.epoch,
+        "root": root.hex(),
+        "height": root.height,
+        "assets": root.assets,
+        "totals": root.totals.iter().map(u128::to_string).collect::<Vec<_>>(),
+    })
+}
+
+/// A publication's answer to the operator: the root, and how many customers it holds.
+pub fn published_json(published: &Published) -> serde_json::Value {
+    let mut answer = root_json(&published.root);
+    if let Some(fields) = answer.as_object_mut() {
+        fields.insert("customers".into(), serde_json::json!(published.customers));
+    }
+    answer
+}
+
+/// `GET /ztx/v1/por/root[?epoch=N]`: the root of the latest (or the given) epoch.
+pub async fn root(
+    state: crate::state::AppState,
+    call: crate::gate::Call,
+) -> Result<axum::response::Response, crate::error::ApiError> {
+    use axum::response::IntoResponse as _;
+    let reserves = state.reserves().ok_or_else(none_kept)?;
+    let epoch = call.params.optional_u64("epoch")?;
+    call.params.ensure_all_read()?;
+    let tree = tokio::task::spawn_blocking(move || reserves.tree(epoch))
+        .await
+        .map_err(|e| crate::error::ApiError::unknown().with_detail(e.to_string()))?
+        .map_err(|e| refused(&e))?;
+    Ok(axum::Json(root_json(&tree.root())).into_response())
+}
+
+/// `GET /ztx/v1/por/proof[?epoch=N]` (signed, read): the caller's inclusion proof, in
+/// its canonical bytes as hex, for `ztx por verify`.
+pub async fn proof(
+    state: crate::state::AppState,
+    call: crate::gate::Call,
+) -> Result<axum::response::Response, crate::error::ApiError> {
+    use axum::response::IntoResponse as _;
+    let customer = call.customer()?;
+    let reserves = state.reserves().ok_or_else(none_kept)?;
+    let epoch = call.params.optional_u64("epoch")?;
+    call.params.ensure_all_read()?;
+    let proof = tokio::task::spawn_blocking(move || reserves.proof(customer.0, epoch))
+        .await
+        .map_err(|e| crate::error::ApiError::unknown().with_detail(e.to_string()))?
+        .map_err(|e| refused(&e))?;
+    let bytes = proof
+        .encode()
+        .map_err(|e| crate::error::ApiError::unknown().with_detail(e.to_string()))?;
+    Ok(axum::Json(serde_json::json!({
+        "epoch": proof.epoch,
+        "customer": proof.customer,
+        "proof": hex::encode(bytes),
+    }))
+    .into_response())
+}

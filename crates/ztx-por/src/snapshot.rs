@@ -1,0 +1,130 @@
+//! What the platform keeps of an epoch to issue its proofs all epoch long: the balances
+//! the tree was built from, the epoch's secret and the tree's shape. Its bytes are the
+//! most sensitive the platform has (every customer's balances and the salts that hide
+//! them): the caller seals them before they touch a disk.
+//!
+//! # Encoding, version 1
+//!
+//! Version (`u8`, 1); epoch (`u64`); minimum height (`u8`); secret (32 bytes); the
+//! number of assets (`u8`) and each code (`u8` length, bytes); the number of accounts
+//! (`u64`) and each account's customer (`u64`) and balances (`u128` per asset).
+//! Nothing may follow.
+
+use zeroize::Zeroizing;
+
+use crate::proof::Reader;
+use crate::tree::check_assets;
+use crate::{EpochSecret, MAX_ASSETS, PorError, SumTree, TreeConfig, VERSION};
+
+/// One epoch's inputs (see the module).
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub epoch: u64,
+    pub assets: Vec<String>,
+    /// (customer, balance per asset).
+    pub accounts: Vec<(u64, Vec<u128>)>,
+    pub secret: EpochSecret,
+    pub config: TreeConfig,
+}
+
+impl Snapshot {
+    /// The epoch's tree.
+    pub fn build(&self) -> Result<SumTree, PorError> {
+        SumTree::build(
+            self.epoch,
+            self.assets.clone(),
+            &self.accounts,
+            &self.secret,
+            self.config,
+        )
+    }
+
+    /// The canonical bytes, wiped when dropped.
+    pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, PorError> {
+        check_assets(&self.assets)?;
+        let width = self.assets.len();
+        let mut out = Zeroizing::new(Vec::with_capacity(
+            64 + self.accounts.len() * (8 + 16 * width),
+        ));
+        out.push(VERSION);
+        out.extend_from_slice(&self.epoch.to_be_bytes());
+        out.push(self.config.min_height);
+        out.extend_from_slice(self.secret.as_bytes());
+        out.push(u8::try_from(width).map_err(|_| PorError::AssetCount(width))?);
+        for asset in &self.assets {
+            out.push(u8::try_from(asset.len()).unwrap_or(0));
+            out.extend_from_slice(asset.as_bytes());
+        }
+        out.extend_from_slice(
+            &u64::try_from(self.accounts.len())
+                .unwrap_or(u64::MAX)
+                .to_be_bytes(),
+        );
+        for (customer, balances) in &self.accounts {
+            if balances.len() != width {
+                return Err(PorError::BalanceCount {
+                    customer: *customer,
+                    got: balances.len(),
+                    assets: width,
+                });
+            }
+            out.extend_from_slice(&customer.to_be_bytes());
+            for b in balances {
+                out.extend_from_slice(&b.to_be_bytes());
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Snapshot, PorError> {
+        let mut r = Reader(bytes);
+        let version = r.u8("version")?;
+        if version != VERSION {
+            return Err(PorError::Version(version));
+        }
+        let epoch = r.u64("epoch")?;
+        let min_height = r.u8("minimum height")?;
+        let secret = EpochSecret::from_bytes(r.hash("secret")?);
+        let width = usize::from(r.u8("asset count")?);
+        if width == 0 || width > MAX_ASSETS {
+            return Err(PorError::AssetCount(width));
+        }
+        let mut assets = Vec::with_capacity(width);
+        for _ in 0..width {
+            let len = usize::from(r.u8("asset")?);
+            let code = r.take(len, "asset")?;
+            assets.push(
+                String::from_utf8(code.to_vec()).map_err(|_| PorError::Invalid {
+                    field: "asset",
+                    why: "not ASCII".into(),
+                })?,
+            );
+        }
+        check_assets(&assets)?;
+        let count = r.u64("account count")?;
+        // Each account takes at least 8 + 16 bytes: a count the rest cannot hold is
+        // refused before anything is allocated for it.
+        let each = 8 + 16 * width;
+        if count > u64::try_from(r.0.len() / each).unwrap_or(u64::MAX) {
+            return Err(PorError::Truncated("accounts"));
+        }
+        let mut accounts = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+        for _ in 0..count {
+            let customer = r.u64("accounts")?;
+            let balances = (0..width)
+                .map(|_| r.u128("accounts"))
+                .collect::<Result<Vec<_>, _>>()?;
+            accounts.push((customer, balances));
+        }
+        if !r.0.is_empty() {
+            return Err(PorError::Trailing(r.0.len()));
+        }
+        Ok(Snapshot {
+            epoch,
+            assets,
+            accounts,
+            secret,
+            config: TreeConfig { min_height },
+        })
+    }
+}

@@ -1,0 +1,140 @@
+//! `ztx por`: proof of liabilities. `publish` builds the next epoch from a snapshot of
+//! the ledger and logs its root (through the running server's admin API, or beside an
+//! engine of our own when none runs); `proof` writes a customer's inclusion proof from
+//! the epoch kept in the data directory; `verify` checks a proof file against a
+//! published root, offline, trusting nothing of the platform's.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow};
+use serde_json::json;
+use ztx_api::reserves::{Reserves, published_json};
+use ztx_por::{InclusionProof, TreeConfig};
+
+use crate::Location;
+use crate::admin::{Route, ask_server, locally, route};
+use crate::site::{Site, now_ms};
+
+#[derive(Debug, clap::Args)]
+pub struct PorArgs {
+    #[command(flatten)]
+    location: Location,
+    #[command(subcommand)]
+    command: PorCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum PorCommand {
+    /// Builds the next epoch from a snapshot of the ledger (trading goes on), logs its
+    /// root in the audit log, and prints the epoch and the root.
+    Publish {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Writes a customer's inclusion proof of the latest (or the given) epoch.
+    Proof {
+        #[arg(long)]
+        customer: u64,
+        #[arg(long)]
+        epoch: Option<u64>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Checks a proof file against a published root (hex); exit status 0 only when it
+    /// is valid, printing the balances it proves.
+    Verify {
+        file: PathBuf,
+        #[arg(long)]
+        root: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(args: PorArgs) -> Result<()> {
+    match args.command {
+        PorCommand::Verify { file, root, json } => verify(&file, &root, json),
+        PorCommand::Publish { json } => {
+            let site = Site::open(&args.location, false)?;
+            let answer = match route(&site)? {
+                Route::Local(_lock) => locally(&site, async |engine, pool, master, who| {
+                    let reserves = Reserves::new(
+                        &site.dir,
+                        std::sync::Arc::new(master.clone()),
+                        TreeConfig::default(),
+                    );
+                    let published = reserves.publish(Some(engine), pool, who, now_ms()).await?;
+                    Ok(published_json(&published))
+                })?,
+                Route::Server(client) => {
+                    ask_server(&client, "/ztx/admin/v1/por/publish", &json!({}))?
+                }
+            };
+            if json {
+                println!("{answer}");
+            } else {
+                let field = |name| answer.get(name).cloned().unwrap_or_default();
+                println!(
+                    "epoch {} root {}",
+                    field("epoch"),
+                    field("root").as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        PorCommand::Proof {
+            customer,
+            epoch,
+            out,
+        } => {
+            let site = Site::open(&args.location, false)?;
+            let reserves = Reserves::new(&site.dir, site.master_key()?, TreeConfig::default());
+            let proof = reserves
+                .proof(customer, epoch)
+                .map_err(|e| anyhow!("{e}"))?;
+            let bytes = proof.encode().map_err(|e| anyhow!("{e}"))?;
+            std::fs::write(&out, bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "wrote customer {customer}'s proof of epoch {} to {}",
+                proof.epoch,
+                out.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn verify(file: &std::path::Path, root: &str, as_json: bool) -> Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let proof = InclusionProof::decode(&bytes)
+        .map_err(|e| anyhow!("{} is not a proof: {e}", file.display()))?;
+    let mut published = [0u8; 32];
+    hex::decode_to_slice(root.trim(), &mut published)
+        .map_err(|e| anyhow!("--root is not a 64-digit hex root: {e}"))?;
+    let proven =
+        ztx_por::verify(&proof, &published).map_err(|e| anyhow!("the proof is invalid: {e}"))?;
+    if as_json {
+        let balances: serde_json::Map<_, _> = proven
+            .balances
+            .iter()
+            .map(|(asset, amount)| (asset.clone(), json!(amount.to_string())))
+            .collect();
+        println!(
+            "{}",
+            json!({ "valid": true, "epoch": proven.epoch, "customer": proven.customer,
+                    "balances": balances })
+        );
+    } else {
+        println!(
+            "valid: customer {}'s balances in epoch {} are counted in root {}",
+            proven.customer,
+            proven.epoch,
+            root.trim()
+        );
+        for (asset, amount) in &proven.balances {
+            println!("  {asset}: {amount} (smallest units)");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! Proof of liabilities end to end: `ztx por publish` through the running server (and
+//! beside an engine of its own when none runs), the root in the audit log, a customer's
+//! proof fetched over the signed API and written by the operator tool, and `ztx por
+//! verify` accepting it against the published root and refusing it against any other.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests: a panic is a failed test"
+)]
+
+mod common;
+
+use common::*;
+use ztx_store::Store as _;
+
+fn publish(d: &str) -> serde_json::Value {
+    let out = succeeds(&["por", "--data-dir", d, "publish", "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn verify(file: &std::path::Path, root: &str) -> std::process::Output {
+    ztx(&[
+        "por",
+        "verify",
+        file.to_str().unwrap(),
+        "--root",
+        root,
+        "--json",
+    ])
+}
+
+#[test]
+fn a_customer_verifies_their_balances_against_the_published_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let d = data.to_str().unwrap();
+    let (server, addr) = serve(&data, &[]);
+    let (alice_key, alice_secret) = customer_with_key(d, "alice@example.com");
+    let _bob = customer_with_key(d, "bob@example.com");
+
+    let published = publish(d);
+    assert_eq!(published["epoch"], 1);
+    assert_eq!(published["customers"], 2);
+    assert_eq!(published["assets"], serde_json::json!(["BTC", "USDT"]));
+    // Two customers with 100 BTC and 1,000,000 USDT each, in smallest units.
+    assert_eq!(
+        published["totals"],
+        serde_json::json!(["20000000000", "200000000000000"])
+    );
+    let root = published["root"].as_str().unwrap().to_owned();
+
+    // The public root, and Alice's own proof over the signed API.
+    let (status, body) = http(&addr, "GET", "/ztx/v1/por/root", None);
+    assert_eq!(status, 200, "{body}");
+    let served: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(served["root"], root.as_str());
+    let (status, body) = http(
+        &addr,
+        "GET",
+        &signed("/ztx/v1/por/proof", "", &alice_secret),
+        Some(&alice_key),
+    );
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let file = dir.path().join("alice.proof");
+    std::fs::write(
+        &file,
+        hex::decode(answer["proof"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+
+    let out = verify(&file, &root);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let proven: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(proven["customer"], answer["customer"]);
+    assert_eq!(
+        proven["balances"],
+        serde_json::json!({"BTC": "10000000000", "USDT": "100000000000000"})
+    );
+    // Against any other root, or altered by a byte, it fails, saying why.
+    let other = "00".repeat(32);
+    fails_with(&verify(&file, &other), "the proof is invalid");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&file, &bytes).unwrap();
+    fails_with(&verify(&file, &root), "the proof is invalid");
+    bytes.push(0);
+    std::fs::write(&file, &bytes).unwrap();
+    fails_with(&verify(&file, &root), "is not a proof");
+
+    // The operator's tool writes the same customer's proof from the kept epoch.
+    let customer = answer["customer"].to_string();
+    let out_file = dir.path().join("by-operator.proof");
+    succeeds(&[
+        "por",
+        "--data-dir",
+        d,
+        "proof",
+        "--customer",
+        &customer,
+        "--out",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(verify(&out_file, &root).status.success());
+    drop(server);
+
+    // With no server running, publishing runs beside an engine of its own.
+    let second = publish(d);
+    assert_eq!(second["epoch"], 2);
+    // Both roots are in the audit log, each as a publication.
+    let mut store = ztx_store::open(data.join("ztx.sqlite").to_str().unwrap()).unwrap();
+    let roots: Vec<String> = store
+        .audit_entries(0, 10_000)
+        .unwrap()
+        .iter()
+        .map(|row| ztx_audit::Entry::decode(&row.entry).unwrap())
+        .filter(|e| e.kind == ztx_audit::Kind::Publication)
+        .map(|e| {
+            e.params
+                .iter()
+                .find(|(n, _)| n == "root")
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        roots,
+        vec![root, second["root"].as_str().unwrap().to_owned()]
+    );
+    // The kept epochs are sealed: no balance in clear, no readable secret.
+    let sealed = std::fs::read(data.join("por").join("epoch-0000000001")).unwrap();
+    assert!(ztx_por::Snapshot::decode(&sealed).is_err());
+}
+
+#[test]
+fn a_malformed_root_or_proof_file_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.proof");
+    std::fs::write(&file, b"not a proof").unwrap();
+    fails_with(&verify(&file, &"ab".repeat(32)), "is not a proof");
+    fails_with(&verify(&file, "xyz"), "is not a proof");
+    std::fs::write(&file, []).unwrap();
+    fails_with(&verify(&file, "xyz"), "ends inside version");
+    fails_with(&verify(&dir.path().join("missing"), "xyz"), "cannot read");
+}
