@@ -13,7 +13,6 @@
 mod common;
 
 use common::*;
-use ztx_store::Store as _;
 
 fn publish(d: &str) -> serde_json::Value {
     let out = succeeds(&["por", "--data-dir", d, "publish", "--json"]);
