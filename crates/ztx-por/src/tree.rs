@@ -140,53 +140,59 @@ impl SumTree {
         let mut placed: Vec<(u64, usize)> = slots.iter().copied().zip(0..).collect();
         placed.sort_unstable_by_key(|(position, _)| *position);
         let mut positions = HashMap::with_capacity(order.len());
-        let mut leaves = Vec::with_capacity(placed.len());
         let mut leaf_sums = Vec::with_capacity(placed.len() * width);
-        for (position, i) in placed {
+        let mut owners = Vec::with_capacity(placed.len());
+        for &(position, i) in &placed {
             let Some((customer, balances)) = order.get(i) else {
                 continue;
             };
-            let salt = secret.salt(epoch, *customer);
-            leaves.push((position, leaf_hash(epoch, *customer, &salt, balances)));
             leaf_sums.extend_from_slice(balances);
             positions.insert(*customer, position);
+            owners.push((position, *customer, balances.as_slice()));
         }
+        // The leaves' salts and hashes, the bulk of the work, on every core.
+        let leaves: Vec<(u64, Hash)> = in_parallel(&owners, |part| {
+            part.iter()
+                .map(|(position, customer, balances)| {
+                    let salt = secret.salt(epoch, *customer);
+                    (*position, leaf_hash(epoch, *customer, &salt, balances))
+                })
+                .collect::<Vec<_>>()
+        })
+        .into_iter()
+        .flatten()
+        .collect();
         let mut nodes = vec![leaves];
         let mut sums = vec![leaf_sums];
         for level in 0..height {
             let (Some(below), Some(below_sums)) = (nodes.last(), sums.last()) else {
                 break;
             };
+            let parts = pair_aligned(below, available_threads());
+            let built = in_parallel(&parts, |part| {
+                part.iter()
+                    .map(|&(start, end)| {
+                        let (Some(nodes), Some(sums)) = (
+                            below.get(start..end),
+                            below_sums.get(start * width..end * width),
+                        ) else {
+                            return Ok((Vec::new(), Vec::new()));
+                        };
+                        parents(nodes, sums, width, |index| {
+                            pad_node(secret, epoch, level, index)
+                        })
+                        .map_err(|k| PorError::Overflow {
+                            asset: assets.get(k).cloned().unwrap_or_default(),
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            });
             let mut above = Vec::with_capacity(below.len() / 2 + 1);
             let mut above_sums = Vec::with_capacity((below.len() / 2 + 1) * width);
-            let zero = vec![0u128; width];
-            let mut k = 0;
-            while let Some(&(index, hash)) = below.get(k) {
-                let own = below_sums.get(k * width..(k + 1) * width).unwrap_or(&zero);
-                let sibling = index ^ 1;
-                let next = below.get(k + 1).filter(|(i, _)| *i == sibling);
-                let (sibling_hash, sibling_sums, step) = match next {
-                    Some(&(_, h)) => (
-                        h,
-                        below_sums
-                            .get((k + 1) * width..(k + 2) * width)
-                            .unwrap_or(&zero),
-                        2,
-                    ),
-                    None => (pad_node(secret, epoch, level, sibling), zero.as_slice(), 1),
-                };
-                let (l, ls, r, rs) = if index & 1 == 0 {
-                    (&hash, own, &sibling_hash, sibling_sums)
-                } else {
-                    (&sibling_hash, sibling_sums, &hash, own)
-                };
-                above.push((index >> 1, node_hash(l, ls, r, rs)));
-                for (k2, (a, b)) in ls.iter().zip(rs).enumerate() {
-                    above_sums.push(a.checked_add(*b).ok_or_else(|| PorError::Overflow {
-                        asset: assets.get(k2).cloned().unwrap_or_default(),
-                    })?);
-                }
-                k += step;
+            for part in built.into_iter().flatten() {
+                let (n, s) = part?;
+                above.extend(n);
+                above_sums.extend(s);
             }
             nodes.push(above);
             sums.push(above_sums);
@@ -281,6 +287,100 @@ impl SumTree {
     }
 }
 
+/// One level's kept nodes (index, hash) and their sums, flat.
+type Level = (Vec<(u64, Hash)>, Vec<u128>);
+
+/// The parents of `below` (kept nodes of one level, by index, with their flat sums),
+/// each missing sibling a padding node from `pad`. On overflow, the asset's position.
+fn parents(
+    below: &[(u64, Hash)],
+    below_sums: &[u128],
+    width: usize,
+    pad: impl Fn(u64) -> Hash,
+) -> Result<Level, usize> {
+    let zero = vec![0u128; width];
+    let mut above = Vec::with_capacity(below.len() / 2 + 1);
+    let mut above_sums = Vec::with_capacity((below.len() / 2 + 1) * width);
+    let mut k = 0;
+    while let Some(&(index, hash)) = below.get(k) {
+        let own = below_sums.get(k * width..(k + 1) * width).unwrap_or(&zero);
+        let sibling = index ^ 1;
+        let next = below.get(k + 1).filter(|(i, _)| *i == sibling);
+        let (sibling_hash, sibling_sums, step) = match next {
+            Some(&(_, h)) => (
+                h,
+                below_sums
+                    .get((k + 1) * width..(k + 2) * width)
+                    .unwrap_or(&zero),
+                2,
+            ),
+            None => (pad(sibling), zero.as_slice(), 1),
+        };
+        let (l, ls, r, rs) = if index & 1 == 0 {
+            (&hash, own, &sibling_hash, sibling_sums)
+        } else {
+            (&sibling_hash, sibling_sums, &hash, own)
+        };
+        above.push((index >> 1, node_hash(l, ls, r, rs)));
+        for (asset, (a, b)) in ls.iter().zip(rs).enumerate() {
+            above_sums.push(a.checked_add(*b).ok_or(asset)?);
+        }
+        k += step;
+    }
+    Ok((above, above_sums))
+}
+
+fn available_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Cuts `nodes` into about `parts` ranges that never separate two siblings.
+fn pair_aligned(nodes: &[(u64, Hash)], parts: usize) -> Vec<(usize, usize)> {
+    let len = nodes.len();
+    let step = len.div_ceil(parts.max(1)).max(1);
+    let mut ranges = Vec::with_capacity(parts);
+    let mut start = 0;
+    while start < len {
+        let mut end = (start + step).min(len);
+        // A cut between siblings moves on by one.
+        if let (Some(a), Some(b)) = (
+            end.checked_sub(1).and_then(|e| nodes.get(e)),
+            nodes.get(end),
+        ) && a.0 >> 1 == b.0 >> 1
+        {
+            end += 1;
+        }
+        ranges.push((start, end));
+        start = end;
+    }
+    ranges
+}
+
+/// Runs `work` on about equal parts of `items`, one thread each when it is worth it,
+/// and returns the parts' results in order.
+fn in_parallel<T: Sync, U: Send>(items: &[T], work: impl Fn(&[T]) -> U + Sync) -> Vec<U> {
+    const SERIAL_BELOW: usize = 4096;
+    let threads = available_threads();
+    if threads < 2 || items.len() < SERIAL_BELOW {
+        return vec![work(items)];
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || work(part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
 /// A padding node: the root of a subtree with no customer, at `index` of `level`.
 fn pad_node(secret: &EpochSecret, epoch: u64, level: u8, index: u64) -> Hash {
     // Indices are below 2^32 and levels at most 32: one number names each node.
@@ -328,11 +428,49 @@ fn height_for(customers: usize, min_height: u8) -> Result<u8, PorError> {
 /// The first `take` positions of a permutation of `0..size` drawn from the secret (a
 /// Fisher–Yates shuffle stopped after `take` swaps).
 fn shuffled_positions(secret: &EpochSecret, epoch: u64, size: u64, take: usize) -> Vec<u64> {
-    // Positions are kept sparse: only those swapped are stored.
+    // Up to 2^26 positions the permutation is kept whole (256 MB at most); beyond, only
+    // the positions swapped are stored. The same draws give the same positions.
+    if size <= 1 << 26 {
+        dense_positions(secret, epoch, size, take)
+    } else {
+        sparse_positions(secret, epoch, size, take)
+    }
+}
+
+fn dense_positions(secret: &EpochSecret, epoch: u64, size: u64, take: usize) -> Vec<u64> {
+    let mut all: Vec<u32> = (0..u32::try_from(size).unwrap_or(u32::MAX)).collect();
+    draws(secret, epoch, size, take)
+        .enumerate()
+        .map(|(i, j)| {
+            let last = all.len().saturating_sub(1);
+            let j = usize::try_from(j).unwrap_or(usize::MAX).min(last);
+            all.swap(i, j);
+            u64::from(all.get(i).copied().unwrap_or(0))
+        })
+        .collect()
+}
+
+fn sparse_positions(secret: &EpochSecret, epoch: u64, size: u64, take: usize) -> Vec<u64> {
     let mut moved: HashMap<u64, u64> = HashMap::with_capacity(take.saturating_mul(2));
     let mut out = Vec::with_capacity(take);
+    for (i, j) in (0u64..).zip(draws(secret, epoch, size, take)) {
+        let at_i = moved.get(&i).copied().unwrap_or(i);
+        let at_j = moved.get(&j).copied().unwrap_or(j);
+        moved.insert(j, at_i);
+        out.push(at_j);
+    }
+    out
+}
+
+/// The Fisher–Yates draws: for step `i`, a position in `i..size`.
+fn draws(
+    secret: &EpochSecret,
+    epoch: u64,
+    size: u64,
+    take: usize,
+) -> impl Iterator<Item = u64> + '_ {
     let mut block = [0u8; 32];
-    for i in 0..u64::try_from(take).unwrap_or(u64::MAX) {
+    (0..u64::try_from(take).unwrap_or(u64::MAX)).map(move |i| {
         let lane = usize::try_from(i % 4).unwrap_or(0);
         if lane == 0 {
             block = secret.draw(b"position", epoch, i / 4);
@@ -342,13 +480,8 @@ fn shuffled_positions(secret: &EpochSecret, epoch: u64, size: u64, take: usize) 
             word.copy_from_slice(bytes);
         }
         // A 64-bit draw over at most 2^32 choices: the bias is below 2^-32.
-        let j = i + u64::from_be_bytes(word) % (size - i);
-        let at_i = moved.get(&i).copied().unwrap_or(i);
-        let at_j = moved.get(&j).copied().unwrap_or(j);
-        moved.insert(j, at_i);
-        out.push(at_j);
-    }
-    out
+        i + u64::from_be_bytes(word) % (size - i)
+    })
 }
 
 pub(crate) fn leaf_hash(epoch: u64, customer: u64, salt: &Hash, balances: &[u128]) -> Hash {
@@ -387,4 +520,30 @@ pub(crate) fn node_hash(
         h.update(s.to_be_bytes());
     }
     h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// The whole permutation and the sparse one give the same positions, and no
+        /// position twice.
+        #[test]
+        fn dense_and_sparse_shuffles_agree(height in 0u8..12, fill in 0.0f64..=1.0, seed: [u8; 32]) {
+            let size = 1u64 << height;
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss, clippy::float_arithmetic)]
+            let take = ((size as f64) * fill) as usize;
+            let secret = EpochSecret::from_bytes(seed);
+            let dense = dense_positions(&secret, 3, size, take);
+            prop_assert_eq!(&dense, &sparse_positions(&secret, 3, size, take));
+            let mut seen = dense.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            prop_assert_eq!(seen.len(), take);
+            prop_assert!(dense.iter().all(|p| *p < size));
+        }
+    }
 }

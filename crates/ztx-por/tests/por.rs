@@ -374,3 +374,22 @@ fn a_snapshot_claiming_more_accounts_than_it_holds_is_refused_before_allocating(
         PorError::Truncated("accounts")
     );
 }
+
+/// A tree large enough to be built on every core, its leaves dense enough that most
+/// have a customer beside them: every proof verifies, so no level was cut between two
+/// siblings, and the totals add up.
+#[test]
+fn a_tree_built_in_parallel_proves_every_customer() {
+    let accounts: Vec<(u64, Vec<u128>)> = (1..=20_000u64)
+        .map(|c| (c * 3, vec![u128::from(c % 97), u128::from(c)]))
+        .collect();
+    let t = tree(&accounts, 15);
+    let root = t.root();
+    assert_eq!(root.height, 15);
+    for (customer, balances) in &accounts {
+        let proven = verify(&t.proof(*customer).unwrap(), &root.hash).unwrap();
+        assert_eq!(proven.balances[1].1, balances[1]);
+    }
+    let total: u128 = accounts.iter().map(|(_, b)| b[1]).sum();
+    assert_eq!(root.totals[1], total);
+}

@@ -1,0 +1,119 @@
+//! Proof of liabilities' cost (issue 5's targets for the non-private variant): building
+//! the sum tree of N accounts (two assets, random balances), then generating, encoding
+//! and verifying customers' inclusion proofs, with the proof's size and the process's
+//! peak memory.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::float_arithmetic,
+    clippy::cast_possible_truncation,
+    clippy::cast_precision_loss,
+    clippy::panic,
+    reason = "a benchmark harness: failing loudly is the right behaviour, and floats only format figures"
+)]
+
+use std::time::Instant;
+
+use clap::Parser;
+use ztx_por::{EpochSecret, SumTree, TreeConfig, verify};
+
+#[derive(Debug, Parser)]
+#[command(about = "Proof of liabilities: tree build, proof generation and verification")]
+struct Args {
+    /// Accounts in the tree.
+    #[arg(long, default_value_t = 1_000_000)]
+    accounts: u64,
+    /// The tree's minimum height (it grows to fit the accounts).
+    #[arg(long, default_value_t = 20)]
+    min_height: u8,
+    /// Proofs generated and verified.
+    #[arg(long, default_value_t = 1_000)]
+    proofs: u64,
+}
+
+/// A deterministic stream of balances (SplitMix64), so that runs compare.
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The process's peak resident memory, from /proc (Linux), in MB.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn main() {
+    let args = Args::parse();
+    println!(
+        "ztx-por-bench --accounts {} --min-height {} --proofs {}",
+        args.accounts, args.min_height, args.proofs
+    );
+    println!(
+        "machine: {} cores; build: {}; variant: non-private (sums in clear)",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    let mut seed = 7u64;
+    let accounts: Vec<(u64, Vec<u128>)> = (1..=args.accounts)
+        .map(|c| {
+            let btc = u128::from(next(&mut seed) % 10_000_000_000);
+            let usdt = u128::from(next(&mut seed) % 100_000_000_000_000);
+            (c, vec![btc, usdt])
+        })
+        .collect();
+    let secret = EpochSecret::from_bytes([9; 32]);
+    let started = Instant::now();
+    let tree = SumTree::build(
+        1,
+        vec!["BTC".into(), "USDT".into()],
+        &accounts,
+        &secret,
+        TreeConfig {
+            min_height: args.min_height,
+        },
+    )
+    .unwrap();
+    let built = started.elapsed();
+    let root = tree.root();
+    println!(
+        "build: {:.2} s for {} accounts (height {}), peak memory {:.0} MB",
+        built.as_secs_f64(),
+        args.accounts,
+        root.height,
+        peak_rss_mb().unwrap_or(0.0)
+    );
+    let step = (args.accounts / args.proofs.max(1)).max(1);
+    let customers: Vec<u64> = (0..args.proofs)
+        .map(|i| 1 + (i * step) % args.accounts)
+        .collect();
+    let started = Instant::now();
+    let proofs: Vec<Vec<u8>> = customers
+        .iter()
+        .map(|c| tree.proof(*c).unwrap().encode().unwrap())
+        .collect();
+    let generated = started.elapsed();
+    let started = Instant::now();
+    for bytes in &proofs {
+        let proof = ztx_por::InclusionProof::decode(bytes).unwrap();
+        verify(&proof, &root.hash).unwrap();
+    }
+    let verified = started.elapsed();
+    let n = proofs.len() as f64;
+    println!(
+        "proof: {} bytes; generate {:.1} µs each; decode and verify {:.1} µs each ({} proofs)",
+        proofs.first().map_or(0, Vec::len),
+        generated.as_secs_f64() * 1e6 / n,
+        verified.as_secs_f64() * 1e6 / n,
+        proofs.len()
+    );
+}
