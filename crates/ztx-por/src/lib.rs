@@ -36,10 +36,12 @@
 mod proof;
 mod snapshot;
 mod tree;
+mod zk;
 
 pub use proof::{InclusionProof, PathStep, Verified, verify};
 pub use snapshot::Snapshot;
 pub use tree::{EpochSecret, Root, SumTree, TreeConfig};
+pub use zk::{ZkProof, ZkRoot, ZkTree, verify_totals, verify_zk};
 
 /// The most assets one epoch covers.
 pub const MAX_ASSETS: usize = 64;

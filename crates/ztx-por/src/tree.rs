@@ -34,6 +34,15 @@ impl EpochSecret {
         &self.0
     }
 
+    /// A value drawn for `label` and `sub`: `draw` of the two joined, length-prefixed.
+    pub(crate) fn draw_labelled(&self, label: &[u8], sub: &[u8], epoch: u64, n: u64) -> Hash {
+        let mut joined = Vec::with_capacity(label.len() + sub.len() + 1);
+        joined.push(u8::try_from(label.len()).unwrap_or(u8::MAX));
+        joined.extend_from_slice(label);
+        joined.extend_from_slice(sub);
+        self.draw(&joined, epoch, n)
+    }
+
     fn draw(&self, label: &[u8], epoch: u64, n: u64) -> Hash {
         // HMAC takes keys of any length: `new_from_slice` cannot fail, and the fallback
         // only keeps the function total without a panic path.
@@ -330,12 +339,12 @@ fn parents(
     Ok((above, above_sums))
 }
 
-fn available_threads() -> usize {
+pub(crate) fn available_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// Cuts `nodes` into about `parts` ranges that never separate two siblings.
-fn pair_aligned(nodes: &[(u64, Hash)], parts: usize) -> Vec<(usize, usize)> {
+pub(crate) fn pair_aligned(nodes: &[(u64, Hash)], parts: usize) -> Vec<(usize, usize)> {
     let len = nodes.len();
     let step = len.div_ceil(parts.max(1)).max(1);
     let mut ranges = Vec::with_capacity(parts);
@@ -358,7 +367,10 @@ fn pair_aligned(nodes: &[(u64, Hash)], parts: usize) -> Vec<(usize, usize)> {
 
 /// Runs `work` on about equal parts of `items`, one thread each when it is worth it,
 /// and returns the parts' results in order.
-fn in_parallel<T: Sync, U: Send>(items: &[T], work: impl Fn(&[T]) -> U + Sync) -> Vec<U> {
+pub(crate) fn in_parallel<T: Sync, U: Send>(
+    items: &[T],
+    work: impl Fn(&[T]) -> U + Sync,
+) -> Vec<U> {
     const SERIAL_BELOW: usize = 4096;
     let threads = available_threads();
     if threads < 2 || items.len() < SERIAL_BELOW {
@@ -414,7 +426,7 @@ pub(crate) fn check_assets(assets: &[String]) -> Result<(), PorError> {
 }
 
 /// The height of a tree of `customers` leaves at least `2^min_height` wide.
-fn height_for(customers: usize, min_height: u8) -> Result<u8, PorError> {
+pub(crate) fn height_for(customers: usize, min_height: u8) -> Result<u8, PorError> {
     let mut height = min_height.min(MAX_HEIGHT);
     while (1u64 << height) < u64::try_from(customers).unwrap_or(u64::MAX) {
         if height == MAX_HEIGHT {
@@ -427,7 +439,12 @@ fn height_for(customers: usize, min_height: u8) -> Result<u8, PorError> {
 
 /// The first `take` positions of a permutation of `0..size` drawn from the secret (a
 /// Fisher–Yates shuffle stopped after `take` swaps).
-fn shuffled_positions(secret: &EpochSecret, epoch: u64, size: u64, take: usize) -> Vec<u64> {
+pub(crate) fn shuffled_positions(
+    secret: &EpochSecret,
+    epoch: u64,
+    size: u64,
+    take: usize,
+) -> Vec<u64> {
     // Up to 2^26 positions the permutation is kept whole (256 MB at most); beyond, only
     // the positions swapped are stored. The same draws give the same positions.
     if size <= 1 << 26 {

@@ -29,6 +29,9 @@ struct Args {
     /// Proofs generated and verified.
     #[arg(long, default_value_t = 1_000)]
     proofs: u64,
+    /// The zero-knowledge variant (commitments and range proofs) instead of sums.
+    #[arg(long)]
+    zk: bool,
 }
 
 /// A deterministic stream of balances (SplitMix64), so that runs compare.
@@ -51,16 +54,24 @@ fn peak_rss_mb() -> Option<f64> {
 fn main() {
     let args = Args::parse();
     println!(
-        "ztx-por-bench --accounts {} --min-height {} --proofs {}",
-        args.accounts, args.min_height, args.proofs
+        "ztx-por-bench --accounts {} --min-height {} --proofs {}{}",
+        args.accounts,
+        args.min_height,
+        args.proofs,
+        if args.zk { " --zk" } else { "" }
     );
     println!(
-        "machine: {} cores; build: {}; variant: non-private (sums in clear)",
+        "machine: {} cores; build: {}; variant: {}",
         std::thread::available_parallelism().map_or(0, usize::from),
         if cfg!(debug_assertions) {
             "debug"
         } else {
             "release"
+        },
+        if args.zk {
+            "zero-knowledge (Pedersen commitments, Bulletproofs per path)"
+        } else {
+            "non-private (sums in clear)"
         }
     );
     let mut seed = 7u64;
@@ -72,6 +83,10 @@ fn main() {
         })
         .collect();
     let secret = EpochSecret::from_bytes([9; 32]);
+    if args.zk {
+        zk(&args, &accounts, &secret);
+        return;
+    }
     let started = Instant::now();
     let tree = SumTree::build(
         1,
@@ -115,5 +130,58 @@ fn main() {
         generated.as_secs_f64() * 1e6 / n,
         verified.as_secs_f64() * 1e6 / n,
         proofs.len()
+    );
+}
+
+fn zk(args: &Args, accounts: &[(u64, Vec<u128>)], secret: &EpochSecret) {
+    let accounts: Vec<(u64, Vec<u64>)> = accounts
+        .iter()
+        .map(|(c, b)| (*c, b.iter().map(|v| u64::try_from(*v).unwrap()).collect()))
+        .collect();
+    let started = Instant::now();
+    let tree = ztx_por::ZkTree::build(
+        1,
+        vec!["BTC".into(), "USDT".into()],
+        &accounts,
+        secret,
+        TreeConfig {
+            min_height: args.min_height,
+        },
+    )
+    .unwrap();
+    let built = started.elapsed();
+    let root = tree.root();
+    println!(
+        "build: {:.2} s for {} accounts (height {}), peak memory {:.0} MB",
+        built.as_secs_f64(),
+        args.accounts,
+        root.height,
+        peak_rss_mb().unwrap_or(0.0)
+    );
+    let n = args.proofs.clamp(1, 100);
+    let step = (args.accounts / n).max(1);
+    let (mut generate, mut check, mut size) = (0.0, 0.0, 0);
+    for i in 0..n {
+        let customer = 1 + (i * step) % args.accounts;
+        let started = Instant::now();
+        let proof = tree.proof(customer).unwrap();
+        generate += started.elapsed().as_secs_f64();
+        size = proof.path.len() * (32 + 32 * proof.assets.len())
+            + proof
+                .ranges
+                .iter()
+                .map(|(extras, bytes)| extras.len() * 32 + bytes.len())
+                .sum::<usize>()
+            + 8 * 3
+            + 32
+            + proof.assets.len() * (8 + 32);
+        let started = Instant::now();
+        ztx_por::verify_zk(&proof, &root).unwrap();
+        check += started.elapsed().as_secs_f64();
+    }
+    println!(
+        "proof: about {size} bytes (two assets); generate {:.1} ms each; verify {:.1} ms each ({n} proofs)",
+        generate * 1e3 / n as f64,
+        check * 1e3 / n as f64,
     );
 }

@@ -1,0 +1,147 @@
+//! The zero-knowledge variant: every customer's proof verifies against a root that
+//! shows no balance, total or count; any change to a proof fails; the platform can open
+//! the totals to an auditor; and a range proof cannot be moved to another customer.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests: a panic is a failed test"
+)]
+
+use proptest::prelude::*;
+use ztx_por::{EpochSecret, PorError, TreeConfig, ZkTree, verify_totals, verify_zk};
+
+fn build(accounts: &[(u64, Vec<u64>)], min_height: u8) -> ZkTree {
+    ZkTree::build(
+        3,
+        vec!["BTC".into(), "USDT".into()],
+        accounts,
+        &EpochSecret::from_bytes([5; 32]),
+        TreeConfig { min_height },
+    )
+    .unwrap()
+}
+
+fn accounts() -> Vec<(u64, Vec<u64>)> {
+    vec![
+        (10, vec![1, 100]),
+        (11, vec![0, 250]),
+        (12, vec![7, 0]),
+        (40, vec![3, 3]),
+        (41, vec![9, 1_000_000]),
+    ]
+}
+
+#[test]
+fn every_customers_zero_knowledge_proof_verifies_and_the_auditor_sees_the_totals() {
+    let tree = build(&accounts(), 3);
+    let root = tree.root();
+    assert_eq!(root.height, 3);
+    for (customer, balances) in accounts() {
+        let proof = tree.proof(customer).unwrap();
+        let proven = verify_zk(&proof, &root).unwrap();
+        assert_eq!(
+            proven,
+            vec![
+                ("BTC".to_owned(), balances[0]),
+                ("USDT".to_owned(), balances[1])
+            ]
+        );
+    }
+    let (totals, blindings) = tree.open_totals();
+    assert_eq!(totals, vec![20, 1_000_353]);
+    assert!(verify_totals(&root, &totals, &blindings));
+    assert!(!verify_totals(&root, &[21, 1_000_353], &blindings));
+}
+
+#[test]
+fn any_altered_zero_knowledge_proof_fails() {
+    // Height 4: the leaf and four siblings, padded with three commitments to zero.
+    let tree = build(&accounts(), 4);
+    let root = tree.root();
+    let good = tree.proof(41).unwrap();
+    type Alteration = Box<dyn Fn(&mut ztx_por::ZkProof)>;
+    let alterations: Vec<Alteration> = vec![
+        Box::new(|p| p.balances[1] += 1),
+        Box::new(|p| p.blindings[0][0] ^= 1),
+        Box::new(|p| p.salt[3] ^= 1),
+        Box::new(|p| p.customer += 1),
+        Box::new(|p| p.index ^= 1),
+        Box::new(|p| p.path[1].0[0] ^= 1),
+        Box::new(|p| p.path[2].1[1] = p.path[0].1[1]),
+        Box::new(|p| p.ranges[0].1[40] ^= 1),
+        Box::new(|p| p.ranges[1].0.clear()),
+        Box::new(|p| p.ranges[1].0[0] = p.path[0].1[1]),
+    ];
+    assert_eq!(good.ranges[1].0.len(), 3);
+    for (i, alter) in alterations.iter().enumerate() {
+        let mut proof = good.clone();
+        alter(&mut proof);
+        assert!(verify_zk(&proof, &root).is_err(), "alteration {i} verified");
+    }
+    assert!(verify_zk(&good, &root).is_ok());
+}
+
+/// A range proof made for one customer does not serve another's proof: each is bound
+/// to its epoch, customer and asset.
+#[test]
+fn a_range_proof_moved_to_another_customer_is_refused() {
+    let tree = build(&accounts(), 3);
+    let root = tree.root();
+    let mut proof = tree.proof(10).unwrap();
+    let other = tree.proof(11).unwrap();
+    proof.ranges = other.ranges.clone();
+    assert!(matches!(
+        verify_zk(&proof, &root),
+        Err(PorError::Invalid {
+            field: "range proof",
+            ..
+        })
+    ));
+}
+
+/// A tree of one customer and of five have the same shape, and their roots carry no
+/// total: only commitments.
+#[test]
+fn the_root_shows_neither_totals_nor_count() {
+    let one = build(&accounts()[..1], 3);
+    let five = build(&accounts(), 3);
+    assert_eq!(one.root().height, five.root().height);
+    assert_eq!(
+        one.proof(10).unwrap().path.len(),
+        five.proof(10).unwrap().path.len()
+    );
+    assert_eq!(five.root().commitments.len(), 2);
+}
+
+#[test]
+fn balances_beyond_the_range_proofs_are_refused() {
+    let refused = ZkTree::build(
+        1,
+        vec!["BTC".into()],
+        &[(1, vec![u64::MAX]), (2, vec![1])],
+        &EpochSecret::from_bytes([1; 32]),
+        TreeConfig { min_height: 1 },
+    );
+    assert!(matches!(refused, Err(PorError::Overflow { .. })));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(6))]
+
+    /// Whatever the balances, each customer's proof verifies and proves exactly theirs.
+    #[test]
+    fn zero_knowledge_proofs_verify_for_any_balances(
+        balances in prop::collection::btree_map(1u64..1000, (0u64..1 << 40, 0u64..1 << 40), 1..6),
+    ) {
+        let accounts: Vec<(u64, Vec<u64>)> =
+            balances.into_iter().map(|(c, (a, b))| (c, vec![a, b])).collect();
+        let tree = build(&accounts, 2);
+        let root = tree.root();
+        let (customer, own) = &accounts[0];
+        let proven = verify_zk(&tree.proof(*customer).unwrap(), &root).unwrap();
+        prop_assert_eq!(proven[0].1, own[0]);
+        prop_assert_eq!(proven[1].1, own[1]);
+    }
+}
