@@ -176,21 +176,8 @@ impl InclusionProof {
                 why: format!("{height} is above {MAX_HEIGHT}"),
             });
         }
-        let width = usize::from(r.u8("asset count")?);
-        if width == 0 || width > MAX_ASSETS {
-            return Err(PorError::AssetCount(width));
-        }
-        let mut assets = Vec::with_capacity(width);
-        for _ in 0..width {
-            let len = usize::from(r.u8("asset")?);
-            let code = r.take(len, "asset")?;
-            assets.push(
-                String::from_utf8(code.to_vec()).map_err(|_| PorError::Invalid {
-                    field: "asset",
-                    why: "not ASCII".into(),
-                })?,
-            );
-        }
+        let assets = r.assets()?;
+        let width = assets.len();
         let customer = r.u64("customer")?;
         let salt = r.hash("salt")?;
         let balances = (0..width)
@@ -252,6 +239,27 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn u128(&mut self, field: &'static str) -> Result<u128, PorError> {
         Ok(u128::from_be_bytes(self.array(field)?))
+    }
+
+    /// The asset count and codes, checked as [`check_assets`] checks them.
+    pub(crate) fn assets(&mut self) -> Result<Vec<String>, PorError> {
+        let width = usize::from(self.u8("asset count")?);
+        if width == 0 || width > MAX_ASSETS {
+            return Err(PorError::AssetCount(width));
+        }
+        let mut assets = Vec::with_capacity(width);
+        for _ in 0..width {
+            let len = usize::from(self.u8("asset")?);
+            let code = self.take(len, "asset")?;
+            assets.push(
+                String::from_utf8(code.to_vec()).map_err(|_| PorError::Invalid {
+                    field: "asset",
+                    why: "not ASCII".into(),
+                })?,
+            );
+        }
+        check_assets(&assets)?;
+        Ok(assets)
     }
 
     pub(crate) fn hash(&mut self, field: &'static str) -> Result<Hash, PorError> {

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::proof::Reader;
 use crate::tree::check_assets;
-use crate::{EpochSecret, MAX_ASSETS, PorError, SumTree, TreeConfig, VERSION};
+use crate::{EpochSecret, PorError, SumTree, TreeConfig, VERSION};
 
 /// One epoch's inputs (see the module).
 #[derive(Debug, Clone)]
@@ -85,22 +85,8 @@ impl Snapshot {
         let epoch = r.u64("epoch")?;
         let min_height = r.u8("minimum height")?;
         let secret = EpochSecret::from_bytes(r.hash("secret")?);
-        let width = usize::from(r.u8("asset count")?);
-        if width == 0 || width > MAX_ASSETS {
-            return Err(PorError::AssetCount(width));
-        }
-        let mut assets = Vec::with_capacity(width);
-        for _ in 0..width {
-            let len = usize::from(r.u8("asset")?);
-            let code = r.take(len, "asset")?;
-            assets.push(
-                String::from_utf8(code.to_vec()).map_err(|_| PorError::Invalid {
-                    field: "asset",
-                    why: "not ASCII".into(),
-                })?,
-            );
-        }
-        check_assets(&assets)?;
+        let assets = r.assets()?;
+        let width = assets.len();
         let count = r.u64("account count")?;
         // Each account takes at least 8 + 16 bytes: a count the rest cannot hold is
         // refused before anything is allocated for it.
