@@ -321,6 +321,11 @@ impl ApiError {
             "An unknown error occurred while processing the request.",
         )
     }
+    /// HTTP 404 from ztx's own endpoints (Binance has none like them): what is missing,
+    /// in words the caller may read. Never for anything a caller must not learn.
+    pub fn nothing_here(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, -1000, what.into())
+    }
     /// HTTP 405 in Binance's error shape: the path exists, the method does not.
     pub fn method_not_allowed() -> Self {
         Self::new(

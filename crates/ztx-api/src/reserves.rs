@@ -283,12 +283,12 @@ fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), CommandErr
 // ---- the customer's side, over the API ----
 
 fn none_kept() -> crate::error::ApiError {
-    crate::error::ApiError::not_found().with_detail("this server publishes no proof of liabilities")
+    crate::error::ApiError::nothing_here("this server publishes no proof of liabilities")
 }
 
 fn refused(e: &CommandError) -> crate::error::ApiError {
     match e {
-        CommandError::NotFound(why) => crate::error::ApiError::not_found().with_detail(why.clone()),
+        CommandError::NotFound(why) => crate::error::ApiError::nothing_here(why.clone()),
         other => crate::error::ApiError::unknown().with_detail(other.to_string()),
     }
 }

@@ -38,6 +38,10 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
     let (server, addr) = serve(&data, &[]);
     let (alice_key, alice_secret) = customer_with_key(d, "alice@example.com");
     let _bob = customer_with_key(d, "bob@example.com");
+    // Nothing published yet: the root and the proofs say so.
+    let (status, body) = http(&addr, "GET", "/ztx/v1/por/root", None);
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no epoch has been published yet"), "{body}");
 
     let published = publish(d);
     assert_eq!(published["epoch"], 1);
@@ -104,6 +108,22 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
         out_file.to_str().unwrap(),
     ]);
     assert!(verify(&out_file, &root).status.success());
+    // A customer with no balance in the epoch has no proof; the refusal says why.
+    let out = ztx(&[
+        "por",
+        "--data-dir",
+        d,
+        "proof",
+        "--customer",
+        "999",
+        "--out",
+        out_file.to_str().unwrap(),
+    ]);
+    fails_with(&out, "customer 999 had no balance to prove in this epoch");
+    // An epoch not kept here is refused by name.
+    let (status, body) = http(&addr, "GET", "/ztx/v1/por/root?epoch=77", None);
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("epoch 77 is not kept here"), "{body}");
     drop(server);
 
     // With no server running, publishing runs beside an engine of its own.

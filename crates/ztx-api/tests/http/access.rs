@@ -7,15 +7,9 @@ use ztx_api::accounting::{Caller, SERVICE_API};
 use ztx_audit::{Entry, Kind};
 use ztx_engine::{Accessor, Principal};
 
-use super::*;
+use ztx_monitor::ocsf::param;
 
-fn param<'a>(entry: &'a Entry, name: &str) -> Option<&'a str> {
-    entry
-        .params
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-}
+use super::*;
 
 /// The request entry for `action` last logged, its index, and the store calls logged
 /// right after it for it.

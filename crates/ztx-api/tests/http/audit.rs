@@ -4,6 +4,8 @@
 
 use ztx_audit::{Denial, Entry, Outcome};
 
+use ztx_monitor::ocsf::param;
+
 use super::*;
 
 /// Sends `req` and returns the one entry it added to the log (besides those of its
@@ -14,14 +16,6 @@ async fn logged(ex: &Exchange, req: Req) -> Entry {
     let log = ex.request_log();
     assert_eq!(log.len(), before + 1, "one entry per request");
     log.last().unwrap().clone()
-}
-
-fn param<'a>(entry: &'a Entry, name: &str) -> Option<&'a str> {
-    entry
-        .params
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
 }
 
 #[tokio::test]

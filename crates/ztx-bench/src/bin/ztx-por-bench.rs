@@ -43,6 +43,14 @@ fn next(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+fn report_build(built: std::time::Duration, accounts: u64, height: u8) {
+    println!(
+        "build: {:.2} s for {accounts} accounts (height {height}), peak memory {:.0} MB",
+        built.as_secs_f64(),
+        peak_rss_mb().unwrap_or(0.0)
+    );
+}
+
 /// The process's peak resident memory, from /proc (Linux), in MB.
 fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -100,13 +108,7 @@ fn main() {
     .unwrap();
     let built = started.elapsed();
     let root = tree.root();
-    println!(
-        "build: {:.2} s for {} accounts (height {}), peak memory {:.0} MB",
-        built.as_secs_f64(),
-        args.accounts,
-        root.height,
-        peak_rss_mb().unwrap_or(0.0)
-    );
+    report_build(built, args.accounts, root.height);
     let step = (args.accounts / args.proofs.max(1)).max(1);
     let customers: Vec<u64> = (0..args.proofs)
         .map(|i| 1 + (i * step) % args.accounts)
@@ -151,13 +153,7 @@ fn zk(args: &Args, accounts: &[(u64, Vec<u128>)], secret: &EpochSecret) {
     .unwrap();
     let built = started.elapsed();
     let root = tree.root();
-    println!(
-        "build: {:.2} s for {} accounts (height {}), peak memory {:.0} MB",
-        built.as_secs_f64(),
-        args.accounts,
-        root.height,
-        peak_rss_mb().unwrap_or(0.0)
-    );
+    report_build(built, args.accounts, root.height);
     let n = args.proofs.clamp(1, 100);
     let step = (args.accounts / n).max(1);
     let (mut generate, mut check, mut size) = (0.0, 0.0, 0);
