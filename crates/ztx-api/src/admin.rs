@@ -490,21 +490,26 @@ async fn read(admin: &Admin, page: Page) -> Result<Response, Response> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Publish {}
+struct Publish {
+    /// Sums in the clear instead of the zero-knowledge default.
+    #[serde(default)]
+    plain: bool,
+}
 
-/// `POST /ztx/admin/v1/por/publish` `{}`: builds the next proof-of-liabilities epoch from
-/// a snapshot of the ledger (trading goes on), logs its root, and answers it.
+/// `POST /ztx/admin/v1/por/publish` `{"plain": false}`: builds the next
+/// proof-of-liabilities epoch from a snapshot of the ledger (trading goes on), logs its
+/// root, and answers it.
 async fn publish_reserves(
     State(admin): State<Admin>,
     ConnectInfo(peer): ConnectInfo<AdminPeer>,
     headers: HeaderMap,
     body: Result<Json<Publish>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let (who, Publish {}) = match admitted(&admin, &peer, &headers, "admin por publish", body).await
-    {
-        Ok(admitted) => admitted,
-        Err(refusal) => return refusal,
-    };
+    let (who, Publish { plain }) =
+        match admitted(&admin, &peer, &headers, "admin por publish", body).await {
+            Ok(admitted) => admitted,
+            Err(refusal) => return refusal,
+        };
     let app = &admin.app;
     let Some(reserves) = app.reserves() else {
         return error(
@@ -513,7 +518,15 @@ async fn publish_reserves(
         );
     };
     let log = app.is_audited().then_some(&app.engine);
-    match reserves.publish(log, &app.reads, &who, app.now_ms()).await {
+    let variant = if plain {
+        ztx_por::Variant::Plain
+    } else {
+        ztx_por::Variant::ZeroKnowledge
+    };
+    match reserves
+        .publish(log, &app.reads, &who, app.now_ms(), variant)
+        .await
+    {
         Ok(published) => Json(crate::reserves::published_json(&published)).into_response(),
         Err(e) => refused(&e),
     }

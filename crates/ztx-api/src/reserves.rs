@@ -13,7 +13,7 @@ use rand::RngCore as _;
 use ztx_audit::{Entry, Hash, Kind, Outcome};
 use ztx_core::{ExchangeState, Owner};
 use ztx_engine::EngineHandle;
-use ztx_por::{EpochSecret, InclusionProof, Root, Snapshot, SumTree, TreeConfig};
+use ztx_por::{EpochSecret, Proof, Published as Root, Snapshot, Tree, TreeConfig, Variant};
 use ztx_vault::{Aad, MasterKey};
 
 use crate::operate::{CommandError, Operator};
@@ -36,7 +36,8 @@ pub struct Reserves {
     dir: PathBuf,
     master: Arc<MasterKey>,
     config: TreeConfig,
-    latest: Mutex<Option<Arc<SumTree>>>,
+    progress: fn(u8, u8),
+    latest: Mutex<Option<Arc<Tree>>>,
 }
 
 impl Reserves {
@@ -45,8 +46,16 @@ impl Reserves {
             dir: data_dir.join(DIR),
             master,
             config,
+            progress: |_, _| {},
             latest: Mutex::new(None),
         }
+    }
+
+    /// Tells `progress` of each level of a tree built (`done` of `levels`).
+    #[must_use]
+    pub fn with_progress(mut self, progress: fn(u8, u8)) -> Reserves {
+        self.progress = progress;
+        self
     }
 
     fn path(&self, epoch: u64) -> PathBuf {
@@ -76,7 +85,7 @@ impl Reserves {
     }
 
     /// The tree of `epoch` (the latest when `None`), from its sealed inputs.
-    pub fn tree(&self, epoch: Option<u64>) -> Result<Arc<SumTree>, CommandError> {
+    pub fn tree(&self, epoch: Option<u64>) -> Result<Arc<Tree>, CommandError> {
         let epoch = match epoch {
             Some(e) => e,
             None => self
@@ -85,7 +94,7 @@ impl Reserves {
         };
         if let Ok(cached) = self.latest.lock()
             && let Some(tree) = cached.as_ref()
-            && tree.root().epoch == epoch
+            && tree.root().epoch() == epoch
         {
             return Ok(tree.clone());
         }
@@ -104,7 +113,7 @@ impl Reserves {
             .map_err(|e| CommandError::Unavailable(format!("{}: {e}", path.display())))?;
         let tree = Arc::new(
             snapshot
-                .build()
+                .build(&|_, _| {})
                 .map_err(|e| CommandError::Unavailable(format!("epoch {epoch}: {e}")))?,
         );
         if let Ok(mut cached) = self.latest.lock() {
@@ -114,7 +123,7 @@ impl Reserves {
     }
 
     /// Customer `customer`'s proof in `epoch` (the latest when `None`).
-    pub fn proof(&self, customer: u64, epoch: Option<u64>) -> Result<InclusionProof, CommandError> {
+    pub fn proof(&self, customer: u64, epoch: Option<u64>) -> Result<Proof, CommandError> {
         self.tree(epoch)?.proof(customer).map_err(|e| match e {
             ztx_por::PorError::UnknownCustomer(_) => CommandError::NotFound(format!(
                 "customer {customer} had no balance to prove in this epoch"
@@ -123,14 +132,15 @@ impl Reserves {
         })
     }
 
-    /// Builds the next epoch from one snapshot of the store, logs its root (durable
-    /// before anything shows it), then keeps its inputs sealed.
+    /// Builds the next epoch of `variant` from one snapshot of the store, logs its
+    /// root (durable before anything shows it), then keeps its inputs sealed.
     pub async fn publish(
         &self,
         engine: Option<&EngineHandle>,
         pool: &StorePool,
         who: &Operator,
         now_ms: u64,
+        variant: Variant,
     ) -> Result<Published, CommandError> {
         let state = pool
             .with(|s| s.load_state())
@@ -146,11 +156,18 @@ impl Reserves {
             accounts,
             secret: EpochSecret::from_bytes(secret),
             config: self.config,
+            variant,
         };
         zeroize::Zeroize::zeroize(&mut secret);
-        let tree = snapshot
-            .build()
-            .map_err(|e| CommandError::Unavailable(format!("epoch {epoch}: {e}")))?;
+        // Building takes seconds to minutes: off the runtime's threads.
+        let progress = self.progress;
+        let (snapshot, built) = tokio::task::spawn_blocking(move || {
+            let built = snapshot.build(&progress);
+            (snapshot, built)
+        })
+        .await
+        .map_err(|e| CommandError::Unavailable(format!("epoch {epoch}: {e}")))?;
+        let tree = built.map_err(|e| CommandError::Unavailable(format!("epoch {epoch}: {e}")))?;
         let root = tree.root();
         if let Some(engine) = engine {
             engine
@@ -222,8 +239,34 @@ pub fn liabilities(state: &ExchangeState) -> Result<Liabilities, CommandError> {
     Ok((assets, accounts))
 }
 
-/// The publication's entry: the epoch, its root and what it covers.
+/// The publication's entry: the epoch, its root and what it covers (the totals where
+/// the variant publishes them, else the root's commitments).
 fn publication(who: &Operator, root: &Root, now_ms: u64) -> Entry {
+    let mut params = vec![
+        ("epoch".into(), root.epoch().to_string()),
+        ("root".into(), root.hex()),
+        ("variant".into(), root.variant().name().to_owned()),
+        ("height".into(), root.height().to_string()),
+        ("assets".into(), root.assets().join(",")),
+    ];
+    match root {
+        Root::Plain(r) => params.push((
+            "totals".into(),
+            r.totals
+                .iter()
+                .map(u128::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        )),
+        Root::ZeroKnowledge(r) => params.push((
+            "commitments".into(),
+            r.commitments
+                .iter()
+                .map(hex::encode)
+                .collect::<Vec<_>>()
+                .join(","),
+        )),
+    }
     Entry {
         prev: Hash::ZERO,
         time_ms: now_ms,
@@ -234,20 +277,7 @@ fn publication(who: &Operator, root: &Root, now_ms: u64) -> Entry {
         operator: Some(who.name.clone()),
         client_ip: who.ip,
         action: "por publish".into(),
-        params: vec![
-            ("epoch".into(), root.epoch.to_string()),
-            ("root".into(), root.hex()),
-            ("height".into(), root.height.to_string()),
-            ("assets".into(), root.assets.join(",")),
-            (
-                "totals".into(),
-                root.totals
-                    .iter()
-                    .map(u128::to_string)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-        ],
+        params,
         outcome: Outcome::Success,
         denial: None,
         code: None,
@@ -293,16 +323,30 @@ fn refused(e: &CommandError) -> crate::error::ApiError {
     }
 }
 
-/// The published root as JSON.
+/// The published root as JSON: the totals where the variant publishes them, else the
+/// root's commitments (which only an auditor's opening turns into totals).
 pub fn root_json(root: &Root) -> serde_json::Value {
-    serde_json::json!({
-        "version": root.version,
-        "epoch": root.epoch,
+    let mut out = serde_json::json!({
+        "version": root.variant().version(),
+        "variant": root.variant().name(),
+        "epoch": root.epoch(),
         "root": root.hex(),
-        "height": root.height,
-        "assets": root.assets,
-        "totals": root.totals.iter().map(u128::to_string).collect::<Vec<_>>(),
-    })
+        "height": root.height(),
+        "assets": root.assets(),
+    });
+    if let Some(fields) = out.as_object_mut() {
+        match root {
+            Root::Plain(r) => fields.insert(
+                "totals".into(),
+                serde_json::json!(r.totals.iter().map(u128::to_string).collect::<Vec<_>>()),
+            ),
+            Root::ZeroKnowledge(r) => fields.insert(
+                "commitments".into(),
+                serde_json::json!(r.commitments.iter().map(hex::encode).collect::<Vec<_>>()),
+            ),
+        };
+    }
+    out
 }
 
 /// A publication's answer to the operator: the root, and how many customers it holds.
@@ -349,8 +393,8 @@ pub async fn proof(
         .encode()
         .map_err(|e| crate::error::ApiError::unknown().with_detail(e.to_string()))?;
     Ok(axum::Json(serde_json::json!({
-        "epoch": proof.epoch,
-        "customer": proof.customer,
+        "epoch": proof.epoch(),
+        "customer": proof.customer(),
         "proof": hex::encode(bytes),
     }))
     .into_response())

@@ -33,15 +33,17 @@
 
 #![forbid(unsafe_code)]
 
+mod epoch;
 mod proof;
 mod snapshot;
 mod tree;
 mod zk;
 
+pub use epoch::{Proof, Proven, Published, Tree, Variant, verify_proof};
 pub use proof::{InclusionProof, PathStep, Verified, verify};
 pub use snapshot::Snapshot;
 pub use tree::{EpochSecret, Root, SumTree, TreeConfig};
-pub use zk::{ZkProof, ZkRoot, ZkTree, verify_totals, verify_zk};
+pub use zk::{ZK_VERSION, ZkProof, ZkRoot, ZkStep, ZkTree, ZkVerified, verify_totals, verify_zk};
 
 /// The most assets one epoch covers.
 pub const MAX_ASSETS: usize = 64;

@@ -233,6 +233,14 @@ impl<'a> Reader<'a> {
         Ok(u8::from_be_bytes(self.array(field)?))
     }
 
+    pub(crate) fn u16(&mut self, field: &'static str) -> Result<u16, PorError> {
+        Ok(u16::from_be_bytes(self.array(field)?))
+    }
+
+    pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, PorError> {
+        Ok(u32::from_be_bytes(self.array(field)?))
+    }
+
     pub(crate) fn u64(&mut self, field: &'static str) -> Result<u64, PorError> {
         Ok(u64::from_be_bytes(self.array(field)?))
     }

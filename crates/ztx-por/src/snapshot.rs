@@ -3,9 +3,10 @@
 //! most sensitive the platform has (every customer's balances and the salts that hide
 //! them): the caller seals them before they touch a disk.
 //!
-//! # Encoding, version 1
+//! # Encoding, versions 1 and 2
 //!
-//! Version (`u8`, 1); epoch (`u64`); minimum height (`u8`); secret (32 bytes); the
+//! Version (`u8`: 1 for a plain tree, 2 for a zero-knowledge one, the version of the
+//! proofs it issues); epoch (`u64`); minimum height (`u8`); secret (32 bytes); the
 //! number of assets (`u8`) and each code (`u8` length, bytes); the number of accounts
 //! (`u64`) and each account's customer (`u64`) and balances (`u128` per asset).
 //! Nothing may follow.
@@ -14,7 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::proof::Reader;
 use crate::tree::check_assets;
-use crate::{EpochSecret, PorError, SumTree, TreeConfig, VERSION};
+use crate::{EpochSecret, PorError, SumTree, Tree, TreeConfig, Variant, ZkTree};
 
 /// One epoch's inputs (see the module).
 #[derive(Debug, Clone)]
@@ -25,18 +26,48 @@ pub struct Snapshot {
     pub accounts: Vec<(u64, Vec<u128>)>,
     pub secret: EpochSecret,
     pub config: TreeConfig,
+    pub variant: Variant,
 }
 
 impl Snapshot {
-    /// The epoch's tree.
-    pub fn build(&self) -> Result<SumTree, PorError> {
-        SumTree::build(
-            self.epoch,
-            self.assets.clone(),
-            &self.accounts,
-            &self.secret,
-            self.config,
-        )
+    /// The epoch's tree, of the snapshot's variant. `progress` hears each level built
+    /// of the zero-knowledge tree (`done` of `levels`).
+    pub fn build(&self, progress: &(dyn Fn(u8, u8) + Sync)) -> Result<Tree, PorError> {
+        match self.variant {
+            Variant::Plain => Ok(Tree::Plain(SumTree::build(
+                self.epoch,
+                self.assets.clone(),
+                &self.accounts,
+                &self.secret,
+                self.config,
+            )?)),
+            Variant::ZeroKnowledge => {
+                let accounts = self
+                    .accounts
+                    .iter()
+                    .map(|(customer, balances)| {
+                        let narrow = balances
+                            .iter()
+                            .zip(&self.assets)
+                            .map(|(b, asset)| {
+                                u64::try_from(*b).map_err(|_| PorError::Overflow {
+                                    asset: asset.clone(),
+                                })
+                            })
+                            .collect::<Result<Vec<u64>, _>>()?;
+                        Ok((*customer, narrow))
+                    })
+                    .collect::<Result<Vec<_>, PorError>>()?;
+                Ok(Tree::ZeroKnowledge(Box::new(ZkTree::build(
+                    self.epoch,
+                    self.assets.clone(),
+                    &accounts,
+                    &self.secret,
+                    self.config,
+                    progress,
+                )?)))
+            }
+        }
     }
 
     /// The canonical bytes, wiped when dropped.
@@ -46,7 +77,7 @@ impl Snapshot {
         let mut out = Zeroizing::new(Vec::with_capacity(
             64 + self.accounts.len() * (8 + 16 * width),
         ));
-        out.push(VERSION);
+        out.push(self.variant.version());
         out.extend_from_slice(&self.epoch.to_be_bytes());
         out.push(self.config.min_height);
         out.extend_from_slice(self.secret.as_bytes());
@@ -78,10 +109,7 @@ impl Snapshot {
 
     pub fn decode(bytes: &[u8]) -> Result<Snapshot, PorError> {
         let mut r = Reader(bytes);
-        let version = r.u8("version")?;
-        if version != VERSION {
-            return Err(PorError::Version(version));
-        }
+        let variant = Variant::of_version(r.u8("version")?)?;
         let epoch = r.u64("epoch")?;
         let min_height = r.u8("minimum height")?;
         let secret = EpochSecret::from_bytes(r.hash("secret")?);
@@ -111,6 +139,7 @@ impl Snapshot {
             accounts,
             secret,
             config: TreeConfig { min_height },
+            variant,
         })
     }
 }

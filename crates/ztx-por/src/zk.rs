@@ -1,41 +1,73 @@
 //! The zero-knowledge variant (the default): every balance and every sum is a Pedersen
 //! commitment `v·B + r·B̃` (Ristretto, the Bulletproofs generators), so the tree shows
-//! no balance, no total and — padding subtrees committing to zero with blindings of
+//! no balance, no total and — padding subtrees committing to zero under blindings of
 //! their own — no customer count. A parent's commitment is the sum of its children's;
 //! its hash binds each child's hash and commitments separately, as in the plain tree.
-//! A customer's proof opens their own leaf (values and blindings) and carries, per
-//! asset, one Bulletproofs range proof aggregated over the leaf and every sibling on the
-//! path, that each commits to a value in `[0, 2^64)`: no subtree beside the path can
-//! hide a negative balance. The platform can open the root's commitments (the totals and
+//!
+//! A customer's proof opens their own leaf (values, and a leaf key from which the salt
+//! and blindings follow), carries every sibling on the path (hash and commitments), and
+//! a Bulletproofs range proof, aggregated over every sibling's commitment of every
+//! asset, that each commits to a value in `[0, 2^64)`: no subtree beside the path can
+//! hide a negative balance, and the sums up the path cannot wrap around the group's
+//! order (at most 33 terms below `2^64`). The leaf needs no range proof: its values are
+//! opened, and are `u64`. The platform can open the root's commitments (the totals and
 //! their blindings) to an auditor alone.
 //!
 //! | value | SHA-256 of |
 //! |---|---|
+//! | leaf key | HMAC-SHA256 of the epoch's secret over `"leaf-key"`, epoch, customer |
+//! | salt | `"ztx-por/v2z/salt"`, leaf key |
+//! | leaf blinding of asset `a` | SHA-512 of `"ztx-por/v2z/blind"`, leaf key, `a` (`u8`), reduced mod ℓ |
 //! | leaf | `"ztx-por/v2z/leaf"`, epoch, customer, salt, the leaf's commitments (32 bytes each) |
 //! | node | `"ztx-por/v2z/node"`, left hash, left commitments, right hash, right commitments |
 //! | padding node | `"ztx-por/v2z/pad"`, a value drawn from the epoch's secret, level and index |
 //!
-//! Blindings are drawn from the epoch's secret (64 bytes reduced modulo the group
-//! order), so proofs can be issued all epoch long from the kept inputs.
+//! # The range proof
+//!
+//! The sibling commitments are taken level by level from the leaf up, each level's in
+//! asset order, and cut into runs of at most 64; each run is one aggregated proof over
+//! its values followed by commitments to zero under a zero blinding (the identity, known
+//! to the verifier) up to a power of two. The transcript binds the epoch, the customer,
+//! the leaf's index and the run's number, so a range proof serves no other proof.
+//!
+//! # Proof encoding, version 2
+//!
+//! Big-endian: version (`u8`, 2); epoch (`u64`); height (`u8`, at most 32); the assets
+//! as in version 1; customer (`u64`); leaf key (32 bytes); a balance per asset (`u64`);
+//! the leaf's index (`u32`); per level from the leaf up, the sibling's hash (32 bytes)
+//! and its commitment per asset (32 bytes each); then per run, the range proof's length
+//! (`u16`) and bytes. Nothing may follow.
 
 use std::collections::HashMap;
 
 use bulletproofs::{BulletproofGens, PedersenGens, RangeProof};
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoBasepointTable, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::Identity as _;
+use hmac::{Hmac, Mac};
 use merlin::Transcript;
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
+use zeroize::Zeroizing;
 
+use crate::proof::Reader;
 use crate::tree::{
-    EpochSecret, available_threads, check_assets, height_for, in_parallel, shuffled_positions,
+    EpochSecret, available_threads, check_assets, height_for, in_parallel, pair_aligned,
+    shuffled_positions,
 };
-use crate::{Hash, PorError, TreeConfig};
+use crate::{Hash, MAX_HEIGHT, PorError, TreeConfig};
 
+/// The format version of zero-knowledge proofs.
+pub const ZK_VERSION: u8 = 2;
+
+const SALT_TAG: &[u8] = b"ztx-por/v2z/salt";
+const BLIND_TAG: &[u8] = b"ztx-por/v2z/blind";
 const LEAF_TAG: &[u8] = b"ztx-por/v2z/leaf";
 const NODE_TAG: &[u8] = b"ztx-por/v2z/node";
 const PAD_TAG: &[u8] = b"ztx-por/v2z/pad";
 /// Every committed value is proven in `[0, 2^64)`.
 const RANGE_BITS: usize = 64;
+/// The most values one aggregated range proof covers.
+const RUN: usize = 64;
 
 /// The generators, the same for prover and verifier; the blinding base's table makes
 /// each commitment two table look-ups instead of a variable-base multiplication.
@@ -49,17 +81,14 @@ impl Gens {
     /// The generators, made once per process (the range proofs' take milliseconds).
     fn get() -> &'static Gens {
         static GENS: std::sync::OnceLock<Gens> = std::sync::OnceLock::new();
-        GENS.get_or_init(Gens::new)
-    }
-
-    fn new() -> Gens {
-        let pedersen = PedersenGens::default();
-        Gens {
-            blinding_table: RistrettoBasepointTable::create(&pedersen.B_blinding),
-            // The widest aggregation: the leaf and 32 siblings, padded to 64.
-            bulletproofs: BulletproofGens::new(RANGE_BITS, 64),
-            pedersen,
-        }
+        GENS.get_or_init(|| {
+            let pedersen = PedersenGens::default();
+            Gens {
+                blinding_table: RistrettoBasepointTable::create(&pedersen.B_blinding),
+                bulletproofs: BulletproofGens::new(RANGE_BITS, RUN),
+                pedersen,
+            }
+        })
     }
 
     fn commit(&self, value: u64, blinding: &Scalar) -> RistrettoPoint {
@@ -70,15 +99,69 @@ impl Gens {
     }
 }
 
-fn blinding(secret: &EpochSecret, label: &[u8], epoch: u64, n: u64) -> Scalar {
-    let mut wide = [0u8; 64];
-    let (a, b) = wide.split_at_mut(32);
-    a.copy_from_slice(&secret.draw_labelled(label, b"lo", epoch, n));
-    b.copy_from_slice(&secret.draw_labelled(label, b"hi", epoch, n));
-    Scalar::from_bytes_mod_order_wide(&wide)
+/// What a leaf key opens: the salt, and a blinding per asset.
+fn open_leaf_key(key: &Hash, width: usize) -> (Hash, Vec<Scalar>) {
+    let salt: Hash = Sha256::new()
+        .chain_update(SALT_TAG)
+        .chain_update(key)
+        .finalize()
+        .into();
+    let blindings = (0..width)
+        .map(|a| {
+            let wide: [u8; 64] = Sha512::new()
+                .chain_update(BLIND_TAG)
+                .chain_update(key)
+                .chain_update([u8::try_from(a).unwrap_or(u8::MAX)])
+                .finalize()
+                .into();
+            Scalar::from_bytes_mod_order_wide(&wide)
+        })
+        .collect();
+    (salt, blindings)
 }
 
-/// One epoch's tree of commitments, sparse like [`crate::SumTree`].
+/// Draws padding nodes' blindings and hashes from the epoch's secret; the keyed MAC is
+/// set up once and cloned per draw.
+#[derive(Clone)]
+struct PadDraws {
+    mac: Hmac<Sha512>,
+    epoch: u64,
+}
+
+impl PadDraws {
+    fn new(secret: &EpochSecret, epoch: u64) -> PadDraws {
+        // HMAC takes keys of any length: `new_from_slice` cannot fail, and the fallback
+        // only keeps the function total without a panic path.
+        let mac = <Hmac<Sha512> as Mac>::new_from_slice(secret.as_bytes())
+            .unwrap_or_else(|_| <Hmac<Sha512> as hmac::digest::KeyInit>::new(&Default::default()));
+        PadDraws { mac, epoch }
+    }
+
+    /// The padding node at `index` of `level`: its hash and a blinding per asset.
+    fn pad(&self, level: u8, index: u64, width: usize) -> (Hash, Vec<Scalar>) {
+        let draw = |what: u8| -> Zeroizing<[u8; 64]> {
+            let mut mac = self.mac.clone();
+            mac.update(b"pad");
+            mac.update(&self.epoch.to_be_bytes());
+            mac.update(&[level, what]);
+            mac.update(&index.to_be_bytes());
+            Zeroizing::new(mac.finalize().into_bytes().into())
+        };
+        let first = draw(0);
+        let hash = Sha256::new()
+            .chain_update(PAD_TAG)
+            .chain_update(first.get(..32).unwrap_or_default())
+            .finalize()
+            .into();
+        let blindings = (0..width)
+            .map(|a| Scalar::from_bytes_mod_order_wide(&draw(1 + u8::try_from(a).unwrap_or(0))))
+            .collect();
+        (hash, blindings)
+    }
+}
+
+/// One epoch's tree of commitments, sparse like [`crate::SumTree`]: per level, only the
+/// nodes above some customer, each missing sibling a padding node made when needed.
 pub struct ZkTree {
     epoch: u64,
     assets: Vec<String>,
@@ -91,6 +174,7 @@ pub struct ZkTree {
     commitments: Vec<Vec<CompressedRistretto>>,
     positions: HashMap<u64, u64>,
     secret: EpochSecret,
+    pads: PadDraws,
     gens: &'static Gens,
 }
 
@@ -103,7 +187,8 @@ impl std::fmt::Debug for ZkTree {
     }
 }
 
-/// What is published for a zero-knowledge epoch: no total, no count.
+/// What is published for a zero-knowledge epoch: no total, no count. A proof is checked
+/// against the hash alone; the commitments are there for an auditor's opening.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZkRoot {
     pub epoch: u64,
@@ -114,34 +199,77 @@ pub struct ZkRoot {
     pub commitments: Vec<[u8; 32]>,
 }
 
-/// A customer's zero-knowledge proof.
+impl ZkRoot {
+    /// The root as published: its hash, in hex.
+    pub fn hex(&self) -> String {
+        hex::encode(self.hash)
+    }
+}
+
+/// One level of a zero-knowledge proof: the sibling's hash and commitment per asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZkStep {
+    pub hash: Hash,
+    pub commitments: Vec<[u8; 32]>,
+}
+
+/// A customer's zero-knowledge proof (see the module for its encoding).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZkProof {
     pub epoch: u64,
     pub assets: Vec<String>,
     pub height: u8,
     pub customer: u64,
-    pub salt: Hash,
+    /// Opens the customer's salt and leaf blindings, and nothing else.
+    pub leaf_key: Hash,
     pub balances: Vec<u64>,
-    /// The leaf's blinding per asset (opens the customer's own commitments only).
-    pub blindings: Vec<[u8; 32]>,
     pub index: u64,
-    /// Per level from the leaf up: the sibling's hash and commitment per asset.
-    pub path: Vec<(Hash, Vec<[u8; 32]>)>,
-    /// Per asset: commitments to zero padding the aggregation to a power of two, then
-    /// the range proof's bytes.
-    pub ranges: Vec<(Vec<[u8; 32]>, Vec<u8>)>,
+    /// Per level from the leaf up.
+    pub path: Vec<ZkStep>,
+    /// One aggregated range proof per run of at most 64 sibling commitments.
+    pub ranges: Vec<Vec<u8>>,
+}
+
+/// What a valid zero-knowledge proof proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZkVerified {
+    pub epoch: u64,
+    pub customer: u64,
+    /// (asset, balance) in the epoch's asset order.
+    pub balances: Vec<(String, u64)>,
+}
+
+/// One level being built: kept nodes and their flat values.
+#[derive(Default)]
+struct Level {
+    nodes: Vec<(u64, Hash)>,
+    values: Vec<u64>,
+    blindings: Vec<Scalar>,
+    points: Vec<RistrettoPoint>,
+    commitments: Vec<CompressedRistretto>,
+}
+
+impl Level {
+    fn append(&mut self, other: Level) {
+        self.nodes.extend(other.nodes);
+        self.values.extend(other.values);
+        self.blindings.extend(other.blindings);
+        self.points.extend(other.points);
+        self.commitments.extend(other.commitments);
+    }
 }
 
 impl ZkTree {
-    /// Builds the tree; refuses what [`crate::SumTree::build`] refuses, and any balance
-    /// or sum of 2^64 or more (beyond the range proofs).
+    /// Builds the tree; refuses what [`crate::SumTree::build`] refuses, and any sum of
+    /// 2^64 or more (beyond the range proofs). `progress` hears each finished level
+    /// (`done` of `height + 1`).
     pub fn build(
         epoch: u64,
         assets: Vec<String>,
         accounts: &[(u64, Vec<u64>)],
         secret: &EpochSecret,
         config: TreeConfig,
+        progress: &(dyn Fn(u8, u8) + Sync),
     ) -> Result<ZkTree, PorError> {
         check_assets(&assets)?;
         let width = assets.len();
@@ -169,41 +297,34 @@ impl ZkTree {
         let gens = Gens::get();
         let positions = placed.iter().map(|(p, (c, _))| (*c, *p)).collect();
         // The leaves: two table multiplications per asset, on every core.
-        let leaves = in_parallel(&placed, |part| {
-            part.iter()
-                .map(|(position, (customer, balances))| {
-                    let blinds: Vec<Scalar> = (0..width)
-                        .map(|k| leaf_blinding(secret, epoch, *customer, k))
-                        .collect();
-                    let points: Vec<RistrettoPoint> = balances
-                        .iter()
-                        .zip(&blinds)
-                        .map(|(v, r)| gens.commit(*v, r))
-                        .collect();
-                    let compressed: Vec<CompressedRistretto> =
-                        points.iter().map(RistrettoPoint::compress).collect();
-                    let salt = secret.salt(epoch, *customer);
-                    let hash = zk_leaf_hash(epoch, *customer, &salt, &compressed);
-                    (
-                        *position,
-                        hash,
-                        balances.clone(),
-                        blinds,
-                        points,
-                        compressed,
-                    )
-                })
-                .collect::<Vec<_>>()
+        let parts = in_parallel(&placed, |part| {
+            let mut level = Level::default();
+            for (position, (customer, balances)) in part {
+                let key = leaf_key(secret, epoch, *customer);
+                let (salt, blinds) = open_leaf_key(&key, width);
+                let start = level.points.len();
+                for (v, r) in balances.iter().zip(&blinds) {
+                    let point = gens.commit(*v, r);
+                    level.points.push(point);
+                    level.commitments.push(point.compress());
+                }
+                let hash = zk_leaf_hash(
+                    epoch,
+                    *customer,
+                    &salt,
+                    level.commitments.get(start..).unwrap_or_default(),
+                );
+                level.nodes.push((*position, hash));
+                level.values.extend_from_slice(balances);
+                level.blindings.extend(blinds);
+            }
+            level
         });
         let mut level = Level::default();
-        let mut points = Vec::new();
-        for (position, hash, values, blinds, pts, compressed) in leaves.into_iter().flatten() {
-            level.nodes.push((position, hash));
-            level.values.extend(values);
-            level.blindings.extend(blinds);
-            level.commitments.extend(compressed);
-            points.extend(pts);
+        for part in parts {
+            level.append(part);
         }
+        progress(1, height + 1);
         let mut tree = ZkTree {
             epoch,
             assets,
@@ -214,149 +335,133 @@ impl ZkTree {
             commitments: Vec::new(),
             positions,
             secret: secret.clone(),
+            pads: PadDraws::new(secret, epoch),
             gens,
         };
         for l in 0..height {
-            let (above, above_points) = tree.parents(&level, &points, l)?;
-            tree.push(level);
+            let above = tree.parents(&level, l)?;
+            tree.keep(level);
             level = above;
-            points = above_points;
+            progress(l + 2, height + 1);
         }
-        tree.push(level);
+        tree.keep(level);
         Ok(tree)
     }
 
-    fn push(&mut self, level: Level) {
+    fn keep(&mut self, level: Level) {
         self.nodes.push(level.nodes);
         self.values.push(level.values);
         self.blindings.push(level.blindings);
         self.commitments.push(level.commitments);
     }
 
-    /// The level above `below` (whose points are `points`), every missing sibling a
-    /// padding node.
-    fn parents(
-        &self,
-        below: &Level,
-        points: &[RistrettoPoint],
-        level: u8,
-    ) -> Result<(Level, Vec<RistrettoPoint>), PorError> {
-        let width = self.assets.len();
-        let ranges = crate::tree::pair_aligned(&below.nodes, available_threads());
+    /// The level above `below`, every missing sibling a padding node.
+    fn parents(&self, below: &Level, level: u8) -> Result<Level, PorError> {
+        let ranges = pair_aligned(&below.nodes, available_threads());
         let built = in_parallel(&ranges, |part| {
-            part.iter()
-                .map(|&(start, end)| self.parents_of(below, points, level, start, end, width))
-                .collect::<Vec<_>>()
+            let mut out = Level::default();
+            for &(start, end) in part {
+                out.append(self.parents_of(below, level, start, end)?);
+            }
+            Ok::<_, PorError>(out)
         });
         let mut above = Level::default();
-        let mut above_points = Vec::with_capacity(points.len() / 2 + width);
-        for part in built.into_iter().flatten() {
-            let (l, p) = part?;
-            above.nodes.extend(l.nodes);
-            above.values.extend(l.values);
-            above.blindings.extend(l.blindings);
-            above.commitments.extend(l.commitments);
-            above_points.extend(p);
+        for part in built {
+            above.append(part?);
         }
-        Ok((above, above_points))
+        Ok(above)
     }
 
     fn parents_of(
         &self,
         below: &Level,
-        points: &[RistrettoPoint],
         level: u8,
         start: usize,
         end: usize,
-        width: usize,
-    ) -> Result<(Level, Vec<RistrettoPoint>), PorError> {
+    ) -> Result<Level, PorError> {
+        let width = self.assets.len();
         let mut out = Level::default();
-        let mut out_points = Vec::new();
+        let mut pad_commitments = Vec::with_capacity(width);
         let mut k = start;
         while k < end {
             let Some(&(index, hash)) = below.nodes.get(k) else {
                 break;
             };
-            let own = below.node(k, width, points);
+            let own = k * width..(k + 1) * width;
             let sibling_index = index ^ 1;
-            let next = below
+            let paired = below
                 .nodes
                 .get(k + 1)
                 .filter(|(i, _)| *i == sibling_index && k + 1 < end);
-            let (sibling, step) = match next {
-                Some(&(_, h)) => (below.node(k + 1, width, points).with_hash(h), 2),
-                None => (self.pad(level, sibling_index), 1),
-            };
-            let own = own.with_hash(hash);
-            let (left, right) = if index & 1 == 0 {
-                (&own, &sibling)
-            } else {
-                (&sibling, &own)
-            };
-            out.nodes.push((
-                index >> 1,
-                zk_node_hash(
-                    &left.hash,
-                    &left.commitments,
-                    &right.hash,
-                    &right.commitments,
-                ),
-            ));
-            for a in 0..width {
-                let (lv, rv) = (
-                    left.values.get(a).copied().unwrap_or(0),
-                    right.values.get(a).copied().unwrap_or(0),
-                );
-                let sum = lv.checked_add(rv).ok_or_else(|| PorError::Overflow {
-                    asset: self.assets.get(a).cloned().unwrap_or_default(),
-                })?;
-                let (lb, rb) = (
-                    left.blindings.get(a).copied().unwrap_or(Scalar::ZERO),
-                    right.blindings.get(a).copied().unwrap_or(Scalar::ZERO),
-                );
-                let point = left.points.get(a).copied().unwrap_or_default()
-                    + right.points.get(a).copied().unwrap_or_default();
-                out.values.push(sum);
-                out.blindings.push(lb + rb);
-                out.commitments.push(point.compress());
-                out_points.push(point);
+            let mut hasher = Sha256::new();
+            hasher.update(NODE_TAG);
+            let base = out.points.len();
+            match paired {
+                Some(&(_, sibling_hash)) => {
+                    // Both children kept: the left is `own`.
+                    let right = (k + 1) * width..(k + 2) * width;
+                    absorb(&mut hasher, &hash, below.commitments.get(own.clone()));
+                    absorb(
+                        &mut hasher,
+                        &sibling_hash,
+                        below.commitments.get(right.clone()),
+                    );
+                    for (a, (l, r)) in own.zip(right).enumerate() {
+                        let sum = value(&below.values, l)
+                            .checked_add(value(&below.values, r))
+                            .ok_or_else(|| self.overflow(a))?;
+                        out.values.push(sum);
+                        out.blindings
+                            .push(scalar(&below.blindings, l) + scalar(&below.blindings, r));
+                        out.points
+                            .push(point(&below.points, l) + point(&below.points, r));
+                    }
+                    k += 2;
+                }
+                None => {
+                    let (pad_hash, pad_blindings) = self.pads.pad(level, sibling_index, width);
+                    pad_commitments.clear();
+                    let pad_points: Vec<RistrettoPoint> = pad_blindings
+                        .iter()
+                        .map(|r| &self.gens.blinding_table * r)
+                        .collect();
+                    pad_commitments.extend(pad_points.iter().map(RistrettoPoint::compress));
+                    let kept = below.commitments.get(own.clone());
+                    if index & 1 == 0 {
+                        absorb(&mut hasher, &hash, kept);
+                        absorb(&mut hasher, &pad_hash, Some(&pad_commitments));
+                    } else {
+                        absorb(&mut hasher, &pad_hash, Some(&pad_commitments));
+                        absorb(&mut hasher, &hash, kept);
+                    }
+                    for ((i, r), p) in own.zip(&pad_blindings).zip(&pad_points) {
+                        out.values.push(value(&below.values, i));
+                        out.blindings.push(scalar(&below.blindings, i) + r);
+                        out.points.push(point(&below.points, i) + p);
+                    }
+                    k += 1;
+                }
             }
-            k += step;
+            out.nodes.push((index >> 1, hasher.finalize().into()));
+            out.commitments.extend(
+                out.points
+                    .get(base..)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(RistrettoPoint::compress),
+            );
         }
-        Ok((out, out_points))
+        Ok(out)
     }
 
-    /// A padding node: zero under a blinding of its own, a hash drawn from the secret.
-    fn pad(&self, level: u8, index: u64) -> Node {
-        let width = self.assets.len();
-        let n = (u64::from(level) << 40) | index;
-        let blindings: Vec<Scalar> = (0..width)
-            .map(|a| {
-                blinding(
-                    &self.secret,
-                    b"pad-blinding",
-                    self.epoch,
-                    n.wrapping_mul(64)
-                        .wrapping_add(u64::try_from(a).unwrap_or(0)),
-                )
-            })
-            .collect();
-        let points: Vec<RistrettoPoint> =
-            blindings.iter().map(|b| self.gens.commit(0, b)).collect();
-        let commitments = points.iter().map(RistrettoPoint::compress).collect();
-        let mut h = Sha256::new();
-        h.update(PAD_TAG);
-        h.update(self.secret.draw_labelled(b"pad", b"", self.epoch, n));
-        Node {
-            hash: h.finalize().into(),
-            values: vec![0; width],
-            blindings,
-            points,
-            commitments,
+    fn overflow(&self, asset: usize) -> PorError {
+        PorError::Overflow {
+            asset: self.assets.get(asset).cloned().unwrap_or_default(),
         }
     }
 
-    /// The node at `index` of `level`, kept or padding (without its points).
+    /// The node at `index` of `level`, kept or padding: hash, values, blindings,
+    /// commitments.
     fn node_at(
         &self,
         level: u8,
@@ -368,11 +473,10 @@ impl ZkTree {
             nodes
                 .binary_search_by_key(&index, |(i, _)| *i)
                 .ok()
-                .map(|k| (k, nodes))
+                .and_then(|k| nodes.get(k).map(|(_, h)| (k, *h)))
         });
         match kept {
-            Some((k, nodes)) => {
-                let hash = nodes.get(k).map(|(_, h)| *h).unwrap_or_default();
+            Some((k, hash)) => {
                 let range = k * width..(k + 1) * width;
                 (
                     hash,
@@ -382,8 +486,12 @@ impl ZkTree {
                 )
             }
             None => {
-                let pad = self.pad(level, index);
-                (pad.hash, pad.values, pad.blindings, pad.commitments)
+                let (hash, blindings) = self.pads.pad(level, index, width);
+                let commitments = blindings
+                    .iter()
+                    .map(|r| (&self.gens.blinding_table * r).compress())
+                    .collect();
+                (hash, vec![0; width], blindings, commitments)
             }
         }
     }
@@ -400,172 +508,123 @@ impl ZkTree {
         }
     }
 
+    /// How many customers the tree holds (not published).
+    pub fn customers(&self) -> usize {
+        self.positions.len()
+    }
+
     /// The root's totals and blindings, for an auditor (never published).
     pub fn open_totals(&self) -> (Vec<u64>, Vec<[u8; 32]>) {
         let (_, values, blindings, _) = self.node_at(self.height, 0);
         (values, blindings.iter().map(Scalar::to_bytes).collect())
     }
 
-    /// Customer `customer`'s proof: their leaf opened, the path's siblings, and per
-    /// asset a range proof over the leaf and every sibling.
+    /// Customer `customer`'s proof: their leaf opened, the path's siblings, and the
+    /// range proofs over every sibling's commitments (each run on a core of its own).
     pub fn proof(&self, customer: u64) -> Result<ZkProof, PorError> {
         let index = *self
             .positions
             .get(&customer)
             .ok_or(PorError::UnknownCustomer(customer))?;
-        let width = self.assets.len();
-        let (_, balances, leaf_blindings, _) = self.node_at(0, index);
+        let (_, balances, _, _) = self.node_at(0, index);
         let mut path = Vec::with_capacity(usize::from(self.height));
-        let mut sibling_values: Vec<Vec<u64>> = vec![Vec::new(); width];
-        let mut sibling_blindings: Vec<Vec<Scalar>> = vec![Vec::new(); width];
+        let mut values = Vec::new();
+        let mut blinds = Vec::new();
         for level in 0..self.height {
-            let (hash, values, blindings, commitments) = self.node_at(level, (index >> level) ^ 1);
-            for a in 0..width {
-                if let (Some(vs), Some(bs)) =
-                    (sibling_values.get_mut(a), sibling_blindings.get_mut(a))
-                {
-                    vs.push(values.get(a).copied().unwrap_or(0));
-                    bs.push(blindings.get(a).copied().unwrap_or(Scalar::ZERO));
-                }
-            }
-            path.push((hash, commitments.iter().map(|c| c.to_bytes()).collect()));
+            let (hash, v, b, commitments) = self.node_at(level, (index >> level) ^ 1);
+            values.extend(v);
+            blinds.extend(b);
+            path.push(ZkStep {
+                hash,
+                commitments: commitments.iter().map(|c| c.to_bytes()).collect(),
+            });
         }
-        let mut ranges = Vec::with_capacity(width);
-        for a in 0..width {
-            let mut values = vec![balances.get(a).copied().unwrap_or(0)];
-            values.extend(sibling_values.get(a).cloned().unwrap_or_default());
-            let mut blinds = vec![leaf_blindings.get(a).copied().unwrap_or(Scalar::ZERO)];
-            blinds.extend(sibling_blindings.get(a).cloned().unwrap_or_default());
-            let real = values.len();
-            let m = real.next_power_of_two();
-            for extra in real..m {
-                values.push(0);
-                blinds.push(blinding(
-                    &self.secret,
-                    b"range-pad",
-                    self.epoch,
-                    customer
-                        .wrapping_mul(1 << 12)
-                        .wrapping_add(u64::try_from(a * 64 + extra).unwrap_or(0)),
-                ));
-            }
-            let mut transcript = range_transcript(self.epoch, customer, a);
-            let (proof, commitments) = RangeProof::prove_multiple(
-                &self.gens.bulletproofs,
-                &self.gens.pedersen,
-                &mut transcript,
-                &values,
-                &blinds,
-                RANGE_BITS,
-            )
-            .map_err(|e| PorError::Invalid {
-                field: "range proof",
-                why: e.to_string(),
-            })?;
-            let extras = commitments
-                .get(real..)
-                .unwrap_or_default()
-                .iter()
-                .map(|c| c.to_bytes())
+        let proven = std::thread::scope(|scope| {
+            let handles: Vec<_> = values
+                .chunks(RUN)
+                .zip(blinds.chunks(RUN))
+                .enumerate()
+                .map(|(run, (v, b))| {
+                    scope.spawn(move || self.prove_run(customer, index, run, v, b))
+                })
                 .collect();
-            ranges.push((extras, proof.to_bytes()));
-        }
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })?;
         Ok(ZkProof {
             epoch: self.epoch,
             assets: self.assets.clone(),
             height: self.height,
             customer,
-            salt: self.secret.salt(self.epoch, customer),
+            leaf_key: leaf_key(&self.secret, self.epoch, customer),
             balances,
-            blindings: leaf_blindings.iter().map(Scalar::to_bytes).collect(),
             index,
             path,
-            ranges,
+            ranges: proven,
         })
+    }
+
+    fn prove_run(
+        &self,
+        customer: u64,
+        index: u64,
+        run: usize,
+        values: &[u64],
+        blindings: &[Scalar],
+    ) -> Result<Vec<u8>, PorError> {
+        let m = values.len().next_power_of_two();
+        let mut values = values.to_vec();
+        let mut blindings = blindings.to_vec();
+        values.resize(m, 0);
+        blindings.resize(m, Scalar::ZERO);
+        let mut transcript = range_transcript(self.epoch, customer, index, run);
+        let (proof, _) = RangeProof::prove_multiple(
+            &self.gens.bulletproofs,
+            &self.gens.pedersen,
+            &mut transcript,
+            &values,
+            &blindings,
+            RANGE_BITS,
+        )
+        .map_err(|e| PorError::Invalid {
+            field: "range proof",
+            why: e.to_string(),
+        })?;
+        Ok(proof.to_bytes())
     }
 }
 
-/// Checks a zero-knowledge proof against the published root: the leaf's commitments
-/// rebuilt from the opened balances and blindings, the path hashed and summed up to the
-/// root's hash and commitments, and every range proof.
-pub fn verify_zk(proof: &ZkProof, root: &ZkRoot) -> Result<Vec<(String, u64)>, PorError> {
+/// Checks a zero-knowledge proof against the published root hash: the leaf's
+/// commitments rebuilt from the opened balances and leaf key, the path hashed and summed
+/// up to the root's hash, and every range proof.
+pub fn verify_zk(proof: &ZkProof, root: &Hash) -> Result<ZkVerified, PorError> {
+    proof.check_shape()?;
     let invalid = |field: &'static str, why: &str| PorError::Invalid {
         field,
         why: why.to_owned(),
     };
-    check_assets(&proof.assets)?;
-    let width = proof.assets.len();
-    if proof.epoch != root.epoch || proof.assets != root.assets || proof.height != root.height {
-        return Err(invalid(
-            "epoch",
-            "the proof is of another epoch or tree than the root",
-        ));
-    }
-    if proof.balances.len() != width
-        || proof.blindings.len() != width
-        || proof.ranges.len() != width
-    {
-        return Err(invalid("balances", "not one per asset"));
-    }
-    if proof.path.len() != usize::from(proof.height) || proof.index >> proof.height != 0 {
-        return Err(invalid("path", "does not fit the tree's height"));
-    }
     let gens = Gens::get();
-    let scalar = |bytes: &[u8; 32]| {
-        Option::<Scalar>::from(Scalar::from_canonical_bytes(*bytes))
-            .ok_or_else(|| invalid("blindings", "not a canonical scalar"))
-    };
-    let point = |bytes: &[u8; 32]| {
-        CompressedRistretto(*bytes)
-            .decompress()
-            .ok_or_else(|| invalid("path", "a commitment is not a point"))
-    };
-    let mut points = Vec::with_capacity(width);
-    for (v, r) in proof.balances.iter().zip(&proof.blindings) {
-        points.push(gens.commit(*v, &scalar(r)?));
-    }
-    let leaf_commitments: Vec<CompressedRistretto> =
-        points.iter().map(RistrettoPoint::compress).collect();
-    let mut hash = zk_leaf_hash(proof.epoch, proof.customer, &proof.salt, &leaf_commitments);
-    let mut commitments = leaf_commitments.clone();
-    for (level, (sibling_hash, sibling)) in proof.path.iter().enumerate() {
-        if sibling.len() != width {
-            return Err(invalid("path", "a level without one commitment per asset"));
-        }
-        let sibling_c: Vec<CompressedRistretto> =
-            sibling.iter().map(|b| CompressedRistretto(*b)).collect();
-        hash = if (proof.index >> level) & 1 == 1 {
-            zk_node_hash(sibling_hash, &sibling_c, &hash, &commitments)
-        } else {
-            zk_node_hash(&hash, &commitments, sibling_hash, &sibling_c)
-        };
-        for (p, s) in points.iter_mut().zip(sibling) {
-            *p += point(s)?;
-        }
-        commitments = points.iter().map(RistrettoPoint::compress).collect();
-    }
-    let root_commitments: Vec<[u8; 32]> = commitments.iter().map(|c| c.to_bytes()).collect();
-    if hash != root.hash || root_commitments != root.commitments {
+    let (hash, siblings) = walk(proof, gens)?;
+    if hash != *root {
         return Err(PorError::WrongRoot {
             got: hex::encode(hash),
-            published: hex::encode(root.hash),
+            published: hex::encode(root),
         });
     }
-    for (a, (extras, bytes)) in proof.ranges.iter().enumerate() {
-        let mut all = vec![leaf_commitments.get(a).copied().unwrap_or_default()];
-        all.extend(
-            proof
-                .path
-                .iter()
-                .map(|(_, c)| CompressedRistretto(c.get(a).copied().unwrap_or_default())),
+    for (run, (values, bytes)) in siblings.chunks(RUN).zip(&proof.ranges).enumerate() {
+        let mut all = values.to_vec();
+        all.resize(
+            values.len().next_power_of_two(),
+            CompressedRistretto::identity(),
         );
-        all.extend(extras.iter().map(|e| CompressedRistretto(*e)));
-        if !all.len().is_power_of_two() || all.len() > 64 {
-            return Err(invalid("range proof", "covers the wrong number of values"));
-        }
-        let range =
-            RangeProof::from_bytes(bytes).map_err(|e| invalid("range proof", &e.to_string()))?;
-        let mut transcript = range_transcript(proof.epoch, proof.customer, a);
+        let range = RangeProof::from_bytes(bytes)
+            .map_err(|e| invalid("range proof", &format!("run {run}: {e}")))?;
+        let mut transcript = range_transcript(proof.epoch, proof.customer, proof.index, run);
         range
             .verify_multiple(
                 &gens.bulletproofs,
@@ -574,17 +633,61 @@ pub fn verify_zk(proof: &ZkProof, root: &ZkRoot) -> Result<Vec<(String, u64)>, P
                 &all,
                 RANGE_BITS,
             )
-            .map_err(|e| PorError::Invalid {
-                field: "range proof",
-                why: format!("{}: {e}", proof.assets.get(a).cloned().unwrap_or_default()),
-            })?;
+            .map_err(|e| invalid("range proof", &format!("run {run}: {e}")))?;
     }
-    Ok(proof
-        .assets
+    Ok(ZkVerified {
+        epoch: proof.epoch,
+        customer: proof.customer,
+        balances: proof
+            .assets
+            .iter()
+            .cloned()
+            .zip(proof.balances.iter().copied())
+            .collect(),
+    })
+}
+
+/// The root hash a proof's path leads to, and every sibling's commitments in range
+/// order.
+fn walk(proof: &ZkProof, gens: &Gens) -> Result<(Hash, Vec<CompressedRistretto>), PorError> {
+    let width = proof.assets.len();
+    let (salt, blindings) = open_leaf_key(&proof.leaf_key, width);
+    let mut points: Vec<RistrettoPoint> = proof
+        .balances
         .iter()
-        .cloned()
-        .zip(proof.balances.iter().copied())
-        .collect())
+        .zip(&blindings)
+        .map(|(v, r)| gens.commit(*v, r))
+        .collect();
+    let mut commitments: Vec<CompressedRistretto> =
+        points.iter().map(RistrettoPoint::compress).collect();
+    let mut hash = zk_leaf_hash(proof.epoch, proof.customer, &salt, &commitments);
+    let mut siblings = Vec::with_capacity(proof.path.len() * width);
+    for (level, step) in proof.path.iter().enumerate() {
+        let sibling: Vec<CompressedRistretto> = step
+            .commitments
+            .iter()
+            .map(|b| CompressedRistretto(*b))
+            .collect();
+        let mut h = Sha256::new();
+        h.update(NODE_TAG);
+        if (proof.index >> level) & 1 == 1 {
+            absorb(&mut h, &step.hash, Some(&sibling));
+            absorb(&mut h, &hash, Some(&commitments));
+        } else {
+            absorb(&mut h, &hash, Some(&commitments));
+            absorb(&mut h, &step.hash, Some(&sibling));
+        }
+        hash = h.finalize().into();
+        for (p, s) in points.iter_mut().zip(&sibling) {
+            *p += s.decompress().ok_or_else(|| PorError::Invalid {
+                field: "path",
+                why: format!("level {level}: a commitment is not a point"),
+            })?;
+        }
+        commitments = points.iter().map(RistrettoPoint::compress).collect();
+        siblings.extend(sibling);
+    }
+    Ok((hash, siblings))
 }
 
 /// Checks the platform's opening of the root to an auditor: the totals and blindings
@@ -603,6 +706,182 @@ pub fn verify_totals(root: &ZkRoot, totals: &[u64], blindings: &[[u8; 32]]) -> b
             })
 }
 
+impl ZkProof {
+    /// How many range proofs a proof of this shape carries.
+    fn runs(&self) -> usize {
+        (usize::from(self.height) * self.assets.len()).div_ceil(RUN)
+    }
+
+    fn check_shape(&self) -> Result<(), PorError> {
+        let invalid = |field, why: String| PorError::Invalid { field, why };
+        check_assets(&self.assets)?;
+        let width = self.assets.len();
+        if self.height > MAX_HEIGHT {
+            return Err(invalid(
+                "height",
+                format!("{} is above {MAX_HEIGHT}", self.height),
+            ));
+        }
+        if self.index >> self.height != 0 {
+            return Err(invalid(
+                "index",
+                format!("{} is outside a tree of height {}", self.index, self.height),
+            ));
+        }
+        if self.balances.len() != width {
+            return Err(invalid(
+                "balances",
+                format!("{} for {width} assets", self.balances.len()),
+            ));
+        }
+        if self.path.len() != usize::from(self.height) {
+            return Err(invalid(
+                "path",
+                format!(
+                    "{} levels for a tree of height {}",
+                    self.path.len(),
+                    self.height
+                ),
+            ));
+        }
+        if let Some(level) = self.path.iter().position(|s| s.commitments.len() != width) {
+            return Err(invalid(
+                "path",
+                format!("level {level} has the wrong number of commitments"),
+            ));
+        }
+        if self.ranges.len() != self.runs() {
+            return Err(invalid(
+                "range proof",
+                format!(
+                    "{} range proofs where {} are due",
+                    self.ranges.len(),
+                    self.runs()
+                ),
+            ));
+        }
+        if let Some(run) = self
+            .ranges
+            .iter()
+            .position(|r| r.len() > usize::from(u16::MAX))
+        {
+            return Err(invalid("range proof", format!("run {run} is too long")));
+        }
+        Ok(())
+    }
+
+    /// The canonical bytes (see the module).
+    pub fn encode(&self) -> Result<Vec<u8>, PorError> {
+        self.check_shape()?;
+        let width = self.assets.len();
+        let mut out = Vec::with_capacity(
+            96 + self.path.len() * 32 * (1 + width)
+                + self.ranges.iter().map(Vec::len).sum::<usize>(),
+        );
+        out.push(ZK_VERSION);
+        out.extend_from_slice(&self.epoch.to_be_bytes());
+        out.push(self.height);
+        out.push(u8::try_from(width).map_err(|_| PorError::AssetCount(width))?);
+        for asset in &self.assets {
+            // Checked above: 1 to 16 bytes.
+            out.push(u8::try_from(asset.len()).unwrap_or(0));
+            out.extend_from_slice(asset.as_bytes());
+        }
+        out.extend_from_slice(&self.customer.to_be_bytes());
+        out.extend_from_slice(&self.leaf_key);
+        for b in &self.balances {
+            out.extend_from_slice(&b.to_be_bytes());
+        }
+        // Below 2^height, height at most 32: checked above.
+        out.extend_from_slice(&u32::try_from(self.index).unwrap_or(u32::MAX).to_be_bytes());
+        for step in &self.path {
+            out.extend_from_slice(&step.hash);
+            for c in &step.commitments {
+                out.extend_from_slice(c);
+            }
+        }
+        for range in &self.ranges {
+            out.extend_from_slice(&u16::try_from(range.len()).unwrap_or(u16::MAX).to_be_bytes());
+            out.extend_from_slice(range);
+        }
+        Ok(out)
+    }
+
+    /// Reads the canonical bytes, refusing anything else by name.
+    pub fn decode(bytes: &[u8]) -> Result<ZkProof, PorError> {
+        let mut r = Reader(bytes);
+        let version = r.u8("version")?;
+        if version != ZK_VERSION {
+            return Err(PorError::Version(version));
+        }
+        let epoch = r.u64("epoch")?;
+        let height = r.u8("height")?;
+        if height > MAX_HEIGHT {
+            return Err(PorError::Invalid {
+                field: "height",
+                why: format!("{height} is above {MAX_HEIGHT}"),
+            });
+        }
+        let assets = r.assets()?;
+        let width = assets.len();
+        let customer = r.u64("customer")?;
+        let leaf_key = r.hash("leaf key")?;
+        let balances = (0..width)
+            .map(|_| r.u64("balances"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let index = u64::from(r.u32("index")?);
+        let mut path = Vec::with_capacity(usize::from(height));
+        for _ in 0..height {
+            let hash = r.hash("path")?;
+            let commitments = (0..width)
+                .map(|_| r.hash("path"))
+                .collect::<Result<Vec<_>, _>>()?;
+            path.push(ZkStep { hash, commitments });
+        }
+        let runs = (usize::from(height) * width).div_ceil(RUN);
+        let mut ranges = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let len = usize::from(r.u16("range proof")?);
+            ranges.push(r.take(len, "range proof")?.to_vec());
+        }
+        if !r.0.is_empty() {
+            return Err(PorError::Trailing(r.0.len()));
+        }
+        let proof = ZkProof {
+            epoch,
+            assets,
+            height,
+            customer,
+            leaf_key,
+            balances,
+            index,
+            path,
+            ranges,
+        };
+        proof.check_shape()?;
+        Ok(proof)
+    }
+}
+
+fn absorb(h: &mut Sha256, hash: &Hash, commitments: Option<&[CompressedRistretto]>) {
+    h.update(hash);
+    for c in commitments.unwrap_or_default() {
+        h.update(c.as_bytes());
+    }
+}
+
+fn value(values: &[u64], i: usize) -> u64 {
+    values.get(i).copied().unwrap_or(0)
+}
+
+fn scalar(scalars: &[Scalar], i: usize) -> Scalar {
+    scalars.get(i).copied().unwrap_or(Scalar::ZERO)
+}
+
+fn point(points: &[RistrettoPoint], i: usize) -> RistrettoPoint {
+    points.get(i).copied().unwrap_or_default()
+}
+
 /// The `range` of a level's flat values, or nothing.
 fn flat<T: Clone>(level: Option<&Vec<T>>, range: std::ops::Range<usize>) -> Vec<T> {
     level
@@ -611,23 +890,17 @@ fn flat<T: Clone>(level: Option<&Vec<T>>, range: std::ops::Range<usize>) -> Vec<
         .unwrap_or_default()
 }
 
-fn range_transcript(epoch: u64, customer: u64, asset: usize) -> Transcript {
+fn range_transcript(epoch: u64, customer: u64, index: u64, run: usize) -> Transcript {
     let mut t = Transcript::new(b"ztx-por/v2z/range");
     t.append_u64(b"epoch", epoch);
     t.append_u64(b"customer", customer);
-    t.append_u64(b"asset", u64::try_from(asset).unwrap_or(u64::MAX));
+    t.append_u64(b"index", index);
+    t.append_u64(b"run", u64::try_from(run).unwrap_or(u64::MAX));
     t
 }
 
-fn leaf_blinding(secret: &EpochSecret, epoch: u64, customer: u64, asset: usize) -> Scalar {
-    blinding(
-        secret,
-        b"leaf-blinding",
-        epoch,
-        customer
-            .wrapping_mul(64)
-            .wrapping_add(u64::try_from(asset).unwrap_or(0)),
-    )
+fn leaf_key(secret: &EpochSecret, epoch: u64, customer: u64) -> Hash {
+    secret.draw_labelled(b"leaf-key", b"", epoch, customer)
 }
 
 fn zk_leaf_hash(
@@ -647,78 +920,6 @@ fn zk_leaf_hash(
     h.finalize().into()
 }
 
-fn zk_node_hash(
-    left: &Hash,
-    left_c: &[CompressedRistretto],
-    right: &Hash,
-    right_c: &[CompressedRistretto],
-) -> Hash {
-    let mut h = Sha256::new();
-    h.update(NODE_TAG);
-    h.update(left);
-    for c in left_c {
-        h.update(c.as_bytes());
-    }
-    h.update(right);
-    for c in right_c {
-        h.update(c.as_bytes());
-    }
-    h.finalize().into()
-}
-
-/// One level being built.
-#[derive(Default)]
-struct Level {
-    nodes: Vec<(u64, Hash)>,
-    values: Vec<u64>,
-    blindings: Vec<Scalar>,
-    commitments: Vec<CompressedRistretto>,
-}
-
-/// A node with everything a parent needs of it.
-struct Node {
-    hash: Hash,
-    values: Vec<u64>,
-    blindings: Vec<Scalar>,
-    points: Vec<RistrettoPoint>,
-    commitments: Vec<CompressedRistretto>,
-}
-
-impl Node {
-    fn with_hash(mut self, hash: Hash) -> Node {
-        self.hash = hash;
-        self
-    }
-}
-
-impl Level {
-    fn node(&self, k: usize, width: usize, points: &[RistrettoPoint]) -> Node {
-        let range = k * width..(k + 1) * width;
-        Node {
-            hash: [0; 32],
-            values: self
-                .values
-                .get(range.clone())
-                .map(<[u64]>::to_vec)
-                .unwrap_or_default(),
-            blindings: self
-                .blindings
-                .get(range.clone())
-                .map(<[Scalar]>::to_vec)
-                .unwrap_or_default(),
-            points: points
-                .get(range.clone())
-                .map(<[RistrettoPoint]>::to_vec)
-                .unwrap_or_default(),
-            commitments: self
-                .commitments
-                .get(range)
-                .map(<[CompressedRistretto]>::to_vec)
-                .unwrap_or_default(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -735,5 +936,68 @@ mod tests {
             gens.commit(5, &r),
             gens.pedersen.commit(Scalar::from(5u64), r)
         );
+    }
+
+    /// Padding values in a run are commitments to zero under a zero blinding: the
+    /// identity, which the verifier supplies itself.
+    #[test]
+    fn a_zero_under_a_zero_blinding_is_the_identity() {
+        let gens = Gens::get();
+        assert_eq!(
+            gens.commit(0, &Scalar::ZERO).compress(),
+            CompressedRistretto::identity()
+        );
+    }
+
+    /// The attack range proofs exist for: the platform lowers its liabilities by hiding
+    /// a negative value in a subtree beside a customer's path (here -1,000 beside
+    /// customer 1, whose sibling holds 7). The path hashes to the root it publishes, but
+    /// no range proof can show a negative value in range.
+    #[allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test")]
+    #[test]
+    fn a_negative_balance_hidden_in_a_subtree_fails_the_range_proof() {
+        let accounts = vec![(1, vec![5]), (2, vec![7]), (3, vec![9])];
+        let secret = EpochSecret::from_bytes([3; 32]);
+        let config = TreeConfig { min_height: 2 };
+        let tree = ZkTree::build(
+            1,
+            vec!["BTC".into()],
+            &accounts,
+            &secret,
+            config,
+            &|_, _| {},
+        )
+        .unwrap();
+        let honest = tree.proof(1).unwrap();
+        let gens = Gens::get();
+        assert!(verify_zk(&honest, &tree.root().hash).is_ok());
+        let (mut values, mut blindings) = (Vec::new(), Vec::new());
+        for level in 0..tree.height {
+            let (_, v, b, _) = tree.node_at(level, (honest.index >> level) ^ 1);
+            values.extend(v);
+            blindings.extend(b);
+        }
+        let target = values.iter().position(|v| *v > 0).unwrap();
+        let mut forged = honest.clone();
+        let step = &mut forged.path[target];
+        let lowered = CompressedRistretto(step.commitments[0])
+            .decompress()
+            .unwrap()
+            - gens.pedersen.B * Scalar::from(values[target] + 1_000);
+        step.commitments[0] = lowered.compress().to_bytes();
+        let (forged_root, _) = walk(&forged, gens).unwrap();
+        // The closest the platform can come: the sibling's value as a u64, wrapped.
+        values[target] = 0u64.wrapping_sub(1_000);
+        forged.ranges = vec![
+            tree.prove_run(1, honest.index, 0, &values, &blindings)
+                .unwrap(),
+        ];
+        assert!(matches!(
+            verify_zk(&forged, &forged_root),
+            Err(PorError::Invalid {
+                field: "range proof",
+                ..
+            })
+        ));
     }
 }

@@ -11,7 +11,10 @@
 
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
-use ztx_por::{EpochSecret, InclusionProof, PorError, Snapshot, SumTree, TreeConfig, verify};
+use ztx_por::{
+    EpochSecret, InclusionProof, PorError, Published, Snapshot, SumTree, TreeConfig, Variant,
+    verify,
+};
 
 const EPOCH: u64 = 7;
 
@@ -177,11 +180,16 @@ proptest! {
             accounts: accounts.clone(),
             secret: secret(),
             config: small(4),
+            variant: Variant::Plain,
         };
         let bytes = snapshot.encode().unwrap();
         let back = Snapshot::decode(&bytes).unwrap();
         prop_assert_eq!(&back.accounts, &accounts);
-        prop_assert_eq!(back.build().unwrap().root(), tree(&accounts, 4).root());
+        prop_assert_eq!(back.variant, Variant::Plain);
+        prop_assert_eq!(
+            back.build(&|_, _| {}).unwrap().root(),
+            Published::Plain(tree(&accounts, 4).root())
+        );
         prop_assert!(Snapshot::decode(&bytes[..bytes.len() - 1]).is_err());
     }
 
@@ -364,6 +372,7 @@ fn a_snapshot_claiming_more_accounts_than_it_holds_is_refused_before_allocating(
         accounts: vec![(1, vec![1, 2])],
         secret: secret(),
         config: small(1),
+        variant: Variant::Plain,
     };
     let mut bytes = snapshot.encode().unwrap().to_vec();
     // The account count sits after version, epoch, height, secret and the assets.

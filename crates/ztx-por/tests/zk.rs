@@ -10,7 +10,7 @@
 )]
 
 use proptest::prelude::*;
-use ztx_por::{EpochSecret, PorError, TreeConfig, ZkTree, verify_totals, verify_zk};
+use ztx_por::{EpochSecret, PorError, TreeConfig, ZkProof, ZkTree, verify_totals, verify_zk};
 
 fn build(accounts: &[(u64, Vec<u64>)], min_height: u8) -> ZkTree {
     ZkTree::build(
@@ -19,6 +19,7 @@ fn build(accounts: &[(u64, Vec<u64>)], min_height: u8) -> ZkTree {
         accounts,
         &EpochSecret::from_bytes([5; 32]),
         TreeConfig { min_height },
+        &|_, _| {},
     )
     .unwrap()
 }
@@ -40,9 +41,10 @@ fn every_customers_zero_knowledge_proof_verifies_and_the_auditor_sees_the_totals
     assert_eq!(root.height, 3);
     for (customer, balances) in accounts() {
         let proof = tree.proof(customer).unwrap();
-        let proven = verify_zk(&proof, &root).unwrap();
+        let proven = verify_zk(&proof, &root.hash).unwrap();
+        assert_eq!((proven.epoch, proven.customer), (3, customer));
         assert_eq!(
-            proven,
+            proven.balances,
             vec![
                 ("BTC".to_owned(), balances[0]),
                 ("USDT".to_owned(), balances[1])
@@ -57,30 +59,80 @@ fn every_customers_zero_knowledge_proof_verifies_and_the_auditor_sees_the_totals
 
 #[test]
 fn any_altered_zero_knowledge_proof_fails() {
-    // Height 4: the leaf and four siblings, padded with three commitments to zero.
     let tree = build(&accounts(), 4);
     let root = tree.root();
     let good = tree.proof(41).unwrap();
-    type Alteration = Box<dyn Fn(&mut ztx_por::ZkProof)>;
+    type Alteration = Box<dyn Fn(&mut ZkProof)>;
     let alterations: Vec<Alteration> = vec![
         Box::new(|p| p.balances[1] += 1),
-        Box::new(|p| p.blindings[0][0] ^= 1),
-        Box::new(|p| p.salt[3] ^= 1),
+        Box::new(|p| p.balances[0] = p.balances[0].wrapping_sub(1)),
+        Box::new(|p| p.leaf_key[0] ^= 1),
         Box::new(|p| p.customer += 1),
+        Box::new(|p| p.epoch += 1),
         Box::new(|p| p.index ^= 1),
-        Box::new(|p| p.path[1].0[0] ^= 1),
-        Box::new(|p| p.path[2].1[1] = p.path[0].1[1]),
-        Box::new(|p| p.ranges[0].1[40] ^= 1),
-        Box::new(|p| p.ranges[1].0.clear()),
-        Box::new(|p| p.ranges[1].0[0] = p.path[0].1[1]),
+        Box::new(|p| p.path[1].hash[0] ^= 1),
+        Box::new(|p| p.path[2].commitments[1] = p.path[0].commitments[1]),
+        Box::new(|p| p.path.swap(0, 1)),
+        Box::new(|p| p.ranges[0][40] ^= 1),
+        Box::new(|p| p.ranges[0].truncate(100)),
+        Box::new(|p| p.ranges.clear()),
     ];
-    assert_eq!(good.ranges[1].0.len(), 3);
+    assert_eq!(good.ranges.len(), 1);
     for (i, alter) in alterations.iter().enumerate() {
         let mut proof = good.clone();
         alter(&mut proof);
-        assert!(verify_zk(&proof, &root).is_err(), "alteration {i} verified");
+        assert!(
+            verify_zk(&proof, &root.hash).is_err(),
+            "alteration {i} verified"
+        );
     }
-    assert!(verify_zk(&good, &root).is_ok());
+    assert!(verify_zk(&good, &root.hash).is_ok());
+}
+
+/// The encoding round-trips, has one form, and every cut or addition is refused by
+/// name; a proof of 64 assets needs two range proofs and still verifies.
+#[test]
+fn the_zero_knowledge_proof_encoding_is_canonical() {
+    let tree = build(&accounts(), 3);
+    let root = tree.root();
+    let proof = tree.proof(12).unwrap();
+    let bytes = proof.encode().unwrap();
+    assert_eq!(bytes[0], ztx_por::ZK_VERSION);
+    assert_eq!(ZkProof::decode(&bytes).unwrap(), proof);
+    for cut in [0, 1, 10, bytes.len() / 2, bytes.len() - 1] {
+        assert!(matches!(
+            ZkProof::decode(&bytes[..cut]),
+            Err(PorError::Truncated(_))
+        ));
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert_eq!(ZkProof::decode(&longer), Err(PorError::Trailing(1)));
+    let mut other_version = bytes.clone();
+    other_version[0] = 1;
+    assert_eq!(ZkProof::decode(&other_version), Err(PorError::Version(1)));
+    assert!(verify_zk(&ZkProof::decode(&bytes).unwrap(), &root.hash).is_ok());
+
+    let assets: Vec<String> = (0..64).map(|i| format!("A{i}")).collect();
+    let wide = ZkTree::build(
+        9,
+        assets,
+        &[(1, (0..64).collect()), (2, vec![1; 64])],
+        &EpochSecret::from_bytes([2; 32]),
+        TreeConfig { min_height: 2 },
+        &|_, _| {},
+    )
+    .unwrap();
+    let proof = wide.proof(2).unwrap();
+    assert_eq!(proof.ranges.len(), 2);
+    let decoded = ZkProof::decode(&proof.encode().unwrap()).unwrap();
+    assert_eq!(
+        verify_zk(&decoded, &wide.root().hash)
+            .unwrap()
+            .balances
+            .len(),
+        64
+    );
 }
 
 /// A range proof made for one customer does not serve another's proof: each is bound
@@ -93,7 +145,7 @@ fn a_range_proof_moved_to_another_customer_is_refused() {
     let other = tree.proof(11).unwrap();
     proof.ranges = other.ranges.clone();
     assert!(matches!(
-        verify_zk(&proof, &root),
+        verify_zk(&proof, &root.hash),
         Err(PorError::Invalid {
             field: "range proof",
             ..
@@ -108,10 +160,9 @@ fn the_root_shows_neither_totals_nor_count() {
     let one = build(&accounts()[..1], 3);
     let five = build(&accounts(), 3);
     assert_eq!(one.root().height, five.root().height);
-    assert_eq!(
-        one.proof(10).unwrap().path.len(),
-        five.proof(10).unwrap().path.len()
-    );
+    let (a, b) = (one.proof(10).unwrap(), five.proof(10).unwrap());
+    assert_eq!(a.path.len(), b.path.len());
+    assert_eq!(a.encode().unwrap().len(), b.encode().unwrap().len());
     assert_eq!(five.root().commitments.len(), 2);
 }
 
@@ -123,6 +174,7 @@ fn balances_beyond_the_range_proofs_are_refused() {
         &[(1, vec![u64::MAX]), (2, vec![1])],
         &EpochSecret::from_bytes([1; 32]),
         TreeConfig { min_height: 1 },
+        &|_, _| {},
     );
     assert!(matches!(refused, Err(PorError::Overflow { .. })));
 }
@@ -140,8 +192,8 @@ proptest! {
         let tree = build(&accounts, 2);
         let root = tree.root();
         let (customer, own) = &accounts[0];
-        let proven = verify_zk(&tree.proof(*customer).unwrap(), &root).unwrap();
-        prop_assert_eq!(proven[0].1, own[0]);
-        prop_assert_eq!(proven[1].1, own[1]);
+        let proven = verify_zk(&tree.proof(*customer).unwrap(), &root.hash).unwrap();
+        prop_assert_eq!(proven.balances[0].1, own[0]);
+        prop_assert_eq!(proven.balances[1].1, own[1]);
     }
 }

@@ -12,6 +12,7 @@ mod serve;
 mod site;
 mod tls;
 mod vault;
+mod wallet;
 
 use std::path::PathBuf;
 
@@ -45,6 +46,9 @@ enum Top {
     /// Customers' contact data at rest: what it is sealed under, and the rotation of
     /// the key-encryption key.
     Vault(vault::VaultArgs),
+    /// A customer's own checks with their API key: fetch and verify their proof of
+    /// liabilities.
+    Wallet(wallet::WalletArgs),
 }
 
 /// Where the data lives: the data directory (embedded store, master key, configuration)
@@ -69,6 +73,7 @@ fn main() -> std::process::ExitCode {
         Top::Pki(args) => pki::run(args),
         Top::Por(args) => por::run(args),
         Top::Vault(args) => vault::run(args),
+        Top::Wallet(args) => wallet::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow};
 use serde_json::json;
 use ztx_api::reserves::{Reserves, published_json};
-use ztx_por::{InclusionProof, TreeConfig};
+use ztx_por::{Proof, TreeConfig, Variant};
 
 use crate::Location;
 use crate::admin::{Route, ask_server, locally, route};
@@ -30,6 +30,10 @@ enum PorCommand {
     Publish {
         #[arg(long)]
         json: bool,
+        /// Publish sums in the clear (totals, and the sums beside each path) instead of
+        /// the zero-knowledge default.
+        #[arg(long)]
+        plain: bool,
     },
     /// Writes a customer's inclusion proof of the latest (or the given) epoch.
     Proof {
@@ -54,7 +58,12 @@ enum PorCommand {
 pub fn run(args: PorArgs) -> Result<()> {
     match args.command {
         PorCommand::Verify { file, root, json } => verify(&file, &root, json),
-        PorCommand::Publish { json } => {
+        PorCommand::Publish { json, plain } => {
+            let variant = if plain {
+                Variant::Plain
+            } else {
+                Variant::ZeroKnowledge
+            };
             let site = Site::open(&args.location, false)?;
             let answer = match route(&site)? {
                 Route::Local(_lock) => locally(&site, async |engine, pool, master, who| {
@@ -62,13 +71,18 @@ pub fn run(args: PorArgs) -> Result<()> {
                         &site.dir,
                         std::sync::Arc::new(master.clone()),
                         TreeConfig::default(),
-                    );
-                    let published = reserves.publish(Some(engine), pool, who, now_ms()).await?;
+                    )
+                    .with_progress(progress_bar);
+                    let published = reserves
+                        .publish(Some(engine), pool, who, now_ms(), variant)
+                        .await?;
                     Ok(published_json(&published))
                 })?,
-                Route::Server(client) => {
-                    ask_server(&client, "/ztx/admin/v1/por/publish", &json!({}))?
-                }
+                Route::Server(client) => ask_server(
+                    &client,
+                    "/ztx/admin/v1/por/publish",
+                    &json!({ "plain": plain }),
+                )?,
             };
             if json {
                 println!("{answer}");
@@ -97,7 +111,7 @@ pub fn run(args: PorArgs) -> Result<()> {
                 .with_context(|| format!("cannot write {}", out.display()))?;
             println!(
                 "wrote customer {customer}'s proof of epoch {} to {}",
-                proof.epoch,
+                proof.epoch(),
                 out.display()
             );
             Ok(())
@@ -107,13 +121,13 @@ pub fn run(args: PorArgs) -> Result<()> {
 
 fn verify(file: &std::path::Path, root: &str, as_json: bool) -> Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let proof = InclusionProof::decode(&bytes)
-        .map_err(|e| anyhow!("{} is not a proof: {e}", file.display()))?;
+    let proof =
+        Proof::decode(&bytes).map_err(|e| anyhow!("{} is not a proof: {e}", file.display()))?;
     let mut published = [0u8; 32];
     hex::decode_to_slice(root.trim(), &mut published)
         .map_err(|e| anyhow!("--root is not a 64-digit hex root: {e}"))?;
-    let proven =
-        ztx_por::verify(&proof, &published).map_err(|e| anyhow!("the proof is invalid: {e}"))?;
+    let proven = ztx_por::verify_proof(&proof, &published)
+        .map_err(|e| anyhow!("the proof is invalid: {e}"))?;
     if as_json {
         let balances: serde_json::Map<_, _> = proven
             .balances
@@ -122,19 +136,41 @@ fn verify(file: &std::path::Path, root: &str, as_json: bool) -> Result<()> {
             .collect();
         println!(
             "{}",
-            json!({ "valid": true, "epoch": proven.epoch, "customer": proven.customer,
-                    "balances": balances })
+            json!({ "valid": true, "variant": proven.variant.name(), "epoch": proven.epoch,
+                    "customer": proven.customer, "balances": balances })
         );
     } else {
         println!(
-            "valid: customer {}'s balances in epoch {} are counted in root {}",
+            "valid: customer {}'s balances in epoch {} are counted in root {} ({})",
             proven.customer,
             proven.epoch,
-            root.trim()
+            root.trim(),
+            proven.variant.name()
         );
         for (asset, amount) in &proven.balances {
             println!("  {asset}: {amount} (smallest units)");
         }
     }
     Ok(())
+}
+
+/// A progress bar on standard error while a tree is built, when a person watches it.
+fn progress_bar(done: u8, of: u8) {
+    use std::io::{IsTerminal as _, Write as _};
+    let mut err = std::io::stderr();
+    if !err.is_terminal() || of == 0 {
+        return;
+    }
+    const WIDTH: usize = 30;
+    let filled = WIDTH * usize::from(done) / usize::from(of);
+    let _ = write!(
+        err,
+        "\rbuilding the tree [{}{}] level {done}/{of}",
+        "#".repeat(filled),
+        ".".repeat(WIDTH - filled)
+    );
+    if done == of {
+        let _ = writeln!(err);
+    }
+    let _ = err.flush();
 }

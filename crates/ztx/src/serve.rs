@@ -284,11 +284,17 @@ async fn publish_reserves_hourly(state: AppState, reserves: Arc<ztx_api::reserve
             client_ip: None,
         };
         let now = state.now_ms();
-        let work = reserves.publish(Some(&state.engine), &state.reads, &who, now);
+        let work = reserves.publish(
+            Some(&state.engine),
+            &state.reads,
+            &who,
+            now,
+            ztx_por::Variant::default(),
+        );
         let clock = state.clock.clone();
         match ztx_api::accounting::accounted(&state.engine, accessor, move || clock(), work).await {
             Ok(Ok(published)) => tracing::info!(
-                epoch = published.root.epoch,
+                epoch = published.root.epoch(),
                 root = %published.root.hex(),
                 "published a proof-of-liabilities epoch"
             ),

@@ -43,15 +43,14 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("no epoch has been published yet"), "{body}");
 
+    // The default is the zero-knowledge tree: commitments, no totals.
     let published = publish(d);
     assert_eq!(published["epoch"], 1);
+    assert_eq!(published["variant"], "zero-knowledge");
     assert_eq!(published["customers"], 2);
     assert_eq!(published["assets"], serde_json::json!(["BTC", "USDT"]));
-    // Two customers with 100 BTC and 1,000,000 USDT each, in smallest units.
-    assert_eq!(
-        published["totals"],
-        serde_json::json!(["20000000000", "200000000000000"])
-    );
+    assert!(published.get("totals").is_none(), "{published}");
+    assert_eq!(published["commitments"].as_array().unwrap().len(), 2);
     let root = published["root"].as_str().unwrap().to_owned();
 
     // The public root, and Alice's own proof over the signed API.
@@ -76,8 +75,39 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
 
     let out = verify(&file, &root);
     assert!(out.status.success(), "{}", stderr(&out));
+    // The customer's own command fetches, checks and keeps the same proof.
+    let secret_file = dir.path().join("alice.secret");
+    std::fs::write(&secret_file, format!("{alice_secret}\n")).unwrap();
+    let wallet_file = dir.path().join("wallet.proof");
+    let wallet = |key: &str| {
+        ztx(&[
+            "wallet",
+            "--server",
+            &format!("http://{addr}"),
+            "--api-key",
+            key,
+            "--secret-file",
+            secret_file.to_str().unwrap(),
+            "proof",
+            "--out",
+            wallet_file.to_str().unwrap(),
+            "--json",
+        ])
+    };
+    let out = wallet(&alice_key);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kept: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(kept["root"], root.as_str());
+    assert_eq!(kept["customer"], answer["customer"]);
+    assert_eq!(
+        kept["balances"],
+        serde_json::json!({"BTC": "10000000000", "USDT": "100000000000000"})
+    );
+    assert!(verify(&wallet_file, &root).status.success());
+    fails_with(&wallet("not-a-key"), "GET");
     let proven: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(proven["customer"], answer["customer"]);
+    assert_eq!(proven["variant"], "zero-knowledge");
     assert_eq!(
         proven["balances"],
         serde_json::json!({"BTC": "10000000000", "USDT": "100000000000000"})
@@ -126,9 +156,34 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
     assert!(body.contains("epoch 77 is not kept here"), "{body}");
     drop(server);
 
-    // With no server running, publishing runs beside an engine of its own.
-    let second = publish(d);
+    // With no server running, publishing runs beside an engine of its own; the plain
+    // variant publishes the totals. Two customers with 100 BTC and 1,000,000 USDT
+    // each, in smallest units.
+    let out = succeeds(&["por", "--data-dir", d, "publish", "--json", "--plain"]);
+    let second: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(second["epoch"], 2);
+    assert_eq!(second["variant"], "plain");
+    assert_eq!(
+        second["totals"],
+        serde_json::json!(["20000000000", "200000000000000"])
+    );
+    let plain_file = dir.path().join("plain.proof");
+    succeeds(&[
+        "por",
+        "--data-dir",
+        d,
+        "proof",
+        "--customer",
+        &customer,
+        "--out",
+        plain_file.to_str().unwrap(),
+    ]);
+    let out = verify(&plain_file, second["root"].as_str().unwrap());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let proven: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(proven["variant"], "plain");
+    // A proof of one epoch does not verify against another's root.
+    fails_with(&verify(&plain_file, &root), "the proof is invalid");
     // Both roots are in the audit log, each as a publication.
     let mut store = ztx_store::open(data.join("ztx.sqlite").to_str().unwrap()).unwrap();
     let roots: Vec<String> = store

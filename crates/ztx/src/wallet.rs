@@ -1,0 +1,145 @@
+//! `ztx wallet`: the customer's side, with their own API key. `wallet proof` fetches
+//! the customer's proof of liabilities over the signed API, checks it offline against
+//! the root the server publishes for that epoch, and keeps it; the root it printed is
+//! the one to look for among the publications in the audit log (`ztx audit
+//! export`/`verify`), which is how a customer sees that everyone was shown that root.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+use ztx_por::{Proof, verify_proof};
+
+use crate::fetch::Client;
+use crate::site::now_ms;
+
+#[derive(Debug, clap::Args)]
+pub struct WalletArgs {
+    /// The server, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    server: String,
+    /// The API key (as `ztx admin api-key create` printed it).
+    #[arg(long)]
+    api_key: String,
+    /// A file holding the key's HMAC secret (never given on the command line).
+    #[arg(long)]
+    secret_file: PathBuf,
+    #[command(subcommand)]
+    command: WalletCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum WalletCommand {
+    /// Fetch my proof of liabilities of the latest (or the given) epoch, check it
+    /// against the epoch's published root, and write it to a file; exit 0 only if it
+    /// verifies, printing the balances it proves.
+    Proof {
+        #[arg(long)]
+        epoch: Option<u64>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(args: WalletArgs) -> Result<()> {
+    let secret = read_secret(&args.secret_file)?;
+    let client = Client::new(&args.server)?;
+    match args.command {
+        WalletCommand::Proof { epoch, out, json } => {
+            let query = epoch.map(|e| format!("epoch={e}")).unwrap_or_default();
+            let answer = signed_get(&client, "/ztx/v1/por/proof", &query, &args.api_key, &secret)?;
+            let bytes = hex::decode(field(&answer, "proof")?.as_str().unwrap_or_default())
+                .context("the server's proof is not hex")?;
+            let proof = Proof::decode(&bytes).context("the server's proof is unreadable")?;
+            // The root of the proof's own epoch, as published to everyone.
+            let root_answer = client.get(&format!("/ztx/v1/por/root?epoch={}", proof.epoch()))?;
+            let root_answer: Value =
+                serde_json::from_str(&root_answer).context("the server's root is not JSON")?;
+            let root_hex = field(&root_answer, "root")?
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let mut root = [0u8; 32];
+            hex::decode_to_slice(&root_hex, &mut root)
+                .map_err(|e| anyhow!("the server's root is not a 64-digit hex hash: {e}"))?;
+            let proven = verify_proof(&proof, &root)
+                .map_err(|e| anyhow!("the server's proof does not verify: {e}"))?;
+            std::fs::write(&out, &bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            if json {
+                let balances: serde_json::Map<_, _> = proven
+                    .balances
+                    .iter()
+                    .map(|(asset, amount)| (asset.clone(), json!(amount.to_string())))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({ "valid": true, "variant": proven.variant.name(),
+                            "epoch": proven.epoch, "customer": proven.customer,
+                            "root": root_hex, "balances": balances,
+                            "file": out.display().to_string() })
+                );
+            } else {
+                println!(
+                    "valid: my balances in epoch {} are counted in root {root_hex} ({}); \
+                     proof kept in {}",
+                    proven.epoch,
+                    proven.variant.name(),
+                    out.display()
+                );
+                for (asset, amount) in &proven.balances {
+                    println!("  {asset}: {amount} (smallest units)");
+                }
+                println!(
+                    "check that this root is the epoch's publication in the audit log \
+                     (ztx audit export, ztx audit verify)"
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A GET signed as Binance signs: HMAC-SHA256 of the query with a timestamp.
+fn signed_get(
+    client: &Client,
+    path: &str,
+    query: &str,
+    api_key: &str,
+    secret: &[u8],
+) -> Result<Value> {
+    let mut q = query.to_owned();
+    if !q.is_empty() {
+        q.push('&');
+    }
+    q.push_str(&format!("timestamp={}", now_ms()));
+    let signature = ztx_api::HmacSecret::new(secret.to_vec()).sign_hex(q.as_bytes());
+    let text = client.get_with(
+        &format!("{path}?{q}&signature={signature}"),
+        &[("x-mbx-apikey", api_key)],
+    )?;
+    serde_json::from_str(&text).with_context(|| format!("the answer of {path} is not JSON"))
+}
+
+fn field<'a>(answer: &'a Value, name: &str) -> Result<&'a Value> {
+    answer
+        .get(name)
+        .ok_or_else(|| anyhow!("the server's answer has no {name:?}"))
+}
+
+/// The secret from its file, without the line's end; refused if empty.
+fn read_secret(path: &std::path::Path) -> Result<Zeroizing<Vec<u8>>> {
+    let mut text = Zeroizing::new(
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+    );
+    while text.last().is_some_and(u8::is_ascii_whitespace) {
+        text.pop();
+    }
+    if text.is_empty() {
+        bail!("{} holds no secret", path.display());
+    }
+    Ok(text)
+}
