@@ -75,6 +75,8 @@ struct Gens {
     pedersen: PedersenGens,
     blinding_table: RistrettoBasepointTable,
     bulletproofs: BulletproofGens,
+    /// 1/2 mod ℓ: the build keeps half of each commitment (see [`Gens::half_commit`]).
+    half: Scalar,
 }
 
 impl Gens {
@@ -87,6 +89,7 @@ impl Gens {
                 blinding_table: RistrettoBasepointTable::create(&pedersen.B_blinding),
                 bulletproofs: BulletproofGens::new(RANGE_BITS, RUN),
                 pedersen,
+                half: Scalar::from(2u64).invert(),
             }
         })
     }
@@ -96,6 +99,19 @@ impl Gens {
         // table the crate has built in.
         curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE * &Scalar::from(value)
             + &self.blinding_table * blinding
+    }
+
+    /// Half of [`Gens::commit`]'s point. Sums of halves are halves of sums, and
+    /// `double_and_compress_batch` turns a batch of halves into the commitments'
+    /// encodings sharing one inversion, where compressing each alone costs one apiece.
+    fn half_commit(&self, value: u64, blinding: &Scalar) -> RistrettoPoint {
+        curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE * &(Scalar::from(value) * self.half)
+            + &self.blinding_table * &(blinding * self.half)
+    }
+
+    /// Half of a padding node's commitment to zero under `blinding`.
+    fn half_pad(&self, blinding: &Scalar) -> RistrettoPoint {
+        &self.blinding_table * &(blinding * self.half)
     }
 }
 
@@ -299,24 +315,31 @@ impl ZkTree {
         // The leaves: two table multiplications per asset, on every core.
         let parts = in_parallel(&placed, |part| {
             let mut level = Level::default();
+            let mut salts = Vec::with_capacity(part.len());
             for (position, (customer, balances)) in part {
                 let key = leaf_key(secret, epoch, *customer);
                 let (salt, blinds) = open_leaf_key(&key, width);
-                let start = level.points.len();
                 for (v, r) in balances.iter().zip(&blinds) {
-                    let point = gens.commit(*v, r);
-                    level.points.push(point);
-                    level.commitments.push(point.compress());
+                    level.points.push(gens.half_commit(*v, r));
                 }
-                let hash = zk_leaf_hash(
-                    epoch,
-                    *customer,
-                    &salt,
-                    level.commitments.get(start..).unwrap_or_default(),
-                );
-                level.nodes.push((*position, hash));
+                salts.push(salt);
+                level.nodes.push((*position, [0; 32]));
                 level.values.extend_from_slice(balances);
                 level.blindings.extend(blinds);
+            }
+            level.commitments = RistrettoPoint::double_and_compress_batch(&level.points);
+            for (k, ((node, salt), (_, (customer, _)))) in
+                level.nodes.iter_mut().zip(&salts).zip(part).enumerate()
+            {
+                node.1 = zk_leaf_hash(
+                    epoch,
+                    *customer,
+                    salt,
+                    level
+                        .commitments
+                        .get(k * width..(k + 1) * width)
+                        .unwrap_or_default(),
+                );
             }
             level
         });
@@ -380,77 +403,80 @@ impl ZkTree {
         end: usize,
     ) -> Result<Level, PorError> {
         let width = self.assets.len();
+        let nodes = below.nodes.get(start..end).unwrap_or_default();
+        // Which kept nodes pair with their sibling, and the padding nodes the others
+        // need, whose commitments are compressed in one batch.
+        let mut pairs = Vec::with_capacity(nodes.len());
+        let mut pad_hashes = Vec::new();
+        let mut pad_blindings = Vec::new();
+        let mut pad_points = Vec::new();
+        let mut k = 0;
+        while let Some(&(index, _)) = nodes.get(k) {
+            let paired = nodes.get(k + 1).is_some_and(|(i, _)| *i == index ^ 1);
+            pairs.push((start + k, paired));
+            if paired {
+                k += 2;
+            } else {
+                let (hash, blindings) = self.pads.pad(level, index ^ 1, width);
+                pad_points.extend(blindings.iter().map(|r| self.gens.half_pad(r)));
+                pad_blindings.extend(blindings);
+                pad_hashes.push(hash);
+                k += 1;
+            }
+        }
+        let pad_commitments = RistrettoPoint::double_and_compress_batch(&pad_points);
         let mut out = Level::default();
-        let mut pad_commitments = Vec::with_capacity(width);
-        let mut k = start;
-        while k < end {
+        let mut pad = 0;
+        for (k, paired) in pairs {
             let Some(&(index, hash)) = below.nodes.get(k) else {
                 break;
             };
             let own = k * width..(k + 1) * width;
-            let sibling_index = index ^ 1;
-            let paired = below
-                .nodes
-                .get(k + 1)
-                .filter(|(i, _)| *i == sibling_index && k + 1 < end);
             let mut hasher = Sha256::new();
             hasher.update(NODE_TAG);
-            let base = out.points.len();
-            match paired {
-                Some(&(_, sibling_hash)) => {
-                    // Both children kept: the left is `own`.
-                    let right = (k + 1) * width..(k + 2) * width;
-                    absorb(&mut hasher, &hash, below.commitments.get(own.clone()));
-                    absorb(
-                        &mut hasher,
-                        &sibling_hash,
-                        below.commitments.get(right.clone()),
-                    );
-                    for (a, (l, r)) in own.zip(right).enumerate() {
-                        let sum = value(&below.values, l)
-                            .checked_add(value(&below.values, r))
-                            .ok_or_else(|| self.overflow(a))?;
-                        out.values.push(sum);
-                        out.blindings
-                            .push(scalar(&below.blindings, l) + scalar(&below.blindings, r));
-                        out.points
-                            .push(point(&below.points, l) + point(&below.points, r));
-                    }
-                    k += 2;
+            if paired {
+                // Both children kept: the left is `own`.
+                let right = (k + 1) * width..(k + 2) * width;
+                let sibling_hash = below.nodes.get(k + 1).map(|(_, h)| *h).unwrap_or_default();
+                absorb(&mut hasher, &hash, below.commitments.get(own.clone()));
+                absorb(
+                    &mut hasher,
+                    &sibling_hash,
+                    below.commitments.get(right.clone()),
+                );
+                for (a, (l, r)) in own.zip(right).enumerate() {
+                    let sum = value(&below.values, l)
+                        .checked_add(value(&below.values, r))
+                        .ok_or_else(|| self.overflow(a))?;
+                    out.values.push(sum);
+                    out.blindings
+                        .push(scalar(&below.blindings, l) + scalar(&below.blindings, r));
+                    out.points
+                        .push(point(&below.points, l) + point(&below.points, r));
                 }
-                None => {
-                    let (pad_hash, pad_blindings) = self.pads.pad(level, sibling_index, width);
-                    pad_commitments.clear();
-                    let pad_points: Vec<RistrettoPoint> = pad_blindings
-                        .iter()
-                        .map(|r| &self.gens.blinding_table * r)
-                        .collect();
-                    pad_commitments.extend(pad_points.iter().map(RistrettoPoint::compress));
-                    let kept = below.commitments.get(own.clone());
-                    if index & 1 == 0 {
-                        absorb(&mut hasher, &hash, kept);
-                        absorb(&mut hasher, &pad_hash, Some(&pad_commitments));
-                    } else {
-                        absorb(&mut hasher, &pad_hash, Some(&pad_commitments));
-                        absorb(&mut hasher, &hash, kept);
-                    }
-                    for ((i, r), p) in own.zip(&pad_blindings).zip(&pad_points) {
-                        out.values.push(value(&below.values, i));
-                        out.blindings.push(scalar(&below.blindings, i) + r);
-                        out.points.push(point(&below.points, i) + p);
-                    }
-                    k += 1;
+            } else {
+                let pad_hash = pad_hashes.get(pad).copied().unwrap_or_default();
+                let padding = pad * width..(pad + 1) * width;
+                let kept = below.commitments.get(own.clone());
+                if index & 1 == 0 {
+                    absorb(&mut hasher, &hash, kept);
+                    absorb(&mut hasher, &pad_hash, pad_commitments.get(padding.clone()));
+                } else {
+                    absorb(&mut hasher, &pad_hash, pad_commitments.get(padding.clone()));
+                    absorb(&mut hasher, &hash, kept);
                 }
+                for (i, j) in own.zip(padding) {
+                    out.values.push(value(&below.values, i));
+                    out.blindings
+                        .push(scalar(&below.blindings, i) + scalar(&pad_blindings, j));
+                    out.points
+                        .push(point(&below.points, i) + point(&pad_points, j));
+                }
+                pad += 1;
             }
             out.nodes.push((index >> 1, hasher.finalize().into()));
-            out.commitments.extend(
-                out.points
-                    .get(base..)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(RistrettoPoint::compress),
-            );
         }
+        out.commitments = RistrettoPoint::double_and_compress_batch(&out.points);
         Ok(out)
     }
 

@@ -86,7 +86,9 @@ fn main() {
     let accounts: Vec<(u64, Vec<u128>)> = (1..=args.accounts)
         .map(|c| {
             let btc = u128::from(next(&mut seed) % 10_000_000_000);
-            let usdt = u128::from(next(&mut seed) % 100_000_000_000_000);
+            // Up to 10,000 USDT at 8 decimals: a million such accounts stay below
+            // 2^64 units, the zero-knowledge tree's range.
+            let usdt = u128::from(next(&mut seed) % 1_000_000_000_000);
             (c, vec![btc, usdt])
         })
         .collect();
