@@ -62,6 +62,20 @@ impl Reserves {
         self.dir.join(format!("epoch-{epoch:010}"))
     }
 
+    /// Where the epoch's publication entry and its index in the audit log are kept
+    /// (public: the entry holds only the root and its metadata).
+    fn entry_path(&self, epoch: u64) -> PathBuf {
+        self.dir.join(format!("publication-{epoch:010}.json"))
+    }
+
+    /// The audit log's entry that published `epoch`, if this server logged it: its
+    /// index and canonical bytes, so that a customer can check the root they were shown
+    /// is the one the log shows everyone.
+    pub fn publication_entry(&self, epoch: u64) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(self.entry_path(epoch)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
     /// The newest epoch kept, if any.
     pub fn latest_epoch(&self) -> Result<Option<u64>, CommandError> {
         let entries = match std::fs::read_dir(&self.dir) {
@@ -179,6 +193,33 @@ impl Reserves {
                     ))
                 })?;
         }
+        if engine.is_some() {
+            let (wanted_epoch, wanted_root) = (epoch, root.hex());
+            let found = pool
+                .with(move |s| find_publication(s, wanted_epoch, &wanted_root))
+                .await;
+            match found {
+                Ok(Some((index, entry))) => {
+                    let located = serde_json::json!({
+                        "index": index,
+                        "entry": base64::Engine::encode(
+                            &base64::engine::general_purpose::STANDARD,
+                            entry,
+                        ),
+                    });
+                    write_private(
+                        &self.dir,
+                        &self.entry_path(epoch),
+                        located.to_string().as_bytes(),
+                    )?;
+                }
+                Ok(None) => tracing::warn!(
+                    epoch,
+                    "the publication entry was not found near the log's end"
+                ),
+                Err(e) => tracing::warn!(epoch, error = %e, "cannot locate the publication entry"),
+            }
+        }
         let bytes = snapshot
             .encode()
             .map_err(|e| CommandError::Unavailable(e.to_string()))?;
@@ -237,6 +278,43 @@ pub fn liabilities(state: &ExchangeState) -> Result<Liabilities, CommandError> {
         })
         .collect();
     Ok((assets, accounts))
+}
+
+/// The newest publication entry of `epoch` with root `root_hex` among the last
+/// 100,000 entries of the log: its index and bytes.
+fn find_publication(
+    s: &mut dyn ztx_store::Store,
+    epoch: u64,
+    root_hex: &str,
+) -> Result<Option<(u64, Vec<u8>)>, ztx_store::StoreError> {
+    const PAGE: u32 = 1_000;
+    let mut end = s.audit_size()?;
+    for _ in 0..100 {
+        if end == 0 {
+            break;
+        }
+        let start = end.saturating_sub(u64::from(PAGE));
+        let rows = s.audit_entries(start, u32::try_from(end - start).unwrap_or(PAGE))?;
+        for row in rows.iter().rev() {
+            if let Ok(entry) = Entry::decode(&row.entry)
+                && entry.kind == Kind::Publication
+                && param(&entry, "epoch") == Some(epoch.to_string().as_str())
+                && param(&entry, "root") == Some(root_hex)
+            {
+                return Ok(Some((row.index, row.entry.clone())));
+            }
+        }
+        end = start;
+    }
+    Ok(None)
+}
+
+fn param<'a>(entry: &'a Entry, name: &str) -> Option<&'a str> {
+    entry
+        .params
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// The publication's entry: the epoch, its root and what it covers (the totals where
@@ -367,11 +445,19 @@ pub async fn root(
     let reserves = state.reserves().ok_or_else(none_kept)?;
     let epoch = call.params.optional_u64("epoch")?;
     call.params.ensure_all_read()?;
-    let tree = tokio::task::spawn_blocking(move || reserves.tree(epoch))
-        .await
-        .map_err(|e| crate::error::ApiError::unknown().with_detail(e.to_string()))?
-        .map_err(|e| refused(&e))?;
-    Ok(axum::Json(root_json(&tree.root())).into_response())
+    let (published, entry) = tokio::task::spawn_blocking(move || {
+        let published = reserves.tree(epoch)?.root();
+        let entry = reserves.publication_entry(published.epoch());
+        Ok::<_, CommandError>((published, entry))
+    })
+    .await
+    .map_err(|e| crate::error::ApiError::unknown().with_detail(e.to_string()))?
+    .map_err(|e| refused(&e))?;
+    let mut answer = root_json(&published);
+    if let (Some(fields), Some(entry)) = (answer.as_object_mut(), entry) {
+        fields.insert("log".into(), entry);
+    }
+    Ok(axum::Json(answer).into_response())
 }
 
 /// `GET /ztx/v1/por/proof[?epoch=N]` (signed, read): the caller's inclusion proof, in

@@ -2,7 +2,7 @@
 //! offline check of an export that anyone can run with only the public key; and
 //! (`online`) the check of a running server's checkpoints and proofs.
 
-mod online;
+pub(crate) mod online;
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};

@@ -37,6 +37,11 @@ enum WalletCommand {
     Proof {
         #[arg(long)]
         epoch: Option<u64>,
+        /// The state file `ztx audit checkpoint` keeps: the root must then be the one
+        /// the audit log's publication entry shows everyone, proven included under the
+        /// pinned checkpoint.
+        #[arg(long)]
+        audit_state: Option<PathBuf>,
         #[arg(long)]
         out: PathBuf,
         #[arg(long)]
@@ -48,7 +53,12 @@ pub fn run(args: WalletArgs) -> Result<()> {
     let secret = read_secret(&args.secret_file)?;
     let client = Client::new(&args.server)?;
     match args.command {
-        WalletCommand::Proof { epoch, out, json } => {
+        WalletCommand::Proof {
+            epoch,
+            audit_state,
+            out,
+            json,
+        } => {
             let query = epoch.map(|e| format!("epoch={e}")).unwrap_or_default();
             let answer = signed_get(&client, "/ztx/v1/por/proof", &query, &args.api_key, &secret)?;
             let bytes = hex::decode(field(&answer, "proof")?.as_str().unwrap_or_default())
@@ -67,6 +77,16 @@ pub fn run(args: WalletArgs) -> Result<()> {
                 .map_err(|e| anyhow!("the server's root is not a 64-digit hex hash: {e}"))?;
             let proven = verify_proof(&proof, &root)
                 .map_err(|e| anyhow!("the server's proof does not verify: {e}"))?;
+            let logged = match &audit_state {
+                Some(state) => Some(in_the_log(
+                    &client,
+                    state,
+                    &root_answer,
+                    &root_hex,
+                    proven.epoch,
+                )?),
+                None => None,
+            };
             std::fs::write(&out, &bytes)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             if json {
@@ -79,7 +99,7 @@ pub fn run(args: WalletArgs) -> Result<()> {
                     "{}",
                     json!({ "valid": true, "variant": proven.variant.name(),
                             "epoch": proven.epoch, "customer": proven.customer,
-                            "root": root_hex, "balances": balances,
+                            "root": root_hex, "balances": balances, "log_index": logged,
                             "file": out.display().to_string() })
                 );
             } else {
@@ -93,14 +113,67 @@ pub fn run(args: WalletArgs) -> Result<()> {
                 for (asset, amount) in &proven.balances {
                     println!("  {asset}: {amount} (smallest units)");
                 }
-                println!(
-                    "check that this root is the epoch's publication in the audit log \
-                     (ztx audit export, ztx audit verify)"
-                );
+                match logged {
+                    Some(index) => println!(
+                        "the root is the audit log's entry {index}, proven under the pinned checkpoint"
+                    ),
+                    None => println!(
+                        "check that this root is the epoch's publication in the audit log \
+                         (--audit-state, or ztx audit export and verify)"
+                    ),
+                }
             }
             Ok(())
         }
     }
+}
+
+/// Checks that `root_hex` is what the audit log published for `epoch`: the entry the
+/// server points to decodes as that publication, and is proven included under the
+/// checkpoint pinned in `state`. Answers the entry's index.
+fn in_the_log(
+    client: &Client,
+    state: &std::path::Path,
+    root_answer: &Value,
+    root_hex: &str,
+    epoch: u64,
+) -> Result<u64> {
+    let witness = crate::audit::online::load(state)?.ok_or_else(|| {
+        anyhow!(
+            "no state at {}: run `ztx audit checkpoint` first",
+            state.display()
+        )
+    })?;
+    let log =
+        field(root_answer, "log").context("the server does not say where the root was logged")?;
+    let index = field(log, "index")?
+        .as_u64()
+        .ok_or_else(|| anyhow!("the publication's index is not a number"))?;
+    let bytes = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        field(log, "entry")?.as_str().unwrap_or_default(),
+    )
+    .context("the publication entry is not base64")?;
+    let entry = ztx_audit::Entry::decode(&bytes)
+        .map_err(|e| anyhow!("the publication entry is unreadable: {e}"))?;
+    let said = |name: &str| {
+        entry
+            .params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if entry.kind != ztx_audit::Kind::Publication
+        || said("root") != Some(root_hex)
+        || said("epoch") != Some(epoch.to_string().as_str())
+    {
+        bail!(
+            "the log's entry {index} is not the publication of root {root_hex} for epoch {epoch}"
+        );
+    }
+    crate::audit::online::included(client, &witness, index, Some(ztx_audit::Hash::leaf(&bytes)))
+        .context("the root's publication is not proven in the audit log")?;
+    Ok(index)
 }
 
 /// A GET signed as Binance signs: HMAC-SHA256 of the query with a timestamp.

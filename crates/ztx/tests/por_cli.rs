@@ -79,11 +79,12 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
     let secret_file = dir.path().join("alice.secret");
     std::fs::write(&secret_file, format!("{alice_secret}\n")).unwrap();
     let wallet_file = dir.path().join("wallet.proof");
-    let wallet = |key: &str| {
-        ztx(&[
+    let wallet = |key: &str, extra: &[&str]| {
+        let url = format!("http://{addr}");
+        let mut args = vec![
             "wallet",
             "--server",
-            &format!("http://{addr}"),
+            &url,
             "--api-key",
             key,
             "--secret-file",
@@ -92,9 +93,11 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
             "--out",
             wallet_file.to_str().unwrap(),
             "--json",
-        ])
+        ];
+        args.extend_from_slice(extra);
+        ztx(&args)
     };
-    let out = wallet(&alice_key);
+    let out = wallet(&alice_key, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let kept: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(kept["root"], root.as_str());
@@ -104,7 +107,79 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
         serde_json::json!({"BTC": "10000000000", "USDT": "100000000000000"})
     );
     assert!(verify(&wallet_file, &root).status.success());
-    fails_with(&wallet("not-a-key"), "GET");
+    fails_with(&wallet("not-a-key", &[]), "GET");
+
+    // With a pinned audit checkpoint, the wallet also proves that the root it was shown
+    // is the epoch's publication in the log everyone sees.
+    let state = dir.path().join("audit.state");
+    let logged = (0..50)
+        .find_map(|_| {
+            let out = ztx(&[
+                "audit",
+                "checkpoint",
+                "--server",
+                &format!("http://{addr}"),
+                "--state",
+                state.to_str().unwrap(),
+                "--trust-on-first-use",
+            ]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            let out = wallet(&alice_key, &["--audit-state", state.to_str().unwrap()]);
+            if out.status.success() {
+                return Some(out);
+            }
+            // The newest checkpoint may not yet cover the publication: a second later
+            // one does.
+            assert!(
+                stderr(&out).contains("not under the pinned checkpoint"),
+                "{}",
+                stderr(&out)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            None
+        })
+        .expect("a checkpoint covering the publication");
+    let kept: serde_json::Value = serde_json::from_slice(&logged.stdout).unwrap();
+    let index = kept["log_index"].as_u64().unwrap();
+    // A server that points elsewhere in the log, or shows an entry of another root, is
+    // caught.
+    let pointer = data.join("por").join("publication-0000000001.json");
+    let original = std::fs::read_to_string(&pointer).unwrap();
+    let mut moved: serde_json::Value = serde_json::from_str(&original).unwrap();
+    moved["index"] = serde_json::json!(index - 1);
+    std::fs::write(&pointer, moved.to_string()).unwrap();
+    fails_with(
+        &wallet(&alice_key, &["--audit-state", state.to_str().unwrap()]),
+        "the root's publication is not proven in the audit log",
+    );
+    let mut entry = ztx_audit::Entry::decode(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            serde_json::from_str::<serde_json::Value>(&original).unwrap()["entry"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for (name, value) in &mut entry.params {
+        if name == "root" {
+            *value = "00".repeat(32);
+        }
+    }
+    let forged = serde_json::json!({
+        "index": index,
+        "entry": base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            entry.encode().unwrap(),
+        ),
+    });
+    std::fs::write(&pointer, forged.to_string()).unwrap();
+    fails_with(
+        &wallet(&alice_key, &["--audit-state", state.to_str().unwrap()]),
+        "is not the publication of root",
+    );
+    std::fs::write(&pointer, original).unwrap();
     let proven: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(proven["customer"], answer["customer"]);
     assert_eq!(proven["variant"], "zero-knowledge");

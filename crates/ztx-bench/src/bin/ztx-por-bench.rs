@@ -151,7 +151,12 @@ fn zk(args: &Args, accounts: &[(u64, Vec<u128>)], secret: &EpochSecret) {
         TreeConfig {
             min_height: args.min_height,
         },
-        &|done, of| eprint!("\rlevels built: {done}/{of}"),
+        &|done, of| {
+            eprintln!(
+                "{:.2} s: levels built: {done}/{of}",
+                started.elapsed().as_secs_f64()
+            )
+        },
     )
     .unwrap();
     eprintln!();

@@ -145,13 +145,29 @@ pub fn inclusion(args: &InclusionArgs) -> Result<()> {
     };
     let size = witness.latest().size;
     let index = args.index;
+    let client = Client::new(&args.server)?;
+    let leaf = included(&client, &witness, index, want)?;
+    println!(
+        "ok: entry {index} (leaf {leaf}) is in the log of {size} entries the pinned checkpoint signed"
+    );
+    Ok(())
+}
+
+/// Checks with the server's inclusion proof that entry `index` (leaf `want`, if known)
+/// is in the log of the witness's pinned checkpoint; answers the entry's leaf.
+pub(crate) fn included(
+    client: &Client,
+    witness: &Witness,
+    index: u64,
+    want: Option<Hash>,
+) -> Result<Hash> {
+    let size = witness.latest().size;
     if index >= size {
         bail!(
             "entry {index} is not under the pinned checkpoint of {size} entries; \
              `ztx audit checkpoint` moves it forward"
         );
     }
-    let client = Client::new(&args.server)?;
     let text = client.get(&format!(
         "/ztx/v1/audit/inclusion?index={index}&size={size}"
     ))?;
@@ -168,15 +184,11 @@ pub fn inclusion(args: &InclusionArgs) -> Result<()> {
     witness
         .check_inclusion(index, &answer.leaf, &answer.proof)
         .context("refused the server's inclusion proof")?;
-    println!(
-        "ok: entry {index} (leaf {}) is in the log of {size} entries the pinned checkpoint signed",
-        answer.leaf
-    );
-    Ok(())
+    Ok(answer.leaf)
 }
 
 /// The witness kept at `path`, or none if there is no file yet.
-fn load(path: &Path) -> Result<Option<Witness>> {
+pub(crate) fn load(path: &Path) -> Result<Option<Witness>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
