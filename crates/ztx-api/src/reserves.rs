@@ -37,8 +37,16 @@ pub struct Reserves {
     master: Arc<MasterKey>,
     config: TreeConfig,
     progress: fn(u8, u8),
-    latest: Mutex<Option<Arc<Tree>>>,
+    /// The trees built, most recently used last, at most [`KEPT`].
+    kept: Mutex<Vec<Arc<Tree>>>,
+    /// Held while a tree is rebuilt from its snapshot: a zero-knowledge tree of a
+    /// million customers takes most of a minute on every core, so requests for epochs
+    /// not kept wait for one build rather than start one each.
+    rebuilding: Mutex<()>,
 }
+
+/// How many epochs' trees are kept built in memory.
+const KEPT: usize = 2;
 
 impl Reserves {
     pub fn new(data_dir: &Path, master: Arc<MasterKey>, config: TreeConfig) -> Reserves {
@@ -47,7 +55,8 @@ impl Reserves {
             master,
             config,
             progress: |_, _| {},
-            latest: Mutex::new(None),
+            kept: Mutex::new(Vec::new()),
+            rebuilding: Mutex::new(()),
         }
     }
 
@@ -106,11 +115,16 @@ impl Reserves {
                 .latest_epoch()?
                 .ok_or_else(|| CommandError::NotFound("no epoch has been published yet".into()))?,
         };
-        if let Ok(cached) = self.latest.lock()
-            && let Some(tree) = cached.as_ref()
-            && tree.root().epoch() == epoch
-        {
-            return Ok(tree.clone());
+        if let Some(tree) = self.kept_tree(epoch) {
+            return Ok(tree);
+        }
+        let _one_build = self
+            .rebuilding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Built by the request this one waited for.
+        if let Some(tree) = self.kept_tree(epoch) {
+            return Ok(tree);
         }
         let path = self.path(epoch);
         let sealed = std::fs::read(&path).map_err(|e| match e.kind() {
@@ -130,10 +144,26 @@ impl Reserves {
                 .build(&|_, _| {})
                 .map_err(|e| CommandError::Unavailable(format!("epoch {epoch}: {e}")))?,
         );
-        if let Ok(mut cached) = self.latest.lock() {
-            *cached = Some(tree.clone());
-        }
+        self.keep(tree.clone());
         Ok(tree)
+    }
+
+    fn kept_tree(&self, epoch: u64) -> Option<Arc<Tree>> {
+        let mut kept = self.kept.lock().ok()?;
+        let at = kept.iter().position(|t| t.root().epoch() == epoch)?;
+        let tree = kept.remove(at);
+        kept.push(tree.clone());
+        Some(tree)
+    }
+
+    fn keep(&self, tree: Arc<Tree>) {
+        if let Ok(mut kept) = self.kept.lock() {
+            let epoch = tree.root().epoch();
+            kept.retain(|t| t.root().epoch() != epoch);
+            kept.push(tree);
+            let excess = kept.len().saturating_sub(KEPT);
+            kept.drain(..excess);
+        }
     }
 
     /// Customer `customer`'s proof in `epoch` (the latest when `None`).
@@ -226,9 +256,7 @@ impl Reserves {
         let sealed = self.master.seal(&bytes, &aad(&epoch.to_be_bytes()));
         write_private(&self.dir, &self.path(epoch), &sealed)?;
         let customers = tree.customers();
-        if let Ok(mut cached) = self.latest.lock() {
-            *cached = Some(Arc::new(tree));
-        }
+        self.keep(Arc::new(tree));
         Ok(Published { root, customers })
     }
 }

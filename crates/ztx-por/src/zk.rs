@@ -565,23 +565,46 @@ impl ZkTree {
                 commitments: commitments.iter().map(|c| c.to_bytes()).collect(),
             });
         }
-        let proven = std::thread::scope(|scope| {
-            let handles: Vec<_> = values
-                .chunks(RUN)
-                .zip(blinds.chunks(RUN))
-                .enumerate()
-                .map(|(run, (v, b))| {
-                    scope.spawn(move || self.prove_run(customer, index, run, v, b))
+        // The runs, shared round-robin among the cores.
+        let runs: Vec<(&[u64], &[Scalar])> = values.chunks(RUN).zip(blinds.chunks(RUN)).collect();
+        let workers = available_threads().clamp(1, runs.len().max(1));
+        let mut proven: Vec<Option<Result<Vec<u8>, PorError>>> = vec![None; runs.len()];
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let runs = &runs;
+                    scope.spawn(move || {
+                        runs.iter()
+                            .enumerate()
+                            .skip(w)
+                            .step_by(workers)
+                            .map(|(run, (v, b))| (run, self.prove_run(customer, index, run, v, b)))
+                            .collect::<Vec<_>>()
+                    })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            for handle in handles {
+                let done = handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                for (run, result) in done {
+                    if let Some(slot) = proven.get_mut(run) {
+                        *slot = Some(result);
+                    }
+                }
+            }
+        });
+        let proven = proven
+            .into_iter()
+            .map(|p| {
+                p.unwrap_or_else(|| {
+                    Err(PorError::Invalid {
+                        field: "range proof",
+                        why: "a run was not proven".into(),
+                    })
                 })
-                .collect::<Result<Vec<_>, _>>()
-        })?;
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(ZkProof {
             epoch: self.epoch,
             assets: self.assets.clone(),

@@ -173,6 +173,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .audited(audited)
         .with_log_key(&verifier)
         .with_reserves(reserves.clone());
+        // The latest epoch's tree, rebuilt from its snapshot now rather than on the
+        // first customer's request.
+        let warm = reserves.clone();
+        tokio::task::spawn_blocking(move || match warm.tree(None) {
+            Ok(_) | Err(ztx_api::operate::CommandError::NotFound(_)) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot rebuild the latest proof-of-liabilities epoch"),
+        });
         if audited {
             tokio::spawn(publish_reserves_hourly(state.clone(), reserves));
         }
