@@ -92,44 +92,14 @@ impl InclusionProof {
         if self.version != VERSION {
             return Err(PorError::Version(self.version));
         }
-        check_assets(&self.assets)?;
-        let invalid = |field, why: String| PorError::Invalid { field, why };
-        if self.height > MAX_HEIGHT {
-            return Err(invalid(
-                "height",
-                format!("{} is above {MAX_HEIGHT}", self.height),
-            ));
-        }
-        if self.index >> self.height != 0 {
-            return Err(invalid(
-                "index",
-                format!("{} is outside a tree of height {}", self.index, self.height),
-            ));
-        }
-        let width = self.assets.len();
-        if self.balances.len() != width {
-            return Err(invalid(
-                "balances",
-                format!("{} for {width} assets", self.balances.len()),
-            ));
-        }
-        if self.path.len() != usize::from(self.height) {
-            return Err(invalid(
-                "path",
-                format!(
-                    "{} levels for a tree of height {}",
-                    self.path.len(),
-                    self.height
-                ),
-            ));
-        }
-        if let Some(level) = self.path.iter().position(|s| s.sums.len() != width) {
-            return Err(invalid(
-                "path",
-                format!("level {level} has the wrong number of sums"),
-            ));
-        }
-        Ok(())
+        let steps: Vec<usize> = self.path.iter().map(|s| s.sums.len()).collect();
+        check_common(
+            &self.assets,
+            self.height,
+            self.index,
+            self.balances.len(),
+            &steps,
+        )
     }
 
     /// The canonical bytes (see the module).
@@ -137,15 +107,13 @@ impl InclusionProof {
         self.check_shape()?;
         let width = self.assets.len();
         let mut out = Vec::with_capacity(64 + (1 + self.path.len()) * (32 + 16 * width));
-        out.push(self.version);
-        out.extend_from_slice(&self.epoch.to_be_bytes());
-        out.push(self.height);
-        out.push(u8::try_from(width).map_err(|_| PorError::AssetCount(width))?);
-        for asset in &self.assets {
-            // Checked above: 1 to 16 bytes.
-            out.push(u8::try_from(asset.len()).unwrap_or(0));
-            out.extend_from_slice(asset.as_bytes());
-        }
+        write_header(
+            &mut out,
+            self.version,
+            self.epoch,
+            self.height,
+            &self.assets,
+        )?;
         out.extend_from_slice(&self.customer.to_be_bytes());
         out.extend_from_slice(&self.salt);
         for b in &self.balances {
@@ -164,19 +132,8 @@ impl InclusionProof {
     /// Reads the canonical bytes, refusing anything else by name.
     pub fn decode(bytes: &[u8]) -> Result<InclusionProof, PorError> {
         let mut r = Reader(bytes);
-        let version = r.u8("version")?;
-        if version != VERSION {
-            return Err(PorError::Version(version));
-        }
-        let epoch = r.u64("epoch")?;
-        let height = r.u8("height")?;
-        if height > MAX_HEIGHT {
-            return Err(PorError::Invalid {
-                field: "height",
-                why: format!("{height} is above {MAX_HEIGHT}"),
-            });
-        }
-        let assets = r.assets()?;
+        let (epoch, height, assets) = r.header(VERSION)?;
+        let version = VERSION;
         let width = assets.len();
         let customer = r.u64("customer")?;
         let salt = r.hash("salt")?;
@@ -209,6 +166,69 @@ impl InclusionProof {
         proof.check_shape()?;
         Ok(proof)
     }
+}
+
+/// The header both proof versions begin with: version, epoch, height, assets.
+pub(crate) fn write_header(
+    out: &mut Vec<u8>,
+    version: u8,
+    epoch: u64,
+    height: u8,
+    assets: &[String],
+) -> Result<(), PorError> {
+    out.push(version);
+    out.extend_from_slice(&epoch.to_be_bytes());
+    out.push(height);
+    out.push(u8::try_from(assets.len()).map_err(|_| PorError::AssetCount(assets.len()))?);
+    for asset in assets {
+        // Checked by the caller's shape check: 1 to 16 bytes.
+        out.push(u8::try_from(asset.len()).unwrap_or(0));
+        out.extend_from_slice(asset.as_bytes());
+    }
+    Ok(())
+}
+
+/// The shape both proof versions share: assets, a height the format allows, an index
+/// inside the tree, one balance per asset, one step per level, each step holding
+/// `step_width(level)` values where one per asset is due.
+pub(crate) fn check_common(
+    assets: &[String],
+    height: u8,
+    index: u64,
+    balances: usize,
+    steps: &[usize],
+) -> Result<(), PorError> {
+    check_assets(assets)?;
+    let invalid = |field, why: String| PorError::Invalid { field, why };
+    if height > MAX_HEIGHT {
+        return Err(invalid("height", format!("{height} is above {MAX_HEIGHT}")));
+    }
+    if index >> height != 0 {
+        return Err(invalid(
+            "index",
+            format!("{index} is outside a tree of height {height}"),
+        ));
+    }
+    let width = assets.len();
+    if balances != width {
+        return Err(invalid(
+            "balances",
+            format!("{balances} for {width} assets"),
+        ));
+    }
+    if steps.len() != usize::from(height) {
+        return Err(invalid(
+            "path",
+            format!("{} levels for a tree of height {height}", steps.len()),
+        ));
+    }
+    if let Some(level) = steps.iter().position(|n| *n != width) {
+        return Err(invalid(
+            "path",
+            format!("level {level} has the wrong number of values"),
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
@@ -268,6 +288,23 @@ impl<'a> Reader<'a> {
         }
         check_assets(&assets)?;
         Ok(assets)
+    }
+
+    /// The header of a proof of format `version`: its epoch, height and assets.
+    pub(crate) fn header(&mut self, version: u8) -> Result<(u64, u8, Vec<String>), PorError> {
+        let got = self.u8("version")?;
+        if got != version {
+            return Err(PorError::Version(got));
+        }
+        let epoch = self.u64("epoch")?;
+        let height = self.u8("height")?;
+        if height > MAX_HEIGHT {
+            return Err(PorError::Invalid {
+                field: "height",
+                why: format!("{height} is above {MAX_HEIGHT}"),
+            });
+        }
+        Ok((epoch, height, self.assets()?))
     }
 
     pub(crate) fn hash(&mut self, field: &'static str) -> Result<Hash, PorError> {

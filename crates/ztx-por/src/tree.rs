@@ -177,28 +177,24 @@ impl SumTree {
             let (Some(below), Some(below_sums)) = (nodes.last(), sums.last()) else {
                 break;
             };
-            let parts = pair_aligned(below, available_threads());
-            let built = in_parallel(&parts, |part| {
-                part.iter()
-                    .map(|&(start, end)| {
-                        let (Some(nodes), Some(sums)) = (
-                            below.get(start..end),
-                            below_sums.get(start * width..end * width),
-                        ) else {
-                            return Ok((Vec::new(), Vec::new()));
-                        };
-                        parents(nodes, sums, width, |index| {
-                            pad_node(secret, epoch, level, index)
-                        })
-                        .map_err(|k| PorError::Overflow {
-                            asset: assets.get(k).cloned().unwrap_or_default(),
-                        })
-                    })
-                    .collect::<Vec<_>>()
+            let parts = level_parts(below);
+            let built = on_cores(&parts, |&(start, end)| {
+                let (Some(nodes), Some(sums)) = (
+                    below.get(start..end),
+                    below_sums.get(start * width..end * width),
+                ) else {
+                    return Ok((Vec::new(), Vec::new()));
+                };
+                parents(nodes, sums, width, |index| {
+                    pad_node(secret, epoch, level, index)
+                })
+                .map_err(|k| PorError::Overflow {
+                    asset: assets.get(k).cloned().unwrap_or_default(),
+                })
             });
             let mut above = Vec::with_capacity(below.len() / 2 + 1);
             let mut above_sums = Vec::with_capacity((below.len() / 2 + 1) * width);
-            for part in built.into_iter().flatten() {
+            for part in built {
                 let (n, s) = part?;
                 above.extend(n);
                 above_sums.extend(s);
@@ -365,13 +361,46 @@ pub(crate) fn pair_aligned(nodes: &[(u64, Hash)], parts: usize) -> Vec<(usize, u
     ranges
 }
 
+/// A level's nodes cut into one range per core, never between two siblings; one range
+/// where the level is too small to be worth the threads.
+pub(crate) fn level_parts(nodes: &[(u64, Hash)]) -> Vec<(usize, usize)> {
+    if nodes.len() < SERIAL_BELOW {
+        return vec![(0, nodes.len())];
+    }
+    pair_aligned(nodes, available_threads())
+}
+
+/// Runs `work` on each of `parts`, a thread each when there are several, and returns
+/// the results in order.
+pub(crate) fn on_cores<T: Sync, U: Send>(parts: &[T], work: impl Fn(&T) -> U + Sync) -> Vec<U> {
+    if parts.len() < 2 {
+        return parts.iter().map(&work).collect();
+    }
+    std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = parts
+            .iter()
+            .map(|part| scope.spawn(move || work(part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
+/// Fewer items than this are not worth a thread.
+const SERIAL_BELOW: usize = 4096;
+
 /// Runs `work` on about equal parts of `items`, one thread each when it is worth it,
 /// and returns the parts' results in order.
 pub(crate) fn in_parallel<T: Sync, U: Send>(
     items: &[T],
     work: impl Fn(&[T]) -> U + Sync,
 ) -> Vec<U> {
-    const SERIAL_BELOW: usize = 4096;
     let threads = available_threads();
     if threads < 2 || items.len() < SERIAL_BELOW {
         return vec![work(items)];

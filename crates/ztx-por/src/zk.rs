@@ -49,12 +49,12 @@ use merlin::Transcript;
 use sha2::{Digest, Sha256, Sha512};
 use zeroize::Zeroizing;
 
-use crate::proof::Reader;
+use crate::proof::{Reader, check_common, write_header};
 use crate::tree::{
-    EpochSecret, available_threads, check_assets, height_for, in_parallel, pair_aligned,
+    EpochSecret, available_threads, check_assets, height_for, in_parallel, level_parts, on_cores,
     shuffled_positions,
 };
-use crate::{Hash, MAX_HEIGHT, PorError, TreeConfig};
+use crate::{Hash, PorError, TreeConfig};
 
 /// The format version of zero-knowledge proofs.
 pub const ZK_VERSION: u8 = 2;
@@ -380,13 +380,9 @@ impl ZkTree {
 
     /// The level above `below`, every missing sibling a padding node.
     fn parents(&self, below: &Level, level: u8) -> Result<Level, PorError> {
-        let ranges = pair_aligned(&below.nodes, available_threads());
-        let built = in_parallel(&ranges, |part| {
-            let mut out = Level::default();
-            for &(start, end) in part {
-                out.append(self.parents_of(below, level, start, end)?);
-            }
-            Ok::<_, PorError>(out)
+        let parts = level_parts(&below.nodes);
+        let built = on_cores(&parts, |&(start, end)| {
+            self.parents_of(below, level, start, end)
         });
         let mut above = Level::default();
         for part in built {
@@ -763,42 +759,14 @@ impl ZkProof {
 
     fn check_shape(&self) -> Result<(), PorError> {
         let invalid = |field, why: String| PorError::Invalid { field, why };
-        check_assets(&self.assets)?;
-        let width = self.assets.len();
-        if self.height > MAX_HEIGHT {
-            return Err(invalid(
-                "height",
-                format!("{} is above {MAX_HEIGHT}", self.height),
-            ));
-        }
-        if self.index >> self.height != 0 {
-            return Err(invalid(
-                "index",
-                format!("{} is outside a tree of height {}", self.index, self.height),
-            ));
-        }
-        if self.balances.len() != width {
-            return Err(invalid(
-                "balances",
-                format!("{} for {width} assets", self.balances.len()),
-            ));
-        }
-        if self.path.len() != usize::from(self.height) {
-            return Err(invalid(
-                "path",
-                format!(
-                    "{} levels for a tree of height {}",
-                    self.path.len(),
-                    self.height
-                ),
-            ));
-        }
-        if let Some(level) = self.path.iter().position(|s| s.commitments.len() != width) {
-            return Err(invalid(
-                "path",
-                format!("level {level} has the wrong number of commitments"),
-            ));
-        }
+        let steps: Vec<usize> = self.path.iter().map(|s| s.commitments.len()).collect();
+        check_common(
+            &self.assets,
+            self.height,
+            self.index,
+            self.balances.len(),
+            &steps,
+        )?;
         if self.ranges.len() != self.runs() {
             return Err(invalid(
                 "range proof",
@@ -827,15 +795,7 @@ impl ZkProof {
             96 + self.path.len() * 32 * (1 + width)
                 + self.ranges.iter().map(Vec::len).sum::<usize>(),
         );
-        out.push(ZK_VERSION);
-        out.extend_from_slice(&self.epoch.to_be_bytes());
-        out.push(self.height);
-        out.push(u8::try_from(width).map_err(|_| PorError::AssetCount(width))?);
-        for asset in &self.assets {
-            // Checked above: 1 to 16 bytes.
-            out.push(u8::try_from(asset.len()).unwrap_or(0));
-            out.extend_from_slice(asset.as_bytes());
-        }
+        write_header(&mut out, ZK_VERSION, self.epoch, self.height, &self.assets)?;
         out.extend_from_slice(&self.customer.to_be_bytes());
         out.extend_from_slice(&self.leaf_key);
         for b in &self.balances {
@@ -859,19 +819,7 @@ impl ZkProof {
     /// Reads the canonical bytes, refusing anything else by name.
     pub fn decode(bytes: &[u8]) -> Result<ZkProof, PorError> {
         let mut r = Reader(bytes);
-        let version = r.u8("version")?;
-        if version != ZK_VERSION {
-            return Err(PorError::Version(version));
-        }
-        let epoch = r.u64("epoch")?;
-        let height = r.u8("height")?;
-        if height > MAX_HEIGHT {
-            return Err(PorError::Invalid {
-                field: "height",
-                why: format!("{height} is above {MAX_HEIGHT}"),
-            });
-        }
-        let assets = r.assets()?;
+        let (epoch, height, assets) = r.header(ZK_VERSION)?;
         let width = assets.len();
         let customer = r.u64("customer")?;
         let leaf_key = r.hash("leaf key")?;

@@ -197,3 +197,20 @@ proptest! {
         prop_assert_eq!(proven.balances[1].1, own[1]);
     }
 }
+
+/// A tree wide enough to be built on every core (levels cut between sibling pairs)
+/// proves its customers, wherever the cut fell, and sums to the totals.
+#[test]
+fn a_zero_knowledge_tree_built_on_every_core_proves_its_customers() {
+    let accounts: Vec<(u64, Vec<u64>)> = (1..=6_000u64).map(|c| (c, vec![c % 7, c])).collect();
+    let tree = build(&accounts, 13);
+    let root = tree.root();
+    for customer in [1, 999, 2_048, 3_001, 4_096, 6_000] {
+        let proof = tree.proof(customer).unwrap();
+        let proven = verify_zk(&proof, &root.hash).unwrap();
+        assert_eq!(proven.balances[1].1, customer);
+    }
+    let (totals, _) = tree.open_totals();
+    let sum = |a: usize| accounts.iter().map(|(_, b)| b[a]).sum::<u64>();
+    assert_eq!(totals, vec![sum(0), sum(1)]);
+}

@@ -129,15 +129,10 @@ fn verify(file: &std::path::Path, root: &str, as_json: bool) -> Result<()> {
     let proven = ztx_por::verify_proof(&proof, &published)
         .map_err(|e| anyhow!("the proof is invalid: {e}"))?;
     if as_json {
-        let balances: serde_json::Map<_, _> = proven
-            .balances
-            .iter()
-            .map(|(asset, amount)| (asset.clone(), json!(amount.to_string())))
-            .collect();
         println!(
             "{}",
             json!({ "valid": true, "variant": proven.variant.name(), "epoch": proven.epoch,
-                    "customer": proven.customer, "balances": balances })
+                    "customer": proven.customer, "balances": balances_json(&proven) })
         );
     } else {
         println!(
@@ -173,4 +168,15 @@ fn progress_bar(done: u8, of: u8) {
         let _ = writeln!(err);
     }
     let _ = err.flush();
+}
+
+/// A proof's balances as JSON: asset to amount in smallest units, as a string.
+pub(crate) fn balances_json(
+    proven: &ztx_por::Proven,
+) -> serde_json::Map<String, serde_json::Value> {
+    proven
+        .balances
+        .iter()
+        .map(|(asset, amount)| (asset.clone(), json!(amount.to_string())))
+        .collect()
 }

@@ -90,16 +90,11 @@ pub fn run(args: WalletArgs) -> Result<()> {
             std::fs::write(&out, &bytes)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             if json {
-                let balances: serde_json::Map<_, _> = proven
-                    .balances
-                    .iter()
-                    .map(|(asset, amount)| (asset.clone(), json!(amount.to_string())))
-                    .collect();
                 println!(
                     "{}",
                     json!({ "valid": true, "variant": proven.variant.name(),
                             "epoch": proven.epoch, "customer": proven.customer,
-                            "root": root_hex, "balances": balances, "log_index": logged,
+                            "root": root_hex, "balances": crate::por::balances_json(&proven), "log_index": logged,
                             "file": out.display().to_string() })
                 );
             } else {
