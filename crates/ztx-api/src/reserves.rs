@@ -6,8 +6,9 @@
 //! `por/epoch-<n>`, from which each customer's proof is issued on request.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rand::RngCore as _;
 use ztx_audit::{Entry, Hash, Kind, Outcome};
@@ -30,7 +31,13 @@ pub struct Published {
     pub customers: usize,
 }
 
-/// The epochs kept in a directory, and the latest one's tree, built once.
+/// The epochs kept in a directory, the trees of the latest ones, and the proofs issued.
+///
+/// An epoch's files: `epoch-<n>`, its snapshot sealed under the master key, written
+/// before its root is logged (so that the number is never taken twice), and
+/// `publication-<n>.json`, written last: the published root and where the audit log
+/// holds it. Only an epoch with both is published; one whose publication was cut short
+/// keeps its number and is never shown.
 #[derive(Debug)]
 pub struct Reserves {
     dir: PathBuf,
@@ -43,10 +50,17 @@ pub struct Reserves {
     /// million customers takes most of a minute on every core, so requests for epochs
     /// not kept wait for one build rather than start one each.
     rebuilding: Mutex<()>,
+    /// One publication at a time: two at once would take the same epoch number.
+    publishing: tokio::sync::Mutex<()>,
+    /// One proof made at a time (each takes every core for a fraction of a second), and
+    /// the proofs made, by epoch and customer.
+    proving: Mutex<HashMap<(u64, u64), Arc<Proof>>>,
 }
 
 /// How many epochs' trees are kept built in memory.
 const KEPT: usize = 2;
+/// How many proofs are kept before the cache starts over.
+const PROOFS_KEPT: usize = 10_000;
 
 impl Reserves {
     pub fn new(data_dir: &Path, master: Arc<MasterKey>, config: TreeConfig) -> Reserves {
@@ -57,6 +71,8 @@ impl Reserves {
             progress: |_, _| {},
             kept: Mutex::new(Vec::new()),
             rebuilding: Mutex::new(()),
+            publishing: tokio::sync::Mutex::new(()),
+            proving: Mutex::new(HashMap::new()),
         }
     }
 
@@ -71,22 +87,52 @@ impl Reserves {
         self.dir.join(format!("epoch-{epoch:010}"))
     }
 
-    /// Where the epoch's publication entry and its index in the audit log are kept
-    /// (public: the entry holds only the root and its metadata).
-    fn entry_path(&self, epoch: u64) -> PathBuf {
+    /// The epoch's publication: its root as published and where the audit log holds
+    /// it (public).
+    fn publication_path(&self, epoch: u64) -> PathBuf {
         self.dir.join(format!("publication-{epoch:010}.json"))
     }
 
-    /// The audit log's entry that published `epoch`, if this server logged it: its
-    /// index and canonical bytes, so that a customer can check the root they were shown
-    /// is the one the log shows everyone.
-    pub fn publication_entry(&self, epoch: u64) -> Option<serde_json::Value> {
-        let text = std::fs::read_to_string(self.entry_path(epoch)).ok()?;
-        serde_json::from_str(&text).ok()
+    /// What was published for `epoch` (the latest when `None`): the root as JSON and,
+    /// under `log`, the audit entry that published it (index and canonical bytes), so
+    /// that a customer can check the root they are shown is the one the log shows
+    /// everyone. Read from the publication's file: no tree is built to answer it.
+    pub fn publication(&self, epoch: Option<u64>) -> Result<serde_json::Value, CommandError> {
+        let epoch = self.published_epoch(epoch)?;
+        let path = self.publication_path(epoch);
+        let text = std::fs::read_to_string(&path).map_err(|e| io(&path, &e))?;
+        let kept: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| CommandError::Unavailable(format!("{}: {e}", path.display())))?;
+        let mut answer = kept.get("root").cloned().unwrap_or_default();
+        if let (Some(fields), Some(log)) = (
+            answer.as_object_mut(),
+            kept.get("log").filter(|l| !l.is_null()),
+        ) {
+            fields.insert("log".into(), log.clone());
+        }
+        Ok(answer)
     }
 
-    /// The newest epoch kept, if any.
+    /// The newest epoch published, if any.
     pub fn latest_epoch(&self) -> Result<Option<u64>, CommandError> {
+        self.newest("publication-", ".json")
+    }
+
+    /// `epoch` if it was published here, else the newest published.
+    fn published_epoch(&self, epoch: Option<u64>) -> Result<u64, CommandError> {
+        match epoch {
+            Some(e) if self.publication_path(e).exists() => Ok(e),
+            Some(e) => Err(CommandError::NotFound(format!(
+                "epoch {e} is not kept here"
+            ))),
+            None => self
+                .latest_epoch()?
+                .ok_or_else(|| CommandError::NotFound("no epoch has been published yet".into())),
+        }
+    }
+
+    /// The newest number among the files named `<prefix><number><suffix>`.
+    fn newest(&self, prefix: &str, suffix: &str) -> Result<Option<u64>, CommandError> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -98,7 +144,8 @@ impl Reserves {
             let name = entry.file_name();
             if let Some(epoch) = name
                 .to_str()
-                .and_then(|n| n.strip_prefix("epoch-"))
+                .and_then(|n| n.strip_prefix(prefix))
+                .and_then(|n| n.strip_suffix(suffix))
                 .and_then(|n| n.parse::<u64>().ok())
             {
                 latest = latest.max(Some(epoch));
@@ -107,21 +154,16 @@ impl Reserves {
         Ok(latest)
     }
 
-    /// The tree of `epoch` (the latest when `None`), from its sealed inputs.
+    /// The tree of a published `epoch` (the latest when `None`), from its sealed inputs.
     pub fn tree(&self, epoch: Option<u64>) -> Result<Arc<Tree>, CommandError> {
-        let epoch = match epoch {
-            Some(e) => e,
-            None => self
-                .latest_epoch()?
-                .ok_or_else(|| CommandError::NotFound("no epoch has been published yet".into()))?,
-        };
+        let epoch = self.published_epoch(epoch)?;
         if let Some(tree) = self.kept_tree(epoch) {
             return Ok(tree);
         }
         let _one_build = self
             .rebuilding
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner);
         // Built by the request this one waited for.
         if let Some(tree) = self.kept_tree(epoch) {
             return Ok(tree);
@@ -149,7 +191,7 @@ impl Reserves {
     }
 
     fn kept_tree(&self, epoch: u64) -> Option<Arc<Tree>> {
-        let mut kept = self.kept.lock().ok()?;
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         let at = kept.iter().position(|t| t.root().epoch() == epoch)?;
         let tree = kept.remove(at);
         kept.push(tree.clone());
@@ -157,27 +199,42 @@ impl Reserves {
     }
 
     fn keep(&self, tree: Arc<Tree>) {
-        if let Ok(mut kept) = self.kept.lock() {
-            let epoch = tree.root().epoch();
-            kept.retain(|t| t.root().epoch() != epoch);
-            kept.push(tree);
-            let excess = kept.len().saturating_sub(KEPT);
-            kept.drain(..excess);
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let epoch = tree.root().epoch();
+        kept.retain(|t| t.root().epoch() != epoch);
+        kept.push(tree);
+        let excess = kept.len().saturating_sub(KEPT);
+        kept.drain(..excess);
+    }
+
+    /// Customer `customer`'s proof in `epoch` (the latest when `None`): made once, then
+    /// kept.
+    pub fn proof(&self, customer: u64, epoch: Option<u64>) -> Result<Arc<Proof>, CommandError> {
+        let epoch = self.published_epoch(epoch)?;
+        let mut proofs = self.proving.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(proof) = proofs.get(&(epoch, customer)) {
+            return Ok(proof.clone());
         }
+        let proof = Arc::new(
+            self.tree(Some(epoch))?
+                .proof(customer)
+                .map_err(|e| match e {
+                    ztx_por::PorError::UnknownCustomer(_) => CommandError::NotFound(format!(
+                        "customer {customer} had no balance to prove in this epoch"
+                    )),
+                    other => CommandError::Unavailable(other.to_string()),
+                })?,
+        );
+        if proofs.len() >= PROOFS_KEPT {
+            proofs.clear();
+        }
+        proofs.insert((epoch, customer), proof.clone());
+        Ok(proof)
     }
 
-    /// Customer `customer`'s proof in `epoch` (the latest when `None`).
-    pub fn proof(&self, customer: u64, epoch: Option<u64>) -> Result<Proof, CommandError> {
-        self.tree(epoch)?.proof(customer).map_err(|e| match e {
-            ztx_por::PorError::UnknownCustomer(_) => CommandError::NotFound(format!(
-                "customer {customer} had no balance to prove in this epoch"
-            )),
-            other => CommandError::Unavailable(other.to_string()),
-        })
-    }
-
-    /// Builds the next epoch of `variant` from one snapshot of the store, logs its
-    /// root (durable before anything shows it), then keeps its inputs sealed.
+    /// Builds the next epoch of `variant` from one snapshot of the store, keeps its
+    /// inputs sealed, logs its root (durable before anything shows it), then publishes
+    /// it.
     pub async fn publish(
         &self,
         engine: Option<&EngineHandle>,
@@ -186,12 +243,17 @@ impl Reserves {
         now_ms: u64,
         variant: Variant,
     ) -> Result<Published, CommandError> {
+        let _one_publication = self.publishing.lock().await;
         let state = pool
             .with(|s| s.load_state())
             .await
             .map_err(|e| CommandError::Unavailable(e.detail().unwrap_or(e.msg()).to_owned()))?;
         let (assets, accounts) = liabilities(&state)?;
-        let epoch = self.latest_epoch()?.map_or(1, |e| e.saturating_add(1));
+        // Past every number taken, published or not.
+        let epoch = self
+            .newest("epoch-", "")?
+            .max(self.latest_epoch()?)
+            .map_or(1, |e| e.saturating_add(1));
         let mut secret = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut secret);
         let snapshot = Snapshot {
@@ -213,35 +275,34 @@ impl Reserves {
         .map_err(|e| CommandError::Unavailable(format!("epoch {epoch}: {e}")))?;
         let tree = built.map_err(|e| CommandError::Unavailable(format!("epoch {epoch}: {e}")))?;
         let root = tree.root();
+        let bytes = snapshot
+            .encode()
+            .map_err(|e| CommandError::Unavailable(e.to_string()))?;
+        let sealed = self.master.seal(&bytes, &aad(&epoch.to_be_bytes()));
+        write_private(&self.dir, &self.path(epoch), &sealed)?;
+        let mut log = serde_json::Value::Null;
         if let Some(engine) = engine {
-            engine
-                .record(publication(who, &root, now_ms))
-                .await
-                .map_err(|e| {
-                    CommandError::Unavailable(format!(
-                        "the audit log is unavailable, so nothing was published: {e}"
-                    ))
-                })?;
-        }
-        if engine.is_some() {
+            let entry = publication(who, &root, now_ms)?;
+            if let Err(e) = engine.record(entry).await {
+                // Nothing logged: the number may be taken again.
+                let _ = std::fs::remove_file(self.path(epoch));
+                return Err(CommandError::Unavailable(format!(
+                    "the audit log is unavailable, so nothing was published: {e}"
+                )));
+            }
             let (wanted_epoch, wanted_root) = (epoch, root.hex());
-            let found = pool
+            match pool
                 .with(move |s| find_publication(s, wanted_epoch, &wanted_root))
-                .await;
-            match found {
+                .await
+            {
                 Ok(Some((index, entry))) => {
-                    let located = serde_json::json!({
+                    log = serde_json::json!({
                         "index": index,
                         "entry": base64::Engine::encode(
                             &base64::engine::general_purpose::STANDARD,
                             entry,
                         ),
                     });
-                    write_private(
-                        &self.dir,
-                        &self.entry_path(epoch),
-                        located.to_string().as_bytes(),
-                    )?;
                 }
                 Ok(None) => tracing::warn!(
                     epoch,
@@ -250,11 +311,12 @@ impl Reserves {
                 Err(e) => tracing::warn!(epoch, error = %e, "cannot locate the publication entry"),
             }
         }
-        let bytes = snapshot
-            .encode()
-            .map_err(|e| CommandError::Unavailable(e.to_string()))?;
-        let sealed = self.master.seal(&bytes, &aad(&epoch.to_be_bytes()));
-        write_private(&self.dir, &self.path(epoch), &sealed)?;
+        let published = serde_json::json!({ "root": root_json(&root), "log": log });
+        write_private(
+            &self.dir,
+            &self.publication_path(epoch),
+            published.to_string().as_bytes(),
+        )?;
         let customers = tree.customers();
         self.keep(Arc::new(tree));
         Ok(Published { root, customers })
@@ -346,34 +408,41 @@ fn param<'a>(entry: &'a Entry, name: &str) -> Option<&'a str> {
 }
 
 /// The publication's entry: the epoch, its root and what it covers (the totals where
-/// the variant publishes them, else the root's commitments).
-fn publication(who: &Operator, root: &Root, now_ms: u64) -> Entry {
+/// the variant publishes them, else the root's commitments). A value longer than an
+/// entry's field is cut into parts `name`, `name.2`, `name.3`…, never truncated.
+fn publication(who: &Operator, root: &Root, now_ms: u64) -> Result<Entry, CommandError> {
     let mut params = vec![
         ("epoch".into(), root.epoch().to_string()),
         ("root".into(), root.hex()),
         ("variant".into(), root.variant().name().to_owned()),
         ("height".into(), root.height().to_string()),
-        ("assets".into(), root.assets().join(",")),
     ];
+    params.extend(in_parts("assets", &root.assets().join(",")));
     match root {
-        Root::Plain(r) => params.push((
-            "totals".into(),
-            r.totals
+        Root::Plain(r) => params.extend(in_parts(
+            "totals",
+            &r.totals
                 .iter()
                 .map(u128::to_string)
                 .collect::<Vec<_>>()
                 .join(","),
         )),
-        Root::ZeroKnowledge(r) => params.push((
-            "commitments".into(),
-            r.commitments
+        Root::ZeroKnowledge(r) => params.extend(in_parts(
+            "commitments",
+            &r.commitments
                 .iter()
                 .map(hex::encode)
                 .collect::<Vec<_>>()
                 .join(","),
         )),
     }
-    Entry {
+    if params.len() > ztx_audit::MAX_PARAMS {
+        return Err(CommandError::Unavailable(format!(
+            "a publication of {} assets does not fit one audit entry",
+            root.assets().len()
+        )));
+    }
+    Ok(Entry {
         prev: Hash::ZERO,
         time_ms: now_ms,
         kind: Kind::Publication,
@@ -387,7 +456,47 @@ fn publication(who: &Operator, root: &Root, now_ms: u64) -> Entry {
         outcome: Outcome::Success,
         denial: None,
         code: None,
+    })
+}
+
+/// `value` in parts short enough for an entry's field (ASCII: cut anywhere).
+fn in_parts(name: &str, value: &str) -> Vec<(String, String)> {
+    const PART: usize = 1_000;
+    let bytes = value.as_bytes();
+    if bytes.len() <= PART {
+        return vec![(name.to_owned(), value.to_owned())];
     }
+    bytes
+        .chunks(PART)
+        .enumerate()
+        .map(|(i, part)| {
+            let key = if i == 0 {
+                name.to_owned()
+            } else {
+                format!("{name}.{}", i + 1)
+            };
+            (key, String::from_utf8_lossy(part).into_owned())
+        })
+        .collect()
+}
+
+/// A publication's value `name`, its parts joined; `None` unless it is there exactly
+/// once.
+pub fn publication_param(entry: &Entry, name: &str) -> Option<String> {
+    let count = |key: &str| entry.params.iter().filter(|(n, _)| n == key).count();
+    if count(name) != 1 {
+        return None;
+    }
+    let mut value = param(entry, name)?.to_owned();
+    for part in 2.. {
+        let key = format!("{name}.{part}");
+        match count(&key) {
+            0 => break,
+            1 => value.push_str(param(entry, &key)?),
+            _ => return None,
+        }
+    }
+    Some(value)
 }
 
 fn aad(epoch: &[u8]) -> Aad<'_> {
@@ -446,10 +555,13 @@ pub fn root_json(root: &Root) -> serde_json::Value {
                 "totals".into(),
                 serde_json::json!(r.totals.iter().map(u128::to_string).collect::<Vec<_>>()),
             ),
-            Root::ZeroKnowledge(r) => fields.insert(
-                "commitments".into(),
-                serde_json::json!(r.commitments.iter().map(hex::encode).collect::<Vec<_>>()),
-            ),
+            Root::ZeroKnowledge(r) => {
+                fields.insert("top".into(), serde_json::json!(hex::encode(r.top)));
+                fields.insert(
+                    "commitments".into(),
+                    serde_json::json!(r.commitments.iter().map(hex::encode).collect::<Vec<_>>()),
+                )
+            }
         };
     }
     out
@@ -473,18 +585,10 @@ pub async fn root(
     let reserves = state.reserves().ok_or_else(none_kept)?;
     let epoch = call.params.optional_u64("epoch")?;
     call.params.ensure_all_read()?;
-    let (published, entry) = tokio::task::spawn_blocking(move || {
-        let published = reserves.tree(epoch)?.root();
-        let entry = reserves.publication_entry(published.epoch());
-        Ok::<_, CommandError>((published, entry))
-    })
-    .await
-    .map_err(|e| crate::error::ApiError::unknown().with_detail(e.to_string()))?
-    .map_err(|e| refused(&e))?;
-    let mut answer = root_json(&published);
-    if let (Some(fields), Some(entry)) = (answer.as_object_mut(), entry) {
-        fields.insert("log".into(), entry);
-    }
+    let answer = tokio::task::spawn_blocking(move || reserves.publication(epoch))
+        .await
+        .map_err(|e| crate::error::ApiError::unknown().with_detail(e.to_string()))?
+        .map_err(|e| refused(&e))?;
     Ok(axum::Json(answer).into_response())
 }
 

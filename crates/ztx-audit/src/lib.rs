@@ -15,7 +15,7 @@ pub mod tree;
 pub mod verify;
 pub mod witness;
 
-pub use entry::{Denial, Entry, EntryError, Kind, Outcome};
+pub use entry::{Denial, Entry, EntryError, Kind, MAX_FIELD_LEN, MAX_PARAMS, Outcome};
 pub use hash::{HASH_LEN, Hash};
 pub use note::{Checkpoint, LogKey, NoteError, VerifierKey};
 pub use tree::{Completed, Frontier, MemoryTree, NodeSource, RangeError};

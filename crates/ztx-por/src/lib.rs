@@ -73,6 +73,11 @@ pub enum PorError {
     TooManyCustomers(usize),
     #[error("the sum of {asset} overflows")]
     Overflow { asset: String },
+    #[error(
+        "{asset}'s liabilities reach 2^64 smallest units, beyond the zero-knowledge range \
+         proofs (at 8 decimals they cover 184 billion coins); publish with --plain"
+    )]
+    BeyondRange { asset: String },
     #[error("customer {0} is not in this tree")]
     UnknownCustomer(u64),
     #[error("the proof ends inside {0}")]

@@ -50,7 +50,7 @@ impl Snapshot {
                             .iter()
                             .zip(&self.assets)
                             .map(|(b, asset)| {
-                                u64::try_from(*b).map_err(|_| PorError::Overflow {
+                                u64::try_from(*b).map_err(|_| PorError::BeyondRange {
                                     asset: asset.clone(),
                                 })
                             })

@@ -21,6 +21,11 @@
 //! | leaf | `"ztx-por/v2z/leaf"`, epoch, customer, salt, the leaf's commitments (32 bytes each) |
 //! | node | `"ztx-por/v2z/node"`, left hash, left commitments, right hash, right commitments |
 //! | padding node | `"ztx-por/v2z/pad"`, a value drawn from the epoch's secret, level and index |
+//! | root (published) | `"ztx-por/v2z/root"`, epoch, height (`u8`), the assets as in the proof encoding, the top node's hash and commitments |
+//!
+//! The published root binds the epoch, the tree's height, which asset each slot holds
+//! and the totals' commitments, so neither the commitments an auditor opens nor the
+//! assets' order can differ from what the customers' proofs verify against.
 //!
 //! # The range proof
 //!
@@ -47,7 +52,7 @@ use curve25519_dalek::traits::Identity as _;
 use hmac::{Hmac, Mac};
 use merlin::Transcript;
 use sha2::{Digest, Sha256, Sha512};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::proof::{Reader, check_common, write_header};
 use crate::tree::{
@@ -64,6 +69,7 @@ const BLIND_TAG: &[u8] = b"ztx-por/v2z/blind";
 const LEAF_TAG: &[u8] = b"ztx-por/v2z/leaf";
 const NODE_TAG: &[u8] = b"ztx-por/v2z/node";
 const PAD_TAG: &[u8] = b"ztx-por/v2z/pad";
+const ROOT_TAG: &[u8] = b"ztx-por/v2z/root";
 /// Every committed value is proven in `[0, 2^64)`.
 const RANGE_BITS: usize = 64;
 /// The most values one aggregated range proof covers.
@@ -210,12 +216,31 @@ pub struct ZkRoot {
     pub epoch: u64,
     pub assets: Vec<String>,
     pub height: u8,
+    /// The published root: binds everything else here.
     pub hash: Hash,
+    /// The top node's hash (below the published root).
+    pub top: Hash,
     /// The root's commitment per asset.
     pub commitments: Vec<[u8; 32]>,
 }
 
 impl ZkRoot {
+    /// Whether the hash binds this epoch, height, assets, top node and commitments.
+    pub fn is_consistent(&self) -> bool {
+        let commitments: Vec<CompressedRistretto> = self
+            .commitments
+            .iter()
+            .map(|c| CompressedRistretto(*c))
+            .collect();
+        zk_root_hash(
+            self.epoch,
+            self.height,
+            &self.assets,
+            &self.top,
+            &commitments,
+        ) == self.hash
+    }
+
     /// The root as published: its hash, in hex.
     pub fn hex(&self) -> String {
         hex::encode(self.hash)
@@ -266,12 +291,32 @@ struct Level {
 }
 
 impl Level {
-    fn append(&mut self, other: Level) {
-        self.nodes.extend(other.nodes);
-        self.values.extend(other.values);
-        self.blindings.extend(other.blindings);
-        self.points.extend(other.points);
-        self.commitments.extend(other.commitments);
+    fn append(&mut self, mut other: Level) {
+        self.nodes.append(&mut other.nodes);
+        self.values.append(&mut other.values);
+        self.blindings.append(&mut other.blindings);
+        self.points.append(&mut other.points);
+        self.commitments.append(&mut other.commitments);
+    }
+}
+
+/// Balances and blindings open every commitment: wiped when a level or a tree goes.
+fn wipe(values: &mut [u64], blindings: &mut [Scalar]) {
+    values.zeroize();
+    blindings.iter_mut().for_each(Zeroize::zeroize);
+}
+
+impl Drop for Level {
+    fn drop(&mut self) {
+        wipe(&mut self.values, &mut self.blindings);
+    }
+}
+
+impl Drop for ZkTree {
+    fn drop(&mut self) {
+        for (values, blindings) in self.values.iter_mut().zip(&mut self.blindings) {
+            wipe(values, blindings);
+        }
     }
 }
 
@@ -371,11 +416,12 @@ impl ZkTree {
         Ok(tree)
     }
 
-    fn keep(&mut self, level: Level) {
-        self.nodes.push(level.nodes);
-        self.values.push(level.values);
-        self.blindings.push(level.blindings);
-        self.commitments.push(level.commitments);
+    fn keep(&mut self, mut level: Level) {
+        self.nodes.push(std::mem::take(&mut level.nodes));
+        self.values.push(std::mem::take(&mut level.values));
+        self.blindings.push(std::mem::take(&mut level.blindings));
+        self.commitments
+            .push(std::mem::take(&mut level.commitments));
     }
 
     /// The level above `below`, every missing sibling a padding node.
@@ -477,7 +523,7 @@ impl ZkTree {
     }
 
     fn overflow(&self, asset: usize) -> PorError {
-        PorError::Overflow {
+        PorError::BeyondRange {
             asset: self.assets.get(asset).cloned().unwrap_or_default(),
         }
     }
@@ -520,12 +566,13 @@ impl ZkTree {
 
     /// What is published.
     pub fn root(&self) -> ZkRoot {
-        let (hash, _, _, commitments) = self.node_at(self.height, 0);
+        let (top, _, _, commitments) = self.node_at(self.height, 0);
         ZkRoot {
             epoch: self.epoch,
             assets: self.assets.clone(),
             height: self.height,
-            hash,
+            hash: zk_root_hash(self.epoch, self.height, &self.assets, &top, &commitments),
+            top,
             commitments: commitments.iter().map(|c| c.to_bytes()).collect(),
         }
     }
@@ -692,8 +739,8 @@ pub fn verify_zk(proof: &ZkProof, root: &Hash) -> Result<ZkVerified, PorError> {
     })
 }
 
-/// The root hash a proof's path leads to, and every sibling's commitments in range
-/// order.
+/// The published root hash a proof's path leads to, and every sibling's commitments in
+/// range order.
 fn walk(proof: &ZkProof, gens: &Gens) -> Result<(Hash, Vec<CompressedRistretto>), PorError> {
     let width = proof.assets.len();
     let (salt, blindings) = open_leaf_key(&proof.leaf_key, width);
@@ -732,14 +779,22 @@ fn walk(proof: &ZkProof, gens: &Gens) -> Result<(Hash, Vec<CompressedRistretto>)
         commitments = points.iter().map(RistrettoPoint::compress).collect();
         siblings.extend(sibling);
     }
-    Ok((hash, siblings))
+    let root = zk_root_hash(
+        proof.epoch,
+        proof.height,
+        &proof.assets,
+        &hash,
+        &commitments,
+    );
+    Ok((root, siblings))
 }
 
-/// Checks the platform's opening of the root to an auditor: the totals and blindings
-/// commit to exactly the published root commitments.
+/// Checks the platform's opening of the root to an auditor: the commitments are the
+/// ones the published hash binds, and the totals and blindings open exactly them.
 pub fn verify_totals(root: &ZkRoot, totals: &[u64], blindings: &[[u8; 32]]) -> bool {
     let gens = Gens::get();
-    totals.len() == root.commitments.len()
+    root.is_consistent()
+        && totals.len() == root.commitments.len()
         && blindings.len() == totals.len()
         && totals
             .iter()
@@ -898,6 +953,26 @@ fn range_transcript(epoch: u64, customer: u64, index: u64, run: usize) -> Transc
 
 fn leaf_key(secret: &EpochSecret, epoch: u64, customer: u64) -> Hash {
     secret.draw_labelled(b"leaf-key", b"", epoch, customer)
+}
+
+/// The published root: the top node with everything a proof is read against.
+fn zk_root_hash(
+    epoch: u64,
+    height: u8,
+    assets: &[String],
+    top: &Hash,
+    commitments: &[CompressedRistretto],
+) -> Hash {
+    let mut h = Sha256::new();
+    h.update(ROOT_TAG);
+    h.update(epoch.to_be_bytes());
+    h.update([height, u8::try_from(assets.len()).unwrap_or(u8::MAX)]);
+    for asset in assets {
+        h.update([u8::try_from(asset.len()).unwrap_or(u8::MAX)]);
+        h.update(asset.as_bytes());
+    }
+    absorb(&mut h, top, Some(commitments));
+    h.finalize().into()
 }
 
 fn zk_leaf_hash(

@@ -176,7 +176,7 @@ fn balances_beyond_the_range_proofs_are_refused() {
         TreeConfig { min_height: 1 },
         &|_, _| {},
     );
-    assert!(matches!(refused, Err(PorError::Overflow { .. })));
+    assert!(matches!(refused, Err(PorError::BeyondRange { .. })));
 }
 
 proptest! {
@@ -213,4 +213,128 @@ fn a_zero_knowledge_tree_built_on_every_core_proves_its_customers() {
     let (totals, _) = tree.open_totals();
     let sum = |a: usize| accounts.iter().map(|(_, b)| b[a]).sum::<u64>();
     assert_eq!(totals, vec![sum(0), sum(1)]);
+}
+
+/// The documented encoding, recomputed by hand for a full tree of two customers (no
+/// padding): leaf keys, salts, blindings, commitments, leaves and the root; and the
+/// root's hash pinned, so that any change to the encoding shows here.
+#[test]
+fn known_answer_for_a_fixed_zero_knowledge_epoch() {
+    use bulletproofs::PedersenGens;
+    use curve25519_dalek::scalar::Scalar;
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256, Sha512};
+
+    let accounts = vec![(10u64, vec![1u64, 100]), (11, vec![0, 250])];
+    let secret = [5u8; 32];
+    let tree = ZkTree::build(
+        3,
+        vec!["BTC".into(), "USDT".into()],
+        &accounts,
+        &EpochSecret::from_bytes(secret),
+        TreeConfig { min_height: 1 },
+        &|_, _| {},
+    )
+    .unwrap();
+    let root = tree.root();
+    let gens = PedersenGens::default();
+    let mut leaves = Vec::new();
+    for (customer, balances) in &accounts {
+        let proof = tree.proof(*customer).unwrap();
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&secret).unwrap();
+        mac.update(b"\x08leaf-key");
+        mac.update(&3u64.to_be_bytes());
+        mac.update(&customer.to_be_bytes());
+        let key: [u8; 32] = mac.finalize().into_bytes().into();
+        assert_eq!(proof.leaf_key, key);
+        let salt = Sha256::new()
+            .chain_update(b"ztx-por/v2z/salt")
+            .chain_update(key)
+            .finalize();
+        let commitments: Vec<_> = balances
+            .iter()
+            .enumerate()
+            .map(|(a, v)| {
+                let wide: [u8; 64] = Sha512::new()
+                    .chain_update(b"ztx-por/v2z/blind")
+                    .chain_update(key)
+                    .chain_update([u8::try_from(a).unwrap()])
+                    .finalize()
+                    .into();
+                gens.commit(Scalar::from(*v), Scalar::from_bytes_mod_order_wide(&wide))
+            })
+            .collect();
+        let mut leaf = Sha256::new()
+            .chain_update(b"ztx-por/v2z/leaf")
+            .chain_update(3u64.to_be_bytes())
+            .chain_update(customer.to_be_bytes())
+            .chain_update(salt);
+        for c in &commitments {
+            leaf.update(c.compress().as_bytes());
+        }
+        leaves.push((proof.index, leaf.finalize(), commitments));
+    }
+    leaves.sort_by_key(|(index, _, _)| *index);
+    assert_eq!((leaves[0].0, leaves[1].0), (0, 1));
+    let mut node = Sha256::new().chain_update(b"ztx-por/v2z/node");
+    for (_, hash, commitments) in &leaves {
+        node.update(hash);
+        for c in commitments {
+            node.update(c.compress().as_bytes());
+        }
+    }
+    let top = node.finalize();
+    let totals: Vec<[u8; 32]> = (0..2)
+        .map(|a| (leaves[0].2[a] + leaves[1].2[a]).compress().to_bytes())
+        .collect();
+    assert_eq!(root.commitments, totals);
+    let mut published = Sha256::new()
+        .chain_update(b"ztx-por/v2z/root")
+        .chain_update(3u64.to_be_bytes())
+        .chain_update([1, 2, 3])
+        .chain_update(b"BTC")
+        .chain_update([4])
+        .chain_update(b"USDT")
+        .chain_update(top);
+    for c in &totals {
+        published.update(c);
+    }
+    let expected: [u8; 32] = published.finalize().into();
+    assert_eq!(root.hash, expected);
+    assert_eq!(
+        root.hex(),
+        "c6a536e0429f18d202301c29cb72c2d625c64a2831e24a4195cc915254f56e3c"
+    );
+}
+
+/// The platform cannot open other totals to an auditor than the ones customers'
+/// proofs verify against: the published hash binds the root's commitments.
+#[test]
+fn totals_opened_to_an_auditor_are_the_ones_the_customers_verify() {
+    let tree = build(&accounts(), 3);
+    let root = tree.root();
+    assert!(root.is_consistent());
+    let (totals, blindings) = tree.open_totals();
+    assert!(verify_totals(&root, &totals, &blindings));
+    // Lower totals under commitments of the platform's choosing, beside the same hash.
+    let other = build(&accounts()[..2], 3);
+    let (lower, lower_blindings) = other.open_totals();
+    let mut forged = root.clone();
+    forged.commitments = other.root().commitments;
+    assert!(!forged.is_consistent());
+    assert!(!verify_totals(&forged, &lower, &lower_blindings));
+}
+
+/// A customer's balances cannot be shown under other assets' names: the root binds
+/// which asset each slot holds.
+#[test]
+fn a_proof_with_its_assets_relabelled_is_refused() {
+    let tree = build(&accounts(), 3);
+    let root = tree.root();
+    let mut proof = tree.proof(41).unwrap();
+    proof.assets.swap(0, 1);
+    assert!(matches!(
+        verify_zk(&proof, &root.hash),
+        Err(PorError::WrongRoot { .. })
+    ));
 }

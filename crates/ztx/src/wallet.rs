@@ -35,6 +35,9 @@ enum WalletCommand {
     /// against the epoch's published root, and write it to a file; exit 0 only if it
     /// verifies, printing the balances it proves.
     Proof {
+        /// My customer number: the proof must be mine.
+        #[arg(long)]
+        customer: Option<u64>,
         #[arg(long)]
         epoch: Option<u64>,
         /// The state file `ztx audit checkpoint` keeps: the root must then be the one
@@ -54,6 +57,7 @@ pub fn run(args: WalletArgs) -> Result<()> {
     let client = Client::new(&args.server)?;
     match args.command {
         WalletCommand::Proof {
+            customer,
             epoch,
             audit_state,
             out,
@@ -64,26 +68,44 @@ pub fn run(args: WalletArgs) -> Result<()> {
             let bytes = hex::decode(field(&answer, "proof")?.as_str().unwrap_or_default())
                 .context("the server's proof is not hex")?;
             let proof = Proof::decode(&bytes).context("the server's proof is unreadable")?;
+            if let Some(mine) = customer
+                && proof.customer() != mine
+            {
+                bail!(
+                    "the server's proof is customer {}'s, not mine ({mine})",
+                    proof.customer()
+                );
+            }
+            if let Some(asked) = epoch
+                && proof.epoch() != asked
+            {
+                bail!(
+                    "the server's proof is of epoch {}, not {asked}",
+                    proof.epoch()
+                );
+            }
             // The root of the proof's own epoch, as published to everyone.
             let root_answer = client.get(&format!("/ztx/v1/por/root?epoch={}", proof.epoch()))?;
             let root_answer: Value =
                 serde_json::from_str(&root_answer).context("the server's root is not JSON")?;
-            let root_hex = field(&root_answer, "root")?
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
             let mut root = [0u8; 32];
-            hex::decode_to_slice(&root_hex, &mut root)
-                .map_err(|e| anyhow!("the server's root is not a 64-digit hex hash: {e}"))?;
+            hex::decode_to_slice(
+                field(&root_answer, "root")?.as_str().unwrap_or_default(),
+                &mut root,
+            )
+            .map_err(|e| anyhow!("the server's root is not a 64-digit hex hash: {e}"))?;
+            let root_hex = hex::encode(root);
             let proven = verify_proof(&proof, &root)
                 .map_err(|e| anyhow!("the server's proof does not verify: {e}"))?;
+            let published = Claims::of_root(&root_answer)?;
+            published.agree(&proven, "the server's root")?;
             let logged = match &audit_state {
                 Some(state) => Some(in_the_log(
                     &client,
                     state,
                     &root_answer,
                     &root_hex,
-                    proven.epoch,
+                    &proven,
                 )?),
                 None => None,
             };
@@ -99,8 +121,9 @@ pub fn run(args: WalletArgs) -> Result<()> {
                 );
             } else {
                 println!(
-                    "valid: my balances in epoch {} are counted in root {root_hex} ({}); \
-                     proof kept in {}",
+                    "valid: customer {}'s balances in epoch {} are counted in root {root_hex} \
+                     ({}); proof kept in {}",
+                    proven.customer,
                     proven.epoch,
                     proven.variant.name(),
                     out.display()
@@ -123,15 +146,84 @@ pub fn run(args: WalletArgs) -> Result<()> {
     }
 }
 
-/// Checks that `root_hex` is what the audit log published for `epoch`: the entry the
-/// server points to decodes as that publication, and is proven included under the
-/// checkpoint pinned in `state`. Answers the entry's index.
+/// What a publication says of its epoch, from the server's root or the log's entry:
+/// the variant, epoch, assets and, for the plain variant, the totals.
+#[derive(Debug, PartialEq, Eq)]
+struct Claims {
+    variant: String,
+    epoch: String,
+    assets: String,
+    totals: Option<String>,
+}
+
+impl Claims {
+    fn of_root(root: &Value) -> Result<Claims> {
+        let text = |name: &str| -> Result<String> {
+            let v = field(root, name)?;
+            Ok(v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+        };
+        let list = |name: &str| {
+            root.get(name).and_then(Value::as_array).map(|items| {
+                items
+                    .iter()
+                    .map(|i| i.as_str().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+        };
+        Ok(Claims {
+            variant: text("variant")?,
+            epoch: text("epoch")?,
+            assets: list("assets").ok_or_else(|| anyhow!("the server's root names no assets"))?,
+            totals: list("totals"),
+        })
+    }
+
+    fn of_entry(entry: &ztx_audit::Entry) -> Claims {
+        let said =
+            |name: &str| ztx_api::reserves::publication_param(entry, name).unwrap_or_default();
+        Claims {
+            variant: said("variant"),
+            epoch: said("epoch"),
+            assets: said("assets"),
+            totals: ztx_api::reserves::publication_param(entry, "totals"),
+        }
+    }
+
+    /// Refuses a proof that proves another variant, epoch, assets or totals than
+    /// `whose` publication says.
+    fn agree(&self, proven: &ztx_por::Proven, whose: &str) -> Result<()> {
+        let mine = Claims {
+            variant: proven.variant.name().to_owned(),
+            epoch: proven.epoch.to_string(),
+            assets: proven
+                .balances
+                .iter()
+                .map(|(a, _)| a.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            totals: proven
+                .totals
+                .as_ref()
+                .map(|t| t.iter().map(u128::to_string).collect::<Vec<_>>().join(",")),
+        };
+        if *self != mine {
+            bail!("{whose} says {self:?}, the proof proves {mine:?}");
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `root_hex` is what the audit log published for the proof's epoch: the
+/// entry the server points to decodes as that publication (root, epoch, variant,
+/// assets, and totals where published), and is proven included under the checkpoint
+/// pinned in `state`. Answers the entry's index.
 fn in_the_log(
     client: &Client,
     state: &std::path::Path,
     root_answer: &Value,
     root_hex: &str,
-    epoch: u64,
+    proven: &ztx_por::Proven,
 ) -> Result<u64> {
     let witness = crate::audit::online::load(state)?.ok_or_else(|| {
         anyhow!(
@@ -151,21 +243,15 @@ fn in_the_log(
     .context("the publication entry is not base64")?;
     let entry = ztx_audit::Entry::decode(&bytes)
         .map_err(|e| anyhow!("the publication entry is unreadable: {e}"))?;
-    let said = |name: &str| {
-        entry
-            .params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
     if entry.kind != ztx_audit::Kind::Publication
-        || said("root") != Some(root_hex)
-        || said("epoch") != Some(epoch.to_string().as_str())
+        || ztx_api::reserves::publication_param(&entry, "root").as_deref() != Some(root_hex)
     {
         bail!(
-            "the log's entry {index} is not the publication of root {root_hex} for epoch {epoch}"
+            "the log's entry {index} is not the publication of root {root_hex} for epoch {}",
+            proven.epoch
         );
     }
+    Claims::of_entry(&entry).agree(proven, &format!("the log's entry {index}"))?;
     crate::audit::online::included(client, &witness, index, Some(ztx_audit::Hash::leaf(&bytes)))
         .context("the root's publication is not proven in the audit log")?;
     Ok(index)

@@ -108,6 +108,13 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
     );
     assert!(verify(&wallet_file, &root).status.success());
     fails_with(&wallet("not-a-key", &[]), "GET");
+    // The wallet refuses a proof that is not the customer's own, or of another epoch.
+    fails_with(
+        &wallet(&alice_key, &["--customer", "999"]),
+        "not mine (999)",
+    );
+    let mine = answer["customer"].to_string();
+    assert!(wallet(&alice_key, &["--customer", &mine]).status.success());
 
     // With a pinned audit checkpoint, the wallet also proves that the root it was shown
     // is the epoch's publication in the log everyone sees.
@@ -146,7 +153,7 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
     let pointer = data.join("por").join("publication-0000000001.json");
     let original = std::fs::read_to_string(&pointer).unwrap();
     let mut moved: serde_json::Value = serde_json::from_str(&original).unwrap();
-    moved["index"] = serde_json::json!(index - 1);
+    moved["log"]["index"] = serde_json::json!(index - 1);
     std::fs::write(&pointer, moved.to_string()).unwrap();
     fails_with(
         &wallet(&alice_key, &["--audit-state", state.to_str().unwrap()]),
@@ -155,7 +162,7 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
     let mut entry = ztx_audit::Entry::decode(
         &base64::Engine::decode(
             &base64::engine::general_purpose::STANDARD,
-            serde_json::from_str::<serde_json::Value>(&original).unwrap()["entry"]
+            serde_json::from_str::<serde_json::Value>(&original).unwrap()["log"]["entry"]
                 .as_str()
                 .unwrap(),
         )
@@ -167,13 +174,11 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
             *value = "00".repeat(32);
         }
     }
-    let forged = serde_json::json!({
-        "index": index,
-        "entry": base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            entry.encode().unwrap(),
-        ),
-    });
+    let mut forged: serde_json::Value = serde_json::from_str(&original).unwrap();
+    forged["log"]["entry"] = serde_json::json!(base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        entry.encode().unwrap(),
+    ));
     std::fs::write(&pointer, forged.to_string()).unwrap();
     fails_with(
         &wallet(&alice_key, &["--audit-state", state.to_str().unwrap()]),
@@ -259,6 +264,24 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
     assert_eq!(proven["variant"], "plain");
     // A proof of one epoch does not verify against another's root.
     fails_with(&verify(&plain_file, &root), "the proof is invalid");
+    // A publication cut short after its snapshot was kept (and perhaps logged) keeps
+    // its number and is never shown: the next epoch is past it.
+    std::fs::write(data.join("por").join("epoch-0000000003"), b"cut short").unwrap();
+    let third = publish(d);
+    assert_eq!(third["epoch"], 4);
+    let out = ztx(&[
+        "por",
+        "--data-dir",
+        d,
+        "proof",
+        "--customer",
+        &customer,
+        "--epoch",
+        "3",
+        "--out",
+        plain_file.to_str().unwrap(),
+    ]);
+    fails_with(&out, "epoch 3 is not kept here");
     // Both roots are in the audit log, each as a publication.
     let mut store = ztx_store::open(data.join("ztx.sqlite").to_str().unwrap()).unwrap();
     let roots: Vec<String> = store
@@ -277,7 +300,11 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
         .collect();
     assert_eq!(
         roots,
-        vec![root, second["root"].as_str().unwrap().to_owned()]
+        vec![
+            root,
+            second["root"].as_str().unwrap().to_owned(),
+            third["root"].as_str().unwrap().to_owned()
+        ]
     );
     // The kept epochs are sealed: no balance in clear, no readable secret.
     let sealed = std::fs::read(data.join("por").join("epoch-0000000001")).unwrap();

@@ -320,12 +320,14 @@ async fn the_monitor_sees_each_entry_once_whether_handed_over_or_dropped() {
             .assert_ok();
     }
     drain(&mut monitor).await;
-    // Then one at a time, each taken from the feed as it comes.
+    // Then one at a time, each taken from the feed as it comes (with, at times, the
+    // engine's own upkeep entries that share the request's commit).
     for _ in 0..5 {
         ex.signed(Method::GET, ACCOUNT, "", &alice)
             .await
             .assert_ok();
-        assert_eq!(monitor.step().await.unwrap(), 1);
+        let taken = monitor.step().await.unwrap();
+        assert!((1..=3).contains(&taken), "{taken} entries in one step");
     }
     drain(&mut monitor).await;
     let text = std::fs::read_to_string(dir.path().join(ztx_monitor::sink::FILE_NAME)).unwrap();
