@@ -338,3 +338,28 @@ fn a_proof_with_its_assets_relabelled_is_refused() {
         Err(PorError::WrongRoot { .. })
     ));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Any byte of an encoded zero-knowledge proof, changed, makes it unreadable or
+    /// invalid: nothing in a proof is left unchecked.
+    #[test]
+    fn any_altered_byte_of_a_zero_knowledge_proof_fails(
+        at in any::<prop::sample::Index>(),
+        flip in 1u8..=255,
+    ) {
+        static GOOD: std::sync::OnceLock<(Vec<u8>, [u8; 32])> = std::sync::OnceLock::new();
+        let (bytes, root) = GOOD.get_or_init(|| {
+            let tree = build(&accounts(), 3);
+            (tree.proof(40).unwrap().encode().unwrap(), tree.root().hash)
+        });
+        let mut altered = bytes.clone();
+        altered[at.index(bytes.len())] ^= flip;
+        let refused = match ZkProof::decode(&altered) {
+            Err(_) => true,
+            Ok(proof) => verify_zk(&proof, root).is_err(),
+        };
+        prop_assert!(refused);
+    }
+}
