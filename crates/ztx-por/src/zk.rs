@@ -807,6 +807,13 @@ pub fn verify_totals(root: &ZkRoot, totals: &[u64], blindings: &[[u8; 32]]) -> b
 }
 
 impl ZkProof {
+    /// The root this proof's path leads to (its range proofs unchecked): what a proof
+    /// claims, to compare with what was published.
+    pub fn implied_root(&self) -> Result<Hash, PorError> {
+        self.check_shape()?;
+        walk(self, Gens::get()).map(|(root, _)| root)
+    }
+
     /// How many range proofs a proof of this shape carries.
     fn runs(&self) -> usize {
         (usize::from(self.height) * self.assets.len()).div_ceil(RUN)

@@ -363,3 +363,21 @@ proptest! {
         prop_assert!(refused);
     }
 }
+
+/// A proof's implied root is the published one, and the check beyond it is the range
+/// proofs': a proof whose range proof is spoiled leads to the same root and still fails.
+#[test]
+fn a_proof_implies_its_root_and_the_range_proofs_are_checked_beyond_it() {
+    let tree = build(&accounts(), 3);
+    let mut proof = tree.proof(11).unwrap();
+    assert_eq!(proof.implied_root().unwrap(), tree.root().hash);
+    proof.ranges[0][200] ^= 1;
+    assert_eq!(proof.implied_root().unwrap(), tree.root().hash);
+    assert!(matches!(
+        verify_zk(&proof, &tree.root().hash),
+        Err(PorError::Invalid {
+            field: "range proof",
+            ..
+        })
+    ));
+}
