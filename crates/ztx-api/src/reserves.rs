@@ -33,11 +33,13 @@ pub struct Published {
 
 /// The epochs kept in a directory, the trees of the latest ones, and the proofs issued.
 ///
-/// An epoch's files: `epoch-<n>`, its snapshot sealed under the master key, written
-/// before its root is logged (so that the number is never taken twice), and
-/// `publication-<n>.json`, written last: the published root and where the audit log
-/// holds it. Only an epoch with both is published; one whose publication was cut short
-/// keeps its number and is never shown.
+/// An epoch's files: its snapshot sealed under the master key, first as
+/// `epoch-<n>.unpublished` (written before its root is logged, so that the number is
+/// never taken twice), then `publication-<n>.json` once the root is logged (the root as
+/// published and where the audit log holds it), and last the snapshot renamed
+/// `epoch-<n>`: only an epoch under that name is shown. One whose publication was cut
+/// short keeps its number and is never shown. Epochs of an earlier release have no
+/// publication file; their root is rebuilt from the snapshot.
 #[derive(Debug)]
 pub struct Reserves {
     dir: PathBuf,
@@ -87,6 +89,11 @@ impl Reserves {
         self.dir.join(format!("epoch-{epoch:010}"))
     }
 
+    /// The snapshot of an epoch not (yet) published.
+    fn unpublished_path(&self, epoch: u64) -> PathBuf {
+        self.dir.join(format!("epoch-{epoch:010}.unpublished"))
+    }
+
     /// The epoch's publication: its root as published and where the audit log holds
     /// it (public).
     fn publication_path(&self, epoch: u64) -> PathBuf {
@@ -100,7 +107,14 @@ impl Reserves {
     pub fn publication(&self, epoch: Option<u64>) -> Result<serde_json::Value, CommandError> {
         let epoch = self.published_epoch(epoch)?;
         let path = self.publication_path(epoch);
-        let text = std::fs::read_to_string(&path).map_err(|e| io(&path, &e))?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            // An earlier release's epoch: its root, from its tree.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(root_json(&self.tree(Some(epoch))?.root()));
+            }
+            Err(e) => return Err(io(&path, &e)),
+        };
         let kept: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| CommandError::Unavailable(format!("{}: {e}", path.display())))?;
         let mut answer = kept.get("root").cloned().unwrap_or_default();
@@ -115,13 +129,13 @@ impl Reserves {
 
     /// The newest epoch published, if any.
     pub fn latest_epoch(&self) -> Result<Option<u64>, CommandError> {
-        self.newest("publication-", ".json")
+        self.newest("epoch-", "")
     }
 
     /// `epoch` if it was published here, else the newest published.
     fn published_epoch(&self, epoch: Option<u64>) -> Result<u64, CommandError> {
         match epoch {
-            Some(e) if self.publication_path(e).exists() => Ok(e),
+            Some(e) if self.path(e).exists() => Ok(e),
             Some(e) => Err(CommandError::NotFound(format!(
                 "epoch {e} is not kept here"
             ))),
@@ -251,7 +265,7 @@ impl Reserves {
         let (assets, accounts) = liabilities(&state)?;
         // Past every number taken, published or not.
         let epoch = self
-            .newest("epoch-", "")?
+            .newest("epoch-", ".unpublished")?
             .max(self.latest_epoch()?)
             .map_or(1, |e| e.saturating_add(1));
         let mut secret = [0u8; 32];
@@ -279,13 +293,14 @@ impl Reserves {
             .encode()
             .map_err(|e| CommandError::Unavailable(e.to_string()))?;
         let sealed = self.master.seal(&bytes, &aad(&epoch.to_be_bytes()));
-        write_private(&self.dir, &self.path(epoch), &sealed)?;
+        let unpublished = self.unpublished_path(epoch);
+        write_private(&self.dir, &unpublished, &sealed)?;
         let mut log = serde_json::Value::Null;
         if let Some(engine) = engine {
             let entry = publication(who, &root, now_ms)?;
             if let Err(e) = engine.record(entry).await {
-                // Nothing logged: the number may be taken again.
-                let _ = std::fs::remove_file(self.path(epoch));
+                // The snapshot stays under its unpublished name: had the entry been
+                // logged after all, its number must not serve another root.
                 return Err(CommandError::Unavailable(format!(
                     "the audit log is unavailable, so nothing was published: {e}"
                 )));
@@ -317,6 +332,7 @@ impl Reserves {
             &self.publication_path(epoch),
             published.to_string().as_bytes(),
         )?;
+        std::fs::rename(&unpublished, self.path(epoch)).map_err(|e| io(&unpublished, &e))?;
         let customers = tree.customers();
         self.keep(Arc::new(tree));
         Ok(Published { root, customers })

@@ -266,7 +266,11 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
     fails_with(&verify(&plain_file, &root), "the proof is invalid");
     // A publication cut short after its snapshot was kept (and perhaps logged) keeps
     // its number and is never shown: the next epoch is past it.
-    std::fs::write(data.join("por").join("epoch-0000000003"), b"cut short").unwrap();
+    std::fs::write(
+        data.join("por").join("epoch-0000000003.unpublished"),
+        b"cut short",
+    )
+    .unwrap();
     let third = publish(d);
     assert_eq!(third["epoch"], 4);
     let out = ztx(&[
@@ -282,6 +286,26 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
         plain_file.to_str().unwrap(),
     ]);
     fails_with(&out, "epoch 3 is not kept here");
+    // An earlier release's epoch (no publication file) is still served from its tree.
+    std::fs::remove_file(data.join("por").join("publication-0000000002.json")).unwrap();
+    let legacy = dir.path().join("legacy.proof");
+    succeeds(&[
+        "por",
+        "--data-dir",
+        d,
+        "proof",
+        "--customer",
+        &customer,
+        "--epoch",
+        "2",
+        "--out",
+        legacy.to_str().unwrap(),
+    ]);
+    assert!(
+        verify(&legacy, second["root"].as_str().unwrap())
+            .status
+            .success()
+    );
     // Both roots are in the audit log, each as a publication.
     let mut store = ztx_store::open(data.join("ztx.sqlite").to_str().unwrap()).unwrap();
     let roots: Vec<String> = store
