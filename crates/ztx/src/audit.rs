@@ -125,6 +125,53 @@ fn read_public_key(public_key: &str) -> Result<VerifierKey> {
     VerifierKey::parse(key_text.trim()).context("the public key is not valid")
 }
 
+/// Refuses a log that publishes two proof-of-liabilities roots for one epoch: the
+/// platform showing different customers different roots, each of them in the log.
+fn one_root_per_epoch(file: &Path) -> Result<()> {
+    use std::io::BufRead as _;
+    let reader = BufReader::new(
+        File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
+    );
+    let mut seen: std::collections::HashMap<String, (u64, String)> =
+        std::collections::HashMap::new();
+    for line in reader.lines() {
+        let line = line.with_context(|| format!("cannot read {}", file.display()))?;
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        let (Some(index), Some(entry)) = (
+            value.get("index").and_then(serde_json::Value::as_u64),
+            value.get("entry").and_then(serde_json::Value::as_str),
+        ) else {
+            continue;
+        };
+        // The export was verified just before: every entry decodes.
+        let Some(entry) = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, entry)
+            .ok()
+            .and_then(|bytes| ztx_audit::Entry::decode(&bytes).ok())
+        else {
+            continue;
+        };
+        if entry.kind != ztx_audit::Kind::Publication {
+            continue;
+        }
+        let param = |name| ztx_api::reserves::publication_param(&entry, name);
+        let (Some(epoch), Some(root)) = (param("epoch"), param("root")) else {
+            bail!("entry {index} is a publication without one epoch and one root");
+        };
+        if let Some((first, earlier)) = seen.get(&epoch)
+            && *earlier != root
+        {
+            bail!(
+                "entries {first} and {index} publish two roots for proof-of-liabilities \
+                 epoch {epoch}: {earlier} and {root}"
+            );
+        }
+        seen.entry(epoch).or_insert((index, root));
+    }
+    Ok(())
+}
+
 fn verify(file: &Path, public_key: &str, trusted: Option<&Path>, update: bool) -> Result<()> {
     let key = read_public_key(public_key)?;
     let trusted_checkpoint = match trusted {
@@ -149,6 +196,7 @@ fn verify(file: &Path, public_key: &str, trusted: Option<&Path>, update: bool) -
     );
     let verified = export::verify(reader, &key, trusted_checkpoint.as_ref())
         .with_context(|| format!("{} is not an intact log", file.display()))?;
+    one_root_per_epoch(file)?;
     println!(
         "ok: {} entries, root {}, {} checkpoints verified",
         verified.size, verified.root, verified.checkpoints
@@ -158,4 +206,64 @@ fn verify(file: &Path, public_key: &str, trusted: Option<&Path>, update: bool) -
         println!("now trusting the checkpoint at size {}", latest.size);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test")]
+
+    use super::*;
+
+    fn publication(epoch: u64, root: &str) -> String {
+        let entry = ztx_audit::Entry {
+            prev: ztx_audit::Hash::ZERO,
+            time_ms: 1,
+            kind: ztx_audit::Kind::Publication,
+            request_id: 0,
+            customer: None,
+            api_key: None,
+            operator: Some("op".into()),
+            client_ip: None,
+            action: "por publish".into(),
+            params: vec![
+                ("epoch".into(), epoch.to_string()),
+                ("root".into(), root.into()),
+            ],
+            outcome: ztx_audit::Outcome::Success,
+            denial: None,
+            code: None,
+        };
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            entry.encode().unwrap(),
+        )
+    }
+
+    /// The platform shows two customers two roots of one epoch, both logged: the
+    /// offline check of the log names the two entries.
+    #[test]
+    fn two_roots_published_for_one_epoch_are_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("export.jsonl");
+        let lines = |roots: &[(u64, &str)]| {
+            roots
+                .iter()
+                .enumerate()
+                .map(|(i, (epoch, root))| {
+                    format!(
+                        "{{\"index\":{i},\"leaf\":\"00\",\"entry\":\"{}\"}}\n",
+                        publication(*epoch, root)
+                    )
+                })
+                .collect::<String>()
+        };
+        std::fs::write(&file, lines(&[(1, "aa"), (2, "bb"), (1, "aa")])).unwrap();
+        one_root_per_epoch(&file).unwrap();
+        std::fs::write(&file, lines(&[(1, "aa"), (2, "bb"), (1, "cc")])).unwrap();
+        let refused = one_root_per_epoch(&file).unwrap_err().to_string();
+        assert!(
+            refused.contains("entries 0 and 2 publish two roots"),
+            "{refused}"
+        );
+    }
 }

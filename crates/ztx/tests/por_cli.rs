@@ -330,6 +330,26 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
             third["root"].as_str().unwrap().to_owned()
         ]
     );
+    // The log with its publications, one root an epoch, checks out offline.
+    drop(store);
+    let export = dir.path().join("log.jsonl");
+    succeeds(&[
+        "audit",
+        "export",
+        "--data-dir",
+        d,
+        "--out",
+        export.to_str().unwrap(),
+    ]);
+    let key = succeeds(&["audit", "public-key", "--data-dir", d]);
+    let key = String::from_utf8(key.stdout).unwrap();
+    succeeds(&[
+        "audit",
+        "verify",
+        export.to_str().unwrap(),
+        "--public-key",
+        key.trim(),
+    ]);
     // The kept epochs are sealed: no balance in clear, no readable secret.
     let sealed = std::fs::read(data.join("por").join("epoch-0000000001")).unwrap();
     assert!(ztx_por::Snapshot::decode(&sealed).is_err());
