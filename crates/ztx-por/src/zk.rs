@@ -637,6 +637,8 @@ impl ZkTree {
                 }
             }
         });
+        drop(runs);
+        wipe(&mut values, &mut blinds);
         let proven = proven
             .into_iter()
             .map(|p| {
@@ -675,7 +677,7 @@ impl ZkTree {
         values.resize(m, 0);
         blindings.resize(m, Scalar::ZERO);
         let mut transcript = range_transcript(self.epoch, customer, index, run);
-        let (proof, _) = RangeProof::prove_multiple(
+        let proof = RangeProof::prove_multiple(
             &self.gens.bulletproofs,
             &self.gens.pedersen,
             &mut transcript,
@@ -686,7 +688,9 @@ impl ZkTree {
         .map_err(|e| PorError::Invalid {
             field: "range proof",
             why: e.to_string(),
-        })?;
+        });
+        wipe(&mut values, &mut blindings);
+        let (proof, _) = proof?;
         Ok(proof.to_bytes())
     }
 }
