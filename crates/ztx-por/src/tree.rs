@@ -405,21 +405,8 @@ pub(crate) fn in_parallel<T: Sync, U: Send>(
     if threads < 2 || items.len() < SERIAL_BELOW {
         return vec![work(items)];
     }
-    let chunk = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let work = &work;
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || work(part)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    })
+    let parts: Vec<&[T]> = items.chunks(items.len().div_ceil(threads)).collect();
+    on_cores(&parts, |part| work(part))
 }
 
 /// A padding node: the root of a subtree with no customer, at `index` of `level`.

@@ -19,6 +19,21 @@ fn publish(d: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `ztx por proof` for `customer` (of `epoch`, else the latest) into `out`.
+fn operator_proof(
+    d: &str,
+    customer: &str,
+    epoch: Option<&str>,
+    out: &std::path::Path,
+) -> std::process::Output {
+    let mut args = vec!["por", "--data-dir", d, "proof", "--customer", customer];
+    if let Some(epoch) = epoch {
+        args.extend(["--epoch", epoch]);
+    }
+    args.extend(["--out", out.to_str().unwrap()]);
+    ztx(&args)
+}
+
 fn verify(file: &std::path::Path, root: &str) -> std::process::Output {
     ztx(&[
         "por",
@@ -207,28 +222,11 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
     // The operator's tool writes the same customer's proof from the kept epoch.
     let customer = answer["customer"].to_string();
     let out_file = dir.path().join("by-operator.proof");
-    succeeds(&[
-        "por",
-        "--data-dir",
-        d,
-        "proof",
-        "--customer",
-        &customer,
-        "--out",
-        out_file.to_str().unwrap(),
-    ]);
+    let out = operator_proof(d, &customer, None, &out_file);
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(verify(&out_file, &root).status.success());
     // A customer with no balance in the epoch has no proof; the refusal says why.
-    let out = ztx(&[
-        "por",
-        "--data-dir",
-        d,
-        "proof",
-        "--customer",
-        "999",
-        "--out",
-        out_file.to_str().unwrap(),
-    ]);
+    let out = operator_proof(d, "999", None, &out_file);
     fails_with(&out, "customer 999 had no balance to prove in this epoch");
     // An epoch not kept here is refused by name.
     let (status, body) = http(&addr, "GET", "/ztx/v1/por/root?epoch=77", None);
@@ -248,16 +246,8 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
         serde_json::json!(["20000000000", "200000000000000"])
     );
     let plain_file = dir.path().join("plain.proof");
-    succeeds(&[
-        "por",
-        "--data-dir",
-        d,
-        "proof",
-        "--customer",
-        &customer,
-        "--out",
-        plain_file.to_str().unwrap(),
-    ]);
+    let out = operator_proof(d, &customer, None, &plain_file);
+    assert!(out.status.success(), "{}", stderr(&out));
     let out = verify(&plain_file, second["root"].as_str().unwrap());
     assert!(out.status.success(), "{}", stderr(&out));
     let proven: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -273,40 +263,19 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
     .unwrap();
     let third = publish(d);
     assert_eq!(third["epoch"], 4);
-    let out = ztx(&[
-        "por",
-        "--data-dir",
-        d,
-        "proof",
-        "--customer",
-        &customer,
-        "--epoch",
-        "3",
-        "--out",
-        plain_file.to_str().unwrap(),
-    ]);
+    let out = operator_proof(d, &customer, Some("3"), &plain_file);
     fails_with(&out, "epoch 3 is not kept here");
     // An earlier release's epoch (no publication file) is still served from its tree.
     std::fs::remove_file(data.join("por").join("publication-0000000002.json")).unwrap();
     let legacy = dir.path().join("legacy.proof");
-    succeeds(&[
-        "por",
-        "--data-dir",
-        d,
-        "proof",
-        "--customer",
-        &customer,
-        "--epoch",
-        "2",
-        "--out",
-        legacy.to_str().unwrap(),
-    ]);
+    let out = operator_proof(d, &customer, Some("2"), &legacy);
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         verify(&legacy, second["root"].as_str().unwrap())
             .status
             .success()
     );
-    // Both roots are in the audit log, each as a publication.
+    // Every root is in the audit log, each as a publication.
     let mut store = ztx_store::open(data.join("ztx.sqlite").to_str().unwrap()).unwrap();
     let roots: Vec<String> = store
         .audit_entries(0, 10_000)
