@@ -91,3 +91,13 @@ pub enum PorError {
     #[error("the proof's root {got} is not the published root {published}")]
     WrongRoot { got: String, published: String },
 }
+
+impl PorError {
+    /// A proof whose path leads to `got`, not to the `published` root.
+    pub(crate) fn wrong_root(got: &Hash, published: &Hash) -> PorError {
+        PorError::WrongRoot {
+            got: hex::encode(got),
+            published: hex::encode(published),
+        }
+    }
+}

@@ -69,10 +69,7 @@ pub fn verify(proof: &InclusionProof, root: &Hash) -> Result<Verified, PorError>
         }
     }
     if hash != *root {
-        return Err(PorError::WrongRoot {
-            got: hex::encode(hash),
-            published: hex::encode(root),
-        });
+        return Err(PorError::wrong_root(&hash, root));
     }
     Ok(Verified {
         epoch: proof.epoch,

@@ -707,10 +707,7 @@ pub fn verify_zk(proof: &ZkProof, root: &Hash) -> Result<ZkVerified, PorError> {
     let gens = Gens::get();
     let (hash, siblings) = walk(proof, gens)?;
     if hash != *root {
-        return Err(PorError::WrongRoot {
-            got: hex::encode(hash),
-            published: hex::encode(root),
-        });
+        return Err(PorError::wrong_root(&hash, root));
     }
     for (run, (values, bytes)) in siblings.chunks(RUN).zip(&proof.ranges).enumerate() {
         let mut all = values.to_vec();
