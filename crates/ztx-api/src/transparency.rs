@@ -29,7 +29,13 @@ async fn latest(state: &AppState) -> Result<StoredCheckpoint, ApiError> {
         .reads
         .with(|s| s.latest_checkpoint())
         .await?
-        .ok_or_else(|| ApiError::not_found().with_detail("no checkpoint signed yet"))
+        // Public knowledge (every checkpoint is published), so said to the caller.
+        .ok_or_else(|| {
+            ApiError::nothing_here(
+                "the audit log has no signed checkpoint yet: one follows within a second \
+                 of its first entries",
+            )
+        })
 }
 
 fn hashes(proof: &[Hash]) -> Vec<String> {
