@@ -277,6 +277,7 @@ impl Reserves {
             secret: EpochSecret::from_bytes(secret),
             config: self.config,
             variant,
+            cap: ztx_por::DEFAULT_CAP,
         };
         zeroize::Zeroize::zeroize(&mut secret);
         // Building takes seconds to minutes: off the runtime's threads.
@@ -558,7 +559,7 @@ fn refused(e: &CommandError) -> crate::error::ApiError {
 /// root's commitments (which only an auditor's opening turns into totals).
 pub fn root_json(root: &Root) -> serde_json::Value {
     let mut out = serde_json::json!({
-        "version": root.variant().version(),
+        "version": root.version(),
         "variant": root.variant().name(),
         "epoch": root.epoch(),
         "root": root.hex(),
@@ -573,6 +574,10 @@ pub fn root_json(root: &Root) -> serde_json::Value {
             ),
             Root::ZeroKnowledge(r) => {
                 fields.insert("top".into(), serde_json::json!(hex::encode(r.top)));
+                // The cap's canonical bytes: what a capped proof is checked under.
+                if let Some(cap) = r.cap.as_ref().and_then(|c| c.encode().ok()) {
+                    fields.insert("cap".into(), serde_json::json!(hex::encode(cap)));
+                }
                 fields.insert(
                     "commitments".into(),
                     serde_json::json!(r.commitments.iter().map(hex::encode).collect::<Vec<_>>()),

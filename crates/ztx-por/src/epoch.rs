@@ -4,8 +4,8 @@
 //! meaning.
 
 use crate::{
-    Hash, InclusionProof, PorError, Root, SumTree, VERSION, ZK_VERSION, ZkProof, ZkRoot, ZkTree,
-    verify, verify_zk,
+    Hash, InclusionProof, PorError, Root, SumTree, VERSION, ZK_CAPPED_VERSION, ZK_VERSION, ZkCap,
+    ZkProof, ZkRoot, ZkTree, verify, verify_zk,
 };
 
 /// How an epoch's tree shows its values.
@@ -28,11 +28,12 @@ impl Variant {
         }
     }
 
-    /// The variant whose format version is `version`.
+    /// The variant whose format version is `version` (a zero-knowledge one's proofs
+    /// are version 2, or 3 under a cap).
     pub fn of_version(version: u8) -> Result<Variant, PorError> {
         match version {
             VERSION => Ok(Variant::Plain),
-            ZK_VERSION => Ok(Variant::ZeroKnowledge),
+            ZK_VERSION | ZK_CAPPED_VERSION => Ok(Variant::ZeroKnowledge),
             other => Err(PorError::Version(other)),
         }
     }
@@ -143,6 +144,22 @@ impl Published {
             Published::ZeroKnowledge(r) => &r.assets,
         }
     }
+
+    /// The epoch's cap, when its proofs are capped.
+    pub fn cap(&self) -> Option<&ZkCap> {
+        match self {
+            Published::Plain(_) => None,
+            Published::ZeroKnowledge(r) => r.cap.as_ref(),
+        }
+    }
+
+    /// The format version of the epoch's proofs.
+    pub fn version(&self) -> u8 {
+        match self.cap() {
+            Some(_) => ZK_CAPPED_VERSION,
+            None => self.variant().version(),
+        }
+    }
 }
 
 impl Proof {
@@ -177,8 +194,9 @@ impl Proof {
     }
 }
 
-/// Checks a proof of either variant against the published root hash.
-pub fn verify_proof(proof: &Proof, root: &Hash) -> Result<Proven, PorError> {
+/// Checks a proof of either variant against the published root hash; a capped proof
+/// (version 3) under its epoch's `cap`, itself checked against the root.
+pub fn verify_proof(proof: &Proof, root: &Hash, cap: Option<&ZkCap>) -> Result<Proven, PorError> {
     Ok(match proof {
         Proof::Plain(p) => {
             let v = verify(p, root)?;
@@ -191,7 +209,19 @@ pub fn verify_proof(proof: &Proof, root: &Hash) -> Result<Proven, PorError> {
             }
         }
         Proof::ZeroKnowledge(p) => {
-            let v = verify_zk(p, root)?;
+            let v = match (p.cap, cap) {
+                (0, _) => verify_zk(p, root)?,
+                (_, Some(cap)) => cap.verify(root)?.verify(p)?,
+                (levels, None) => {
+                    return Err(PorError::Invalid {
+                        field: "cap",
+                        why: format!(
+                            "the proof is checked against its epoch's cap of {levels} levels, \
+                             which was not given"
+                        ),
+                    });
+                }
+            };
             Proven {
                 variant: Variant::ZeroKnowledge,
                 epoch: v.epoch,

@@ -33,17 +33,27 @@
 
 #![forbid(unsafe_code)]
 
+mod cap;
 mod epoch;
 mod proof;
 mod snapshot;
 mod tree;
 mod zk;
 
+pub use cap::{CAP_VERSION, CheckedCap, ZkCap};
 pub use epoch::{Proof, Proven, Published, Tree, Variant, verify_proof};
 pub use proof::{InclusionProof, PathStep, Verified, verify};
 pub use snapshot::Snapshot;
 pub use tree::{EpochSecret, Root, SumTree, TreeConfig};
-pub use zk::{ZK_VERSION, ZkProof, ZkRoot, ZkStep, ZkTree, ZkVerified, verify_totals, verify_zk};
+pub use zk::{
+    MAX_CAP, ZK_CAPPED_VERSION, ZK_VERSION, ZkProof, ZkRoot, ZkStep, ZkTree, ZkVerified,
+    verify_totals, verify_zk,
+};
+
+/// The levels of the cap a zero-knowledge epoch publishes by default: its 30 top nodes
+/// range-proven once, so that a proof of a 2^20-wide tree range-proves 16 levels, 32
+/// values for two assets, one aggregated proof (BENCHMARKS.md).
+pub const DEFAULT_CAP: u8 = 4;
 
 /// The most assets one epoch covers.
 pub const MAX_ASSETS: usize = 64;

@@ -96,6 +96,7 @@ impl InclusionProof {
             self.index,
             self.balances.len(),
             &steps,
+            self.height,
         )
     }
 
@@ -194,6 +195,7 @@ pub(crate) fn check_common(
     index: u64,
     balances: usize,
     steps: &[usize],
+    levels: u8,
 ) -> Result<(), PorError> {
     check_assets(assets)?;
     let invalid = |field, why: String| PorError::Invalid { field, why };
@@ -213,10 +215,13 @@ pub(crate) fn check_common(
             format!("{balances} for {width} assets"),
         ));
     }
-    if steps.len() != usize::from(height) {
+    if steps.len() != usize::from(levels) {
         return Err(invalid(
             "path",
-            format!("{} levels for a tree of height {height}", steps.len()),
+            format!(
+                "{} levels where a tree of height {height} needs {levels}",
+                steps.len()
+            ),
         ));
     }
     if let Some(level) = steps.iter().position(|n| *n != width) {

@@ -3,10 +3,11 @@
 //! most sensitive the platform has (every customer's balances and the salts that hide
 //! them): the caller seals them before they touch a disk.
 //!
-//! # Encoding, versions 1 and 2
+//! # Encoding, versions 1 to 3
 //!
-//! Version (`u8`: 1 for a plain tree, 2 for a zero-knowledge one, the version of the
-//! proofs it issues); epoch (`u64`); minimum height (`u8`); secret (32 bytes); the
+//! Version (`u8`: 1 for a plain tree, 2 for a zero-knowledge one, 3 for a
+//! zero-knowledge one with a cap, the version of the proofs it issues); epoch (`u64`);
+//! minimum height (`u8`); in version 3 only, the cap's levels (`u8`); secret (32 bytes); the
 //! number of assets (`u8`) and each code (`u8` length, bytes); the number of accounts
 //! (`u64`) and each account's customer (`u64`) and balances (`u128` per asset).
 //! Nothing may follow.
@@ -15,7 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::proof::Reader;
 use crate::tree::check_assets;
-use crate::{EpochSecret, PorError, SumTree, Tree, TreeConfig, Variant, ZkTree};
+use crate::{EpochSecret, PorError, SumTree, Tree, TreeConfig, Variant, ZK_CAPPED_VERSION, ZkTree};
 
 /// One epoch's inputs (see the module).
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub struct Snapshot {
     pub secret: EpochSecret,
     pub config: TreeConfig,
     pub variant: Variant,
+    /// The levels of a zero-knowledge tree's cap (see [`ZkTree::with_cap`]; 0: none).
+    pub cap: u8,
 }
 
 impl Snapshot {
@@ -58,14 +61,17 @@ impl Snapshot {
                         Ok((*customer, narrow))
                     })
                     .collect::<Result<Vec<_>, PorError>>()?;
-                Ok(Tree::ZeroKnowledge(Box::new(ZkTree::build(
-                    self.epoch,
-                    self.assets.clone(),
-                    &accounts,
-                    &self.secret,
-                    self.config,
-                    progress,
-                )?)))
+                Ok(Tree::ZeroKnowledge(Box::new(
+                    ZkTree::build(
+                        self.epoch,
+                        self.assets.clone(),
+                        &accounts,
+                        &self.secret,
+                        self.config,
+                        progress,
+                    )?
+                    .with_cap(self.cap)?,
+                )))
             }
         }
     }
@@ -77,9 +83,17 @@ impl Snapshot {
         let mut out = Zeroizing::new(Vec::with_capacity(
             64 + self.accounts.len() * (8 + 16 * width),
         ));
-        out.push(self.variant.version());
+        let capped = self.variant == Variant::ZeroKnowledge && self.cap > 0;
+        out.push(if capped {
+            ZK_CAPPED_VERSION
+        } else {
+            self.variant.version()
+        });
         out.extend_from_slice(&self.epoch.to_be_bytes());
         out.push(self.config.min_height);
+        if capped {
+            out.push(self.cap);
+        }
         out.extend_from_slice(self.secret.as_bytes());
         out.push(u8::try_from(width).map_err(|_| PorError::AssetCount(width))?);
         for asset in &self.assets {
@@ -109,9 +123,23 @@ impl Snapshot {
 
     pub fn decode(bytes: &[u8]) -> Result<Snapshot, PorError> {
         let mut r = Reader(bytes);
-        let variant = Variant::of_version(r.u8("version")?)?;
+        let version = r.u8("version")?;
+        let variant = Variant::of_version(version)?;
         let epoch = r.u64("epoch")?;
         let min_height = r.u8("minimum height")?;
+        let cap = if version == ZK_CAPPED_VERSION {
+            match r.u8("cap")? {
+                0 => {
+                    return Err(PorError::Invalid {
+                        field: "cap",
+                        why: "a version 3 snapshot with no cap".into(),
+                    });
+                }
+                levels => levels,
+            }
+        } else {
+            0
+        };
         let secret = EpochSecret::from_bytes(r.hash("secret")?);
         let assets = r.assets()?;
         let width = assets.len();
@@ -140,6 +168,7 @@ impl Snapshot {
             secret,
             config: TreeConfig { min_height },
             variant,
+            cap,
         })
     }
 }

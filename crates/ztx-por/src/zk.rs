@@ -42,6 +42,13 @@
 //! the leaf's index (`u32`); per level from the leaf up, the sibling's hash (32 bytes)
 //! and its commitment per asset (32 bytes each); then per run, the range proof's length
 //! (`u16`) and bytes. Nothing may follow.
+//!
+//! # Version 3: under the epoch's cap
+//!
+//! The same, with version 3 and the cap's levels (`u8`, 1 to [`MAX_CAP`]) after the
+//! assets; the path stops below the cap (`height - levels` levels), the range proofs
+//! cover those siblings alone, and their transcript binds the cap's levels too. It is
+//! checked under the epoch's cap ([`crate::cap`]), which carries the rest of the way up.
 
 use std::collections::HashMap;
 
@@ -59,25 +66,30 @@ use crate::tree::{
     EpochSecret, available_threads, check_assets, height_for, in_parallel, level_parts, on_cores,
     shuffled_positions,
 };
-use crate::{Hash, PorError, TreeConfig};
+use crate::{Hash, PorError, TreeConfig, ZkCap};
 
 /// The format version of zero-knowledge proofs.
 pub const ZK_VERSION: u8 = 2;
+/// The format version of zero-knowledge proofs whose top levels the epoch's cap proves
+/// (see [`crate::cap`]).
+pub const ZK_CAPPED_VERSION: u8 = 3;
+/// The most levels a cap holds: 2^9 - 2 nodes, bounding what one costs to check.
+pub const MAX_CAP: u8 = 8;
 
 const SALT_TAG: &[u8] = b"ztx-por/v2z/salt";
 const BLIND_TAG: &[u8] = b"ztx-por/v2z/blind";
 const LEAF_TAG: &[u8] = b"ztx-por/v2z/leaf";
-const NODE_TAG: &[u8] = b"ztx-por/v2z/node";
+pub(crate) const NODE_TAG: &[u8] = b"ztx-por/v2z/node";
 const PAD_TAG: &[u8] = b"ztx-por/v2z/pad";
 const ROOT_TAG: &[u8] = b"ztx-por/v2z/root";
 /// Every committed value is proven in `[0, 2^64)`.
-const RANGE_BITS: usize = 64;
+pub(crate) const RANGE_BITS: usize = 64;
 /// The most values one aggregated range proof covers.
-const RUN: usize = 64;
+pub(crate) const RUN: usize = 64;
 
 /// The generators, the same for prover and verifier; the blinding base's table makes
 /// each commitment two table look-ups instead of a variable-base multiplication.
-struct Gens {
+pub(crate) struct Gens {
     pedersen: PedersenGens,
     blinding_table: RistrettoBasepointTable,
     bulletproofs: BulletproofGens,
@@ -87,7 +99,7 @@ struct Gens {
 
 impl Gens {
     /// The generators, made once per process (the range proofs' take milliseconds).
-    fn get() -> &'static Gens {
+    pub(crate) fn get() -> &'static Gens {
         static GENS: std::sync::OnceLock<Gens> = std::sync::OnceLock::new();
         GENS.get_or_init(|| {
             let pedersen = PedersenGens::default();
@@ -198,6 +210,8 @@ pub struct ZkTree {
     secret: EpochSecret,
     pads: PadDraws,
     gens: &'static Gens,
+    /// The cap its proofs are made under, if any (see [`ZkTree::with_cap`]).
+    capped: Option<ZkCap>,
 }
 
 impl std::fmt::Debug for ZkTree {
@@ -222,6 +236,8 @@ pub struct ZkRoot {
     pub top: Hash,
     /// The root's commitment per asset.
     pub commitments: Vec<[u8; 32]>,
+    /// The epoch's cap, when its proofs are capped (checked against `hash`).
+    pub cap: Option<ZkCap>,
 }
 
 impl ZkRoot {
@@ -265,7 +281,9 @@ pub struct ZkProof {
     pub leaf_key: Hash,
     pub balances: Vec<u64>,
     pub index: u64,
-    /// Per level from the leaf up.
+    /// The levels below the root the epoch's cap proves instead (0: none, version 2).
+    pub cap: u8,
+    /// Per level from the leaf up, to the cap.
     pub path: Vec<ZkStep>,
     /// One aggregated range proof per run of at most 64 sibling commitments.
     pub ranges: Vec<Vec<u8>>,
@@ -301,7 +319,7 @@ impl Level {
 }
 
 /// Balances and blindings open every commitment: wiped when a level or a tree goes.
-fn wipe(values: &mut [u64], blindings: &mut [Scalar]) {
+pub(crate) fn wipe(values: &mut [u64], blindings: &mut [Scalar]) {
     values.zeroize();
     blindings.iter_mut().for_each(Zeroize::zeroize);
 }
@@ -405,6 +423,7 @@ impl ZkTree {
             secret: secret.clone(),
             pads: PadDraws::new(secret, epoch),
             gens,
+            capped: None,
         };
         for l in 0..height {
             let above = tree.parents(&level, l)?;
@@ -530,7 +549,7 @@ impl ZkTree {
 
     /// The node at `index` of `level`, kept or padding: hash, values, blindings,
     /// commitments.
-    fn node_at(
+    pub(crate) fn node_at(
         &self,
         level: u8,
         index: u64,
@@ -564,6 +583,18 @@ impl ZkTree {
         }
     }
 
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub(crate) fn height(&self) -> u8 {
+        self.height
+    }
+
+    pub(crate) fn assets(&self) -> &[String] {
+        &self.assets
+    }
+
     /// What is published.
     pub fn root(&self) -> ZkRoot {
         let (top, _, _, commitments) = self.node_at(self.height, 0);
@@ -574,6 +605,7 @@ impl ZkTree {
             hash: zk_root_hash(self.epoch, self.height, &self.assets, &top, &commitments),
             top,
             commitments: commitments.iter().map(|c| c.to_bytes()).collect(),
+            cap: self.capped.clone(),
         }
     }
 
@@ -591,15 +623,40 @@ impl ZkTree {
     /// Customer `customer`'s proof: their leaf opened, the path's siblings, and the
     /// range proofs over every sibling's commitments (each run on a core of its own).
     pub fn proof(&self, customer: u64) -> Result<ZkProof, PorError> {
+        self.proof_capped(customer, self.capped.as_ref().map_or(0, |c| c.levels))
+    }
+
+    /// The tree with a cap of `levels` levels (at most the height and [`MAX_CAP`];
+    /// none at 0) published with its root, its proofs made under it (version 3).
+    pub fn with_cap(mut self, levels: u8) -> Result<ZkTree, PorError> {
+        let levels = levels.min(self.height).min(MAX_CAP);
+        self.capped = if levels == 0 {
+            None
+        } else {
+            Some(self.make_cap(levels)?)
+        };
+        Ok(self)
+    }
+
+    /// Customer `customer`'s proof up to the epoch's cap of `cap` levels (see
+    /// [`crate::cap`]): its range proofs cover only the siblings below the cap.
+    pub fn proof_capped(&self, customer: u64, cap: u8) -> Result<ZkProof, PorError> {
         let index = *self
             .positions
             .get(&customer)
             .ok_or(PorError::UnknownCustomer(customer))?;
+        if cap > MAX_CAP.min(self.height) {
+            return Err(PorError::Invalid {
+                field: "cap",
+                why: format!("{cap} levels in a tree of height {}", self.height),
+            });
+        }
         let (_, balances, _, _) = self.node_at(0, index);
-        let mut path = Vec::with_capacity(usize::from(self.height));
+        let levels = self.height - cap;
+        let mut path = Vec::with_capacity(usize::from(levels));
         let mut values = Vec::new();
         let mut blinds = Vec::new();
-        for level in 0..self.height {
+        for level in 0..levels {
             let (hash, v, b, commitments) = self.node_at(level, (index >> level) ^ 1);
             values.extend(v);
             blinds.extend(b);
@@ -608,7 +665,32 @@ impl ZkTree {
                 commitments: commitments.iter().map(|c| c.to_bytes()).collect(),
             });
         }
-        // The runs, shared round-robin among the cores.
+        let proven = self.prove_runs(&values, &blinds, &|run| {
+            range_transcript(self.epoch, customer, index, cap, run)
+        });
+        wipe(&mut values, &mut blinds);
+        Ok(ZkProof {
+            epoch: self.epoch,
+            assets: self.assets.clone(),
+            height: self.height,
+            customer,
+            leaf_key: leaf_key(&self.secret, self.epoch, customer),
+            balances,
+            index,
+            cap,
+            path,
+            ranges: proven?,
+        })
+    }
+
+    /// One aggregated range proof per run of at most [`RUN`] of `values`, the runs
+    /// shared round-robin among the cores; run `n`'s transcript is `transcript(n)`.
+    pub(crate) fn prove_runs(
+        &self,
+        values: &[u64],
+        blinds: &[Scalar],
+        transcript: &(dyn Fn(usize) -> Transcript + Sync),
+    ) -> Result<Vec<Vec<u8>>, PorError> {
         let runs: Vec<(&[u64], &[Scalar])> = values.chunks(RUN).zip(blinds.chunks(RUN)).collect();
         let workers = available_threads().clamp(1, runs.len().max(1));
         let mut proven: Vec<Option<Result<Vec<u8>, PorError>>> = vec![None; runs.len()];
@@ -621,7 +703,7 @@ impl ZkTree {
                             .enumerate()
                             .skip(w)
                             .step_by(workers)
-                            .map(|(run, (v, b))| (run, self.prove_run(customer, index, run, v, b)))
+                            .map(|(run, (v, b))| (run, self.prove_run(v, b, transcript(run))))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -637,9 +719,7 @@ impl ZkTree {
                 }
             }
         });
-        drop(runs);
-        wipe(&mut values, &mut blinds);
-        let proven = proven
+        proven
             .into_iter()
             .map(|p| {
                 p.unwrap_or_else(|| {
@@ -649,34 +729,20 @@ impl ZkTree {
                     })
                 })
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(ZkProof {
-            epoch: self.epoch,
-            assets: self.assets.clone(),
-            height: self.height,
-            customer,
-            leaf_key: leaf_key(&self.secret, self.epoch, customer),
-            balances,
-            index,
-            path,
-            ranges: proven,
-        })
+            .collect()
     }
 
     fn prove_run(
         &self,
-        customer: u64,
-        index: u64,
-        run: usize,
         values: &[u64],
         blindings: &[Scalar],
+        mut transcript: Transcript,
     ) -> Result<Vec<u8>, PorError> {
         let m = values.len().next_power_of_two();
         let mut values = values.to_vec();
         let mut blindings = blindings.to_vec();
         values.resize(m, 0);
         blindings.resize(m, Scalar::ZERO);
-        let mut transcript = range_transcript(self.epoch, customer, index, run);
         let proof = RangeProof::prove_multiple(
             &self.gens.bulletproofs,
             &self.gens.pedersen,
@@ -700,34 +766,28 @@ impl ZkTree {
 /// up to the root's hash, and every range proof.
 pub fn verify_zk(proof: &ZkProof, root: &Hash) -> Result<ZkVerified, PorError> {
     proof.check_shape()?;
-    let invalid = |field: &'static str, why: &str| PorError::Invalid {
-        field,
-        why: why.to_owned(),
-    };
-    let gens = Gens::get();
-    let (hash, siblings) = walk(proof, gens)?;
+    if proof.cap != 0 {
+        return Err(PorError::Invalid {
+            field: "cap",
+            why: "a capped proof is checked against its epoch's cap".into(),
+        });
+    }
+    let (node, siblings) = walk(proof, Gens::get())?;
+    let hash = node.root(proof);
     if hash != *root {
         return Err(PorError::wrong_root(&hash, root));
     }
-    for (run, (values, bytes)) in siblings.chunks(RUN).zip(&proof.ranges).enumerate() {
-        let mut all = values.to_vec();
-        all.resize(
-            values.len().next_power_of_two(),
-            CompressedRistretto::identity(),
-        );
-        let range = RangeProof::from_bytes(bytes)
-            .map_err(|e| invalid("range proof", &format!("run {run}: {e}")))?;
-        let mut transcript = range_transcript(proof.epoch, proof.customer, proof.index, run);
-        range
-            .verify_multiple(
-                &gens.bulletproofs,
-                &gens.pedersen,
-                &mut transcript,
-                &all,
-                RANGE_BITS,
-            )
-            .map_err(|e| invalid("range proof", &format!("run {run}: {e}")))?;
-    }
+    verified(proof, &siblings)
+}
+
+/// Checks the range proofs of a proof whose path led where it should.
+pub(crate) fn verified(
+    proof: &ZkProof,
+    siblings: &[CompressedRistretto],
+) -> Result<ZkVerified, PorError> {
+    verify_runs(siblings, &proof.ranges, &|run| {
+        range_transcript(proof.epoch, proof.customer, proof.index, proof.cap, run)
+    })?;
     Ok(ZkVerified {
         epoch: proof.epoch,
         customer: proof.customer,
@@ -740,9 +800,90 @@ pub fn verify_zk(proof: &ZkProof, root: &Hash) -> Result<ZkVerified, PorError> {
     })
 }
 
-/// The published root hash a proof's path leads to, and every sibling's commitments in
-/// range order.
-fn walk(proof: &ZkProof, gens: &Gens) -> Result<(Hash, Vec<CompressedRistretto>), PorError> {
+/// Checks one range proof per run of at most [`RUN`] of `commitments`, run `n` under
+/// `transcript(n)`, each padded with identities to a power of two.
+pub(crate) fn verify_runs(
+    commitments: &[CompressedRistretto],
+    ranges: &[Vec<u8>],
+    transcript: &dyn Fn(usize) -> Transcript,
+) -> Result<(), PorError> {
+    let invalid = |why: String| PorError::Invalid {
+        field: "range proof",
+        why,
+    };
+    let gens = Gens::get();
+    if commitments.len().div_ceil(RUN) != ranges.len() {
+        return Err(invalid(format!(
+            "{} range proofs for {} values",
+            ranges.len(),
+            commitments.len()
+        )));
+    }
+    for (run, (values, bytes)) in commitments.chunks(RUN).zip(ranges).enumerate() {
+        let mut all = values.to_vec();
+        all.resize(
+            values.len().next_power_of_two(),
+            CompressedRistretto::identity(),
+        );
+        let range =
+            RangeProof::from_bytes(bytes).map_err(|e| invalid(format!("run {run}: {e}")))?;
+        range
+            .verify_multiple(
+                &gens.bulletproofs,
+                &gens.pedersen,
+                &mut transcript(run),
+                &all,
+                RANGE_BITS,
+            )
+            .map_err(|e| invalid(format!("run {run}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// A node as a verifier sees it: its hash and commitments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Node {
+    pub(crate) hash: Hash,
+    pub(crate) commitments: Vec<CompressedRistretto>,
+}
+
+impl Node {
+    /// The published root over this node as the top of `proof`'s tree.
+    fn root(&self, proof: &ZkProof) -> Hash {
+        zk_root_hash(
+            proof.epoch,
+            proof.height,
+            &proof.assets,
+            &self.hash,
+            &self.commitments,
+        )
+    }
+
+    /// The parent of `left` and `right`, `None` if a commitment is not a point.
+    pub(crate) fn parent(left: &Node, right: &Node) -> Option<Node> {
+        let mut h = Sha256::new();
+        h.update(NODE_TAG);
+        absorb(&mut h, &left.hash, Some(&left.commitments));
+        absorb(&mut h, &right.hash, Some(&right.commitments));
+        let commitments = left
+            .commitments
+            .iter()
+            .zip(&right.commitments)
+            .map(|(l, r)| Some((l.decompress()? + r.decompress()?).compress()))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Node {
+            hash: h.finalize().into(),
+            commitments,
+        })
+    }
+}
+
+/// The node a proof's path leads to (the top node, or the cap's node it must equal),
+/// and every sibling's commitments in range order.
+pub(crate) fn walk(
+    proof: &ZkProof,
+    gens: &Gens,
+) -> Result<(Node, Vec<CompressedRistretto>), PorError> {
     let width = proof.assets.len();
     let (salt, blindings) = open_leaf_key(&proof.leaf_key, width);
     let mut points: Vec<RistrettoPoint> = proof
@@ -780,14 +921,7 @@ fn walk(proof: &ZkProof, gens: &Gens) -> Result<(Hash, Vec<CompressedRistretto>)
         commitments = points.iter().map(RistrettoPoint::compress).collect();
         siblings.extend(sibling);
     }
-    let root = zk_root_hash(
-        proof.epoch,
-        proof.height,
-        &proof.assets,
-        &hash,
-        &commitments,
-    );
-    Ok((root, siblings))
+    Ok((Node { hash, commitments }, siblings))
 }
 
 /// Checks the platform's opening of the root to an auditor: the commitments are the
@@ -812,16 +946,33 @@ impl ZkProof {
     /// claims, to compare with what was published.
     pub fn implied_root(&self) -> Result<Hash, PorError> {
         self.check_shape()?;
-        walk(self, Gens::get()).map(|(root, _)| root)
+        if self.cap != 0 {
+            return Err(PorError::Invalid {
+                field: "cap",
+                why: "a capped proof leads to its epoch's cap, not to the root".into(),
+            });
+        }
+        walk(self, Gens::get()).map(|(node, _)| node.root(self))
+    }
+
+    /// The levels the path covers, below the cap.
+    fn levels(&self) -> u8 {
+        self.height.saturating_sub(self.cap)
     }
 
     /// How many range proofs a proof of this shape carries.
     fn runs(&self) -> usize {
-        (usize::from(self.height) * self.assets.len()).div_ceil(RUN)
+        (usize::from(self.levels()) * self.assets.len()).div_ceil(RUN)
     }
 
-    fn check_shape(&self) -> Result<(), PorError> {
+    pub(crate) fn check_shape(&self) -> Result<(), PorError> {
         let invalid = |field, why: String| PorError::Invalid { field, why };
+        if self.cap > MAX_CAP.min(self.height) {
+            return Err(invalid(
+                "cap",
+                format!("{} levels in a tree of height {}", self.cap, self.height),
+            ));
+        }
         let steps: Vec<usize> = self.path.iter().map(|s| s.commitments.len()).collect();
         check_common(
             &self.assets,
@@ -829,6 +980,7 @@ impl ZkProof {
             self.index,
             self.balances.len(),
             &steps,
+            self.levels(),
         )?;
         if self.ranges.len() != self.runs() {
             return Err(invalid(
@@ -858,7 +1010,18 @@ impl ZkProof {
             96 + self.path.len() * 32 * (1 + width)
                 + self.ranges.iter().map(Vec::len).sum::<usize>(),
         );
-        write_header(&mut out, ZK_VERSION, self.epoch, self.height, &self.assets)?;
+        if self.cap == 0 {
+            write_header(&mut out, ZK_VERSION, self.epoch, self.height, &self.assets)?;
+        } else {
+            write_header(
+                &mut out,
+                ZK_CAPPED_VERSION,
+                self.epoch,
+                self.height,
+                &self.assets,
+            )?;
+            out.push(self.cap);
+        }
         out.extend_from_slice(&self.customer.to_be_bytes());
         out.extend_from_slice(&self.leaf_key);
         for b in &self.balances {
@@ -882,7 +1045,21 @@ impl ZkProof {
     /// Reads the canonical bytes, refusing anything else by name.
     pub fn decode(bytes: &[u8]) -> Result<ZkProof, PorError> {
         let mut r = Reader(bytes);
-        let (epoch, height, assets) = r.header(ZK_VERSION)?;
+        let capped = bytes.first() == Some(&ZK_CAPPED_VERSION);
+        let version = if capped {
+            ZK_CAPPED_VERSION
+        } else {
+            ZK_VERSION
+        };
+        let (epoch, height, assets) = r.header(version)?;
+        let cap = if capped { r.u8("cap")? } else { 0 };
+        if cap > MAX_CAP.min(height) || (capped && cap == 0) {
+            return Err(PorError::Invalid {
+                field: "cap",
+                why: format!("{cap} levels in a tree of height {height}"),
+            });
+        }
+        let levels = height - cap;
         let width = assets.len();
         let customer = r.u64("customer")?;
         let leaf_key = r.hash("leaf key")?;
@@ -890,15 +1067,15 @@ impl ZkProof {
             .map(|_| r.u64("balances"))
             .collect::<Result<Vec<_>, _>>()?;
         let index = u64::from(r.u32("index")?);
-        let mut path = Vec::with_capacity(usize::from(height));
-        for _ in 0..height {
+        let mut path = Vec::with_capacity(usize::from(levels));
+        for _ in 0..levels {
             let hash = r.hash("path")?;
             let commitments = (0..width)
                 .map(|_| r.hash("path"))
                 .collect::<Result<Vec<_>, _>>()?;
             path.push(ZkStep { hash, commitments });
         }
-        let runs = (usize::from(height) * width).div_ceil(RUN);
+        let runs = (usize::from(levels) * width).div_ceil(RUN);
         let mut ranges = Vec::with_capacity(runs);
         for _ in 0..runs {
             let len = usize::from(r.u16("range proof")?);
@@ -915,6 +1092,7 @@ impl ZkProof {
             leaf_key,
             balances,
             index,
+            cap,
             path,
             ranges,
         };
@@ -923,7 +1101,7 @@ impl ZkProof {
     }
 }
 
-fn absorb(h: &mut Sha256, hash: &Hash, commitments: Option<&[CompressedRistretto]>) {
+pub(crate) fn absorb(h: &mut Sha256, hash: &Hash, commitments: Option<&[CompressedRistretto]>) {
     h.update(hash);
     for c in commitments.unwrap_or_default() {
         h.update(c.as_bytes());
@@ -950,11 +1128,15 @@ fn flat<T: Clone>(level: Option<&Vec<T>>, range: std::ops::Range<usize>) -> Vec<
         .unwrap_or_default()
 }
 
-fn range_transcript(epoch: u64, customer: u64, index: u64, run: usize) -> Transcript {
+fn range_transcript(epoch: u64, customer: u64, index: u64, cap: u8, run: usize) -> Transcript {
     let mut t = Transcript::new(b"ztx-por/v2z/range");
     t.append_u64(b"epoch", epoch);
     t.append_u64(b"customer", customer);
     t.append_u64(b"index", index);
+    // Version 2's transcripts stay as they were.
+    if cap != 0 {
+        t.append_u64(b"cap", u64::from(cap));
+    }
     t.append_u64(b"run", u64::try_from(run).unwrap_or(u64::MAX));
     t
 }
@@ -964,7 +1146,7 @@ fn leaf_key(secret: &EpochSecret, epoch: u64, customer: u64) -> Hash {
 }
 
 /// The published root: the top node with everything a proof is read against.
-fn zk_root_hash(
+pub(crate) fn zk_root_hash(
     epoch: u64,
     height: u8,
     assets: &[String],
@@ -1065,12 +1247,16 @@ mod tests {
             .unwrap()
             - gens.pedersen.B * Scalar::from(values[target] + 1_000);
         step.commitments[0] = lowered.compress().to_bytes();
-        let (forged_root, _) = walk(&forged, gens).unwrap();
+        let forged_root = walk(&forged, gens).unwrap().0.root(&forged);
         // The closest the platform can come: the sibling's value as a u64, wrapped.
         values[target] = 0u64.wrapping_sub(1_000);
         forged.ranges = vec![
-            tree.prove_run(1, honest.index, 0, &values, &blindings)
-                .unwrap(),
+            tree.prove_run(
+                &values,
+                &blindings,
+                range_transcript(1, 1, honest.index, 0, 0),
+            )
+            .unwrap(),
         ];
         assert!(matches!(
             verify_zk(&forged, &forged_root),

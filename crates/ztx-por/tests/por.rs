@@ -181,6 +181,7 @@ proptest! {
             secret: secret(),
             config: small(4),
             variant: Variant::Plain,
+            cap: 0,
         };
         let bytes = snapshot.encode().unwrap();
         let back = Snapshot::decode(&bytes).unwrap();
@@ -373,6 +374,7 @@ fn a_snapshot_claiming_more_accounts_than_it_holds_is_refused_before_allocating(
         secret: secret(),
         config: small(1),
         variant: Variant::Plain,
+        cap: 0,
     };
     let mut bytes = snapshot.encode().unwrap().to_vec();
     // The account count sits after version, epoch, height, secret and the assets.

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow};
 use serde_json::json;
 use ztx_api::reserves::{Reserves, published_json};
-use ztx_por::{Proof, TreeConfig, Variant};
+use ztx_por::{Proof, TreeConfig, Variant, ZkCap};
 
 use crate::Location;
 use crate::admin::{Route, ask_server, locally, route};
@@ -35,7 +35,8 @@ enum PorCommand {
         #[arg(long)]
         plain: bool,
     },
-    /// Writes a customer's inclusion proof of the latest (or the given) epoch.
+    /// Writes a customer's inclusion proof of the latest (or the given) epoch, and,
+    /// when the epoch publishes a cap, the cap beside it (`<out>.cap`).
     Proof {
         #[arg(long)]
         customer: u64,
@@ -50,6 +51,11 @@ enum PorCommand {
         file: PathBuf,
         #[arg(long)]
         root: String,
+        /// The epoch's cap (its canonical bytes, as `ztx por proof` and `ztx wallet`
+        /// write them beside the proof): needed for a capped proof (version 3), and
+        /// itself checked against the root.
+        #[arg(long)]
+        cap: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -57,7 +63,12 @@ enum PorCommand {
 
 pub fn run(args: PorArgs) -> Result<()> {
     match args.command {
-        PorCommand::Verify { file, root, json } => verify(&file, &root, json),
+        PorCommand::Verify {
+            file,
+            root,
+            cap,
+            json,
+        } => verify(&file, &root, cap.as_deref(), json),
         PorCommand::Publish { json, plain } => {
             let variant = if plain {
                 Variant::Plain
@@ -114,19 +125,53 @@ pub fn run(args: PorArgs) -> Result<()> {
                 proof.epoch(),
                 out.display()
             );
+            let root = reserves
+                .tree(Some(proof.epoch()))
+                .map_err(|e| anyhow!("{e}"))?
+                .root();
+            if let Some(cap) = root.cap() {
+                let path = write_cap_beside(&out, cap)?;
+                println!("wrote the epoch's cap to {}", path.display());
+            }
             Ok(())
         }
     }
 }
 
-fn verify(file: &std::path::Path, root: &str, as_json: bool) -> Result<()> {
+/// Writes the epoch's cap beside a proof written to `proof`, as `<proof>.cap`.
+pub(crate) fn write_cap_beside(proof: &std::path::Path, cap: &ZkCap) -> Result<PathBuf> {
+    let mut path = proof.as_os_str().to_owned();
+    path.push(".cap");
+    let path = PathBuf::from(path);
+    let bytes = cap.encode().map_err(|e| anyhow!("{e}"))?;
+    std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+fn verify(
+    file: &std::path::Path,
+    root: &str,
+    cap: Option<&std::path::Path>,
+    as_json: bool,
+) -> Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let proof =
         Proof::decode(&bytes).map_err(|e| anyhow!("{} is not a proof: {e}", file.display()))?;
     let mut published = [0u8; 32];
     hex::decode_to_slice(root.trim(), &mut published)
         .map_err(|e| anyhow!("--root is not a 64-digit hex root: {e}"))?;
-    let proven = ztx_por::verify_proof(&proof, &published)
+    let cap = match cap {
+        None => None,
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Some(
+                ZkCap::decode(&bytes)
+                    .map_err(|e| anyhow!("{} is not a cap: {e}", path.display()))?,
+            )
+        }
+    };
+    let proven = ztx_por::verify_proof(&proof, &published, cap.as_ref())
         .map_err(|e| anyhow!("the proof is invalid: {e}"))?;
     if as_json {
         println!(

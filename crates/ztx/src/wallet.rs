@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
-use ztx_por::{Proof, verify_proof};
+use ztx_por::{Proof, ZkCap, verify_proof};
 
 use crate::fetch::Client;
 use crate::site::now_ms;
@@ -95,7 +95,19 @@ pub fn run(args: WalletArgs) -> Result<()> {
             )
             .map_err(|e| anyhow!("the server's root is not a 64-digit hex hash: {e}"))?;
             let root_hex = hex::encode(root);
-            let proven = verify_proof(&proof, &root)
+            // A capped epoch's cap, checked against the root with the proof.
+            let cap = match root_answer.get("cap") {
+                None | Some(Value::Null) => None,
+                Some(cap) => Some(
+                    hex::decode(cap.as_str().unwrap_or_default())
+                        .map_err(|e| anyhow!("the server's cap is not hex: {e}"))
+                        .and_then(|bytes| {
+                            ZkCap::decode(&bytes)
+                                .map_err(|e| anyhow!("the server's cap is unreadable: {e}"))
+                        })?,
+                ),
+            };
+            let proven = verify_proof(&proof, &root, cap.as_ref())
                 .map_err(|e| anyhow!("the server's proof does not verify: {e}"))?;
             let published = Claims::of_root(&root_answer)?;
             published.agree(&proven, "the server's root")?;
@@ -111,13 +123,18 @@ pub fn run(args: WalletArgs) -> Result<()> {
             };
             std::fs::write(&out, &bytes)
                 .with_context(|| format!("cannot write {}", out.display()))?;
+            let cap_file = cap
+                .as_ref()
+                .map(|cap| crate::por::write_cap_beside(&out, cap))
+                .transpose()?
+                .map(|path| path.display().to_string());
             if json {
                 println!(
                     "{}",
                     json!({ "valid": true, "variant": proven.variant.name(),
                             "epoch": proven.epoch, "customer": proven.customer,
                             "root": root_hex, "balances": crate::por::balances_json(&proven), "log_index": logged,
-                            "file": out.display().to_string() })
+                            "file": out.display().to_string(), "cap_file": cap_file })
                 );
             } else {
                 println!(
@@ -130,6 +147,9 @@ pub fn run(args: WalletArgs) -> Result<()> {
                 );
                 for (asset, amount) in &proven.balances {
                     println!("  {asset}: {amount} (smallest units)");
+                }
+                if let Some(path) = &cap_file {
+                    println!("the epoch's cap, which the proof is checked under, kept in {path}");
                 }
                 match logged {
                     Some(index) => println!(

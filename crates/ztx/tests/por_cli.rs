@@ -34,15 +34,21 @@ fn operator_proof(
     ztx(&args)
 }
 
+/// `ztx por verify`, with the epoch's cap when one was written beside the proof.
 fn verify(file: &std::path::Path, root: &str) -> std::process::Output {
-    ztx(&[
+    let cap = format!("{}.cap", file.display());
+    let mut args = vec![
         "por",
         "verify",
         file.to_str().unwrap(),
         "--root",
         root,
         "--json",
-    ])
+    ];
+    if std::path::Path::new(&cap).exists() {
+        args.extend(["--cap", &cap]);
+    }
+    ztx(&args)
 }
 
 #[test]
@@ -87,6 +93,17 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
         hex::decode(answer["proof"].as_str().unwrap()).unwrap(),
     )
     .unwrap();
+    // The proof is capped (version 3): without the epoch's cap it cannot be checked.
+    fails_with(
+        &verify(&file, &root),
+        "cap of 4 levels, which was not given",
+    );
+    assert_eq!(served["version"], 3);
+    std::fs::write(
+        dir.path().join("alice.proof.cap"),
+        hex::decode(served["cap"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
 
     let out = verify(&file, &root);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -97,6 +114,12 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
         proven["balances"],
         serde_json::json!({"BTC": "10000000000", "USDT": "100000000000000"})
     );
+    // Under a file that is no cap, it fails naming the file.
+    let cap_file = dir.path().join("alice.proof.cap");
+    let cap = std::fs::read(&cap_file).unwrap();
+    std::fs::write(&cap_file, b"not a cap").unwrap();
+    fails_with(&verify(&file, &root), "is not a cap");
+    std::fs::write(&cap_file, &cap).unwrap();
     // Against any other root, or altered by a byte, it fails, saying why.
     let other = "00".repeat(32);
     fails_with(&verify(&file, &other), "the proof is invalid");

@@ -36,6 +36,10 @@ struct Args {
     /// proves one liability per leaf).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     assets: u8,
+    /// With `--zk`: publish a cap of this many top levels (range-proven once, at build)
+    /// and make capped proofs (version 3) that range-prove only the levels below it.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=8))]
+    cap: u8,
 }
 
 /// A deterministic stream of balances (SplitMix64), so that runs compare.
@@ -66,12 +70,17 @@ fn peak_rss_mb() -> Option<f64> {
 fn main() {
     let args = Args::parse();
     println!(
-        "ztx-por-bench --accounts {} --min-height {} --proofs {} --assets {}{}",
+        "ztx-por-bench --accounts {} --min-height {} --proofs {} --assets {}{}{}",
         args.accounts,
         args.min_height,
         args.proofs,
         args.assets,
-        if args.zk { " --zk" } else { "" }
+        if args.zk { " --zk" } else { "" },
+        if args.cap > 0 {
+            format!(" --cap {}", args.cap)
+        } else {
+            String::new()
+        }
     );
     println!(
         "machine: {} cores; build: {}; variant: {}",
@@ -175,18 +184,45 @@ fn zk(args: &Args, assets: Vec<String>, accounts: &[(u64, Vec<u128>)], secret: &
     let built = started.elapsed();
     let root = tree.root();
     report_build(built, args.accounts, root.height);
+    // The cap is made once per epoch, with the tree, and checked once by each verifier.
+    let checked = (args.cap > 0).then(|| {
+        let started = Instant::now();
+        let cap = tree.make_cap(args.cap).unwrap().encode().unwrap();
+        let made = started.elapsed();
+        let started = Instant::now();
+        let checked = ztx_por::ZkCap::decode(&cap)
+            .unwrap()
+            .verify(&root.hash)
+            .unwrap();
+        println!(
+            "cap: {} levels, {} bytes; made in {:.1} ms (build with it: {:.2} s); decoded and checked in {:.1} ms",
+            args.cap,
+            cap.len(),
+            made.as_secs_f64() * 1e3,
+            (built + made).as_secs_f64(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        checked
+    });
     let n = args.proofs.clamp(1, 100);
     let step = (args.accounts / n).max(1);
     let (mut generate, mut check, mut size) = (0.0, 0.0, 0);
     for i in 0..n {
         let customer = 1 + (i * step) % args.accounts;
         let started = Instant::now();
-        let bytes = tree.proof(customer).unwrap().encode().unwrap();
+        let bytes = tree
+            .proof_capped(customer, args.cap)
+            .unwrap()
+            .encode()
+            .unwrap();
         generate += started.elapsed().as_secs_f64();
         size = size.max(bytes.len());
         let started = Instant::now();
         let proof = ztx_por::ZkProof::decode(&bytes).unwrap();
-        ztx_por::verify_zk(&proof, &root.hash).unwrap();
+        match &checked {
+            Some(cap) => cap.verify(&proof).map(|_| ()).unwrap(),
+            None => ztx_por::verify_zk(&proof, &root.hash).map(|_| ()).unwrap(),
+        }
         check += started.elapsed().as_secs_f64();
     }
     println!(
