@@ -37,8 +37,9 @@ struct Args {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     assets: u8,
     /// With `--zk`: publish a cap of this many top levels (range-proven once, at build)
-    /// and make capped proofs (version 3) that range-prove only the levels below it.
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=8))]
+    /// and make capped proofs (version 3) that range-prove only the levels below it; 0
+    /// for uncapped proofs (version 2). The default is the platform's.
+    #[arg(long, default_value_t = ztx_por::DEFAULT_CAP, value_parser = clap::value_parser!(u8).range(0..=8))]
     cap: u8,
 }
 
@@ -76,7 +77,7 @@ fn main() {
         args.proofs,
         args.assets,
         if args.zk { " --zk" } else { "" },
-        if args.cap > 0 {
+        if args.zk {
             format!(" --cap {}", args.cap)
         } else {
             String::new()
