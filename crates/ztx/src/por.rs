@@ -53,7 +53,7 @@ enum PorCommand {
         root: String,
         /// The epoch's cap (its canonical bytes, as `ztx por proof` and `ztx wallet`
         /// write them beside the proof): needed for a capped proof (version 3), and
-        /// itself checked against the root.
+        /// itself checked against the root. Default: `<file>.cap`, when there is one.
         #[arg(long)]
         cap: Option<PathBuf>,
         #[arg(long)]
@@ -140,12 +140,17 @@ pub fn run(args: PorArgs) -> Result<()> {
 
 /// Writes the epoch's cap beside a proof written to `proof`, as `<proof>.cap`.
 pub(crate) fn write_cap_beside(proof: &std::path::Path, cap: &ZkCap) -> Result<PathBuf> {
-    let mut path = proof.as_os_str().to_owned();
-    path.push(".cap");
-    let path = PathBuf::from(path);
+    let path = cap_path(proof);
     let bytes = cap.encode().map_err(|e| anyhow!("{e}"))?;
     std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
+}
+
+/// Where a proof's epoch cap is kept beside it: `<proof>.cap`.
+fn cap_path(proof: &std::path::Path) -> PathBuf {
+    let mut path = proof.as_os_str().to_owned();
+    path.push(".cap");
+    PathBuf::from(path)
 }
 
 fn verify(
@@ -160,7 +165,8 @@ fn verify(
     let mut published = [0u8; 32];
     hex::decode_to_slice(root.trim(), &mut published)
         .map_err(|e| anyhow!("--root is not a 64-digit hex root: {e}"))?;
-    let cap = match cap {
+    let beside = cap_path(file);
+    let cap = match cap.or_else(|| beside.exists().then_some(beside.as_path())) {
         None => None,
         Some(path) => {
             let bytes =

@@ -107,6 +107,9 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
 
     let out = verify(&file, &root);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Without --cap, the cap kept beside the proof is the one used.
+    let plain_args = ["por", "verify", file.to_str().unwrap(), "--root", &root];
+    assert!(ztx(&plain_args).status.success());
     let proven: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(proven["customer"], answer["customer"]);
     assert_eq!(proven["variant"], "zero-knowledge");
