@@ -31,7 +31,8 @@ use merlin::Transcript;
 use crate::proof::{Reader, write_header};
 use crate::tree::check_assets;
 use crate::zk::{
-    Gens, MAX_CAP, Node, RUN, ZkStep, verified, verify_runs, walk, wipe, zk_root_hash,
+    Gens, MAX_CAP, Node, RUN, ZkStep, read_ranges, read_steps, verified, verify_runs, walk, wipe,
+    write_ranges, write_steps, zk_root_hash,
 };
 use crate::{Hash, PorError, ZkProof, ZkTree, ZkVerified};
 
@@ -234,16 +235,8 @@ impl ZkCap {
         let mut out = Vec::new();
         write_header(&mut out, CAP_VERSION, self.epoch, self.height, &self.assets)?;
         out.push(self.levels);
-        for node in &self.nodes {
-            out.extend_from_slice(&node.hash);
-            for c in &node.commitments {
-                out.extend_from_slice(c);
-            }
-        }
-        for range in &self.ranges {
-            out.extend_from_slice(&u16::try_from(range.len()).unwrap_or(u16::MAX).to_be_bytes());
-            out.extend_from_slice(range);
-        }
+        write_steps(&mut out, &self.nodes);
+        write_ranges(&mut out, &self.ranges);
         Ok(out)
     }
 
@@ -254,19 +247,8 @@ impl ZkCap {
         let levels = r.u8("cap")?;
         check_levels(levels, height)?;
         let width = assets.len();
-        let mut nodes = Vec::with_capacity(node_count(levels));
-        for _ in 0..node_count(levels) {
-            let hash = r.hash("cap")?;
-            let commitments = (0..width)
-                .map(|_| r.hash("cap"))
-                .collect::<Result<Vec<_>, _>>()?;
-            nodes.push(ZkStep { hash, commitments });
-        }
-        let mut ranges = Vec::new();
-        for _ in 0..runs(levels, width) {
-            let len = usize::from(r.u16("range proof")?);
-            ranges.push(r.take(len, "range proof")?.to_vec());
-        }
+        let nodes = read_steps(&mut r, node_count(levels), width, "cap")?;
+        let ranges = read_ranges(&mut r, runs(levels, width))?;
         if !r.0.is_empty() {
             return Err(PorError::Trailing(r.0.len()));
         }

@@ -1029,16 +1029,8 @@ impl ZkProof {
         }
         // Below 2^height, height at most 32: checked above.
         out.extend_from_slice(&u32::try_from(self.index).unwrap_or(u32::MAX).to_be_bytes());
-        for step in &self.path {
-            out.extend_from_slice(&step.hash);
-            for c in &step.commitments {
-                out.extend_from_slice(c);
-            }
-        }
-        for range in &self.ranges {
-            out.extend_from_slice(&u16::try_from(range.len()).unwrap_or(u16::MAX).to_be_bytes());
-            out.extend_from_slice(range);
-        }
+        write_steps(&mut out, &self.path);
+        write_ranges(&mut out, &self.ranges);
         Ok(out)
     }
 
@@ -1067,20 +1059,8 @@ impl ZkProof {
             .map(|_| r.u64("balances"))
             .collect::<Result<Vec<_>, _>>()?;
         let index = u64::from(r.u32("index")?);
-        let mut path = Vec::with_capacity(usize::from(levels));
-        for _ in 0..levels {
-            let hash = r.hash("path")?;
-            let commitments = (0..width)
-                .map(|_| r.hash("path"))
-                .collect::<Result<Vec<_>, _>>()?;
-            path.push(ZkStep { hash, commitments });
-        }
-        let runs = (usize::from(levels) * width).div_ceil(RUN);
-        let mut ranges = Vec::with_capacity(runs);
-        for _ in 0..runs {
-            let len = usize::from(r.u16("range proof")?);
-            ranges.push(r.take(len, "range proof")?.to_vec());
-        }
+        let path = read_steps(&mut r, usize::from(levels), width, "path")?;
+        let ranges = read_ranges(&mut r, (usize::from(levels) * width).div_ceil(RUN))?;
         if !r.0.is_empty() {
             return Err(PorError::Trailing(r.0.len()));
         }
@@ -1099,6 +1079,52 @@ impl ZkProof {
         proof.check_shape()?;
         Ok(proof)
     }
+}
+
+/// Nodes as a proof or a cap encodes them: each its hash, then its commitments.
+pub(crate) fn write_steps(out: &mut Vec<u8>, steps: &[ZkStep]) {
+    for step in steps {
+        out.extend_from_slice(&step.hash);
+        for c in &step.commitments {
+            out.extend_from_slice(c);
+        }
+    }
+}
+
+/// Range proofs as a proof or a cap encodes them: each its length (`u16`), its bytes.
+pub(crate) fn write_ranges(out: &mut Vec<u8>, ranges: &[Vec<u8>]) {
+    for range in ranges {
+        out.extend_from_slice(&u16::try_from(range.len()).unwrap_or(u16::MAX).to_be_bytes());
+        out.extend_from_slice(range);
+    }
+}
+
+/// `count` nodes of `width` commitments each, as [`write_steps`] writes them.
+pub(crate) fn read_steps(
+    r: &mut Reader<'_>,
+    count: usize,
+    width: usize,
+    field: &'static str,
+) -> Result<Vec<ZkStep>, PorError> {
+    (0..count)
+        .map(|_| {
+            let hash = r.hash(field)?;
+            let commitments = (0..width)
+                .map(|_| r.hash(field))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(ZkStep { hash, commitments })
+        })
+        .collect()
+}
+
+/// `count` range proofs, as [`write_ranges`] writes them.
+pub(crate) fn read_ranges(r: &mut Reader<'_>, count: usize) -> Result<Vec<Vec<u8>>, PorError> {
+    (0..count)
+        .map(|_| {
+            let len = usize::from(r.u16("range proof")?);
+            Ok(r.take(len, "range proof")?.to_vec())
+        })
+        .collect()
 }
 
 pub(crate) fn absorb(h: &mut Sha256, hash: &Hash, commitments: Option<&[CompressedRistretto]>) {
