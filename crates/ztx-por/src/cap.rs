@@ -31,8 +31,8 @@ use merlin::Transcript;
 use crate::proof::{Reader, write_header};
 use crate::tree::check_assets;
 use crate::zk::{
-    Gens, MAX_CAP, Node, RUN, ZkStep, read_ranges, read_steps, verified, verify_runs, walk, wipe,
-    write_ranges, write_steps, zk_root_hash,
+    Gens, MAX_CAP, Node, RUN, ZkStep, check_ranges, read_ranges, read_steps, verified, verify_runs,
+    walk, wipe, write_ranges, write_steps, zk_root_hash,
 };
 use crate::{Hash, PorError, ZkProof, ZkTree, ZkVerified};
 
@@ -164,21 +164,7 @@ impl ZkCap {
                 format!("node {n} has the wrong number of values"),
             ));
         }
-        let due = runs(self.levels, width);
-        if self.ranges.len() != due {
-            return Err(invalid(
-                "range proof",
-                format!("{} range proofs where {due} are due", self.ranges.len()),
-            ));
-        }
-        if let Some(run) = self
-            .ranges
-            .iter()
-            .position(|r| r.len() > usize::from(u16::MAX))
-        {
-            return Err(invalid("range proof", format!("run {run} is too long")));
-        }
-        Ok(())
+        check_ranges(&self.ranges, runs(self.levels, width))
     }
 
     /// Checks the cap against the published `root`: its nodes lead to it, and every

@@ -982,24 +982,7 @@ impl ZkProof {
             &steps,
             self.levels(),
         )?;
-        if self.ranges.len() != self.runs() {
-            return Err(invalid(
-                "range proof",
-                format!(
-                    "{} range proofs where {} are due",
-                    self.ranges.len(),
-                    self.runs()
-                ),
-            ));
-        }
-        if let Some(run) = self
-            .ranges
-            .iter()
-            .position(|r| r.len() > usize::from(u16::MAX))
-        {
-            return Err(invalid("range proof", format!("run {run} is too long")));
-        }
-        Ok(())
+        check_ranges(&self.ranges, self.runs())
     }
 
     /// The canonical bytes (see the module).
@@ -1079,6 +1062,24 @@ impl ZkProof {
         proof.check_shape()?;
         Ok(proof)
     }
+}
+
+/// That a proof or cap carries the `due` range proofs, each short enough to encode.
+pub(crate) fn check_ranges(ranges: &[Vec<u8>], due: usize) -> Result<(), PorError> {
+    let invalid = |why: String| PorError::Invalid {
+        field: "range proof",
+        why,
+    };
+    if ranges.len() != due {
+        return Err(invalid(format!(
+            "{} range proofs where {due} are due",
+            ranges.len()
+        )));
+    }
+    if let Some(run) = ranges.iter().position(|r| r.len() > usize::from(u16::MAX)) {
+        return Err(invalid(format!("run {run} is too long")));
+    }
+    Ok(())
 }
 
 /// Nodes as a proof or a cap encodes them: each its hash, then its commitments.
