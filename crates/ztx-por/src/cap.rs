@@ -3,8 +3,9 @@
 //! value per sibling per asset; the siblings near the root are the same nodes for
 //! every customer, so an epoch may publish them once with one aggregated range proof,
 //! and each customer's proof (version 3) then range-proves only the levels below.
-//! Soundness is DAPOL+'s: every node beside a customer's path is shown in range, once
-//! by their own proof, once by the cap each verifier checks against the published root.
+//! Soundness is DAPOL+'s: every node beside a customer's path is shown in range — below
+//! the cap by their own proof, within it by the cap each verifier checks against the
+//! published root.
 //!
 //! A cap of `k` levels holds every node of levels `height - k` to `height - 1` (hash and
 //! commitments each): the `2^k` of the lowest, then each level above, in index order.
@@ -14,16 +15,16 @@
 //! checks the published root over the top's two children, and the range proofs over
 //! every cap node's commitments in the order above (each node's assets in asset
 //! order), cut into runs of at most 64 as in a proof; the transcript binds the epoch,
-//! the cap's levels, every node's hash and the run. A capped proof's path then continues through the cap:
-//! at each cap level the node it reached must be the cap's node there, and its parent
-//! is hashed with the cap's sibling, up to the top.
+//! the cap's levels, every node's hash and the run. A capped proof's path then
+//! continues through the cap: at each cap level the node it reached must be the cap's
+//! node there, and its parent is hashed with the cap's sibling, up to the top.
 //!
 //! # Encoding
 //!
 //! Big-endian: `0xC3`; epoch (`u64`); height (`u8`); the assets as in a proof; levels
 //! (`u8`, 1 to 8 and at most the height); per node (`2^(levels+1) - 2` of them, in the
-//! order above), its hash and its commitment per asset (32 bytes each); per run, the range proof's length (`u16`) and bytes. Nothing
-//! may follow.
+//! order above), its hash and its commitment per asset (32 bytes each); per run, the
+//! range proof's length (`u16`) and bytes. Nothing may follow.
 
 use curve25519_dalek::ristretto::CompressedRistretto;
 use merlin::Transcript;
@@ -167,8 +168,8 @@ impl ZkCap {
         check_ranges(&self.ranges, runs(self.levels, width))
     }
 
-    /// Checks the cap against the published `root`: its nodes lead to it, and every
-    /// cap node below the top is in range.
+    /// Checks the cap against the published `root`: the top's two children hash to it,
+    /// every cap node is in range, and no node's hash differs from the one proven with.
     pub fn verify(&self, root: &Hash) -> Result<CheckedCap, PorError> {
         self.check_shape()?;
         let nodes: Vec<Node> = self
