@@ -14,6 +14,13 @@ mod tls;
 mod vault;
 mod wallet;
 
+/// jemalloc rather than glibc's allocator: a request's audit entry is built on an HTTP
+/// thread and freed on the writer's, and glibc serializes such frees on the arena's
+/// lock (its wake-ups showed in the profile). See ARCHITECTURE.md for the measurement
+/// and why not mimalloc.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
