@@ -1,8 +1,8 @@
 //! The cap of a zero-knowledge epoch: its top levels, range-proven once for every
 //! customer. A customer's proof spends most of its time on range proofs, one 64-bit
 //! value per sibling per asset; the siblings near the root are the same nodes for
-//! every customer, so an epoch may publish them once with one aggregated range proof,
-//! and each customer's proof (version 3) then range-proves only the levels below.
+//! every customer, so an epoch may publish them once with their range proofs, and each
+//! customer's proof (version 3 or 4) then range-proves only the levels below.
 //! Soundness is DAPOL+'s: every node beside a customer's path is shown in range — below
 //! the cap by their own proof, within it by the cap each verifier checks against the
 //! published root.
@@ -128,7 +128,7 @@ impl ZkTree {
             }
         }
         let epoch = self.epoch();
-        let ranges = self.prove_runs(&values, &blinds, &|run| {
+        let ranges = self.prove_runs(&values, &blinds, RUN, &|run| {
             cap_transcript(epoch, levels, &nodes, run)
         });
         wipe(&mut values, &mut blinds);
@@ -203,7 +203,7 @@ impl ZkCap {
             .iter()
             .flat_map(|n| n.commitments.iter().copied())
             .collect();
-        verify_runs(&ranged, &self.ranges, &|run| {
+        verify_runs(&ranged, &self.ranges, RUN, &|run| {
             cap_transcript(self.epoch, self.levels, &self.nodes, run)
         })?;
         Ok(CheckedCap {
@@ -253,7 +253,7 @@ impl ZkCap {
 }
 
 impl CheckedCap {
-    /// Checks a capped proof (version 3) under this cap: the proof's path leads to the
+    /// Checks a capped proof (version 3 or 4) under this cap: the proof's path leads to the
     /// cap's node above the customer's leaf, and its range proofs hold.
     pub fn verify(&self, proof: &ZkProof) -> Result<ZkVerified, PorError> {
         proof.check_shape()?;
@@ -364,7 +364,7 @@ mod tests {
         values[0] = values[0].wrapping_sub(lowered);
         values[4] = values[4].wrapping_sub(lowered);
         forged.ranges = tree
-            .prove_runs(&values, &blinds, &|run| {
+            .prove_runs(&values, &blinds, RUN, &|run| {
                 cap_transcript(1, 2, &forged.nodes, run)
             })
             .unwrap();

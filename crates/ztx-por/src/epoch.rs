@@ -4,8 +4,8 @@
 //! meaning.
 
 use crate::{
-    Hash, InclusionProof, PorError, Root, SumTree, VERSION, ZK_CAPPED_VERSION, ZK_VERSION, ZkCap,
-    ZkProof, ZkRoot, ZkTree, verify, verify_zk,
+    Hash, InclusionProof, PorError, Root, SumTree, VERSION, ZK_CAPPED_VERSION, ZK_SPLIT_VERSION,
+    ZK_VERSION, ZkCap, ZkProof, ZkRoot, ZkTree, verify, verify_zk,
 };
 
 /// How an epoch's tree shows its values.
@@ -29,11 +29,11 @@ impl Variant {
     }
 
     /// The variant whose format version is `version` (a zero-knowledge one's proofs
-    /// are version 2, or 3 under a cap).
+    /// are version 2, or 3 or 4 under a cap).
     pub fn of_version(version: u8) -> Result<Variant, PorError> {
         match version {
             VERSION => Ok(Variant::Plain),
-            ZK_VERSION | ZK_CAPPED_VERSION => Ok(Variant::ZeroKnowledge),
+            ZK_VERSION | ZK_CAPPED_VERSION | ZK_SPLIT_VERSION => Ok(Variant::ZeroKnowledge),
             other => Err(PorError::Version(other)),
         }
     }
@@ -156,7 +156,7 @@ impl Published {
     /// The format version of the epoch's proofs.
     pub fn version(&self) -> u8 {
         match self.cap() {
-            Some(_) => ZK_CAPPED_VERSION,
+            Some(_) => ZK_SPLIT_VERSION,
             None => self.variant().version(),
         }
     }

@@ -46,14 +46,15 @@ pub use proof::{InclusionProof, PathStep, Verified, verify};
 pub use snapshot::Snapshot;
 pub use tree::{EpochSecret, Root, SumTree, TreeConfig};
 pub use zk::{
-    MAX_CAP, ZK_CAPPED_VERSION, ZK_VERSION, ZkProof, ZkRoot, ZkStep, ZkTree, ZkVerified,
-    verify_totals, verify_zk,
+    MAX_CAP, SPLIT_RUN, ZK_CAPPED_VERSION, ZK_SPLIT_VERSION, ZK_VERSION, ZkProof, ZkRoot, ZkStep,
+    ZkTree, ZkVerified, verify_totals, verify_zk,
 };
 
-/// The levels of the cap a zero-knowledge epoch publishes by default: its 30 top nodes
-/// range-proven once, so that a proof of a 2^20-wide tree range-proves 16 levels, 32
-/// values for two assets, one aggregated proof (BENCHMARKS.md).
-pub const DEFAULT_CAP: u8 = 4;
+/// The levels of the cap a zero-knowledge epoch publishes by default: its 1,022 top
+/// nodes range-proven once, so that a proof of a 2^20-wide tree range-proves 11 levels,
+/// 22 values for two assets, as runs of 16 and 6 made on two cores at once, in under
+/// 3 KB (BENCHMARKS.md).
+pub const DEFAULT_CAP: u8 = 9;
 
 /// The most assets one epoch covers.
 pub const MAX_ASSETS: usize = 64;

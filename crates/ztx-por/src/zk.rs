@@ -49,6 +49,15 @@
 //! assets; the path stops below the cap (`height - levels` levels), the range proofs
 //! cover those siblings alone, and their transcript binds the cap's levels too. It is
 //! checked under the epoch's cap ([`crate::cap`]), which carries the rest of the way up.
+//!
+//! # Version 4: under the cap, in runs of 16
+//!
+//! Version 3's layout with version 4, its sibling commitments cut into runs of at most
+//! [`SPLIT_RUN`] instead of 64, and the version bound into each run's transcript. A
+//! range proof's time grows with the values it aggregates and runs on one core; runs
+//! of 16 are made on the cores at once, so that a proof of 22 values (11 levels under a
+//! cap of 9, two assets) takes what one of 16 takes, and stays under 3 KB because the
+//! cap carries the levels that would otherwise make it long.
 
 use std::collections::HashMap;
 
@@ -73,8 +82,13 @@ pub const ZK_VERSION: u8 = 2;
 /// The format version of zero-knowledge proofs whose top levels the epoch's cap proves
 /// (see [`crate::cap`]).
 pub const ZK_CAPPED_VERSION: u8 = 3;
-/// The most levels a cap holds: 2^9 - 2 nodes, bounding what one costs to check.
-pub const MAX_CAP: u8 = 8;
+/// The format version of capped proofs whose range proofs come in runs of at most
+/// [`SPLIT_RUN`] (the default; see the module).
+pub const ZK_SPLIT_VERSION: u8 = 4;
+/// The most levels a cap holds: 2^11 - 2 nodes, bounding what one costs to check.
+pub const MAX_CAP: u8 = 10;
+/// The most values one aggregated range proof of a version-4 proof covers.
+pub const SPLIT_RUN: usize = 16;
 
 const SALT_TAG: &[u8] = b"ztx-por/v2z/salt";
 const BLIND_TAG: &[u8] = b"ztx-por/v2z/blind";
@@ -84,8 +98,18 @@ const PAD_TAG: &[u8] = b"ztx-por/v2z/pad";
 const ROOT_TAG: &[u8] = b"ztx-por/v2z/root";
 /// Every committed value is proven in `[0, 2^64)`.
 pub(crate) const RANGE_BITS: usize = 64;
-/// The most values one aggregated range proof covers.
+/// The most values one aggregated range proof covers (caps, and proofs before
+/// version 4).
 pub(crate) const RUN: usize = 64;
+
+/// The most values one aggregated range proof of a proof of `version` covers.
+fn run_of(version: u8) -> usize {
+    if version == ZK_SPLIT_VERSION {
+        SPLIT_RUN
+    } else {
+        RUN
+    }
+}
 
 /// The generators, the same for prover and verifier; the blinding base's table makes
 /// each commitment two table look-ups instead of a variable-base multiplication.
@@ -273,6 +297,8 @@ pub struct ZkStep {
 /// A customer's zero-knowledge proof (see the module for its encoding).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZkProof {
+    /// [`ZK_VERSION`] uncapped; [`ZK_CAPPED_VERSION`] or [`ZK_SPLIT_VERSION`] capped.
+    pub version: u8,
     pub epoch: u64,
     pub assets: Vec<String>,
     pub height: u8,
@@ -639,8 +665,21 @@ impl ZkTree {
     }
 
     /// Customer `customer`'s proof up to the epoch's cap of `cap` levels (see
-    /// [`crate::cap`]): its range proofs cover only the siblings below the cap.
+    /// [`crate::cap`]): its range proofs cover only the siblings below the cap, in runs
+    /// of 16 (version 4; version 2 without a cap).
     pub fn proof_capped(&self, customer: u64, cap: u8) -> Result<ZkProof, PorError> {
+        let version = if cap == 0 {
+            ZK_VERSION
+        } else {
+            ZK_SPLIT_VERSION
+        };
+        self.proof_as(customer, cap, version)
+    }
+
+    /// Customer `customer`'s proof of format `version` (2 without a cap, 3 or 4 with
+    /// one): what [`ZkTree::proof_capped`] makes, or an older version's proof.
+    pub fn proof_as(&self, customer: u64, cap: u8, version: u8) -> Result<ZkProof, PorError> {
+        check_version(version, cap)?;
         let index = *self
             .positions
             .get(&customer)
@@ -665,11 +704,12 @@ impl ZkTree {
                 commitments: commitments.iter().map(|c| c.to_bytes()).collect(),
             });
         }
-        let proven = self.prove_runs(&values, &blinds, &|run| {
-            range_transcript(self.epoch, customer, index, cap, run)
+        let proven = self.prove_runs(&values, &blinds, run_of(version), &|run| {
+            range_transcript(self.epoch, customer, index, cap, version, run)
         });
         wipe(&mut values, &mut blinds);
         Ok(ZkProof {
+            version,
             epoch: self.epoch,
             assets: self.assets.clone(),
             height: self.height,
@@ -683,15 +723,16 @@ impl ZkTree {
         })
     }
 
-    /// One aggregated range proof per run of at most [`RUN`] of `values`, the runs
-    /// shared round-robin among the cores; run `n`'s transcript is `transcript(n)`.
+    /// One aggregated range proof per run of at most `run` of `values`, the runs shared
+    /// round-robin among the cores; run `n`'s transcript is `transcript(n)`.
     pub(crate) fn prove_runs(
         &self,
         values: &[u64],
         blinds: &[Scalar],
+        run: usize,
         transcript: &(dyn Fn(usize) -> Transcript + Sync),
     ) -> Result<Vec<Vec<u8>>, PorError> {
-        let runs: Vec<(&[u64], &[Scalar])> = values.chunks(RUN).zip(blinds.chunks(RUN)).collect();
+        let runs: Vec<(&[u64], &[Scalar])> = values.chunks(run).zip(blinds.chunks(run)).collect();
         let workers = available_threads().clamp(1, runs.len().max(1));
         let mut proven: Vec<Option<Result<Vec<u8>, PorError>>> = vec![None; runs.len()];
         std::thread::scope(|scope| {
@@ -785,8 +826,15 @@ pub(crate) fn verified(
     proof: &ZkProof,
     siblings: &[CompressedRistretto],
 ) -> Result<ZkVerified, PorError> {
-    verify_runs(siblings, &proof.ranges, &|run| {
-        range_transcript(proof.epoch, proof.customer, proof.index, proof.cap, run)
+    verify_runs(siblings, &proof.ranges, run_of(proof.version), &|run| {
+        range_transcript(
+            proof.epoch,
+            proof.customer,
+            proof.index,
+            proof.cap,
+            proof.version,
+            run,
+        )
     })?;
     Ok(ZkVerified {
         epoch: proof.epoch,
@@ -800,11 +848,12 @@ pub(crate) fn verified(
     })
 }
 
-/// Checks one range proof per run of at most [`RUN`] of `commitments`, run `n` under
+/// Checks one range proof per run of at most `run` of `commitments`, run `n` under
 /// `transcript(n)`, each padded with identities to a power of two.
 pub(crate) fn verify_runs(
     commitments: &[CompressedRistretto],
     ranges: &[Vec<u8>],
+    run: usize,
     transcript: &dyn Fn(usize) -> Transcript,
 ) -> Result<(), PorError> {
     let invalid = |why: String| PorError::Invalid {
@@ -812,14 +861,14 @@ pub(crate) fn verify_runs(
         why,
     };
     let gens = Gens::get();
-    if commitments.len().div_ceil(RUN) != ranges.len() {
+    if commitments.len().div_ceil(run) != ranges.len() {
         return Err(invalid(format!(
             "{} range proofs for {} values",
             ranges.len(),
             commitments.len()
         )));
     }
-    for (run, (values, bytes)) in commitments.chunks(RUN).zip(ranges).enumerate() {
+    for (run, (values, bytes)) in commitments.chunks(run).zip(ranges).enumerate() {
         let mut all = values.to_vec();
         all.resize(
             values.len().next_power_of_two(),
@@ -962,11 +1011,12 @@ impl ZkProof {
 
     /// How many range proofs a proof of this shape carries.
     fn runs(&self) -> usize {
-        (usize::from(self.levels()) * self.assets.len()).div_ceil(RUN)
+        (usize::from(self.levels()) * self.assets.len()).div_ceil(run_of(self.version))
     }
 
     pub(crate) fn check_shape(&self) -> Result<(), PorError> {
         let invalid = |field, why: String| PorError::Invalid { field, why };
+        check_version(self.version, self.cap)?;
         if self.cap > MAX_CAP.min(self.height) {
             return Err(invalid(
                 "cap",
@@ -993,16 +1043,14 @@ impl ZkProof {
             96 + self.path.len() * 32 * (1 + width)
                 + self.ranges.iter().map(Vec::len).sum::<usize>(),
         );
-        if self.cap == 0 {
-            write_header(&mut out, ZK_VERSION, self.epoch, self.height, &self.assets)?;
-        } else {
-            write_header(
-                &mut out,
-                ZK_CAPPED_VERSION,
-                self.epoch,
-                self.height,
-                &self.assets,
-            )?;
+        write_header(
+            &mut out,
+            self.version,
+            self.epoch,
+            self.height,
+            &self.assets,
+        )?;
+        if self.cap != 0 {
             out.push(self.cap);
         }
         out.extend_from_slice(&self.customer.to_be_bytes());
@@ -1020,12 +1068,11 @@ impl ZkProof {
     /// Reads the canonical bytes, refusing anything else by name.
     pub fn decode(bytes: &[u8]) -> Result<ZkProof, PorError> {
         let mut r = Reader(bytes);
-        let capped = bytes.first() == Some(&ZK_CAPPED_VERSION);
-        let version = if capped {
-            ZK_CAPPED_VERSION
-        } else {
-            ZK_VERSION
+        let version = match bytes.first() {
+            Some(&v @ (ZK_CAPPED_VERSION | ZK_SPLIT_VERSION)) => v,
+            _ => ZK_VERSION,
         };
+        let capped = version != ZK_VERSION;
         let (epoch, height, assets) = r.header(version)?;
         let cap = if capped { r.u8("cap")? } else { 0 };
         if cap > MAX_CAP.min(height) || (capped && cap == 0) {
@@ -1043,11 +1090,15 @@ impl ZkProof {
             .collect::<Result<Vec<_>, _>>()?;
         let index = u64::from(r.u32("index")?);
         let path = read_steps(&mut r, usize::from(levels), width, "path")?;
-        let ranges = read_ranges(&mut r, (usize::from(levels) * width).div_ceil(RUN))?;
+        let ranges = read_ranges(
+            &mut r,
+            (usize::from(levels) * width).div_ceil(run_of(version)),
+        )?;
         if !r.0.is_empty() {
             return Err(PorError::Trailing(r.0.len()));
         }
         let proof = ZkProof {
+            version,
             epoch,
             assets,
             height,
@@ -1155,17 +1206,44 @@ fn flat<T: Clone>(level: Option<&Vec<T>>, range: std::ops::Range<usize>) -> Vec<
         .unwrap_or_default()
 }
 
-fn range_transcript(epoch: u64, customer: u64, index: u64, cap: u8, run: usize) -> Transcript {
+fn range_transcript(
+    epoch: u64,
+    customer: u64,
+    index: u64,
+    cap: u8,
+    version: u8,
+    run: usize,
+) -> Transcript {
     let mut t = Transcript::new(b"ztx-por/v2z/range");
     t.append_u64(b"epoch", epoch);
     t.append_u64(b"customer", customer);
     t.append_u64(b"index", index);
-    // Version 2's transcripts stay as they were.
+    // Version 2's and 3's transcripts stay as they were.
     if cap != 0 {
         t.append_u64(b"cap", u64::from(cap));
     }
+    if version == ZK_SPLIT_VERSION {
+        t.append_u64(b"version", u64::from(version));
+    }
     t.append_u64(b"run", u64::try_from(run).unwrap_or(u64::MAX));
     t
+}
+
+/// That `version` is a zero-knowledge proof's, capped exactly when `cap` is not 0.
+fn check_version(version: u8, cap: u8) -> Result<(), PorError> {
+    let fits = match version {
+        ZK_VERSION => cap == 0,
+        ZK_CAPPED_VERSION | ZK_SPLIT_VERSION => cap != 0,
+        _ => false,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(PorError::Invalid {
+            field: "version",
+            why: format!("version {version} with a cap of {cap} levels"),
+        })
+    }
 }
 
 fn leaf_key(secret: &EpochSecret, epoch: u64, customer: u64) -> Hash {
@@ -1281,7 +1359,7 @@ mod tests {
             tree.prove_run(
                 &values,
                 &blindings,
-                range_transcript(1, 1, honest.index, 0, 0),
+                range_transcript(1, 1, honest.index, 0, ZK_VERSION, 0),
             )
             .unwrap(),
         ];

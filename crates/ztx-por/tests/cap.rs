@@ -1,4 +1,4 @@
-//! The cap: an epoch's top levels range-proven once, and customers' proofs (version 3)
+//! The cap: an epoch's top levels range-proven once, and customers' proofs (versions 3 and 4)
 //! that range-prove only the levels below it. A capped proof verifies only under a cap
 //! checked against the published root; any change to either fails.
 #![allow(
@@ -42,7 +42,7 @@ fn every_capped_proof_verifies_under_its_cap_and_names_the_balances() {
         let proof = tree.proof_capped(customer, 3).unwrap();
         assert_eq!(proof.path.len(), usize::from(tree.root().height) - 3);
         let bytes = proof.encode().unwrap();
-        assert_eq!(bytes[0], ztx_por::ZK_CAPPED_VERSION);
+        assert_eq!(bytes[0], ztx_por::ZK_SPLIT_VERSION);
         let full = tree.proof(customer).unwrap().encode().unwrap();
         assert!(
             bytes.len() < full.len(),
@@ -241,7 +241,7 @@ fn a_capped_snapshot_keeps_its_cap_and_rebuilds_the_same_cap() {
     let first = snapshot.build(&|_, _| {}).unwrap().root();
     let again = back.build(&|_, _| {}).unwrap().root();
     assert_eq!(first.hash(), again.hash());
-    assert_eq!(first.version(), ztx_por::ZK_CAPPED_VERSION);
+    assert_eq!(first.version(), ztx_por::ZK_SPLIT_VERSION);
     // The range proofs are randomized; the nodes they prove are the same.
     assert_eq!(first.cap().unwrap().nodes, again.cap().unwrap().nodes);
     // A version 3 snapshot must name a cap.
@@ -249,4 +249,82 @@ fn a_capped_snapshot_keeps_its_cap_and_rebuilds_the_same_cap() {
     none[1 + 8 + 1] = 0;
     let err = Snapshot::decode(&none).unwrap_err();
     assert!(err.to_string().contains("no cap"), "{err}");
+}
+
+/// Version 4 cuts a proof's sibling commitments into runs of at most 16, each its own
+/// aggregated range proof: a path of 5 levels under the cap, two assets, is 10 values
+/// in one run; 12 levels, 24 values, in two.
+#[test]
+fn a_split_proof_carries_one_range_proof_per_run_of_sixteen() {
+    for (min_height, runs) in [(8u8, 1usize), (15, 2)] {
+        let tree = ZkTree::build(
+            2,
+            vec!["BTC".into(), "USDT".into()],
+            &accounts(),
+            &EpochSecret::from_bytes([3; 32]),
+            TreeConfig { min_height },
+            &|_, _| {},
+        )
+        .unwrap();
+        let root = tree.root();
+        let checked = tree.make_cap(3).unwrap().verify(&root.hash).unwrap();
+        let proof = tree.proof_capped(7, 3).unwrap();
+        assert_eq!(proof.version, ztx_por::ZK_SPLIT_VERSION);
+        assert_eq!(proof.ranges.len(), runs, "height {min_height}");
+        let decoded = ZkProof::decode(&proof.encode().unwrap()).unwrap();
+        assert_eq!(checked.verify(&decoded).unwrap().customer, 7);
+        // The same siblings as version 3 are one run of up to 64.
+        let old = tree.proof_as(7, 3, ztx_por::ZK_CAPPED_VERSION).unwrap();
+        assert_eq!(old.ranges.len(), 1);
+        assert_eq!(old.path, proof.path);
+        assert_eq!(checked.verify(&old).unwrap().customer, 7);
+    }
+}
+
+/// A version 4 proof whose runs are regrouped as version 3's is refused: the run count
+/// no longer matches the version, and each run's transcript names its version.
+#[test]
+fn a_split_proof_relabelled_as_version_three_is_refused() {
+    let tree = ZkTree::build(
+        2,
+        vec!["BTC".into(), "USDT".into()],
+        &accounts(),
+        &EpochSecret::from_bytes([3; 32]),
+        TreeConfig { min_height: 15 },
+        &|_, _| {},
+    )
+    .unwrap();
+    let checked = tree.make_cap(3).unwrap().verify(&tree.root().hash).unwrap();
+    let mut proof = tree.proof_capped(7, 3).unwrap();
+    proof.version = ztx_por::ZK_CAPPED_VERSION;
+    let err = checked.verify(&proof).unwrap_err();
+    assert!(err.to_string().contains("range proof"), "{err}");
+    proof.ranges.truncate(1);
+    assert!(checked.verify(&proof).is_err());
+    // A version with no cap, or a capped version with none, is refused by name.
+    let mut uncapped = tree.proof_capped(7, 3).unwrap();
+    uncapped.version = ztx_por::ZK_VERSION;
+    let err = uncapped.encode().unwrap_err();
+    assert!(err.to_string().contains("version"), "{err}");
+}
+
+/// A version 3 proof, cap and root written by an earlier build (tests/fixtures) still
+/// verify: new versions add to what the verifier reads and take nothing away.
+#[test]
+fn a_version_three_proof_from_an_earlier_build_still_verifies() {
+    let root: ztx_por::Hash = hex::decode(include_str!("fixtures/v3-root.hex").trim())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let cap = ZkCap::decode(include_bytes!("fixtures/v3-cap2.bin")).unwrap();
+    let proof = ZkProof::decode(include_bytes!("fixtures/v3-customer12.proof")).unwrap();
+    assert_eq!(proof.version, ztx_por::ZK_CAPPED_VERSION);
+    let verified = cap.verify(&root).unwrap().verify(&proof).unwrap();
+    assert_eq!(verified.customer, 12);
+    assert_eq!(
+        verified.balances,
+        vec![("BTC".to_owned(), 7), ("USDT".to_owned(), 0)]
+    );
+    let proof = ztx_por::Proof::decode(include_bytes!("fixtures/v3-customer12.proof")).unwrap();
+    assert!(ztx_por::verify_proof(&proof, &root, Some(&cap)).is_ok());
 }

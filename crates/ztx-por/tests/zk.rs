@@ -348,7 +348,7 @@ fn known_answer_for_a_fixed_zero_knowledge_epoch() {
     );
 }
 
-/// The bytes of a cap and of a capped proof (version 3), laid out by hand from the
+/// The bytes of a cap and of a capped proof (versions 3 and 4), laid out by hand from the
 /// documented encodings around the nodes recomputed by hand: four customers, a tree of
 /// height 2, a cap of one level. The range proofs are randomized, so they are taken from
 /// the encoded values (and checked, by verifying, to be the live ones); every other
@@ -425,23 +425,37 @@ fn known_answer_for_a_cap_and_a_capped_proof() {
     let checked = cap.verify(&root.hash).unwrap();
 
     let (index, customer, _) = &leaves[2];
-    let proof = tree.proof_capped(*customer, 1).unwrap();
-    assert_eq!(proof.ranges.len(), 1);
-    let mut expected = header(ztx_por::ZK_CAPPED_VERSION);
-    expected.push(1);
-    expected.extend_from_slice(&customer.to_be_bytes());
-    expected.extend_from_slice(&leaves[2].2.key);
-    for balance in [7u64, 0] {
-        expected.extend_from_slice(&balance.to_be_bytes());
+    for version in [ztx_por::ZK_CAPPED_VERSION, ztx_por::ZK_SPLIT_VERSION] {
+        let proof = tree.proof_as(*customer, 1, version).unwrap();
+        assert_eq!(proof.ranges.len(), 1);
+        let mut expected = header(version);
+        expected.push(1);
+        expected.extend_from_slice(&customer.to_be_bytes());
+        expected.extend_from_slice(&leaves[2].2.key);
+        for balance in [7u64, 0] {
+            expected.extend_from_slice(&balance.to_be_bytes());
+        }
+        expected.extend_from_slice(&u32::try_from(*index).unwrap().to_be_bytes());
+        node_bytes(&mut expected, &leaves[3].2);
+        range_bytes(&mut expected, &proof.ranges);
+        assert_eq!(proof.encode().unwrap(), expected);
+        let verified = checked
+            .verify(&ZkProof::decode(&expected).unwrap())
+            .unwrap();
+        assert_eq!(verified.customer, 12);
+        // The versions' range proofs are bound to their version.
+        let mut relabelled = expected.clone();
+        relabelled[0] = if version == ztx_por::ZK_SPLIT_VERSION {
+            ztx_por::ZK_CAPPED_VERSION
+        } else {
+            ztx_por::ZK_SPLIT_VERSION
+        };
+        assert!(
+            checked
+                .verify(&ZkProof::decode(&relabelled).unwrap())
+                .is_err()
+        );
     }
-    expected.extend_from_slice(&u32::try_from(*index).unwrap().to_be_bytes());
-    node_bytes(&mut expected, &leaves[3].2);
-    range_bytes(&mut expected, &proof.ranges);
-    assert_eq!(proof.encode().unwrap(), expected);
-    let verified = checked
-        .verify(&ZkProof::decode(&expected).unwrap())
-        .unwrap();
-    assert_eq!(verified.customer, 12);
 }
 
 /// The platform cannot open other totals to an auditor than the ones customers'

@@ -281,7 +281,17 @@ pub(crate) fn ask_server(
     path: &str,
     body: &serde_json::Value,
 ) -> Result<serde_json::Value> {
-    let answer = client.post_json(path, &[], &body.to_string())?;
+    ask_server_within(client, path, body, crate::fetch::TIMEOUT)
+}
+
+/// As [`ask_server`], waiting up to `timeout` for the answer.
+pub(crate) fn ask_server_within(
+    client: &crate::fetch::Client,
+    path: &str,
+    body: &serde_json::Value,
+    timeout: std::time::Duration,
+) -> Result<serde_json::Value> {
+    let answer = client.post_json_within(path, &[], &body.to_string(), timeout)?;
     serde_json::from_str(&answer).map_err(|e| anyhow!("the server's answer is not JSON: {e}"))
 }
 

@@ -12,8 +12,11 @@ use hyper::{Method, Uri};
 
 /// No answer of the log's endpoints is near this; a larger one is refused unread.
 const MAX_BODY: usize = 256 * 1024;
+/// The largest proof-of-liabilities root (or publication) answer read: it carries the
+/// epoch's cap in hex, about 264 KB for two assets and 1 MB for ten.
+pub(crate) const POR_MAX_BODY: usize = 8 * 1024 * 1024;
 /// How long one request may take, connecting included.
-const TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(15);
 /// How much of an error answer is shown.
 const EXCERPT: usize = 200;
 
@@ -109,13 +112,21 @@ impl Client {
         asked.with_context(|| format!("GET {url}"))
     }
 
-    /// POSTs `json` to `target` with extra headers; the answer's body, if a success.
-    pub fn post_json(&self, target: &str, headers: &[(&str, &str)], json: &str) -> Result<String> {
+    /// POSTs `json` to `target` with extra headers, waiting up to `timeout` for the
+    /// answer ([`TIMEOUT`] but for work longer than a look-up, such as building an
+    /// epoch's tree); the answer's body, if a success.
+    pub fn post_json_within(
+        &self,
+        target: &str,
+        headers: &[(&str, &str)],
+        json: &str,
+        timeout: Duration,
+    ) -> Result<String> {
         let url = self.url(target);
         let asked = self.runtime.block_on(async {
-            tokio::time::timeout(TIMEOUT, self.ask(Method::POST, target, headers, Some(json)))
+            tokio::time::timeout(timeout, self.ask(Method::POST, target, headers, Some(json)))
                 .await
-                .map_err(|_| anyhow!("no answer within {} s", TIMEOUT.as_secs()))?
+                .map_err(|_| anyhow!("no answer within {} s", timeout.as_secs()))?
         });
         asked.with_context(|| format!("POST {url}"))
     }

@@ -12,8 +12,12 @@ use ztx_api::reserves::{Reserves, published_json};
 use ztx_por::{Proof, TreeConfig, Variant, ZkCap};
 
 use crate::Location;
-use crate::admin::{Route, ask_server, locally, route};
+use crate::admin::{Route, ask_server_within, locally, route};
 use crate::site::{Site, now_ms};
+
+/// How long `ztx por publish` waits for the server to build and publish an epoch: about
+/// half a minute for a million customers, minutes for tens of millions.
+const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 #[derive(Debug, clap::Args)]
 pub struct PorArgs {
@@ -52,7 +56,7 @@ enum PorCommand {
         #[arg(long)]
         root: String,
         /// The epoch's cap (its canonical bytes, as `ztx por proof` and `ztx wallet`
-        /// write them beside the proof): needed for a capped proof (version 3), and
+        /// write them beside the proof): needed for a capped proof (versions 3 and 4), and
         /// itself checked against the root. Default: `<file>.cap`, when there is one.
         #[arg(long)]
         cap: Option<PathBuf>,
@@ -89,10 +93,11 @@ pub fn run(args: PorArgs) -> Result<()> {
                         .await?;
                     Ok(published_json(&published))
                 })?,
-                Route::Server(client) => ask_server(
-                    &client,
+                Route::Server(client) => ask_server_within(
+                    &client.with_max_body(crate::fetch::POR_MAX_BODY),
                     "/ztx/admin/v1/por/publish",
                     &json!({ "plain": plain }),
+                    PUBLISH_TIMEOUT,
                 )?,
             };
             if json {

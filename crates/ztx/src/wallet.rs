@@ -85,7 +85,8 @@ pub fn run(args: WalletArgs) -> Result<()> {
                 );
             }
             // The root of the proof's own epoch, as published to everyone.
-            let root_answer = client.get(&format!("/ztx/v1/por/root?epoch={}", proof.epoch()))?;
+            let roots = Client::new(&args.server)?.with_max_body(crate::fetch::POR_MAX_BODY);
+            let root_answer = roots.get(&format!("/ztx/v1/por/root?epoch={}", proof.epoch()))?;
             let root_answer: Value =
                 serde_json::from_str(&root_answer).context("the server's root is not JSON")?;
             let mut root = [0u8; 32];

@@ -93,12 +93,12 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
         hex::decode(answer["proof"].as_str().unwrap()).unwrap(),
     )
     .unwrap();
-    // The proof is capped (version 3): without the epoch's cap it cannot be checked.
+    // The proof is capped (version 4): without the epoch's cap it cannot be checked.
     fails_with(
         &verify(&file, &root),
-        "cap of 4 levels, which was not given",
+        "cap of 9 levels, which was not given",
     );
-    assert_eq!(served["version"], 3);
+    assert_eq!(served["version"], 4);
     std::fs::write(
         dir.path().join("alice.proof.cap"),
         hex::decode(served["cap"].as_str().unwrap()).unwrap(),

@@ -37,9 +37,9 @@ struct Args {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     assets: u8,
     /// With `--zk`: publish a cap of this many top levels (range-proven once, at build)
-    /// and make capped proofs (version 3) that range-prove only the levels below it; 0
+    /// and make capped proofs (version 4) that range-prove only the levels below it; 0
     /// for uncapped proofs (version 2). The default is the platform's.
-    #[arg(long, default_value_t = ztx_por::DEFAULT_CAP, value_parser = clap::value_parser!(u8).range(0..=8))]
+    #[arg(long, default_value_t = ztx_por::DEFAULT_CAP, value_parser = clap::value_parser!(u8).range(0..=i64::from(ztx_por::MAX_CAP)))]
     cap: u8,
 }
 
