@@ -74,12 +74,7 @@ pub fn verify(proof: &InclusionProof, root: &Hash) -> Result<Verified, PorError>
     Ok(Verified {
         epoch: proof.epoch,
         customer: proof.customer,
-        balances: proof
-            .assets
-            .iter()
-            .cloned()
-            .zip(proof.balances.iter().copied())
-            .collect(),
+        balances: named(&proof.assets, &proof.balances),
         totals: sums,
     })
 }
@@ -167,6 +162,15 @@ impl InclusionProof {
 }
 
 /// The header both proof versions begin with: version, epoch, height, assets.
+/// A proof's balances by asset name, in the epoch's asset order.
+pub(crate) fn named<T: Copy>(assets: &[String], balances: &[T]) -> Vec<(String, T)> {
+    assets
+        .iter()
+        .cloned()
+        .zip(balances.iter().copied())
+        .collect()
+}
+
 pub(crate) fn write_header(
     out: &mut Vec<u8>,
     version: u8,

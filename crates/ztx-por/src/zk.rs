@@ -70,7 +70,7 @@ use merlin::Transcript;
 use sha2::{Digest, Sha256, Sha512};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::proof::{Reader, check_common, write_header};
+use crate::proof::{Reader, check_common, named, write_header};
 use crate::tree::{
     EpochSecret, available_threads, check_assets, height_for, in_parallel, level_parts, on_cores,
     shuffled_positions,
@@ -839,12 +839,7 @@ pub(crate) fn verified(
     Ok(ZkVerified {
         epoch: proof.epoch,
         customer: proof.customer,
-        balances: proof
-            .assets
-            .iter()
-            .cloned()
-            .zip(proof.balances.iter().copied())
-            .collect(),
+        balances: named(&proof.assets, &proof.balances),
     })
 }
 

@@ -41,6 +41,11 @@ struct Args {
     /// for uncapped proofs (version 2). The default is the platform's.
     #[arg(long, default_value_t = ztx_por::DEFAULT_CAP, value_parser = clap::value_parser!(u8).range(0..=i64::from(ztx_por::MAX_CAP)))]
     cap: u8,
+    /// Instead of a tree: the range-proof crate alone (`RangeProof::prove_multiple`,
+    /// 64-bit values), aggregated over m = 8, 16, 32 and 64 values, then two proofs made
+    /// at once on two threads, as a version-4 proof makes its runs.
+    #[arg(long)]
+    range_proofs: bool,
 }
 
 /// A deterministic stream of balances (SplitMix64), so that runs compare.
@@ -70,6 +75,10 @@ fn peak_rss_mb() -> Option<f64> {
 
 fn main() {
     let args = Args::parse();
+    if args.range_proofs {
+        range_proofs(usize::try_from(args.proofs).unwrap_or(usize::MAX));
+        return;
+    }
     println!(
         "ztx-por-bench --accounts {} --min-height {} --proofs {} --assets {}{}{}",
         args.accounts,
@@ -231,4 +240,72 @@ fn zk(args: &Args, assets: Vec<String>, accounts: &[(u64, Vec<u128>)], secret: &
         generate * 1e3 / n as f64,
         check * 1e3 / n as f64,
     );
+}
+
+/// One aggregated range proof over `m` values: its bytes and the commitments it proves.
+fn prove_range(
+    gens: &(bulletproofs::BulletproofGens, bulletproofs::PedersenGens),
+    m: u64,
+) -> (
+    bulletproofs::RangeProof,
+    Vec<curve25519_dalek::ristretto::CompressedRistretto>,
+) {
+    let values: Vec<u64> = (0..m).map(|i| i.wrapping_mul(1_000_003)).collect();
+    let blinds: Vec<curve25519_dalek::scalar::Scalar> = values
+        .iter()
+        .map(|_| curve25519_dalek::scalar::Scalar::random(&mut rand::rngs::OsRng))
+        .collect();
+    let mut transcript = merlin::Transcript::new(b"ztx-por-bench/range");
+    bulletproofs::RangeProof::prove_multiple(
+        &gens.0,
+        &gens.1,
+        &mut transcript,
+        &values,
+        &blinds,
+        64,
+    )
+    .expect("values below 2^64 and a power-of-two count always prove")
+}
+
+/// `--range-proofs`: what one range proof costs, by the values it aggregates, and two
+/// made at once.
+fn range_proofs(reps: usize) {
+    println!("ztx-por-bench --range-proofs --proofs {reps}");
+    let gens = (
+        bulletproofs::BulletproofGens::new(64, 64),
+        bulletproofs::PedersenGens::default(),
+    );
+    let reps = reps.max(1);
+    let per = |start: Instant| start.elapsed().as_secs_f64() * 1_000.0 / reps as f64;
+    for m in [8u64, 16, 32, 64] {
+        let start = Instant::now();
+        let proven: Vec<_> = (0..reps).map(|_| prove_range(&gens, m)).collect();
+        let prove_ms = per(start);
+        let start = Instant::now();
+        for (proof, commitments) in &proven {
+            let mut transcript = merlin::Transcript::new(b"ztx-por-bench/range");
+            proof
+                .verify_multiple(&gens.0, &gens.1, &mut transcript, commitments, 64)
+                .expect("a proof just made verifies");
+        }
+        let verify_ms = per(start);
+        let bytes = proven.first().map_or(0, |(p, _)| p.to_bytes().len());
+        println!(
+            "m = {m}: prove {prove_ms:.1} ms, verify {verify_ms:.1} ms, {bytes} bytes (mean of {reps})"
+        );
+    }
+    for (a, b) in [(16u64, 8u64), (16, 16)] {
+        let start = Instant::now();
+        for _ in 0..reps {
+            std::thread::scope(|s| {
+                let other = s.spawn(|| prove_range(&gens, b));
+                let _ = prove_range(&gens, a);
+                let _ = other.join();
+            });
+        }
+        println!(
+            "m = {a} and m = {b} at once on two threads: {:.1} ms (mean of {reps})",
+            per(start)
+        );
+    }
 }
