@@ -227,8 +227,13 @@ impl Engine {
         // the main database's write lock behind a writer that may never pause, and
         // meanwhile nothing lets the WAL start over.
         upkeep_store.history_indexed_to().map_err(store_error)?;
+        // Resuming the log reads the tree's stored nodes, which SQLite keeps in the history
+        // database: on the upkeep's connection, which has it attached anyway. Never on the
+        // writer's: a connection with the history database attached takes its lock too at
+        // each `BEGIN IMMEDIATE`, and every commit would then wait (the busy handler's
+        // sleeps, up to tens of milliseconds) whenever the upkeep is indexing.
         let audit = audit
-            .map(|config| AuditLog::open(writer_store.as_mut(), config, clock()))
+            .map(|config| AuditLog::open(upkeep_store.as_mut(), config, clock()))
             .transpose()?;
         let audited = audit.is_some();
         if audited {

@@ -448,6 +448,39 @@ fn the_wal_starts_over_under_continuous_commits() {
     );
 }
 
+/// The exchange's commits never wait for the history database, where SQLite keeps the
+/// derived indexes and the audit tree's nodes: while another connection holds its write
+/// lock (as the upkeep does while indexing), an audited engine still commits. The
+/// writer's connection must not have it attached, or its `BEGIN IMMEDIATE` would take
+/// that lock too and wait for it (here until the busy timeout, then fail).
+#[test]
+fn an_audited_commit_does_not_wait_for_the_history_database() {
+    let db = Db::sqlite();
+    let Db::Sqlite(dir) = &db else { unreachable!() };
+    let rt = runtime();
+    // A log long enough that resuming it reads stored nodes of the tree.
+    {
+        let (engine, handle) = start_audited(&db, Duration::from_secs(3600)).unwrap();
+        for id in 1..=40 {
+            rt.block_on(handle.execute_audited(deposit(1, "USDT", 1, id), audit("deposit")))
+                .unwrap();
+        }
+        drop(handle);
+        engine.join();
+    }
+    db.open().index_audit(1_000).unwrap();
+    let (_engine, handle) = start_audited(&db, Duration::from_secs(3600)).unwrap();
+    let history = rusqlite::Connection::open(dir.path().join("ztx.sqlite-history")).unwrap();
+    history.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let committed =
+        rt.block_on(handle.execute_audited(deposit(1, "USDT", 1, 41), audit("deposit")));
+    history.execute_batch("ROLLBACK").unwrap();
+    assert!(
+        committed.is_ok(),
+        "a commit waited for the history database's lock: {committed:?}"
+    );
+}
+
 fn log_key() -> LogKey {
     LogKey::from_seed("ztx.test/audit", &[5; 32]).unwrap()
 }
