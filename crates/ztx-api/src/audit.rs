@@ -120,15 +120,17 @@ pub fn loggable(params: &Params) -> Vec<(String, String)> {
 
 /// What is left to log once the answer is known: the entry with its outcome, unless a
 /// command already committed it.
+/// `arrived` is the entry the gate still holds: `None` once it handed it to the slot
+/// (or when not auditing).
 pub fn finish(
-    arrived: Entry,
+    arrived: Option<Entry>,
     slot: &AuditSlot,
     result: &Result<Response, Refusal>,
 ) -> Option<Entry> {
     let mut entry = match slot.remaining() {
         None => return None,
         Some(Some(entry)) => entry,
-        Some(None) => arrived,
+        Some(None) => arrived?,
     };
     match result {
         Ok(_) => {

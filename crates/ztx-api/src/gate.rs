@@ -237,14 +237,15 @@ where
                 usage.orders_1d = Some(counts.count_1d);
             }
         }
-        if let Some(entry) = &entry {
-            slot.fill(entry.clone());
+        // Handed over, not copied: a request's entry is a score of small strings.
+        if let Some(entry) = entry.take() {
+            slot.fill(entry);
         }
         handler(state.clone(), call).await.map_err(Refusal::from)
     };
     let mut result = caller.scope(work).await;
     // The request's entry, unless a command committed it, then its store calls.
-    let request_entry = entry.and_then(|entry| crate::audit::finish(entry, &slot, &result));
+    let request_entry = crate::audit::finish(entry, &slot, &result);
     let committed_by_command = state.is_audited() && request_entry.is_none();
     let mut entries: Vec<Entry> = request_entry.into_iter().collect();
     entries.extend(caller.take_entries(state.now_ms()));
