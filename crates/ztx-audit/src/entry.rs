@@ -195,7 +195,14 @@ impl Entry {
     /// past [`MAX_FIELD_LEN`] bytes, parameters past [`MAX_PARAMS`], each cut marked
     /// with `…`) and making the denial agree with the outcome. Never fails: a request
     /// too odd to encode is still logged.
-    pub fn to_bytes(mut self) -> Vec<u8> {
+    pub fn to_bytes(self) -> Vec<u8> {
+        self.logged().1
+    }
+
+    /// The entry as [`Entry::to_bytes`] logs it (cut to the limits, its denial agreeing
+    /// with its outcome), with those bytes: exactly what decoding them gives back, for a
+    /// reader in the same process that would otherwise decode what was just encoded.
+    pub fn logged(mut self) -> (Entry, Vec<u8>) {
         fn clamp(text: &mut String) {
             if text.len() > MAX_FIELD_LEN {
                 let mut end = MAX_FIELD_LEN - '…'.len_utf8();
@@ -224,7 +231,8 @@ impl Entry {
             _ => {}
         }
         // Within every limit now, and consistent: this cannot fail.
-        self.encode().unwrap_or_default()
+        let bytes = self.encode().unwrap_or_default();
+        (self, bytes)
     }
 
     /// The canonical bytes of this entry.
@@ -232,7 +240,16 @@ impl Entry {
         if (self.outcome == Outcome::Denied) != self.denial.is_some() {
             return Err(EntryError::DenialMismatch);
         }
-        let mut out = Vec::with_capacity(64 + self.action.len());
+        // The fixed fields take at most 104 bytes; each string 2 more than its length.
+        let strings = self.operator.as_ref().map_or(0, |op| op.len() + 2)
+            + self.action.len()
+            + 2
+            + self
+                .params
+                .iter()
+                .map(|(name, value)| name.len() + value.len() + 4)
+                .sum::<usize>();
+        let mut out = Vec::with_capacity(104 + strings);
         out.push(VERSION);
         out.extend_from_slice(&self.prev.0);
         out.extend_from_slice(&self.time_ms.to_be_bytes());

@@ -163,6 +163,7 @@ proptest! {
     #[test]
     fn entries_round_trip_through_their_encoding(e in entry()) {
         let bytes = e.encode().unwrap();
+        prop_assert_eq!(e.clone().logged(), (e.clone(), bytes.clone()));
         prop_assert_eq!(Entry::decode(&bytes), Ok(e));
     }
 
@@ -176,6 +177,10 @@ proptest! {
         if deny { e.outcome = Outcome::Denied; e.denial = None; }
         let bytes = e.clone().to_bytes();
         let back = Entry::decode(&bytes).unwrap();
+        // What the writer hands the monitor instead of these bytes is what they decode to.
+        let (logged, same) = e.clone().logged();
+        prop_assert_eq!(&same, &bytes);
+        prop_assert_eq!(&logged, &back);
         prop_assert!(back.action.len() <= ztx_audit::entry::MAX_FIELD_LEN);
         prop_assert!(long.starts_with(back.action.trim_end_matches('…')));
         prop_assert!(back.params.len() <= ztx_audit::entry::MAX_PARAMS);

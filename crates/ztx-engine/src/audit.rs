@@ -14,7 +14,16 @@ use crate::StartError;
 /// Where the writer hands each commit's audit rows, right after the commit: the
 /// security monitor's queue. A full queue drops them — the follower then reads what it
 /// missed from the store — so a slow follower never holds up a commit.
-pub type Feed = tokio::sync::mpsc::Sender<Vec<AuditRow>>;
+pub type Feed = tokio::sync::mpsc::Sender<Vec<Committed>>;
+
+/// A committed row with the entry it encodes as the writer had it: what decoding the
+/// row gives, handed over so that the follower need not decode it (nor the writer
+/// spend its time freeing the entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub row: AuditRow,
+    pub entry: Entry,
+}
 
 /// How the engine keeps the audit log.
 #[derive(Debug)]
@@ -62,6 +71,14 @@ impl Audit {
         self.entry.denial = None;
         self.entry
     }
+}
+
+/// The log as it will be once a commit's rows are durable, and the entries they encode.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    frontier: Frontier,
+    last_leaf: Hash,
+    logged: Vec<Entry>,
 }
 
 #[derive(Debug)]
@@ -132,10 +149,10 @@ impl AuditLog {
         entries: Vec<Entry>,
         now_ms: u64,
         last: bool,
-    ) -> (AuditAppend, Frontier, Hash) {
+    ) -> (AuditAppend, Prepared) {
         let mut frontier = self.frontier.clone();
         let mut last_leaf = self.last_leaf;
-        let rows = AuditRow::chain(entries, &mut frontier, &mut last_leaf);
+        let (rows, logged) = AuditRow::chain_logged(entries, &mut frontier, &mut last_leaf);
         let due = frontier.size() > self.checkpointed_size
             && (last || now_ms.saturating_sub(self.checkpointed_ms) >= self.every_ms);
         let checkpoint = due.then(|| self.sign(&frontier, now_ms));
@@ -145,8 +162,11 @@ impl AuditLog {
                 checkpoint: checkpoint.flatten(),
                 effects: Vec::new(),
             },
-            frontier,
-            last_leaf,
+            Prepared {
+                frontier,
+                last_leaf,
+                logged,
+            },
         )
     }
 
@@ -167,9 +187,14 @@ impl AuditLog {
         }
     }
 
-    /// After the commit of `append`: the tree is `frontier`, its newest leaf `last_leaf`;
-    /// the rows go on to the feed.
-    pub(crate) fn committed(&mut self, frontier: Frontier, last_leaf: Hash, append: AuditAppend) {
+    /// After the commit of `append`: the tree and its newest leaf are as `prepared` says;
+    /// the rows go on to the feed with their entries.
+    pub(crate) fn committed(&mut self, prepared: Prepared, append: AuditAppend) {
+        let Prepared {
+            frontier,
+            last_leaf,
+            logged,
+        } = prepared;
         self.frontier = frontier;
         self.last_leaf = last_leaf;
         if let Some(c) = &append.checkpoint {
@@ -179,8 +204,14 @@ impl AuditLog {
         if let Some(feed) = &self.feed
             && !append.rows.is_empty()
         {
+            let committed = append
+                .rows
+                .into_iter()
+                .zip(logged)
+                .map(|(row, entry)| Committed { row, entry })
+                .collect();
             // Full or gone: the follower reads the store instead.
-            let _ = feed.try_send(append.rows);
+            let _ = feed.try_send(committed);
         }
     }
 

@@ -31,7 +31,7 @@ use ztx_store::{InboxCommand, SecurityEffect, Store, StoreFactory};
 
 pub use access::{Accessor, Principal, SERVICE_ENGINE};
 use audit::AuditLog;
-pub use audit::{Audit, AuditConfig, Feed};
+pub use audit::{Audit, AuditConfig, Committed, Feed};
 use writer::Writer;
 
 /// The most requests waiting for the engine; past it callers are told it is busy.

@@ -78,8 +78,8 @@ impl Writer {
                 }
                 platform = self.pipeline.take_accessed();
                 entries.extend(platform.iter().cloned());
-                let (append, frontier, last_leaf) = log.prepare(entries, now_ms, last);
-                (append, Some((frontier, last_leaf)))
+                let (append, prepared) = log.prepare(entries, now_ms, last);
+                (append, Some(prepared))
             }
             None => (AuditAppend::default(), None),
         };
@@ -89,8 +89,8 @@ impl Writer {
         let durable = !self.pipeline.poisoned.load(Ordering::Acquire)
             && ((changes.is_empty() && append.is_empty()) || self.commit(&changes, &append));
         if durable {
-            if let (Some(log), Some((frontier, last_leaf))) = (&mut self.audit, after) {
-                log.committed(frontier, last_leaf, append);
+            if let (Some(log), Some(prepared)) = (&mut self.audit, after) {
+                log.committed(prepared, append);
             }
         } else {
             self.pipeline.poisoned.store(true, Ordering::Release);

@@ -33,10 +33,21 @@ impl AuditRow {
         frontier: &mut Frontier,
         last_leaf: &mut Hash,
     ) -> Vec<AuditRow> {
+        Self::chain_logged(entries, frontier, last_leaf).0
+    }
+
+    /// [`AuditRow::chain`], and each entry as logged (see [`ztx_audit::Entry::logged`]):
+    /// what each row decodes to.
+    pub fn chain_logged(
+        entries: Vec<ztx_audit::Entry>,
+        frontier: &mut Frontier,
+        last_leaf: &mut Hash,
+    ) -> (Vec<AuditRow>, Vec<ztx_audit::Entry>) {
         let mut rows = Vec::with_capacity(entries.len());
+        let mut logged = Vec::with_capacity(entries.len());
         for mut entry in entries {
             entry.prev = *last_leaf;
-            let bytes = entry.to_bytes();
+            let (entry, bytes) = entry.logged();
             let leaf = Hash::leaf(&bytes);
             *last_leaf = leaf;
             rows.push(AuditRow {
@@ -44,9 +55,10 @@ impl AuditRow {
                 leaf,
                 entry: bytes,
             });
+            logged.push(entry);
             frontier.push(leaf, |_| {});
         }
-        rows
+        (rows, logged)
     }
 }
 

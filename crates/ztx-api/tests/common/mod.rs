@@ -246,7 +246,7 @@ pub struct Exchange {
     next_transfer: u128,
     next_key: u64,
     /// The rows the engine's writer hands over, until a monitor follows them.
-    feed: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Vec<ztx_store::AuditRow>>>>,
+    feed: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Vec<ztx_engine::Committed>>>>,
     _engine: Engine,
     _dir: tempfile::TempDir,
 }
@@ -337,7 +337,7 @@ impl Exchange {
     }
 
     /// The engine's feed of committed audit rows, for one monitor to follow.
-    pub fn take_feed(&self) -> tokio::sync::mpsc::Receiver<Vec<ztx_store::AuditRow>> {
+    pub fn take_feed(&self) -> tokio::sync::mpsc::Receiver<Vec<ztx_engine::Committed>> {
         self.feed
             .lock()
             .unwrap()
