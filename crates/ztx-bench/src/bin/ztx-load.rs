@@ -58,7 +58,9 @@ struct Args {
     #[arg(long)]
     unaudited: bool,
     /// Measure what the audit log costs: this many rounds, each a run without and a run
-    /// with it, alternating; prints both medians and their ratio.
+    /// with it (which goes first alternates, so that a drift of the machine's speed
+    /// favours neither); prints both medians, their ratio, and the median of the rounds'
+    /// own ratios.
     #[arg(long)]
     compare_audit: Option<usize>,
     /// Run the server on a throw-away PostgreSQL cluster instead of the embedded store:
@@ -71,6 +73,12 @@ struct Args {
     /// plain cluster and one on a TLS-only cluster, alternating.
     #[arg(long)]
     compare_postgres: Option<usize>,
+    /// Also report the CPU time spent per accepted order during the measured seconds: by
+    /// each of the server's threads (grouped by name), by this generator, and by the
+    /// whole machine (kernel threads such as the disk's writeback included), from
+    /// `/proc` (Linux only).
+    #[arg(long)]
+    cpu: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -313,6 +321,108 @@ struct Tally {
     ok: u64,
     errors: std::collections::BTreeMap<String, u64>,
     latency_us: Option<Histogram<u64>>,
+    /// CPU time over the measured seconds, when asked for.
+    cpu: Option<CpuTimes>,
+}
+
+/// CPU time in nanoseconds: of the server's threads by name (`/proc/<pid>/task/*/
+/// schedstat`, tokio's workers under one name), of this process, and of the whole
+/// machine (`/proc/stat`: busy and stolen, in clock ticks turned into nanoseconds).
+#[derive(Debug, Default, Clone)]
+struct CpuTimes {
+    server: std::collections::BTreeMap<String, u64>,
+    generator: u64,
+    machine_busy: u64,
+    machine_steal: u64,
+}
+
+impl CpuTimes {
+    fn read(pid: u32) -> CpuTimes {
+        let mut times = CpuTimes::default();
+        // Threads that exit between the two readings are not counted.
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                let dir = task.path();
+                let (Ok(comm), Ok(stat)) = (
+                    std::fs::read_to_string(dir.join("comm")),
+                    std::fs::read_to_string(dir.join("schedstat")),
+                ) else {
+                    continue;
+                };
+                let run: u64 = stat
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                *times.server.entry(comm.trim().to_owned()).or_default() += run;
+            }
+        }
+        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+            for task in tasks.flatten() {
+                if let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) {
+                    times.generator += stat
+                        .split_whitespace()
+                        .next()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            }
+        }
+        // user nice system idle iowait irq softirq steal: ticks of 10 ms (USER_HZ 100).
+        if let Ok(stat) = std::fs::read_to_string("/proc/stat")
+            && let Some(line) = stat.lines().next()
+        {
+            let ticks: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            let tick_ns = 10_000_000;
+            let busy = [0, 1, 2, 5, 6]
+                .iter()
+                .filter_map(|&i| ticks.get(i))
+                .sum::<u64>();
+            times.machine_busy = busy * tick_ns;
+            times.machine_steal = ticks.get(7).copied().unwrap_or(0) * tick_ns;
+        }
+        times
+    }
+
+    /// What was spent since `earlier`.
+    fn since(&self, earlier: &CpuTimes) -> CpuTimes {
+        CpuTimes {
+            server: self
+                .server
+                .iter()
+                .map(|(name, &t)| {
+                    (
+                        name.clone(),
+                        t.saturating_sub(earlier.server.get(name).copied().unwrap_or(0)),
+                    )
+                })
+                .collect(),
+            generator: self.generator.saturating_sub(earlier.generator),
+            machine_busy: self.machine_busy.saturating_sub(earlier.machine_busy),
+            machine_steal: self.machine_steal.saturating_sub(earlier.machine_steal),
+        }
+    }
+
+    /// One line: µs of CPU per order by each server thread group, the server, the
+    /// generator and the machine.
+    fn per_order(&self, orders: u64) -> String {
+        let us = |ns: u64| ns as f64 / 1000.0 / orders.max(1) as f64;
+        let mut parts: Vec<String> = self
+            .server
+            .iter()
+            .filter(|(_, t)| **t > 0)
+            .map(|(name, &t)| format!("{name} {:.1}", us(t)))
+            .collect();
+        parts.push(format!("server {:.1}", us(self.server.values().sum())));
+        parts.push(format!("generator {:.1}", us(self.generator)));
+        parts.push(format!("machine busy {:.1}", us(self.machine_busy)));
+        parts.push(format!("stolen {:.1}", us(self.machine_steal)));
+        format!("CPU µs per order: {}", parts.join(" · "))
+    }
 }
 
 async fn connection(
@@ -388,8 +498,15 @@ fn main() -> Result<()> {
     };
     let mut without = Vec::new();
     let mut with = Vec::new();
+    let mut ratios = Vec::new();
     for round in 1..=rounds {
-        for (audited, rates) in [(false, &mut without), (true, &mut with)] {
+        let order = if round % 2 == 1 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for audited in order {
+            let rates = if audited { &mut with } else { &mut without };
             let (tally, measured) = run(&args, &ztx, audited, args.postgres)?;
             let per_s = tally.ok as f64 / measured.as_secs_f64();
             let h = tally
@@ -402,7 +519,13 @@ fn main() -> Result<()> {
                 h.unwrap_or(0.0),
                 tally.errors.values().sum::<u64>()
             );
+            if let Some(cpu) = &tally.cpu {
+                println!("  {}", cpu.per_order(tally.ok));
+            }
             rates.push(per_s);
+        }
+        if let (Some(on), Some(off)) = (with.last(), without.last()) {
+            ratios.push(on / off);
         }
     }
     let median = |v: &mut Vec<f64>| {
@@ -413,6 +536,17 @@ fn main() -> Result<()> {
     println!(
         "median: audit off {off:.0} orders/s, audit on {on:.0} orders/s: {:.1}% of the throughput",
         100.0 * on / off
+    );
+    let mut shown: Vec<String> = ratios
+        .iter()
+        .map(|r| format!("{:.1}%", 100.0 * r))
+        .collect();
+    let ratio = median(&mut ratios);
+    shown.sort();
+    println!(
+        "each round, audit on against the run beside it: median {:.1}% (rounds: {})",
+        100.0 * ratio,
+        shown.join(", ")
     );
     Ok(())
 }
@@ -482,11 +616,13 @@ fn run(
             )));
         }
         tokio::time::sleep(Duration::from_secs(args.warmup_seconds)).await;
+        let before = args.cpu.then(|| CpuTimes::read(server.child.id()));
         measuring.store(true, Ordering::Relaxed);
         let t0 = Instant::now();
         tokio::time::sleep(Duration::from_secs(args.seconds)).await;
         measuring.store(false, Ordering::Relaxed);
         let measured = t0.elapsed();
+        let cpu = before.map(|b| CpuTimes::read(server.child.id()).since(&b));
         stop.store(true, Ordering::Relaxed);
         let mut total = Tally {
             latency_us: Some(Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()),
@@ -502,6 +638,7 @@ fn run(
                 all.add(h).unwrap();
             }
         }
+        total.cpu = cpu;
         (total, measured)
     });
     drop(server);
@@ -550,5 +687,8 @@ fn report(args: &Args, tally: &Tally, measured: Duration) {
     );
     for (k, v) in &tally.errors {
         println!("refused: {v} × {k}");
+    }
+    if let Some(cpu) = &tally.cpu {
+        println!("{}", cpu.per_order(tally.ok));
     }
 }

@@ -7,6 +7,8 @@
 //!   (`Store::index_audit`) on its own.
 //! - `proofs`: inclusion proofs from a large store (10 million entries by default),
 //!   built through the store's API; every proof is checked against the log's root.
+//! - `monitor`: what the security monitor spends on each entry: decoding it, writing its
+//!   OCSF event, running the detection rules.
 //! - `verify`: the real `ztx audit verify` of an export of a million entries.
 #![forbid(unsafe_code)]
 
@@ -15,6 +17,7 @@ mod machine;
 
 mod append;
 mod log;
+mod monitor;
 mod proofs;
 #[path = "../../rng.rs"]
 mod rng;
@@ -42,6 +45,8 @@ enum Command {
     Append(append::AppendArgs),
     /// Latency of `Store::audit_inclusion_proof` on a large store, every proof verified.
     Proofs(proofs::ProofsArgs),
+    /// Nanoseconds an entry through the security monitor's steps.
+    Monitor(monitor::MonitorArgs),
     /// Time of `ztx audit verify` on an export with signed checkpoints.
     Verify(verify::VerifyArgs),
 }
@@ -52,6 +57,7 @@ fn main() -> Result<()> {
     match &cli.command {
         Command::Append(args) => append::run(args)?,
         Command::Proofs(args) => proofs::run(args)?,
+        Command::Monitor(args) => monitor::run(args)?,
         Command::Verify(args) => verify::run(args)?,
     }
     println!(
