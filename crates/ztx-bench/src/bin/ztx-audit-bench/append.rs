@@ -123,7 +123,7 @@ pub fn run(args: &AppendArgs) -> Result<()> {
                 ms(r.commit_ns.value_at_quantile(0.5)),
                 ms(r.commit_ns.value_at_quantile(0.99)),
                 ms(r.commit_ns.max()),
-                u64_ratio(r.bytes, args.entries),
+                crate::ratio(r.bytes, args.entries),
                 if args.upkeep {
                     format!("{} entries indexed beside the writer", r.indexed)
                 } else {
@@ -159,15 +159,6 @@ pub fn run(args: &AppendArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-#[allow(
-    clippy::float_arithmetic,
-    clippy::cast_precision_loss,
-    reason = "a per-entry figure for display"
-)]
-fn u64_ratio(a: u64, b: u64) -> f64 {
-    a as f64 / b.max(1) as f64
 }
 
 /// The cost of one checkpoint signature, over 1,000 of them.

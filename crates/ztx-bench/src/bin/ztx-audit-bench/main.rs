@@ -145,6 +145,16 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
+/// `a / b` for display (a per-entry figure), `b` taken as at least 1.
+#[allow(
+    clippy::float_arithmetic,
+    clippy::cast_precision_loss,
+    reason = "a per-entry figure for display"
+)]
+fn ratio(a: u64, b: u64) -> f64 {
+    a as f64 / b.max(1) as f64
+}
+
 /// The median of some figures (the upper one of an even count); 0 for none.
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();

@@ -43,16 +43,6 @@ fn product() -> Product {
     }
 }
 
-/// Nanoseconds an entry.
-#[allow(
-    clippy::float_arithmetic,
-    clippy::cast_precision_loss,
-    reason = "a per-entry figure for display"
-)]
-fn per_entry(ns: u64, entries: u64) -> f64 {
-    ns as f64 / entries.max(1) as f64
-}
-
 pub fn run(args: &MonitorArgs) -> Result<()> {
     if args.entries == 0 || args.rounds == 0 {
         bail!("--entries and --rounds must be positive");
@@ -82,9 +72,9 @@ pub fn run(args: &MonitorArgs) -> Result<()> {
             std::hint::black_box(detector.observe(row.index, &entry, now_ms));
         }
         file.flush()?;
-        whole.push(per_entry(nanos(start.elapsed()), args.entries));
+        whole.push(crate::ratio(nanos(start.elapsed()), args.entries));
         drop(file);
-        bytes_per_event = per_entry(written(&round_dir)?, args.entries);
+        bytes_per_event = crate::ratio(written(&round_dir)?, args.entries);
 
         // Each step alone.
         let start = Instant::now();
@@ -92,7 +82,7 @@ pub fn run(args: &MonitorArgs) -> Result<()> {
             .iter()
             .map(|row| Entry::decode(&row.entry))
             .collect::<Result<_, _>>()?;
-        decode.push(per_entry(nanos(start.elapsed()), args.entries));
+        decode.push(crate::ratio(nanos(start.elapsed()), args.entries));
 
         let alone = dir.path().join(format!("events-{round}"));
         let (mut file, _) = RotatingFile::open(&alone, 64 << 20, 10)?;
@@ -101,7 +91,7 @@ pub fn run(args: &MonitorArgs) -> Result<()> {
             file.append(&ocsf::Event::new(row.index, entry, &product))?;
         }
         file.flush()?;
-        event.push(per_entry(nanos(start.elapsed()), args.entries));
+        event.push(crate::ratio(nanos(start.elapsed()), args.entries));
         drop(file);
 
         let mut detector = Detector::new(DetectionConfig::default());
@@ -109,7 +99,7 @@ pub fn run(args: &MonitorArgs) -> Result<()> {
         for (row, entry) in rows.iter().zip(&decoded) {
             std::hint::black_box(detector.observe(row.index, entry, now_ms));
         }
-        observe.push(per_entry(nanos(start.elapsed()), args.entries));
+        observe.push(crate::ratio(nanos(start.elapsed()), args.entries));
         // Each round's files go before the next, as rotation would remove them.
         std::fs::remove_dir_all(&round_dir)?;
         std::fs::remove_dir_all(&alone)?;
