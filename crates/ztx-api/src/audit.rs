@@ -120,6 +120,7 @@ pub fn loggable(params: &Params) -> Vec<(String, String)> {
 
 /// What is left to log once the answer is known: the entry with its outcome, unless a
 /// command already committed it.
+///
 /// `arrived` is the entry the gate still holds: `None` once it handed it to the slot
 /// (or when not auditing).
 pub fn finish(
