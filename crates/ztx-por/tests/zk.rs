@@ -315,15 +315,8 @@ fn hand_root(height: u8, top: &HandLeaf) -> [u8; 32] {
 fn known_answer_for_a_fixed_zero_knowledge_epoch() {
     let accounts = vec![(10u64, vec![1u64, 100]), (11, vec![0, 250])];
     let secret = [5u8; 32];
-    let tree = ZkTree::build(
-        3,
-        vec!["BTC".into(), "USDT".into()],
-        &accounts,
-        &EpochSecret::from_bytes(secret),
-        TreeConfig { min_height: 1 },
-        &|_, _| {},
-    )
-    .unwrap();
+    // `build` uses this same secret.
+    let tree = build(&accounts, 1);
     let root = tree.root();
     let mut leaves = Vec::new();
     for (customer, balances) in &accounts {
@@ -362,15 +355,8 @@ fn known_answer_for_a_cap_and_a_capped_proof() {
         (13, vec![2, 5]),
     ];
     let secret = [5u8; 32];
-    let tree = ZkTree::build(
-        3,
-        vec!["BTC".into(), "USDT".into()],
-        &accounts,
-        &EpochSecret::from_bytes(secret),
-        TreeConfig { min_height: 2 },
-        &|_, _| {},
-    )
-    .unwrap();
+    // `build` uses this same secret.
+    let tree = build(&accounts, 2);
     let mut leaves: Vec<(u64, u64, HandLeaf)> = accounts
         .iter()
         .map(|(customer, balances)| {
