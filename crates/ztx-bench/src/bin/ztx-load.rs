@@ -75,7 +75,9 @@ struct Args {
     compare_postgres: Option<usize>,
     /// Also report the CPU time spent per accepted order during the measured seconds: by
     /// each of the server's threads (grouped by name), by this generator, and by the
-    /// whole machine (kernel threads such as the disk's writeback included), from
+    /// whole machine (kernel threads such as the disk's writeback included); and the
+    /// bytes written per order, by the server's process (to the page cache, as the
+    /// kernel counts them) and by the machine's disks (what reached the device), from
     /// `/proc` (Linux only).
     #[arg(long)]
     cpu: bool,
@@ -334,6 +336,11 @@ struct CpuTimes {
     generator: u64,
     machine_busy: u64,
     machine_steal: u64,
+    /// Bytes the server's process had written to storage (`/proc/<pid>/io`), and bytes
+    /// and write requests the machine's whole disks completed (`/proc/diskstats`).
+    server_written: u64,
+    disk_written: u64,
+    disk_writes: u64,
 }
 
 impl CpuTimes {
@@ -385,6 +392,31 @@ impl CpuTimes {
             times.machine_busy = busy * tick_ns;
             times.machine_steal = ticks.get(7).copied().unwrap_or(0) * tick_ns;
         }
+        if let Ok(io) = std::fs::read_to_string(format!("/proc/{pid}/io")) {
+            times.server_written = io
+                .lines()
+                .find_map(|l| l.strip_prefix("write_bytes:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+        }
+        // major minor name, then reads (4 fields), then writes completed, merged,
+        // sectors (of 512 bytes); whole disks only (those under /sys/block), not their
+        // partitions, and not loop or RAM devices.
+        if let Ok(stats) = std::fs::read_to_string("/proc/diskstats") {
+            for line in stats.lines() {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let Some(name) = fields.get(2) else { continue };
+                if name.starts_with("loop")
+                    || name.starts_with("ram")
+                    || !Path::new("/sys/block").join(name).exists()
+                {
+                    continue;
+                }
+                let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+                times.disk_writes += field(7).unwrap_or(0);
+                times.disk_written += field(9).unwrap_or(0) * 512;
+            }
+        }
         times
     }
 
@@ -404,12 +436,16 @@ impl CpuTimes {
             generator: self.generator.saturating_sub(earlier.generator),
             machine_busy: self.machine_busy.saturating_sub(earlier.machine_busy),
             machine_steal: self.machine_steal.saturating_sub(earlier.machine_steal),
+            server_written: self.server_written.saturating_sub(earlier.server_written),
+            disk_written: self.disk_written.saturating_sub(earlier.disk_written),
+            disk_writes: self.disk_writes.saturating_sub(earlier.disk_writes),
         }
     }
 
-    /// One line: µs of CPU per order by each server thread group, the server, the
-    /// generator and the machine.
-    fn per_order(&self, orders: u64) -> String {
+    /// Two lines: µs of CPU per order by each server thread group, the server, the
+    /// generator and the machine; then the bytes written per order, each line starting
+    /// with `indent`.
+    fn per_order(&self, orders: u64, indent: &str) -> String {
         let us = |ns: u64| ns as f64 / 1000.0 / orders.max(1) as f64;
         let mut parts: Vec<String> = self
             .server
@@ -421,7 +457,15 @@ impl CpuTimes {
         parts.push(format!("generator {:.1}", us(self.generator)));
         parts.push(format!("machine busy {:.1}", us(self.machine_busy)));
         parts.push(format!("stolen {:.1}", us(self.machine_steal)));
-        format!("CPU µs per order: {}", parts.join(" · "))
+        let per = |n: u64| n as f64 / orders.max(1) as f64;
+        format!(
+            "{indent}CPU µs per order: {}\n{indent}written per order: server {:.0} B · disk {:.0} B \
+             in {:.2} writes",
+            parts.join(" · "),
+            per(self.server_written),
+            per(self.disk_written),
+            per(self.disk_writes)
+        )
     }
 }
 
@@ -520,7 +564,7 @@ fn main() -> Result<()> {
                 tally.errors.values().sum::<u64>()
             );
             if let Some(cpu) = &tally.cpu {
-                println!("  {}", cpu.per_order(tally.ok));
+                println!("{}", cpu.per_order(tally.ok, "  "));
             }
             rates.push(per_s);
         }
@@ -689,6 +733,6 @@ fn report(args: &Args, tally: &Tally, measured: Duration) {
         println!("refused: {v} × {k}");
     }
     if let Some(cpu) = &tally.cpu {
-        println!("{}", cpu.per_order(tally.ok));
+        println!("{}", cpu.per_order(tally.ok, ""));
     }
 }
