@@ -251,7 +251,7 @@ impl Monitor {
             };
             if let Some(file) = &mut self.file {
                 let event = ocsf::Event::new(row.index, &entry, &self.product);
-                file.append(&event)
+                file.append_event(&event)
                     .map_err(|e| format!("cannot write the OCSF file: {e}"))?;
             }
             let Observation {

@@ -30,6 +30,8 @@ use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
 use ztx_audit::{Denial, Entry, Kind, Outcome};
 
+mod line;
+
 /// The OCSF schema version the events follow.
 pub const OCSF_VERSION: &str = "1.3.0";
 
@@ -673,15 +675,20 @@ impl Serialize for Params<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         for (i, (name, value)) in self.0.iter().enumerate() {
-            let repeated_later = self
-                .0
-                .get(i + 1..)
-                .is_some_and(|rest| rest.iter().any(|(n, _)| n == name));
-            if !repeated_later {
+            if !self.repeated_later(i, name) {
                 map.serialize_entry(name, value)?;
             }
         }
         map.end()
+    }
+}
+
+impl Params<'_> {
+    /// Whether the parameter at `i`, named `name`, is given again after it.
+    fn repeated_later(&self, i: usize, name: &str) -> bool {
+        self.0
+            .get(i + 1..)
+            .is_some_and(|rest| rest.iter().any(|(n, _)| n == name))
     }
 }
 
@@ -937,6 +944,19 @@ mod tests {
             )
     }
 
+    /// Text heavy in what JSON must escape: every control character, quotes and
+    /// backslashes, among letters and any other character.
+    fn text() -> impl Strategy<Value = String> {
+        let char = prop_oneof![
+            Just('"'),
+            Just('\\'),
+            prop::char::range('\u{0}', '\u{1f}'),
+            prop::char::range('a', 'z'),
+            any::<char>(),
+        ];
+        prop::collection::vec(char, 0..16).prop_map(String::from_iter)
+    }
+
     proptest! {
         /// Every entry becomes an event of one of the five classes, with the attributes
         /// every OCSF event must have, numbered as the schema numbers them, and naming
@@ -957,6 +977,87 @@ mod tests {
             prop_assert_eq!(e["status_id"].as_u64() == Some(1), entry.outcome == Outcome::Success);
             // One line of JSON, as the file and the endpoint carry it.
             prop_assert!(!serde_json::to_string(&e).unwrap().contains('\n'));
+        }
+
+        /// The file's own writer writes exactly what serde_json writes of the event, for
+        /// any text in the entry: quotes, backslashes, control characters, non-ASCII.
+        #[test]
+        fn every_event_line_is_what_serde_writes(
+            mut entry in any_entry(),
+            index in any::<u64>(),
+            operator in prop::option::of(text()),
+            action in text(),
+            params in prop::collection::vec((text(), text()), 0..4),
+            repeated in any::<bool>(),
+            code in prop::option::of(any::<i32>()),
+        ) {
+            let product = product();
+            let serde = serde_json::to_vec(&Event::new(index, &entry, &product)).unwrap();
+            let mut own = Vec::new();
+            Event::new(index, &entry, &product).write_json(&mut own);
+            prop_assert_eq!(String::from_utf8_lossy(&own), String::from_utf8_lossy(&serde));
+            // Arbitrary text everywhere the entry has text, and a repeated parameter.
+            entry.operator = operator;
+            entry.action = action;
+            entry.params = params;
+            if repeated && let Some(first) = entry.params.first().cloned() {
+                entry.params.push((first.0, "again".into()));
+            }
+            entry.code = code;
+            let serde = serde_json::to_vec(&Event::new(index, &entry, &product)).unwrap();
+            let mut own = Vec::new();
+            Event::new(index, &entry, &product).write_json(&mut own);
+            prop_assert_eq!(String::from_utf8_lossy(&own), String::from_utf8_lossy(&serde));
+        }
+    }
+
+    /// Every class, and each of the event's optional parts, written by both writers.
+    #[test]
+    fn the_fixed_events_are_written_as_serde_writes_them() {
+        let mut detection = request("detect bad_signatures_per_key", Outcome::Success, None);
+        detection.kind = Kind::Response;
+        detection.operator = Some("ztx-monitor".into());
+        detection.params = vec![
+            ("finding".into(), "f-1".into()),
+            ("rule".into(), "bad_signatures_per_key".into()),
+            ("events".into(), "1,,2".into()),
+            ("severity".into(), "high".into()),
+        ];
+        let mut access = request("store commit", Outcome::Success, None);
+        access.kind = Kind::DataAccess;
+        access.params = vec![
+            ("service".into(), "engine".into()),
+            ("principal".into(), "customer 7".into()),
+            ("tables".into(), "orders".into()),
+        ];
+        let mut admin = request("admin customer create", Outcome::Failure, None);
+        admin.kind = Kind::Admin;
+        admin.operator = Some("ana \"the\" operator\u{7}".into());
+        let mut served = access.clone();
+        served.operator = Some("ana".into());
+        let entries = [
+            request("POST /api/v3/order", Outcome::Success, None),
+            request(
+                "GET /api/v3/account",
+                Outcome::Denied,
+                Some(Denial::BadSignature),
+            ),
+            request("GET /ztx/v1/audit/checkpoint", Outcome::Success, None),
+            detection,
+            access,
+            served,
+            admin,
+        ];
+        let product = product();
+        for entry in &entries {
+            let event = Event::new(3, entry, &product);
+            let mut own = Vec::new();
+            event.write_json(&mut own);
+            assert_eq!(
+                String::from_utf8(own).unwrap(),
+                serde_json::to_string(&event).unwrap(),
+                "{entry:?}"
+            );
         }
     }
 }

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::ocsf::Event;
+
 /// The file's name in its directory.
 pub const FILE_NAME: &str = "ocsf.jsonl";
 /// How much is written to the file at once.
@@ -112,8 +114,25 @@ impl RotatingFile {
 
     /// Appends one event as one line, rotating first if it would not fit.
     pub fn append(&mut self, event: &impl Serialize) -> io::Result<()> {
+        self.append_with(|line| serde_json::to_writer(line, event).map_err(io::Error::other))
+    }
+
+    /// Appends an OCSF event as one line, written without serde ([`Event::write_json`]).
+    pub fn append_event(&mut self, event: &Event<'_>) -> io::Result<()> {
+        self.append_with(|line| {
+            event.write_json(line);
+            Ok(())
+        })
+    }
+
+    /// Appends the line `write` puts in the buffer it is given (without the line's
+    /// end), rotating first if it would not fit.
+    pub fn append_with(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
+    ) -> io::Result<()> {
         self.line.clear();
-        serde_json::to_writer(&mut self.line, event).map_err(io::Error::other)?;
+        write(&mut self.line)?;
         self.line.push(b'\n');
         let len = u64::try_from(self.line.len()).unwrap_or(u64::MAX);
         if self.size > 0 && self.size.saturating_add(len) > self.max_bytes {

@@ -3,7 +3,8 @@
 //! The monitor (`ztx-api`'s `monitor.rs`) takes every committed entry, decodes it, writes
 //! it as an OCSF event to the rotating file and runs the detection rules on it. This
 //! times those steps on `--entries` order entries (the shape `ztx-load` makes the API
-//! log), first the whole path as the monitor runs it, then each step alone, and prints
+//! log), first the whole path as the monitor runs it, then each step alone (the event
+//! also through `serde_json`, as it was written before its own writer), and prints
 //! nanoseconds an entry and the bytes an event takes in the file. Each event written is
 //! parsed back once before the timing and checked to name its entry, so a serializer
 //! that writes nothing or garbage stops the benchmark.
@@ -58,7 +59,9 @@ pub fn run(args: &MonitorArgs) -> Result<()> {
     let dir = crate::scratch_dir(args.dir.as_deref())?;
     check_events(&rows, &product, dir.path())?;
 
-    let (mut whole, mut decode, mut event, mut observe) = (vec![], vec![], vec![], vec![]);
+    let (mut whole, mut decode, mut observe) = (vec![], vec![], vec![]);
+    let (mut event, mut event_serde) = (vec![], vec![]);
+    let (mut serialize, mut serialize_serde) = (vec![], vec![]);
     let mut bytes_per_event = 0.0;
     for round in 0..args.rounds {
         let round_dir = dir.path().join(format!("round-{round}"));
@@ -68,7 +71,7 @@ pub fn run(args: &MonitorArgs) -> Result<()> {
         let start = Instant::now();
         for row in &rows {
             let entry = Entry::decode(&row.entry)?;
-            file.append(&ocsf::Event::new(row.index, &entry, &product))?;
+            file.append_event(&ocsf::Event::new(row.index, &entry, &product))?;
             std::hint::black_box(detector.observe(row.index, &entry, now_ms));
         }
         file.flush()?;
@@ -84,15 +87,31 @@ pub fn run(args: &MonitorArgs) -> Result<()> {
             .collect::<Result<_, _>>()?;
         decode.push(crate::ratio(nanos(start.elapsed()), args.entries));
 
+        // Each writer of the lines: into the file, then into one reused buffer alone.
         let alone = dir.path().join(format!("events-{round}"));
-        let (mut file, _) = RotatingFile::open(&alone, 64 << 20, 10)?;
-        let start = Instant::now();
-        for (row, entry) in rows.iter().zip(&decoded) {
-            file.append(&ocsf::Event::new(row.index, entry, &product))?;
+        let events = || {
+            rows.iter()
+                .zip(&decoded)
+                .map(|(row, e)| ocsf::Event::new(row.index, e, &product))
+        };
+        let own: WriteLine = |line, event| {
+            event.write_json(line);
+            Ok(())
+        };
+        let serde: WriteLine = |line, event| serde_json::to_writer(line, event);
+        // Which goes first alternates: the first file of a round finds fewer free pages.
+        let mut firsts = [(own, &mut event), (serde, &mut event_serde)];
+        if round % 2 == 1 {
+            firsts.reverse();
         }
-        file.flush()?;
-        event.push(crate::ratio(nanos(start.elapsed()), args.entries));
-        drop(file);
+        for (n, (write, times)) in firsts.into_iter().enumerate() {
+            if n > 0 {
+                std::fs::remove_dir_all(&alone)?;
+            }
+            times.push(to_file(&alone, events(), write)?);
+        }
+        serialize.push(to_buffer(events(), own)?);
+        serialize_serde.push(to_buffer(events(), serde)?);
 
         let mut detector = Detector::new(DetectionConfig::default());
         let start = Instant::now();
@@ -116,12 +135,50 @@ pub fn run(args: &MonitorArgs) -> Result<()> {
         ("the monitor's whole path", &whole),
         ("decode the entry", &decode),
         ("OCSF event to the file", &event),
+        ("OCSF event to the file through serde_json", &event_serde),
+        ("OCSF line alone (no file)", &serialize),
+        ("OCSF line alone through serde_json", &serialize_serde),
         ("detection rules", &observe),
     ] {
         println!("| {name} | {:.0} | {} |", median(v), show(v));
     }
     println!("OCSF event: {bytes_per_event:.0} bytes an entry in the file");
     Ok(())
+}
+
+/// How a benchmark writes an event's line.
+type WriteLine = fn(&mut Vec<u8>, &ocsf::Event<'_>) -> serde_json::Result<()>;
+
+/// Nanoseconds an event to write `events` into a fresh file in `dir`, each line by `write`.
+fn to_file<'a>(
+    dir: &std::path::Path,
+    events: impl ExactSizeIterator<Item = ocsf::Event<'a>>,
+    write: WriteLine,
+) -> Result<f64> {
+    let count = u64::try_from(events.len())?;
+    let (mut file, _) = RotatingFile::open(dir, 64 << 20, 10)?;
+    let start = Instant::now();
+    for event in events {
+        file.append_with(|line| write(line, &event).map_err(std::io::Error::other))?;
+    }
+    file.flush()?;
+    Ok(crate::ratio(nanos(start.elapsed()), count))
+}
+
+/// Nanoseconds an event to write each of `events` by `write` into one reused buffer.
+fn to_buffer<'a>(
+    events: impl ExactSizeIterator<Item = ocsf::Event<'a>>,
+    write: WriteLine,
+) -> Result<f64> {
+    let count = u64::try_from(events.len())?;
+    let mut line = Vec::with_capacity(4096);
+    let start = Instant::now();
+    for event in events {
+        line.clear();
+        write(&mut line, &event)?;
+        std::hint::black_box(&line);
+    }
+    Ok(crate::ratio(nanos(start.elapsed()), count))
 }
 
 /// The bytes of the OCSF files in `dir`.
@@ -144,7 +201,7 @@ fn check_events(
     let sample = rows.get(..rows.len().min(1000)).unwrap_or_default();
     let (mut file, _) = RotatingFile::open(&check_dir, 64 << 20, 10)?;
     for row in sample {
-        file.append(&ocsf::Event::new(
+        file.append_event(&ocsf::Event::new(
             row.index,
             &Entry::decode(&row.entry)?,
             product,
