@@ -99,7 +99,8 @@ pub fn run(args: &MonitorArgs) -> Result<()> {
             Ok(())
         };
         let serde: WriteLine = |line, event| serde_json::to_writer(line, event);
-        // Which goes first alternates: the first file of a round finds fewer free pages.
+        // Which writer goes first alternates: the first file written in a round took
+        // longer whichever wrote it (the page cache), so neither gets that round's luck.
         let mut firsts = [(own, &mut event), (serde, &mut event_serde)];
         if round % 2 == 1 {
             firsts.reverse();
