@@ -816,18 +816,26 @@ mod tests {
         assert_eq!(event(6, &entry, &product())["activity_id"], 12);
     }
 
-    #[test]
-    fn a_detection_links_the_events_behind_it() {
+    /// The detector's finding `finding` of the events `events`, high severity.
+    fn detection(finding: &str, events: &str) -> Entry {
         let mut entry = request("detect bad_signatures_per_key", Outcome::Success, None);
         entry.kind = Kind::Response;
         entry.operator = Some("ztx-monitor".into());
         entry.params = vec![
-            ("finding".into(), "bad_signatures_per_key-41".into()),
+            ("finding".into(), finding.into()),
             ("rule".into(), "bad_signatures_per_key".into()),
-            ("events".into(), "37,38,41".into()),
+            ("events".into(), events.into()),
             ("severity".into(), "high".into()),
-            ("title".into(), "repeated bad signatures".into()),
         ];
+        entry
+    }
+
+    #[test]
+    fn a_detection_links_the_events_behind_it() {
+        let mut entry = detection("bad_signatures_per_key-41", "37,38,41");
+        entry
+            .params
+            .push(("title".into(), "repeated bad signatures".into()));
         let e = event(42, &entry, &product());
         assert_eq!(e["class_uid"], 2004);
         assert_eq!(e["category_uid"], 2);
@@ -1014,15 +1022,6 @@ mod tests {
     /// Every class, and each of the event's optional parts, written by both writers.
     #[test]
     fn the_fixed_events_are_written_as_serde_writes_them() {
-        let mut detection = request("detect bad_signatures_per_key", Outcome::Success, None);
-        detection.kind = Kind::Response;
-        detection.operator = Some("ztx-monitor".into());
-        detection.params = vec![
-            ("finding".into(), "f-1".into()),
-            ("rule".into(), "bad_signatures_per_key".into()),
-            ("events".into(), "1,,2".into()),
-            ("severity".into(), "high".into()),
-        ];
         let mut access = request("store commit", Outcome::Success, None);
         access.kind = Kind::DataAccess;
         access.params = vec![
@@ -1043,7 +1042,7 @@ mod tests {
                 Some(Denial::BadSignature),
             ),
             request("GET /ztx/v1/audit/checkpoint", Outcome::Success, None),
-            detection,
+            detection("f-1", "1,,2"),
             access,
             served,
             admin,
