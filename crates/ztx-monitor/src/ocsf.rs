@@ -998,13 +998,25 @@ mod tests {
             params in prop::collection::vec((text(), text()), 0..4),
             repeated in any::<bool>(),
             code in prop::option::of(any::<i32>()),
+            ipv6 in prop::option::of(any::<[u8; 16]>()),
+            log_name in text(),
         ) {
             let product = product();
-            let serde = serde_json::to_vec(&Event::new(index, &entry, &product)).unwrap();
-            let mut own = Vec::new();
-            Event::new(index, &entry, &product).write_json(&mut own);
-            prop_assert_eq!(String::from_utf8_lossy(&own), String::from_utf8_lossy(&serde));
-            // Arbitrary text everywhere the entry has text, and a repeated parameter.
+            let both = |entry: &Entry, product: &Product| {
+                let serde = serde_json::to_vec(&Event::new(index, entry, product)).unwrap();
+                let mut own = Vec::new();
+                Event::new(index, entry, product).write_json(&mut own);
+                (own, serde)
+            };
+            let (own, serde) = both(&entry, &product);
+            prop_assert!(
+                own == serde,
+                "{} != {}",
+                String::from_utf8_lossy(&own),
+                String::from_utf8_lossy(&serde)
+            );
+            // Arbitrary text everywhere the entry and the product have text, a repeated
+            // parameter, an IPv6 address.
             entry.operator = operator;
             entry.action = action;
             entry.params = params;
@@ -1012,10 +1024,17 @@ mod tests {
                 entry.params.push((first.0, "again".into()));
             }
             entry.code = code;
-            let serde = serde_json::to_vec(&Event::new(index, &entry, &product)).unwrap();
-            let mut own = Vec::new();
-            Event::new(index, &entry, &product).write_json(&mut own);
-            prop_assert_eq!(String::from_utf8_lossy(&own), String::from_utf8_lossy(&serde));
+            if let Some(ip) = ipv6 {
+                entry.client_ip = Some(IpAddr::from(ip));
+            }
+            let product = Product { log_name, ..product };
+            let (own, serde) = both(&entry, &product);
+            prop_assert!(
+                own == serde,
+                "{} != {}",
+                String::from_utf8_lossy(&own),
+                String::from_utf8_lossy(&serde)
+            );
         }
     }
 
