@@ -697,6 +697,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
     use serde_json::json;
     use ztx_audit::Hash;
 
@@ -1002,19 +1003,19 @@ mod tests {
             log_name in text(),
         ) {
             let product = product();
-            let both = |entry: &Entry, product: &Product| {
+            let same = |entry: &Entry, product: &Product| {
                 let serde = serde_json::to_vec(&Event::new(index, entry, product)).unwrap();
                 let mut own = Vec::new();
                 Event::new(index, entry, product).write_json(&mut own);
-                (own, serde)
+                (own == serde).then_some(()).ok_or_else(|| {
+                    TestCaseError::fail(format!(
+                        "{} != {}",
+                        String::from_utf8_lossy(&own),
+                        String::from_utf8_lossy(&serde)
+                    ))
+                })
             };
-            let (own, serde) = both(&entry, &product);
-            prop_assert!(
-                own == serde,
-                "{} != {}",
-                String::from_utf8_lossy(&own),
-                String::from_utf8_lossy(&serde)
-            );
+            same(&entry, &product)?;
             // Arbitrary text everywhere the entry and the product have text, a repeated
             // parameter, an IPv6 address.
             entry.operator = operator;
@@ -1028,13 +1029,7 @@ mod tests {
                 entry.client_ip = Some(IpAddr::from(ip));
             }
             let product = Product { log_name, ..product };
-            let (own, serde) = both(&entry, &product);
-            prop_assert!(
-                own == serde,
-                "{} != {}",
-                String::from_utf8_lossy(&own),
-                String::from_utf8_lossy(&serde)
-            );
+            same(&entry, &product)?;
         }
     }
 
