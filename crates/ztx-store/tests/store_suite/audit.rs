@@ -158,6 +158,30 @@ pub fn audit_checkpoints_are_kept_in_order(fx: &dyn Fixture) {
     assert_eq!(store.audit_checkpoints(0, 1).unwrap(), vec![checkpoint(3)]);
 }
 
+/// A commit's rows go in as multi-row INSERTs of 16, 8, 4, 2 and 1 rows: every count of
+/// rows a commit may hold, up to three statements of the largest size, lands whole and
+/// in order, and the log has the root of the same leaves hashed in memory.
+pub fn audit_commits_of_every_size_land_whole(fx: &dyn Fixture) {
+    let mut store = fx.open();
+    let mut size = 0;
+    for count in 1..=50 {
+        store
+            .commit(&Changes::default(), &append(rows(size, count)))
+            .unwrap();
+        size += count;
+        assert_eq!(
+            store.audit_size().unwrap(),
+            size,
+            "after a commit of {count}"
+        );
+    }
+    assert_eq!(store.audit_entries(0, 2000).unwrap(), rows(0, size));
+    assert_eq!(
+        store.audit_root(size).unwrap(),
+        root(&memory(size), size).unwrap()
+    );
+}
+
 /// Entries must continue the log at its end; a commit that breaks that, or fails for
 /// any other reason, appends nothing and changes nothing.
 pub fn audit_appends_only_at_the_end(fx: &dyn Fixture) {

@@ -27,6 +27,7 @@ macro_rules! store_suite {
                 access::every_store_call_is_accounted_with_its_segment,
                 access::untaken_accesses_are_bounded_and_counted,
                 audit::audit_log_appends_and_proves,
+                audit::audit_commits_of_every_size_land_whole,
                 audit::audit_proofs_from_partly_indexed_groups,
                 audit::audit_checkpoints_are_kept_in_order,
                 audit::audit_appends_only_at_the_end,
