@@ -235,6 +235,24 @@ impl Entry {
         (self, bytes)
     }
 
+    /// Writes `prev` into `bytes`, the encoding of an entry, where every version-1
+    /// encoding holds it (right after the version byte): the bytes become those of the
+    /// same entry with that `prev`. So an entry can be encoded before its place in the
+    /// log is known, and chained later without encoding it again. Returns false, and
+    /// changes nothing, when `bytes` is not long enough or not version 1.
+    pub fn set_encoded_prev(bytes: &mut [u8], prev: &Hash) -> bool {
+        match bytes.split_first_mut() {
+            Some((&mut VERSION, rest)) => match rest.get_mut(..HASH_LEN) {
+                Some(field) => {
+                    field.copy_from_slice(&prev.0);
+                    true
+                }
+                None => false,
+            },
+            _ => false,
+        }
+    }
+
     /// The canonical bytes of this entry.
     pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
         if (self.outcome == Outcome::Denied) != self.denial.is_some() {

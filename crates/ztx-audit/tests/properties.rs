@@ -167,6 +167,24 @@ proptest! {
         prop_assert_eq!(Entry::decode(&bytes), Ok(e));
     }
 
+    /// An entry encoded before its place in the log is known, then given its `prev` in
+    /// the bytes, is byte for byte the entry encoded with that `prev`; bytes too short
+    /// or of another version are left alone.
+    #[test]
+    fn prev_set_in_the_bytes_is_prev_encoded(e in entry(), prev in any::<[u8; 32]>(), cut in 0usize..33) {
+        let (mut logged, mut bytes) = e.logged();
+        prop_assert!(Entry::set_encoded_prev(&mut bytes, &Hash(prev)));
+        logged.prev = Hash(prev);
+        prop_assert_eq!(&bytes, &logged.encode().unwrap());
+        let mut short = bytes.get(..cut).unwrap().to_vec();
+        prop_assert!(!Entry::set_encoded_prev(&mut short, &Hash::ZERO));
+        prop_assert_eq!(short.as_slice(), bytes.get(..cut).unwrap());
+        let mut other = bytes.clone();
+        other[0] = 2;
+        prop_assert!(!Entry::set_encoded_prev(&mut other, &Hash::ZERO));
+        prop_assert_eq!(other.get(1..33), bytes.get(1..33));
+    }
+
     /// Whatever a caller puts in an entry, it can be logged: cut to the limits, it
     /// encodes, and decodes to the cut entry.
     #[test]

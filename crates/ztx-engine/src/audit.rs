@@ -25,6 +25,12 @@ pub struct Committed {
     pub entry: Entry,
 }
 
+/// An entry as it will be logged, with its canonical bytes but for `prev`, which the
+/// writer writes in as it chains it ([`Entry::logged`], then
+/// [`Entry::set_encoded_prev`]). The engine thread encodes its batches' entries; the
+/// writer, which every commit waits for, only chains and hashes them.
+pub(crate) type Encoded = (Entry, Vec<u8>);
+
 /// How the engine keeps the audit log.
 #[derive(Debug)]
 pub struct AuditConfig {
@@ -146,13 +152,13 @@ impl AuditLog {
     /// sign a checkpoint of every entry now, due or not (the engine is stopping).
     pub(crate) fn prepare(
         &self,
-        entries: Vec<Entry>,
+        entries: Vec<Encoded>,
         now_ms: u64,
         last: bool,
     ) -> (AuditAppend, Prepared) {
         let mut frontier = self.frontier.clone();
         let mut last_leaf = self.last_leaf;
-        let (rows, logged) = AuditRow::chain_logged(entries, &mut frontier, &mut last_leaf);
+        let (rows, logged) = AuditRow::chain_encoded(entries, &mut frontier, &mut last_leaf);
         let due = frontier.size() > self.checkpointed_size
             && (last || now_ms.saturating_sub(self.checkpointed_ms) >= self.every_ms);
         let checkpoint = due.then(|| self.sign(&frontier, now_ms));

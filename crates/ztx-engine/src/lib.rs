@@ -30,8 +30,8 @@ use ztx_core::{
 use ztx_store::{InboxCommand, SecurityEffect, Store, StoreFactory};
 
 pub use access::{Accessor, Principal, SERVICE_ENGINE};
-use audit::AuditLog;
 pub use audit::{Audit, AuditConfig, Committed, Feed};
+use audit::{AuditLog, Encoded};
 use writer::Writer;
 
 /// The most requests waiting for the engine; past it callers are told it is busy.
@@ -433,8 +433,9 @@ pub fn yield_to_requests(thread: &str) {
 /// A batch the engine executed, with the answers to send once it is durable.
 struct Sealed {
     changes: Changes,
-    /// The batch's audit entries, in the order its requests arrived.
-    audit: Vec<Entry>,
+    /// The batch's audit entries, in the order its requests arrived, encoded here (see
+    /// [`Encoded`]).
+    audit: Vec<Encoded>,
     /// The security responses those entries record.
     effects: Vec<SecurityEffect>,
     answers: Vec<Pending>,
@@ -608,19 +609,24 @@ impl Worker {
                 Request::Command(command, entry, reply) => {
                     let result = self.exchange.execute(command, now, &mut changes);
                     broken |= matches!(result, Err(ExchangeError::Internal(_)));
-                    audit.extend(entry.into_iter().flat_map(|e| e.finish_all(&result)));
+                    audit.extend(
+                        entry
+                            .into_iter()
+                            .flat_map(|e| e.finish_all(&result))
+                            .map(Entry::logged),
+                    );
                     answers.push(Pending::Command(reply, result.map_err(EngineError::from)));
                 }
                 Request::Query(query, entry, reply) => {
-                    audit.extend(entry);
+                    audit.extend(entry.map(Entry::logged));
                     answers.push(Pending::Query(reply, self.answer(query)));
                 }
                 Request::Record(entries, reply) => {
-                    audit.extend(entries);
+                    audit.extend(entries.into_iter().map(Entry::logged));
                     answers.push(Pending::Record(reply));
                 }
                 Request::Respond(entries, effect, reply) => {
-                    audit.extend(entries);
+                    audit.extend(entries.into_iter().map(Entry::logged));
                     effects.extend(effect);
                     answers.push(Pending::Record(reply));
                 }
@@ -686,7 +692,7 @@ impl Worker {
         &mut self,
         now: u64,
         changes: &mut Changes,
-        audit: &mut Vec<Entry>,
+        audit: &mut Vec<Encoded>,
         answers: &mut Vec<Pending>,
     ) -> bool {
         let items = match self.store.pending_inbox(self.inbox_taken, INBOX_BATCH) {
@@ -713,7 +719,7 @@ impl Worker {
                 .exchange
                 .execute(Command::Deposit(deposit.clone()), now, changes);
             if self.audited {
-                audit.push(inbox_entry(now, item.id, &deposit, &result));
+                audit.push(inbox_entry(now, item.id, &deposit, &result).logged());
             }
             let outcome = match result {
                 Ok(Reply::Deposited { applied, balance }) => {

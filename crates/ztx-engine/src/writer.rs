@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 
+use ztx_audit::Entry;
 use ztx_core::Changes;
 use ztx_store::{AuditAppend, Store};
 
@@ -74,10 +75,11 @@ impl Writer {
                 // The account of this commit's own store write, durable with it, and
                 // those of the platform's other accesses since the last commit.
                 if let Some(access) = ztx_store::commit_access(&changes) {
-                    entries.extend(Accessor::platform().entries(vec![access], 0, now_ms));
+                    let own = Accessor::platform().entries(vec![access], 0, now_ms);
+                    entries.extend(own.into_iter().map(Entry::logged));
                 }
                 platform = self.pipeline.take_accessed();
-                entries.extend(platform.iter().cloned());
+                entries.extend(platform.iter().cloned().map(Entry::logged));
                 let (append, prepared) = log.prepare(entries, now_ms, last);
                 (append, Some(prepared))
             }

@@ -44,11 +44,28 @@ impl AuditRow {
         frontier: &mut Frontier,
         last_leaf: &mut Hash,
     ) -> (Vec<AuditRow>, Vec<ztx_audit::Entry>) {
-        let mut rows = Vec::with_capacity(entries.len());
-        let mut logged = Vec::with_capacity(entries.len());
-        for mut entry in entries {
+        let encoded = entries.into_iter().map(ztx_audit::Entry::logged).collect();
+        Self::chain_encoded(encoded, frontier, last_leaf)
+    }
+
+    /// [`AuditRow::chain_logged`] of entries encoded already, each as
+    /// [`ztx_audit::Entry::logged`] gave it (whatever its `prev` then): only their
+    /// `prev` is written in, to the entry and to its bytes. The engine encodes each
+    /// batch's entries on its own thread, so that the writer, which every commit waits
+    /// for, only chains and hashes them.
+    pub fn chain_encoded(
+        encoded: Vec<(ztx_audit::Entry, Vec<u8>)>,
+        frontier: &mut Frontier,
+        last_leaf: &mut Hash,
+    ) -> (Vec<AuditRow>, Vec<ztx_audit::Entry>) {
+        let mut rows = Vec::with_capacity(encoded.len());
+        let mut logged = Vec::with_capacity(encoded.len());
+        for (mut entry, mut bytes) in encoded {
             entry.prev = *last_leaf;
-            let (entry, bytes) = entry.logged();
+            if !ztx_audit::Entry::set_encoded_prev(&mut bytes, last_leaf) {
+                // Not bytes this version encodes: encode the entry again.
+                (entry, bytes) = entry.logged();
+            }
             let leaf = Hash::leaf(&bytes);
             *last_leaf = leaf;
             rows.push(AuditRow {

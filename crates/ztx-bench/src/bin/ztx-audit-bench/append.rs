@@ -2,7 +2,8 @@
 //!
 //! Each run starts a fresh SQLite store (WAL, synchronous=FULL, as `SqliteStore::open`
 //! sets it) and appends `--entries` order entries in commits of `--batch` entries: build
-//! the entries, chain, encode, leaf-hash and push them onto the frontier, sign a
+//! and encode the entries (the API and the engine's thread do that), chain them (write in
+//! each one's `prev`), leaf-hash and push them onto the frontier, sign a
 //! checkpoint (`--checkpoints`), and `Store::commit` them with empty `Changes` — one
 //! transaction and one WAL sync per commit, as the engine's writer does. With `--upkeep`
 //! the server's upkeep thread runs beside it on its own connection (every 100 ms: index
@@ -66,9 +67,10 @@ enum Checkpoints {
 /// What one run measured.
 struct Run {
     elapsed: Duration,
-    /// Making the entries, as the API does before they reach the writer.
+    /// Making and encoding the entries, as the API and the engine's thread do before they
+    /// reach the writer.
     build: Duration,
-    /// The writer's work before the commit: chain, encode, hash, frontier, signature.
+    /// The writer's work before the commit: chain, hash, frontier, signature.
     prepare: Duration,
     commit: Duration,
     commits: u64,
@@ -111,7 +113,7 @@ pub fn run(args: &AppendArgs) -> Result<()> {
             let index_rate = per_second(r.indexed, r.index_elapsed);
             println!(
                 "batch {batch:>6} run {n}: {rate:>9.0} entries/s ({} commits, {} checkpoints, \
-                 {:.2} s); per entry: build {:.2} µs, chain+encode+hash+sign {:.2} µs, commit \
+                 {:.2} s); per entry: build+encode {:.2} µs, chain+hash+sign {:.2} µs, commit \
                  {:.2} µs; commit p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {:.0} bytes/entry \
                  on disk; {}",
                 r.commits,
@@ -191,9 +193,10 @@ fn one_run(args: &AppendArgs, batch: u64, path: &Path) -> Result<Run> {
             Checkpoints::PerSecond => last || last_checkpoint.elapsed() >= Duration::from_secs(1),
             Checkpoints::None => false,
         };
-        let entries: Vec<_> = (0..count).map(|_| orders.next_entry()).collect();
+        // Built and encoded as the API and the engine's thread do; the writer chains them.
+        let entries: Vec<_> = (0..count).map(|_| orders.next_entry().logged()).collect();
         let built = Instant::now();
-        let prepared = writer.prepare(entries, orders.now_ms(), sign)?;
+        let prepared = writer.prepare_encoded(entries, orders.now_ms(), sign)?;
         let t1 = Instant::now();
         store.commit(&Changes::default(), &prepared.append)?;
         let t2 = Instant::now();

@@ -125,11 +125,23 @@ impl Writer {
     }
 
     /// What a commit of `entries` appends, with a checkpoint of the log after them
-    /// signed when `sign`: the steps of `AuditLog::prepare` in `ztx-engine`.
+    /// signed when `sign`.
     pub fn prepare(&self, entries: Vec<Entry>, now_ms: u64, sign: bool) -> Result<Prepared> {
+        let encoded = entries.into_iter().map(Entry::logged).collect();
+        self.prepare_encoded(encoded, now_ms, sign)
+    }
+
+    /// [`Writer::prepare`] of entries encoded already (by `Entry::logged`, as the
+    /// engine's thread encodes them): the steps of `AuditLog::prepare` in `ztx-engine`.
+    pub fn prepare_encoded(
+        &self,
+        encoded: Vec<(Entry, Vec<u8>)>,
+        now_ms: u64,
+        sign: bool,
+    ) -> Result<Prepared> {
         let mut frontier = self.frontier.clone();
         let mut last_leaf = self.last_leaf;
-        let rows = AuditRow::chain(entries, &mut frontier, &mut last_leaf);
+        let (rows, _) = AuditRow::chain_encoded(encoded, &mut frontier, &mut last_leaf);
         let checkpoint = if sign {
             Some(self.sign(&frontier, now_ms)?)
         } else {
