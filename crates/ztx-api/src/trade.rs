@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use ztx_audit::Entry;
 use ztx_core::{
     Command, ExchangeError, FilterError, MarketSpec, NewOrder, Order, OrderId, OrderRef, Reply,
     StpMode,
@@ -25,8 +26,18 @@ async fn execute(state: &AppState, call: &Call, command: Command) -> Result<Repl
         return state.engine.execute(command).await.map_err(engine_error);
     };
     let accessed = crate::accounting::take_for_commit(call.now_ms);
+    // Should the command not be written, its entry is logged on its own. Kept for that:
+    // all of the entry but its parameters, which are the call's and are rebuilt from it
+    // then — not copied for every order (a score of small strings) to serve the rare
+    // failure.
+    let unwritten = Entry {
+        params: Vec::new(),
+        operator: entry.operator.clone(),
+        action: entry.action.clone(),
+        ..entry
+    };
     let audit = Audit {
-        entry: entry.clone(),
+        entry,
         code_of: |e| exchange_error(e.clone()).code(),
         accessed: accessed.clone(),
     };
@@ -35,7 +46,10 @@ async fn execute(state: &AppState, call: &Call, command: Command) -> Result<Repl
         Err(e @ EngineError::Refused(_)) => Err(engine_error(e)),
         Err(e) => {
             // Not written: the entry is logged on its own, with the refusal.
-            call.audit.put_back(entry);
+            call.audit.put_back(Entry {
+                params: crate::audit::loggable(&call.params),
+                ..unwritten
+            });
             crate::accounting::put_back(accessed);
             Err(engine_error(e))
         }

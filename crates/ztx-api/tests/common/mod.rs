@@ -345,6 +345,18 @@ impl Exchange {
             .expect("the feed is followed once")
     }
 
+    /// From now on the store refuses to insert an order (a trigger, as its owner could
+    /// add one): every commit with an order in it fails.
+    pub fn break_order_inserts(&self) {
+        rusqlite::Connection::open(&self.path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER fail_orders BEFORE INSERT ON orders \
+                 BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+            )
+            .unwrap();
+    }
+
     pub fn store(&self) -> SqliteStore {
         SqliteStore::open(&self.path).unwrap()
     }

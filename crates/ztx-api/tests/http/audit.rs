@@ -52,6 +52,43 @@ async fn every_request_is_logged_before_it_is_answered() {
     assert_eq!(param(&order, "quantity"), Some("0.1"));
 }
 
+/// An order the store cannot write is refused, changes nothing, and its request is
+/// still logged: on its own, with the refusal the caller got and every parameter it
+/// sent but the signature, as if the command had committed it.
+#[tokio::test]
+async fn an_order_the_store_cannot_write_is_logged_with_its_refusal() {
+    let (ex, alice, _) = setup().await;
+    let placed = logged(&ex, order_req(&ex, &alice, BUY)).await;
+    ex.break_order_inserts();
+    let before = ex.snapshot().await;
+    let entries = ex.request_log().len();
+    let resp = ex.send(order_req(&ex, &alice, BUY)).await;
+    assert_eq!(resp.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        ex.snapshot().await,
+        before,
+        "an unwritten order changed something"
+    );
+    let log = ex.request_log();
+    assert_eq!(log.len(), entries + 1, "one entry for the refused order");
+    let refused = log.last().unwrap();
+    assert_eq!(refused.action, "POST /api/v3/order");
+    assert_eq!(
+        (refused.outcome, refused.code),
+        (Outcome::Failure, Some(-1000))
+    );
+    assert_eq!(
+        (refused.customer, refused.api_key, refused.client_ip),
+        (placed.customer, placed.api_key, placed.client_ip)
+    );
+    assert_ne!(refused.request_id, placed.request_id);
+    let names = |e: &Entry| e.params.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(refused), names(&placed));
+    assert_eq!(param(refused, "side"), Some("BUY"));
+    assert_eq!(param(refused, "quantity"), Some("0.1"));
+    assert_eq!(param(refused, "signature"), None);
+}
+
 /// Each kind of refusal is logged as denied, with why and the code the caller got.
 #[tokio::test]
 async fn refused_requests_are_logged_with_why() {
