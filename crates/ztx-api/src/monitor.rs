@@ -234,6 +234,9 @@ impl Monitor {
             .count();
         rows.truncate(contiguous);
         let mut learned = Vec::new();
+        // The clock, read once a batch (a batch is taken in well under a millisecond)
+        // and again after a response, which may wait on a commit.
+        let mut now_ms = self.state.now_ms();
         for (row, fed) in rows {
             let decoded = match fed {
                 Some(entry) => Ok(entry),
@@ -257,9 +260,7 @@ impl Monitor {
             let Observation {
                 findings,
                 learned: new,
-            } = self
-                .detector
-                .observe(row.index, &entry, self.state.now_ms());
+            } = self.detector.observe(row.index, &entry, now_ms);
             if let Some((key, ip)) = new {
                 learned.push(SecurityEffect::RememberAddress {
                     key: ApiKeyId(key),
@@ -267,8 +268,11 @@ impl Monitor {
                     at_ms: entry.time_ms,
                 });
             }
-            for finding in findings {
-                self.respond(&finding).await;
+            for finding in &findings {
+                self.respond(finding).await;
+            }
+            if !findings.is_empty() {
+                now_ms = self.state.now_ms();
             }
             self.cursor = row.index.saturating_add(1);
         }
