@@ -21,6 +21,9 @@ const WAL_AUTOCHECKPOINT: i64 = 16_000;
 /// How many prepared statements each connection keeps; above the number the store uses.
 const STATEMENT_CACHE: usize = 64;
 
+/// How long a statement waits for another connection's lock before SQLITE_BUSY.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A store in one SQLite file.
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -43,7 +46,7 @@ impl SqliteStore {
     /// Opens the file with its schema brought up to `version` only (tests of migrations).
     pub(crate) fn open_at(path: impl AsRef<Path>, version: u32) -> Result<Self> {
         let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         let journal: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !journal.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Setting(format!(
@@ -319,9 +322,7 @@ impl Backend for SqliteStore {
             // From here on a failure leaves it attached; the next call resumes below.
             self.history = History::Attached;
         }
-        let journal: String =
-            self.conn
-                .query_row("PRAGMA history.journal_mode = WAL", [], |r| r.get(0))?;
+        let journal = self.history_to_wal()?;
         if !journal.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Setting(format!(
                 "history journal_mode=WAL refused (got {journal:?})"
@@ -370,6 +371,29 @@ const HISTORY_IS_OURS: &str = "SELECT \
         <= (SELECT COALESCE(MAX(idx) + 1, 0) FROM main.audit_entries)";
 
 impl SqliteStore {
+    /// Puts the history database in WAL mode and returns the mode it is in. While
+    /// another connection switches a new history file, SQLite answers SQLITE_BUSY at once
+    /// rather than through the busy handler (seen about once in a thousand runs of eight
+    /// connections attaching together): so it is asked again, for as long as the busy
+    /// timeout would have waited.
+    fn history_to_wal(&self) -> Result<String> {
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match self
+                .conn
+                .query_row("PRAGMA history.journal_mode = WAL", [], |r| r.get(0))
+            {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                other => return Ok(other?),
+            }
+        }
+    }
+
     fn history_matches(&self) -> Result<bool> {
         let exists: i64 = self.conn.query_row(
             "SELECT COUNT(*) FROM history.sqlite_master \
