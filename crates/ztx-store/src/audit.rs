@@ -27,32 +27,12 @@ pub struct AuditRow {
 
 impl AuditRow {
     /// The rows that continue a log whose right edge is `frontier` and whose newest leaf
-    /// is `last_leaf`, both advanced past them: each entry names its predecessor's leaf,
-    /// is encoded canonically, hashed, and numbered where the log ends.
-    pub fn chain(
-        entries: Vec<ztx_audit::Entry>,
-        frontier: &mut Frontier,
-        last_leaf: &mut Hash,
-    ) -> Vec<AuditRow> {
-        Self::chain_logged(entries, frontier, last_leaf).0
-    }
-
-    /// [`AuditRow::chain`], and each entry as logged (see [`ztx_audit::Entry::logged`]):
-    /// what each row decodes to.
-    pub fn chain_logged(
-        entries: Vec<ztx_audit::Entry>,
-        frontier: &mut Frontier,
-        last_leaf: &mut Hash,
-    ) -> (Vec<AuditRow>, Vec<ztx_audit::Entry>) {
-        let encoded = entries.into_iter().map(ztx_audit::Entry::logged).collect();
-        Self::chain_encoded(encoded, frontier, last_leaf)
-    }
-
-    /// [`AuditRow::chain_logged`] of entries encoded already, each as
-    /// [`ztx_audit::Entry::logged`] gave it (whatever its `prev` then): only their
-    /// `prev` is written in, to the entry and to its bytes. The engine encodes each
-    /// batch's entries on its own thread, so that the writer, which every commit waits
-    /// for, only chains and hashes them.
+    /// is `last_leaf`, both advanced past them, and each entry as logged: what each row
+    /// decodes to. The entries come encoded, each as [`ztx_audit::Entry::logged`] gave
+    /// it (whatever its `prev` then); each is given its predecessor's leaf as `prev`, in
+    /// the entry and in its bytes, hashed, and numbered where the log ends. The engine
+    /// encodes each batch's entries on its own thread, so that the writer, which every
+    /// commit waits for, only chains and hashes them.
     pub fn chain_encoded(
         encoded: Vec<(ztx_audit::Entry, Vec<u8>)>,
         frontier: &mut Frontier,

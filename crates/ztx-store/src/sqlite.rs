@@ -47,7 +47,7 @@ impl SqliteStore {
     pub(crate) fn open_at(path: impl AsRef<Path>, version: u32) -> Result<Self> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        let journal: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        let journal = to_wal(&conn, "PRAGMA journal_mode = WAL")?;
         if !journal.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Setting(format!(
                 "journal_mode=WAL refused (got {journal:?})"
@@ -322,7 +322,7 @@ impl Backend for SqliteStore {
             // From here on a failure leaves it attached; the next call resumes below.
             self.history = History::Attached;
         }
-        let journal = self.history_to_wal()?;
+        let journal = to_wal(&self.conn, "PRAGMA history.journal_mode = WAL")?;
         if !journal.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Setting(format!(
                 "history journal_mode=WAL refused (got {journal:?})"
@@ -370,30 +370,27 @@ const HISTORY_IS_OURS: &str = "SELECT \
     AND (SELECT last_id FROM history.history_indexed WHERE name = 'audit') \
         <= (SELECT COALESCE(MAX(idx) + 1, 0) FROM main.audit_entries)";
 
-impl SqliteStore {
-    /// Puts the history database in WAL mode and returns the mode it is in. While
-    /// another connection switches a new history file, SQLite answers SQLITE_BUSY at once
-    /// rather than through the busy handler (seen about once in a thousand runs of eight
-    /// connections attaching together): so it is asked again, for as long as the busy
-    /// timeout would have waited.
-    fn history_to_wal(&self) -> Result<String> {
-        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
-        loop {
-            match self
-                .conn
-                .query_row("PRAGMA history.journal_mode = WAL", [], |r| r.get(0))
+/// Runs `switch`, a `PRAGMA … journal_mode = WAL`, and returns the mode it reports. While another
+/// connection switches a new file, SQLite answers SQLITE_BUSY at once rather than
+/// through the busy handler (seen about once in a thousand runs of eight connections
+/// attaching a new history database together): so it is asked again, for as long as
+/// the busy timeout would have waited.
+fn to_wal(conn: &Connection, switch: &str) -> Result<String> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.query_row(switch, [], |r| r.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
             {
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::DatabaseBusy
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                other => return Ok(other?),
+                std::thread::sleep(Duration::from_millis(1));
             }
+            other => return Ok(other?),
         }
     }
+}
 
+impl SqliteStore {
     fn history_matches(&self) -> Result<bool> {
         let exists: i64 = self.conn.query_row(
             "SELECT COUNT(*) FROM history.sqlite_master \
