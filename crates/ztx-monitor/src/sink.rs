@@ -6,7 +6,7 @@
 //! event and a half-written last line is cut off, never followed.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ use crate::ocsf::Event;
 
 /// The file's name in its directory.
 pub const FILE_NAME: &str = "ocsf.jsonl";
-/// How much is written to the file at once.
+/// How much is gathered before it is written to the file.
 const BUFFER: usize = 256 * 1024;
 /// How far from the end a file is read for its last event.
 const TAIL_BYTES: u64 = 256 * 1024;
@@ -61,9 +61,11 @@ impl SinkConfig {
 #[derive(Debug)]
 pub struct RotatingFile {
     dir: PathBuf,
-    file: BufWriter<File>,
-    /// The line being written, kept to reuse its allocation.
-    line: Vec<u8>,
+    file: File,
+    /// Lines appended and not yet written to the file. Each line is written straight
+    /// into it: one copy of the event's bytes before the kernel's, not two.
+    pending: Vec<u8>,
+    /// The file's size with the pending lines.
     size: u64,
     max_bytes: u64,
     keep: u32,
@@ -102,8 +104,8 @@ impl RotatingFile {
         Ok((
             RotatingFile {
                 dir: dir.to_path_buf(),
-                file: BufWriter::with_capacity(BUFFER, file),
-                line: Vec::new(),
+                file,
+                pending: Vec::with_capacity(BUFFER),
                 size,
                 max_bytes,
                 keep,
@@ -131,25 +133,56 @@ impl RotatingFile {
         &mut self,
         write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
     ) -> io::Result<()> {
-        self.line.clear();
-        write(&mut self.line)?;
-        self.line.push(b'\n');
-        let len = u64::try_from(self.line.len()).unwrap_or(u64::MAX);
-        if self.size > 0 && self.size.saturating_add(len) > self.max_bytes {
-            self.rotate()?;
+        let start = self.pending.len();
+        if let Err(e) = write(&mut self.pending) {
+            self.pending.truncate(start);
+            return Err(e);
         }
-        self.file.write_all(&self.line)?;
+        self.pending.push(b'\n');
+        let len = u64::try_from(self.pending.len() - start).unwrap_or(u64::MAX);
+        if self.size > 0 && self.size.saturating_add(len) > self.max_bytes {
+            // The line starts the next file; what is before it ends this one.
+            let line = self.pending.split_off(start);
+            let rotated = self.rotate();
+            self.pending.extend_from_slice(&line);
+            if let Err(e) = rotated {
+                self.pending.truncate(start);
+                return Err(e);
+            }
+        }
         self.size = self.size.saturating_add(len);
+        if self.pending.len() >= BUFFER {
+            self.write_pending()?;
+        }
         Ok(())
     }
 
     /// Hands what was appended to the operating system.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        self.write_pending()
+    }
+
+    /// Writes the pending lines to the file; what a failed write left unwritten stays
+    /// pending (and nothing written is written again).
+    fn write_pending(&mut self) -> io::Result<()> {
+        let mut written = 0;
+        let result = loop {
+            let Some(rest) = self.pending.get(written..).filter(|r| !r.is_empty()) else {
+                break Ok(());
+            };
+            match self.file.write(rest) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.pending.drain(..written);
+        result
     }
 
     fn rotate(&mut self) -> io::Result<()> {
-        self.file.flush()?;
+        self.write_pending()?;
         let oldest = rotated(&self.dir, self.keep);
         if oldest.exists() {
             fs::remove_file(&oldest)?;
@@ -162,9 +195,16 @@ impl RotatingFile {
         }
         let current = self.dir.join(FILE_NAME);
         fs::rename(&current, rotated(&self.dir, 1))?;
-        self.file = BufWriter::with_capacity(BUFFER, open_append(&current)?);
+        self.file = open_append(&current)?;
         self.size = 0;
         Ok(())
+    }
+}
+
+impl Drop for RotatingFile {
+    fn drop(&mut self) {
+        // As a buffered writer would: what can still be written is.
+        let _ = self.write_pending();
     }
 }
 
@@ -275,6 +315,45 @@ mod tests {
         drop(sink);
         let (_, last) = RotatingFile::open(dir.path(), 4096, 3).unwrap();
         assert_eq!(last, Some(29));
+    }
+
+    #[test]
+    fn a_line_that_fails_to_be_written_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sink, _) = RotatingFile::open(dir.path(), 1 << 20, 3).unwrap();
+        sink.append(&event(0)).unwrap();
+        let refused = sink.append_with(|line| {
+            line.extend_from_slice(b"{\"class_uid\":");
+            Err(io::Error::other("cannot write this event"))
+        });
+        assert!(refused.is_err());
+        sink.append(&event(1)).unwrap();
+        sink.flush().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        assert_eq!(lines(&path), vec![0, 1]);
+        assert_eq!(
+            sink.size,
+            fs::metadata(&path).unwrap().len(),
+            "the size counted is the file's"
+        );
+    }
+
+    #[test]
+    fn what_is_appended_reaches_the_file_when_flushed_or_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let (mut sink, _) = RotatingFile::open(dir.path(), 1 << 20, 3).unwrap();
+        sink.append(&event(0)).unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            0,
+            "gathered, not written"
+        );
+        sink.flush().unwrap();
+        assert_eq!(lines(&path), vec![0]);
+        sink.append(&event(1)).unwrap();
+        drop(sink);
+        assert_eq!(lines(&path), vec![0, 1]);
     }
 
     #[cfg(unix)]
