@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use ztx_audit::{Denial, Entry, Hash, Kind, Outcome};
+use ztx_audit::{Denial, Entry, Hash, Kind, Outcome, ToCompactString};
 use ztx_engine::{Accessor, Principal};
 use ztx_monitor::{Product, ocsf};
 
@@ -220,10 +220,10 @@ fn denial(
         request_id: 0,
         customer: None,
         api_key: None,
-        operator,
+        operator: operator.map(Into::into),
         client_ip: Some(ip),
-        action: action.to_owned(),
-        params: vec![("error".to_owned(), why)],
+        action: action.into(),
+        params: vec![("error".into(), why.into())],
         outcome: Outcome::Denied,
         denial: Some(Denial::UnknownKey),
         code: None,
@@ -414,7 +414,7 @@ async fn events(
         request_id: 0,
         customer: None,
         api_key: None,
-        operator: Some(who.name),
+        operator: Some(who.name.into()),
         client_ip: who.ip,
         action: ACTION.into(),
         params: Vec::new(),
@@ -429,7 +429,7 @@ async fn events(
                 ("limit", page.limit.map(u64::from)),
             ]
             .into_iter()
-            .filter_map(|(n, v)| Some((n.to_owned(), v?.to_string())))
+            .filter_map(|(n, v)| Some((n.into(), v?.to_compact_string())))
             .collect();
             read(&admin, page).await
         }

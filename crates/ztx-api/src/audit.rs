@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::Method;
 use axum::response::Response;
-use ztx_audit::{Denial, Entry, Kind, Outcome};
+use ztx_audit::{Denial, Entry, Kind, Outcome, Text, format_compact};
 
 use crate::error::ApiError;
 use crate::params::Params;
@@ -101,7 +101,7 @@ pub fn arriving(method: &Method, path: &str, ip: IpAddr, now_ms: u64, request_id
         api_key: None,
         operator: None,
         client_ip: Some(ip),
-        action: format!("{method} {path}"),
+        action: format_compact!("{method} {path}"),
         params: Vec::new(),
         outcome: Outcome::Success,
         denial: None,
@@ -110,11 +110,11 @@ pub fn arriving(method: &Method, path: &str, ip: IpAddr, now_ms: u64, request_id
 }
 
 /// The parameters to log: all but the signature.
-pub fn loggable(params: &Params) -> Vec<(String, String)> {
+pub fn loggable(params: &Params) -> Vec<(Text, Text)> {
     params
         .iter()
         .filter(|p| p.name() != crate::auth::SIGNATURE_PARAM)
-        .map(|p| (p.name().to_owned(), p.value().to_owned()))
+        .map(|p| (p.name().into(), p.value().into()))
         .collect()
 }
 

@@ -33,6 +33,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::hash::{HASH_LEN, Hash};
 
+/// The text of an entry's fields: a string kept inline up to 24 bytes, where nearly
+/// every action, parameter name and value fits, so that a request's entry (a score of
+/// short strings, built on an HTTP thread and dropped on the monitor's) costs no
+/// allocation per string.
+pub type Text = compact_str::CompactString;
+
 /// The only version written today.
 pub const VERSION: u8 = 1;
 /// The longest string field [`Entry::to_bytes`] keeps, in bytes.
@@ -149,6 +155,16 @@ impl Denial {
     }
 }
 
+/// Parameters for an entry from any pairs of strings.
+pub fn params<N: Into<Text>, V: Into<Text>>(
+    pairs: impl IntoIterator<Item = (N, V)>,
+) -> Vec<(Text, Text)> {
+    pairs
+        .into_iter()
+        .map(|(name, value)| (name.into(), value.into()))
+        .collect()
+}
+
 /// One audit entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -159,11 +175,11 @@ pub struct Entry {
     pub request_id: u64,
     pub customer: Option<u64>,
     pub api_key: Option<u64>,
-    pub operator: Option<String>,
+    pub operator: Option<Text>,
     pub client_ip: Option<IpAddr>,
-    pub action: String,
+    pub action: Text,
     /// Parameters as received, with secrets (signatures, keys) removed by the caller.
-    pub params: Vec<(String, String)>,
+    pub params: Vec<(Text, Text)>,
     pub outcome: Outcome,
     /// Set exactly when `outcome` is [`Outcome::Denied`].
     pub denial: Option<Denial>,
@@ -203,7 +219,7 @@ impl Entry {
     /// with its outcome), with those bytes: exactly what decoding them gives back, for a
     /// reader in the same process that would otherwise decode what was just encoded.
     pub fn logged(mut self) -> (Entry, Vec<u8>) {
-        fn clamp(text: &mut String) {
+        fn clamp(text: &mut Text) {
             if text.len() > MAX_FIELD_LEN {
                 let mut end = MAX_FIELD_LEN - '…'.len_utf8();
                 while !text.is_char_boundary(end) {
@@ -431,10 +447,11 @@ impl Reader<'_> {
         Ok(u64::from_be_bytes(self.array::<8>(field)?))
     }
 
-    fn string(&mut self, field: &'static str) -> Result<String, EntryError> {
+    fn string(&mut self, field: &'static str) -> Result<Text, EntryError> {
         let len = u16::from_be_bytes(self.array::<2>(field)?);
         let bytes = self.take(usize::from(len), field)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| EntryError::Utf8 { field })
+        let text = std::str::from_utf8(bytes).map_err(|_| EntryError::Utf8 { field })?;
+        Ok(Text::from(text))
     }
 
     fn opt<T>(

@@ -15,7 +15,8 @@ pub mod tree;
 pub mod verify;
 pub mod witness;
 
-pub use entry::{Denial, Entry, EntryError, Kind, MAX_FIELD_LEN, MAX_PARAMS, Outcome};
+pub use compact_str::{ToCompactString, format_compact};
+pub use entry::{Denial, Entry, EntryError, Kind, MAX_FIELD_LEN, MAX_PARAMS, Outcome, Text};
 pub use hash::{HASH_LEN, Hash};
 pub use note::{Checkpoint, LogKey, NoteError, VerifierKey};
 pub use tree::{Completed, Frontier, MemoryTree, NodeSource, RangeError};

@@ -21,7 +21,7 @@
 
 use std::net::IpAddr;
 
-use ztx_audit::{Entry, Hash, Kind, Outcome};
+use ztx_audit::{Entry, Hash, Kind, Outcome, Text, ToCompactString, format_compact};
 use ztx_core::CustomerId;
 use ztx_store::DataAccess;
 
@@ -84,19 +84,25 @@ impl Accessor {
     }
 
     fn entry(&self, access: DataAccess, dropped: Option<u64>, now_ms: u64) -> Entry {
-        let mut params = vec![
-            ("service".to_owned(), self.service.to_owned()),
-            ("principal".to_owned(), self.principal.to_string()),
-            ("activity".to_owned(), access.activity.as_str().to_owned()),
-            ("tables".to_owned(), access.tables.join(",")),
-            ("rows".to_owned(), access.rows.to_string()),
+        let mut params: Vec<(Text, Text)> = vec![
+            ("service".into(), self.service.into()),
+            ("principal".into(), self.principal.to_compact_string()),
+            ("activity".into(), access.activity.as_str().into()),
+            ("tables".into(), access.tables.join(",").into()),
+            ("rows".into(), access.rows.to_compact_string()),
         ];
         if !access.customers.is_empty() {
-            let ids: Vec<String> = access.customers.iter().map(|c| c.0.to_string()).collect();
-            params.push(("customers".to_owned(), ids.join(",")));
+            let mut ids = Text::default();
+            for (i, c) in access.customers.iter().enumerate() {
+                if i > 0 {
+                    ids.push(',');
+                }
+                ids.push_str(&c.0.to_compact_string());
+            }
+            params.push(("customers".into(), ids));
         }
         if let Some(dropped) = dropped {
-            params.push(("dropped".to_owned(), dropped.to_string()));
+            params.push(("dropped".into(), dropped.to_compact_string()));
         }
         Entry {
             prev: Hash::ZERO,
@@ -106,11 +112,11 @@ impl Accessor {
             customer: access.segment.customer().map(|c| c.0),
             api_key: self.api_key,
             operator: match &self.principal {
-                Principal::Operator(name) => Some(name.clone()),
+                Principal::Operator(name) => Some(name.as_str().into()),
                 _ => None,
             },
             client_ip: self.client_ip,
-            action: format!("store {}", access.operation),
+            action: format_compact!("store {}", access.operation),
             params,
             outcome: if access.ok {
                 Outcome::Success

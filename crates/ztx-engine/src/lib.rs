@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tokio::sync::oneshot;
-use ztx_audit::Entry;
+use ztx_audit::{Entry, ToCompactString};
 use ztx_core::{
     Amount, AssetCode, Balances, Changes, Command, CustomerId, Deposit, Exchange, ExchangeError,
     MarketSpec, Order, Price, Reply,
@@ -769,16 +769,19 @@ fn inbox_entry(
         Ok(_) => (ztx_audit::Outcome::Success, None),
         Err(e) => (ztx_audit::Outcome::Failure, Some(e.to_string())),
     };
-    let mut params = vec![
-        ("item".to_owned(), item.0.to_string()),
-        ("transfer_id".to_owned(), deposit.transfer_id.0.to_string()),
-        ("asset".to_owned(), deposit.asset.as_str().to_owned()),
+    let mut params: Vec<(ztx_audit::Text, ztx_audit::Text)> = vec![
+        ("item".into(), item.0.to_compact_string()),
         (
-            "amount_minor".to_owned(),
-            deposit.amount.minor().to_string(),
+            "transfer_id".into(),
+            deposit.transfer_id.0.to_compact_string(),
+        ),
+        ("asset".into(), deposit.asset.as_str().into()),
+        (
+            "amount_minor".into(),
+            deposit.amount.minor().to_compact_string(),
         ),
     ];
-    params.extend(error.map(|e| ("error".to_owned(), e)));
+    params.extend(error.map(|e| ("error".into(), e.into())));
     Entry {
         prev: ztx_audit::Hash::ZERO,
         time_ms: now,
@@ -788,7 +791,7 @@ fn inbox_entry(
         api_key: None,
         operator: None,
         client_ip: None,
-        action: "inbox deposit".to_owned(),
+        action: "inbox deposit".into(),
         params,
         outcome,
         denial: None,

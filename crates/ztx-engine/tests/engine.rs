@@ -332,7 +332,7 @@ fn inbox_deposits_are_applied_once_and_logged(db: &Db) {
         assert!(
             entry
                 .params
-                .contains(&("amount_minor".into(), amount.minor().to_string()))
+                .contains(&("amount_minor".into(), amount.minor().to_string().into()))
         );
     }
 }
@@ -658,7 +658,7 @@ fn an_idle_log_stops_growing(db: &Db) {
     // indexing of the deposit's rows, each once.
     let actions: Vec<String> = all_logged(&mut store)
         .into_iter()
-        .map(|e| e.action)
+        .map(|e| e.action.to_string())
         .collect();
     assert!(actions.len() <= 8, "{actions:?}");
     assert_eq!(

@@ -28,7 +28,7 @@
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
-use ztx_audit::{Denial, Entry, Kind, Outcome};
+use ztx_audit::{Denial, Entry, Kind, Outcome, Text};
 
 mod line;
 
@@ -669,14 +669,14 @@ struct Unmapped<'a> {
 /// The logged parameters as an object (a repeated name keeps its last value, as a
 /// JSON reader would).
 #[derive(Debug)]
-struct Params<'a>(&'a [(String, String)]);
+struct Params<'a>(&'a [(Text, Text)]);
 
 impl Serialize for Params<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         for (i, (name, value)) in self.0.iter().enumerate() {
             if !self.repeated_later(i, name) {
-                map.serialize_entry(name, value)?;
+                map.serialize_entry(name.as_str(), value.as_str())?;
             }
         }
         map.end()
@@ -940,8 +940,8 @@ mod tests {
                     api_key: customer.map(|c| c / 2),
                     operator: None,
                     client_ip: ip.map(IpAddr::from),
-                    action,
-                    params,
+                    action: action.into(),
+                    params: ztx_audit::entry::params(params),
                     outcome: if denial.is_some() {
                         Outcome::Denied
                     } else {
@@ -1018,9 +1018,9 @@ mod tests {
             same(&entry, &product)?;
             // Arbitrary text everywhere the entry and the product have text, a repeated
             // parameter, an IPv6 address.
-            entry.operator = operator;
-            entry.action = action;
-            entry.params = params;
+            entry.operator = operator.map(Into::into);
+            entry.action = action.into();
+            entry.params = ztx_audit::entry::params(params);
             if repeated && let Some(first) = entry.params.first().cloned() {
                 entry.params.push((first.0, "again".into()));
             }

@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use ztx_audit::{Denial, Entry, Hash, Kind, Outcome};
+use ztx_audit::{Denial, Entry, Hash, Kind, Outcome, ToCompactString};
 
 /// Who the detector's entries name as acting.
 pub const DETECTOR: &str = "ztx-monitor";
@@ -250,7 +250,7 @@ impl Finding {
             operator: Some(DETECTOR.into()),
             client_ip: self.ip,
             action: action.into(),
-            params: vec![("finding".into(), self.uid.clone())],
+            params: vec![("finding".into(), self.uid.as_str().into())],
             outcome: Outcome::Success,
             denial: None,
             code: None,
@@ -262,7 +262,7 @@ impl Finding {
         );
         detect.params.extend([
             ("rule".into(), self.rule.as_str().into()),
-            ("events".into(), related),
+            ("events".into(), related.into()),
             ("severity".into(), self.rule.severity().into()),
             ("title".into(), self.rule.title().into()),
         ]);
@@ -272,7 +272,8 @@ impl Finding {
                 Response::BanIp { ip, until_ms } => {
                     let mut e = base(Kind::Response, "ban ip", None);
                     e.client_ip = Some(*ip);
-                    e.params.push(("until_ms".into(), until_ms.to_string()));
+                    e.params
+                        .push(("until_ms".into(), until_ms.to_compact_string()));
                     e
                 }
                 Response::FreezeKey { key, customer } => {
@@ -282,7 +283,7 @@ impl Finding {
                 }
                 Response::Notify { customer, message } => {
                     let mut e = base(Kind::Response, "notify customer", Some(*customer));
-                    e.params.push(("message".into(), message.clone()));
+                    e.params.push(("message".into(), message.as_str().into()));
                     e
                 }
             });

@@ -226,7 +226,7 @@ mod tests {
             client_ip: None,
             action: "por publish".into(),
             params: vec![
-                ("epoch".into(), epoch.to_string()),
+                ("epoch".into(), epoch.to_string().into()),
                 ("root".into(), root.into()),
             ],
             outcome: ztx_audit::Outcome::Success,

@@ -192,7 +192,7 @@ fn a_customer_verifies_their_balances_against_the_published_root() {
             e.params
                 .iter()
                 .find(|(n, _)| n == "root")
-                .map(|(_, v)| v.clone())
+                .map(|(_, v)| v.to_string())
                 .unwrap()
         })
         .collect();
@@ -387,7 +387,7 @@ fn a_root_the_log_does_not_publish_is_refused_by_the_wallet() {
     .unwrap();
     for (name, value) in &mut entry.params {
         if name == "root" {
-            *value = "00".repeat(32);
+            *value = "00".repeat(32).into();
         }
     }
     let mut forged = kept.clone();

@@ -5,7 +5,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::Result;
-use ztx_audit::{Checkpoint, Entry, Frontier, Hash, Kind, LogKey, Outcome};
+use ztx_audit::{
+    Checkpoint, Entry, Frontier, Hash, Kind, LogKey, Outcome, Text, ToCompactString, format_compact,
+};
 use ztx_store::{AuditAppend, AuditRow, StoredCheckpoint};
 
 use crate::rng::SplitMix64;
@@ -53,15 +55,19 @@ impl Orders {
         };
         let price = 49_950 + self.rng.below(101);
         let last_octet = u8::try_from(customer).unwrap_or(u8::MAX);
+        // Built as the API builds a request's entry (see `ztx_api::audit::loggable`).
         let params = [
-            ("symbol", "BTCUSDT".to_string()),
-            ("side", side.to_string()),
-            ("type", "LIMIT".to_string()),
-            ("timeInForce", "GTC".to_string()),
-            ("quantity", "0.00100".to_string()),
-            ("price", format!("{price}.00")),
-            ("recvWindow", "5000".to_string()),
-            ("timestamp", (self.time_ms - self.rng.below(40)).to_string()),
+            ("symbol", "BTCUSDT".into()),
+            ("side", side.into()),
+            ("type", "LIMIT".into()),
+            ("timeInForce", "GTC".into()),
+            ("quantity", "0.00100".into()),
+            ("price", format_compact!("{price}.00")),
+            ("recvWindow", "5000".into()),
+            (
+                "timestamp",
+                (self.time_ms - self.rng.below(40)).to_compact_string(),
+            ),
         ];
         Entry {
             prev: Hash::ZERO,
@@ -72,10 +78,10 @@ impl Orders {
             api_key: Some(customer + 100),
             operator: None,
             client_ip: Some(IpAddr::V4(Ipv4Addr::new(10, 20, 0, last_octet))),
-            action: "POST /api/v3/order".to_string(),
+            action: format_compact!("{} {}", "POST", "/api/v3/order"),
             params: params
                 .into_iter()
-                .map(|(name, value)| (name.to_string(), value))
+                .map(|(name, value): (&str, Text)| (name.into(), value))
                 .collect(),
             outcome: Outcome::Success,
             denial: None,
