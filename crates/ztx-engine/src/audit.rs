@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ztx_audit::{Checkpoint, Entry, Frontier, Hash, LogKey};
+use ztx_audit::{Checkpoint, Completed, Entry, Frontier, Hash, LogKey};
 use ztx_core::ExchangeError;
 use ztx_store::{AuditAppend, AuditRow, Store, StoredCheckpoint};
 
@@ -85,6 +85,16 @@ pub(crate) struct Prepared {
     frontier: Frontier,
     last_leaf: Hash,
     logged: Vec<Entry>,
+    /// The tree's nodes the entries complete at the levels the store keeps.
+    nodes: Vec<Completed>,
+}
+
+/// The stored-level nodes a commit of the entries `start..end` completed.
+#[derive(Debug)]
+pub(crate) struct CommittedNodes {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) nodes: Vec<Completed>,
 }
 
 #[derive(Debug)]
@@ -158,7 +168,9 @@ impl AuditLog {
     ) -> (AuditAppend, Prepared) {
         let mut frontier = self.frontier.clone();
         let mut last_leaf = self.last_leaf;
-        let (rows, logged) = AuditRow::chain_encoded(entries, &mut frontier, &mut last_leaf);
+        let mut nodes = Vec::new();
+        let (rows, logged) =
+            AuditRow::chain_encoded(entries, &mut frontier, &mut last_leaf, &mut nodes);
         let due = frontier.size() > self.checkpointed_size
             && (last || now_ms.saturating_sub(self.checkpointed_ms) >= self.every_ms);
         let checkpoint = due.then(|| self.sign(&frontier, now_ms));
@@ -172,6 +184,7 @@ impl AuditLog {
                 frontier,
                 last_leaf,
                 logged,
+                nodes,
             },
         )
     }
@@ -194,13 +207,20 @@ impl AuditLog {
     }
 
     /// After the commit of `append`: the tree and its newest leaf are as `prepared` says;
-    /// the rows go on to the feed with their entries.
-    pub(crate) fn committed(&mut self, prepared: Prepared, append: AuditAppend) {
+    /// the rows go on to the feed with their entries. Returns the tree's nodes the
+    /// commit completed, for the indexer.
+    pub(crate) fn committed(&mut self, prepared: Prepared, append: AuditAppend) -> CommittedNodes {
         let Prepared {
             frontier,
             last_leaf,
             logged,
+            nodes,
         } = prepared;
+        let completed = CommittedNodes {
+            start: self.frontier.size(),
+            end: frontier.size(),
+            nodes,
+        };
         self.frontier = frontier;
         self.last_leaf = last_leaf;
         if let Some(c) = &append.checkpoint {
@@ -219,6 +239,7 @@ impl AuditLog {
             // Full or gone: the follower reads the store instead.
             let _ = feed.try_send(committed);
         }
+        completed
     }
 
     /// How long the writer may wait for work before a checkpoint is due; `None` when

@@ -275,7 +275,22 @@ impl Engine {
                     // Reads stay complete without the indexes (they scan the unindexed
                     // tail), so a failure is only reported and tried again next time.
                     indexing.report(upkeep_store.index_history(INDEX_LIMIT).map(|_| ()));
-                    indexing_audit.report(upkeep_store.index_audit(INDEX_LIMIT).map(|_| ()));
+                    // The nodes the writer completed, else (at start, after a
+                    // backlog, or without a log) from the entries themselves.
+                    let handed = upkeep_pipeline.take_audit_nodes();
+                    let from_writer = if handed.nodes.is_empty() && handed.start == handed.end {
+                        Ok(0)
+                    } else {
+                        upkeep_store.index_audit_nodes(handed.start, handed.end, &handed.nodes)
+                    };
+                    indexing_audit.report(
+                        from_writer
+                            .and_then(|covered| match covered {
+                                0 => upkeep_store.index_audit(INDEX_LIMIT),
+                                _ => Ok(covered),
+                            })
+                            .map(|_| ()),
+                    );
                     maintaining.report(upkeep_store.maintain());
                     upkeep_pipeline.account(upkeep_store.as_mut(), upkeep_clock());
                     // Even after a failure: the writer's checkpoint alone still lets the
@@ -361,6 +376,37 @@ struct Pipeline {
     checkpointed: AtomicBool,
     /// The entries of the platform's own data accesses, for the writer's next commit.
     accessed: std::sync::Mutex<Vec<Entry>>,
+    /// The audit tree's nodes the writer completed in its commits, for the upkeep to
+    /// store without reading the entries back.
+    audit_nodes: std::sync::Mutex<HandedNodes>,
+}
+
+/// Stored-level nodes of the audit tree completed by the entries `start..end`.
+#[derive(Debug, Default)]
+struct HandedNodes {
+    start: u64,
+    end: u64,
+    nodes: Vec<ztx_audit::Completed>,
+}
+
+/// The most nodes kept for an upkeep that does not take them (one for every sixteen
+/// entries): past it they are dropped, and the upkeep reads the entries instead.
+const MAX_HANDED_NODES: usize = 1 << 16;
+
+impl HandedNodes {
+    /// Adds the nodes of the entries `start..end`; a range that does not continue the
+    /// one held replaces it.
+    fn add(&mut self, start: u64, end: u64, mut nodes: Vec<ztx_audit::Completed>) {
+        if self.end != start || self.nodes.len() + nodes.len() > MAX_HANDED_NODES {
+            *self = HandedNodes {
+                start,
+                end: start,
+                nodes: Vec::new(),
+            };
+        }
+        self.end = end;
+        self.nodes.append(&mut nodes);
+    }
 }
 
 impl Pipeline {
@@ -383,6 +429,25 @@ impl Pipeline {
         std::mem::take(
             &mut *self
                 .accessed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Hands the upkeep the nodes a durable commit of the entries `start..end` completed.
+    fn hand_audit_nodes(&self, start: u64, end: u64, nodes: Vec<ztx_audit::Completed>) {
+        if start < end {
+            self.audit_nodes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .add(start, end, nodes);
+        }
+    }
+
+    fn take_audit_nodes(&self) -> HandedNodes {
+        std::mem::take(
+            &mut *self
+                .audit_nodes
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
@@ -802,6 +867,49 @@ fn inbox_entry(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn node(index: u64) -> ztx_audit::Completed {
+        ztx_audit::Completed {
+            level: 4,
+            index,
+            hash: ztx_audit::Hash::ZERO,
+        }
+    }
+
+    /// Commits' nodes gather into one range while each continues the last; a range
+    /// that does not (a commit the writer could not hand over) replaces what was held,
+    /// so the upkeep is never given nodes with a gap between them.
+    #[test]
+    fn handed_nodes_gather_only_contiguous_ranges() {
+        let mut handed = HandedNodes::default();
+        handed.add(0, 16, vec![node(0)]);
+        handed.add(16, 40, vec![node(1)]);
+        assert_eq!((handed.start, handed.end, handed.nodes.len()), (0, 40, 2));
+        handed.add(50, 64, vec![node(3)]);
+        assert_eq!((handed.start, handed.end), (50, 64));
+        assert_eq!(handed.nodes, vec![node(3)]);
+        let taken = std::mem::take(&mut handed);
+        assert_eq!(taken.end, 64);
+        // Taken, the next commit starts a range of its own.
+        handed.add(64, 80, vec![node(4)]);
+        assert_eq!((handed.start, handed.end), (64, 80));
+    }
+
+    /// An upkeep that does not take the nodes holds up no more than a bounded number:
+    /// past it they are dropped (it reads the entries instead).
+    #[test]
+    fn handed_nodes_are_bounded() {
+        let mut handed = HandedNodes::default();
+        let mut end = 0;
+        for _ in 0..MAX_HANDED_NODES + 10 {
+            handed.add(end, end + 16, vec![node(end / 16)]);
+            end += 16;
+        }
+        assert!(handed.nodes.len() <= MAX_HANDED_NODES);
+        assert_eq!(handed.end, end);
+        let count = u64::try_from(handed.nodes.len()).unwrap();
+        assert_eq!(handed.end - handed.start, 16 * count);
+    }
 
     fn failure() -> Result<(), ztx_store::StoreError> {
         Err(ztx_store::StoreError::Setting("disk full".into()))

@@ -92,7 +92,8 @@ impl Writer {
             && ((changes.is_empty() && append.is_empty()) || self.commit(&changes, &append));
         if durable {
             if let (Some(log), Some(prepared)) = (&mut self.audit, after) {
-                log.committed(prepared, append);
+                let c = log.committed(prepared, append);
+                self.pipeline.hand_audit_nodes(c.start, c.end, c.nodes);
             }
         } else {
             self.pipeline.poisoned.store(true, Ordering::Release);

@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::sync::LazyLock;
 
 use ztx_audit::tree::{self, NodeSource, RangeError};
-use ztx_audit::{Frontier, Hash};
+use ztx_audit::{Completed, Frontier, Hash};
 
 use crate::error::{Result, StoreError};
 use crate::sql::{self, Backend, Conn, RowReader, Stmt};
@@ -33,10 +33,15 @@ impl AuditRow {
     /// the entry and in its bytes, hashed, and numbered where the log ends. The engine
     /// encodes each batch's entries on its own thread, so that the writer, which every
     /// commit waits for, only chains and hashes them.
+    ///
+    /// The tree's nodes the entries complete at the levels the store keeps go to
+    /// `stored`: the writer hands them to the indexer ([`crate::Store::index_audit_nodes`]),
+    /// which then need not read the entries back.
     pub fn chain_encoded(
         encoded: Vec<(ztx_audit::Entry, Vec<u8>)>,
         frontier: &mut Frontier,
         last_leaf: &mut Hash,
+        stored: &mut Vec<Completed>,
     ) -> (Vec<AuditRow>, Vec<ztx_audit::Entry>) {
         let mut rows = Vec::with_capacity(encoded.len());
         let mut logged = Vec::with_capacity(encoded.len());
@@ -54,7 +59,11 @@ impl AuditRow {
                 entry: bytes,
             });
             logged.push(entry);
-            frontier.push(leaf, |_| {});
+            frontier.push(leaf, |c| {
+                if is_stored(c.level) {
+                    stored.push(c);
+                }
+            });
         }
         (rows, logged)
     }
@@ -87,6 +96,11 @@ impl AuditAppend {
 
 /// Interior nodes are stored at the levels that are multiples of this.
 pub(crate) const STORED_LEVELS: u32 = 4;
+
+/// Whether the store keeps the tree's nodes at `level` (the leaves are the entries').
+fn is_stored(level: u32) -> bool {
+    level > 0 && level.is_multiple_of(STORED_LEVELS)
+}
 
 /// How many rows one INSERT of entries takes: a commit's rows go in as few statements of
 /// these sizes as add up to them (nine rows: 8 + 1), each a multi-row `VALUES` list.
@@ -420,27 +434,55 @@ pub(crate) fn index_audit<B: Backend>(db: &mut B, limit: u32) -> Result<u64> {
                 ));
             }
             frontier.push(hash(&mut r, "leaf")?, |c| {
-                if c.level > 0 && c.level.is_multiple_of(STORED_LEVELS) {
+                if is_stored(c.level) {
                     completed.push(c);
                 }
             });
         }
-        for c in &completed {
-            tx.exec(
-                "INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3) \
-                 ON CONFLICT (level, idx) DO NOTHING",
-                &[
-                    sql::int(u64::from(c.level), "audit level")?,
-                    sql::int(c.index, "audit index")?,
-                    sql::Param::Blob(c.hash.0.to_vec()),
-                ],
-            )?;
-        }
-        let covered = frontier.size() - mark;
-        tx.exec(
-            "UPDATE history_indexed SET last_id = $1 WHERE name = 'audit'",
-            &[sql::int(frontier.size(), "audit mark")?],
-        )?;
-        Ok(covered)
+        store_nodes(tx, &completed, frontier.size())?;
+        Ok(frontier.size() - mark)
     })
+}
+
+/// Stores the nodes the writer completed as it appended entries `start..end` (those of
+/// the stored levels, as [`AuditRow::chain_encoded`] gives them) without reading the
+/// entries back, when the indexed mark lies within that range: the nodes are the ones
+/// [`index_audit`] would compute from the entries, and any already stored are left as
+/// they are. Otherwise (entries before `start` not indexed yet, or entries up to `end`
+/// not in the log) it changes nothing and returns 0; returns how many entries it
+/// covered past the mark.
+pub(crate) fn index_audit_nodes<B: Backend>(
+    db: &mut B,
+    start: u64,
+    end: u64,
+    nodes: &[Completed],
+) -> Result<u64> {
+    db.derived_transaction(|tx| {
+        let mark = indexed_to(tx, "audit")?;
+        if !(start..end).contains(&mark) || size(tx)? < end {
+            return Ok(0);
+        }
+        store_nodes(tx, nodes, end)?;
+        Ok(end - mark)
+    })
+}
+
+/// Stores `nodes` (keeping any already stored) and moves the indexed mark to `mark`.
+fn store_nodes(tx: &mut dyn Conn, nodes: &[Completed], mark: u64) -> Result<()> {
+    for c in nodes {
+        tx.exec(
+            "INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3) \
+             ON CONFLICT (level, idx) DO NOTHING",
+            &[
+                sql::int(u64::from(c.level), "audit level")?,
+                sql::int(c.index, "audit index")?,
+                sql::Param::Blob(c.hash.0.to_vec()),
+            ],
+        )?;
+    }
+    tx.exec(
+        "UPDATE history_indexed SET last_id = $1 WHERE name = 'audit'",
+        &[sql::int(mark, "audit mark")?],
+    )?;
+    Ok(())
 }

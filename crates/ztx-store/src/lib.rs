@@ -204,6 +204,15 @@ pub trait Store: Send {
     /// Stores the tree nodes completed by up to `limit` entries not yet indexed, off the
     /// commit path (like [`Store::index_history`]); returns how many entries it covered.
     fn index_audit(&mut self, limit: u32) -> Result<u64>;
+    /// Stores the nodes the writer completed appending entries `start..end` (see
+    /// [`AuditRow::chain_encoded`]) without reading the entries; 0 when the indexed mark
+    /// is not within that range (nothing changed: [`Store::index_audit`] then reads).
+    fn index_audit_nodes(
+        &mut self,
+        start: u64,
+        end: u64,
+        nodes: &[ztx_audit::Completed],
+    ) -> Result<u64>;
     /// The newest signed checkpoint.
     fn latest_checkpoint(&mut self) -> Result<Option<StoredCheckpoint>>;
     /// Up to `limit` checkpoints of sizes above `after_size`, smallest first.
@@ -422,6 +431,15 @@ macro_rules! impl_store {
                 // The log's own derived rows (see `access`): accounting for them would add
                 // an entry to index for every one indexed, without end.
                 audit::index_audit(self, limit)
+            }
+            fn index_audit_nodes(
+                &mut self,
+                start: u64,
+                end: u64,
+                nodes: &[ztx_audit::Completed],
+            ) -> Result<u64> {
+                // Derived rows of the log, as `index_audit`'s.
+                audit::index_audit_nodes(self, start, end, nodes)
             }
             fn latest_checkpoint(&mut self) -> Result<Option<StoredCheckpoint>> {
                 let r = audit::checkpoints(self, None, 1).map(|c| c.into_iter().next());

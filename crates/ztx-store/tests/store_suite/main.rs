@@ -29,6 +29,8 @@ macro_rules! store_suite {
                 audit::audit_log_appends_and_proves,
                 audit::audit_commits_of_every_size_land_whole,
                 audit::audit_proofs_from_partly_indexed_groups,
+                audit::audit_nodes_the_writer_hands_over_are_the_indexed_nodes,
+                audit::audit_nodes_handed_over_past_a_gap_change_nothing,
                 audit::audit_checkpoints_are_kept_in_order,
                 audit::audit_appends_only_at_the_end,
                 audit::audit_rows_refuse_update_and_delete,

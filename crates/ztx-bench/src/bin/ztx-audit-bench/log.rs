@@ -147,7 +147,9 @@ impl Writer {
     ) -> Result<Prepared> {
         let mut frontier = self.frontier.clone();
         let mut last_leaf = self.last_leaf;
-        let (rows, _) = AuditRow::chain_encoded(encoded, &mut frontier, &mut last_leaf);
+        // Collected as the engine's writer collects them (for its upkeep to store).
+        let mut nodes = Vec::new();
+        let (rows, _) = AuditRow::chain_encoded(encoded, &mut frontier, &mut last_leaf, &mut nodes);
         let checkpoint = if sign {
             Some(self.sign(&frontier, now_ms)?)
         } else {
