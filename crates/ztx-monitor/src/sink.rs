@@ -142,13 +142,10 @@ impl RotatingFile {
         let len = u64::try_from(self.pending.len() - start).unwrap_or(u64::MAX);
         if self.size > 0 && self.size.saturating_add(len) > self.max_bytes {
             // The line starts the next file; what is before it ends this one.
+            // Should rotating fail, the line is not appended.
             let line = self.pending.split_off(start);
-            let rotated = self.rotate();
+            self.rotate()?;
             self.pending.extend_from_slice(&line);
-            if let Err(e) = rotated {
-                self.pending.truncate(start);
-                return Err(e);
-            }
         }
         self.size = self.size.saturating_add(len);
         if self.pending.len() >= BUFFER {

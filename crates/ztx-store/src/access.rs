@@ -8,8 +8,9 @@
 //! Three kinds of call leave none: [`crate::Store::commit`], whose writer accounts for it
 //! in the very commit ([`commit_access`]) so that the account is durable with the
 //! rows; the audit log's own appends and the indexing of its tree
-//! ([`crate::Store::index_audit`]), which its signed checkpoints already account for (an
-//! entry for each indexing would be one more entry to index, without end); and the
+//! ([`crate::Store::index_audit`], [`crate::Store::index_audit_nodes`]), which its
+//! signed checkpoints already account for (an entry for each indexing would be one
+//! more entry to index, without end); and the
 //! maintenance calls that touch no row ([`crate::Store::maintain`],
 //! [`crate::Store::complete_checkpoint`]).
 
