@@ -126,11 +126,25 @@ const INSERT_CHECKPOINT: &str = "INSERT INTO audit_checkpoints (size, root, note
 
 /// Inside the commit's transaction: checks that the entries continue the log, and adds
 /// their inserts (and the checkpoint's) to the commit's `batch`.
-pub(crate) fn append(tx: &mut dyn Conn, audit: &AuditAppend, batch: &mut Vec<Stmt>) -> Result<()> {
+///
+/// `end`: where the log ended after this connection's last commit of entries, if it
+/// made one. The log's only appender is the server's writer, on one connection, so that
+/// is where it still ends, and the check for a gap costs no query; another appender
+/// would take the next index first and the primary key would refuse ours. A connection
+/// that has not committed entries yet (or whose last commit failed) asks the database.
+pub(crate) fn append(
+    tx: &mut dyn Conn,
+    audit: &AuditAppend,
+    end: Option<u64>,
+    batch: &mut Vec<Stmt>,
+) -> Result<()> {
     if let Some(first) = audit.rows.first() {
         // Appending anywhere but at the end would leave a gap or hit an existing index
         // (the primary key refuses that); check the gap here, once per commit.
-        let size = size(tx)?;
+        let size = match end {
+            Some(end) => end,
+            None => size(tx)?,
+        };
         if first.index != size {
             return Err(StoreError::AuditGap {
                 expected: size,

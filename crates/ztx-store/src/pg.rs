@@ -51,6 +51,8 @@ pub struct PgStore {
     /// from threads outside any async runtime, like the synchronous client).
     runtime: tokio::runtime::Runtime,
     pub(crate) accounting: crate::access::Accounting,
+    /// See [`Backend::audit_end`].
+    audit_end: Option<u64>,
 }
 
 impl fmt::Debug for PgStore {
@@ -97,6 +99,7 @@ impl PgStore {
             statements: HashMap::new(),
             runtime,
             accounting: crate::access::Accounting::default(),
+            audit_end: None,
         };
         // The engine's connections work for the whole platform; customer-scoped reads
         // narrow this per transaction (see the schema's row security).
@@ -453,6 +456,10 @@ impl Conn for PgStore {
 impl Backend for PgStore {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
+    }
+
+    fn audit_end(&mut self) -> &mut Option<u64> {
+        &mut self.audit_end
     }
 
     fn maintain(&mut self) -> Result<()> {

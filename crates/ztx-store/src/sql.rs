@@ -90,6 +90,10 @@ pub(crate) trait Backend: Conn {
     /// elsewhere (SQLite: copy the commits its checkpoint missed, so the WAL restarts).
     fn complete_checkpoint(&mut self) -> Result<()>;
     fn transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T>;
+    /// Where the audit log ended after this connection's last commit of entries, when
+    /// it committed some (see [`crate::audit::append`]); `None` makes the next append
+    /// ask the database.
+    fn audit_end(&mut self) -> &mut Option<u64>;
     /// A transaction for data derived from what is durable (the history indexes): still
     /// atomic, but its commit does not wait for the disk, so a crash may lose it; the
     /// data and its progress mark are then lost together and derived again. Two never

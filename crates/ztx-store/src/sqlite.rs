@@ -35,6 +35,8 @@ pub struct SqliteStore {
     /// How far the history database is set up on this connection.
     history: History,
     pub(crate) accounting: crate::access::Accounting,
+    /// See [`Backend::audit_end`].
+    audit_end: Option<u64>,
 }
 
 impl SqliteStore {
@@ -80,6 +82,7 @@ impl SqliteStore {
             backfilled: 0,
             history: History::Detached,
             accounting: crate::access::Accounting::default(),
+            audit_end: None,
         };
         schema::migrate_to(&mut store, version)?;
         Ok(store)
@@ -236,6 +239,10 @@ impl Conn for SqliteStore {
 impl Backend for SqliteStore {
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
+    }
+
+    fn audit_end(&mut self) -> &mut Option<u64> {
+        &mut self.audit_end
     }
 
     fn maintain(&mut self) -> Result<()> {

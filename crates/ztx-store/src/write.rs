@@ -169,12 +169,14 @@ pub(crate) fn apply<B: Backend>(db: &mut B, changes: &Changes, audit: &AuditAppe
         return Ok(());
     }
     let candles = aggregate_candles(&changes.trades)?;
-    db.transaction(|tx| {
+    // Taken, so that a commit that fails leaves the next one to ask the database.
+    let audit_end = db.audit_end().take();
+    let committed = db.transaction(|tx| {
         // The rows go as one batch (one round trip on PostgreSQL, see `Conn::exec_all`);
         // `duplicate[i]` says what a unique violation of statement `i` means.
         let mut batch = Vec::new();
         let mut duplicate: Vec<Option<StoreError>> = Vec::new();
-        crate::audit::append(tx, audit, &mut batch)?;
+        crate::audit::append(tx, audit, audit_end, &mut batch)?;
         crate::security::apply(tx, &audit.effects)?;
         let mut push = |sql: &'static str, params: Vec<Param>, on_duplicate: Option<StoreError>| {
             batch.push(Stmt { sql, params });
@@ -218,7 +220,14 @@ pub(crate) fn apply<B: Backend>(db: &mut B, changes: &Changes, audit: &AuditAppe
             tx.exec(UPSERT_CANDLE, &codec::candle_params(symbol, &merged)?)?;
         }
         Ok(())
-    })
+    });
+    if committed.is_ok() {
+        *db.audit_end() = match audit.rows.last() {
+            Some(last) => Some(last.index.saturating_add(1)),
+            None => audit_end,
+        };
+    }
+    committed
 }
 
 /// Statements that move one table's unindexed tail, `($1, $2]` by id, into its

@@ -346,6 +346,38 @@ pub fn audit_appends_only_at_the_end(fx: &dyn Fixture) {
 }
 
 /// The tables refuse to change what they hold, even to their owner's plain SQL.
+/// A connection remembers where the log ended after its own last commit of entries
+/// and checks the next against that, without a query. Entries another connection
+/// appended meanwhile are not overwritten nor passed over: the primary key refuses the
+/// stale append, and the connection then asks the database again.
+pub fn audit_appends_after_another_connection_are_checked(fx: &dyn Fixture) {
+    let mut writer = fx.open();
+    writer
+        .commit(&Changes::default(), &append(rows(0, 3)))
+        .unwrap();
+    let mut other = fx.open();
+    other
+        .commit(&Changes::default(), &append(rows(3, 2)))
+        .unwrap();
+    assert!(
+        writer
+            .commit(&Changes::default(), &append(rows(3, 1)))
+            .is_err(),
+        "an index another connection took"
+    );
+    assert!(matches!(
+        writer.commit(&Changes::default(), &append(rows(6, 1))),
+        Err(StoreError::AuditGap {
+            expected: 5,
+            got: 6
+        })
+    ));
+    writer
+        .commit(&Changes::default(), &append(rows(5, 1)))
+        .unwrap();
+    assert_eq!(writer.audit_entries(0, 10).unwrap(), rows(0, 6));
+}
+
 pub fn audit_rows_refuse_update_and_delete(fx: &dyn Fixture) {
     let mut store = fx.open();
     let batch = AuditAppend {

@@ -33,6 +33,7 @@ macro_rules! store_suite {
                 audit::audit_nodes_handed_over_past_a_gap_change_nothing,
                 audit::audit_checkpoints_are_kept_in_order,
                 audit::audit_appends_only_at_the_end,
+                audit::audit_appends_after_another_connection_are_checked,
                 audit::audit_rows_refuse_update_and_delete,
                 security::security_effects_commit_with_their_entries,
                 security::a_response_is_not_applied_without_its_entry,
