@@ -278,10 +278,10 @@ impl Engine {
                     // The nodes the writer completed, else (at start, after a
                     // backlog, or without a log) from the entries themselves.
                     let handed = upkeep_pipeline.take_audit_nodes();
-                    let from_writer = if handed.nodes.is_empty() && handed.start == handed.end {
-                        Ok(0)
-                    } else {
+                    let from_writer = if handed.start < handed.end {
                         upkeep_store.index_audit_nodes(handed.start, handed.end, &handed.nodes)
+                    } else {
+                        Ok(0)
                     };
                     indexing_audit.report(
                         from_writer
