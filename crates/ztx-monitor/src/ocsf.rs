@@ -1061,16 +1061,27 @@ mod tests {
             served,
             admin,
         ];
-        let product = product();
-        for entry in &entries {
-            let event = Event::new(3, entry, &product);
-            let mut own = Vec::new();
-            event.write_json(&mut own);
-            assert_eq!(
-                String::from_utf8(own).unwrap(),
-                serde_json::to_string(&event).unwrap(),
-                "{entry:?}"
-            );
+        let other = Product {
+            name: "ztx \"next\"".into(),
+            version: "2.0.0-rc.1".into(),
+            log_name: "elsewhere/audit/1".into(),
+        };
+        // Twice over: the first time this thread writes the runs of members it caches,
+        // the second time it copies them; each time for two products.
+        for pass in ["writes", "copies"] {
+            for product in [product(), other.clone()] {
+                for entry in &entries {
+                    let event = Event::new(3, entry, &product);
+                    let mut own = Vec::new();
+                    event.write_json(&mut own);
+                    assert_eq!(
+                        String::from_utf8(own).unwrap(),
+                        serde_json::to_string(&event).unwrap(),
+                        "{pass}: {entry:?}"
+                    );
+                }
+            }
+            assert!(line::cached_runs() > 0, "nothing was cached");
         }
     }
 }

@@ -1,20 +1,39 @@
 //! An [`Event`] written straight to its JSON line, without serde: the monitor writes one
 //! for every entry of the log, and `serde_json` spends most of that time escaping the
 //! event's fixed keys byte by byte (about half the monitor's CPU under load). Here the
-//! keys are written as they are and only the values taken from the entry are escaped.
+//! keys are written as they are and only the values taken from the entry are escaped;
+//! each key, with its quotes, colon and comma, is one copy, and the runs of members that
+//! repeat from event to event (the class and activity, the severity and status, the
+//! product) are written once per thread and copied after that.
 //!
 //! The output is byte for byte what `serde_json::to_vec` makes of the same event (the
 //! derived [`serde::Serialize`] stays the definition of the format, for the admin
 //! endpoint's JSON values): `every_event_line_is_what_serde_writes` holds the two
 //! together for any entry, control characters and non-ASCII text included.
 
+use std::cell::RefCell;
 use std::io::Write as _;
 use std::net::IpAddr;
+use std::thread::LocalKey;
 
 use super::{
-    Actor, Admin, Api, Cloud, Database, Endpoint, Event, FindingInfo, HttpRequest, Metadata,
+    Actor, Admin, Api, Class, Cloud, Database, Endpoint, Event, FindingInfo, HttpRequest, Metadata,
     Params, ServedUser, User,
 };
+
+/// A member's name as written before its value, `,"name":` (the comma left out for an
+/// object's first member), made by [`key!`] at compile time: starting a member is then
+/// one copy instead of four writes. Names are the format's own, never an entry's, so
+/// they need no escaping.
+#[derive(Debug, Clone, Copy)]
+struct Key(&'static str);
+
+/// The [`Key`] of the member `name`.
+macro_rules! key {
+    ($name:literal) => {
+        Key(concat!(",\"", $name, "\":"))
+    };
+}
 
 /// One JSON object being written: its members are separated as they come.
 struct Obj<'a> {
@@ -28,46 +47,84 @@ impl<'a> Obj<'a> {
         Obj { out, empty: true }
     }
 
-    /// Starts the member `key`, a name of the format's own (never taken from an entry,
-    /// so it needs no escaping), and returns where its value goes.
-    fn key(&mut self, key: &'static str) -> &mut Vec<u8> {
-        debug_assert!(!key.bytes().any(needs_escape), "{key} needs escaping");
-        if !self.empty {
-            self.out.push(b',');
-        }
-        self.empty = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
+    /// Starts the member `key` and returns where its value goes.
+    fn key(&mut self, key: Key) -> &mut Vec<u8> {
+        self.members(key.0.as_bytes());
         self.out
     }
 
-    fn str(&mut self, key: &'static str, value: &str) {
+    /// Appends `members`, one or more members each led by its comma, dropping the first
+    /// comma when they are the object's first.
+    fn members(&mut self, members: &[u8]) {
+        let skip = usize::from(self.empty);
+        self.out
+            .extend_from_slice(members.get(skip..).unwrap_or_default());
+        self.empty = false;
+    }
+
+    fn str(&mut self, key: Key, value: &str) {
         string(self.key(key), value);
     }
 
-    fn num(&mut self, key: &'static str, value: impl itoa::Integer) {
+    fn num(&mut self, key: Key, value: impl itoa::Integer) {
         number(self.key(key), value);
     }
 
     /// A number written as a JSON string (as the derived serializer's `display` does).
-    fn num_str(&mut self, key: &'static str, value: impl itoa::Integer) {
+    fn num_str(&mut self, key: Key, value: impl itoa::Integer) {
         let out = self.key(key);
         out.push(b'"');
         number(out, value);
         out.push(b'"');
     }
 
-    fn obj(&mut self, key: &'static str, write: impl FnOnce(&mut Obj<'_>)) {
+    fn obj(&mut self, key: Key, write: impl FnOnce(&mut Obj<'_>)) {
         let mut inner = Obj::open(self.key(key));
         write(&mut inner);
         inner.close();
+    }
+
+    /// Members that depend on nothing but what `matches` compares: written by `write` the
+    /// first time on this thread, copied from `cache` after that. An event's first nine
+    /// members, for one, are the same for every event of its class and activity.
+    fn cached<K: 'static>(
+        &mut self,
+        cache: &'static LocalKey<Runs<K>>,
+        matches: impl Fn(&K) -> bool,
+        key: impl FnOnce() -> K,
+        write: impl FnOnce(&mut Obj<'_>),
+    ) {
+        cache.with_borrow_mut(|cache| {
+            if let Some((_, members)) = cache.iter().find(|(k, _)| matches(k)) {
+                self.members(members);
+                return;
+            }
+            let first = self.empty;
+            let start = self.out.len();
+            write(self);
+            if cache.len() < MAX_CACHED {
+                // Kept with the comma that leads them when they are not the first.
+                let mut members = Vec::with_capacity(self.out.len() - start + 1);
+                if first {
+                    members.push(b',');
+                }
+                members.extend_from_slice(self.out.get(start..).unwrap_or_default());
+                cache.push((key(), members.into()));
+            }
+        });
     }
 
     fn close(self) {
         self.out.push(b'}');
     }
 }
+
+/// Runs of members [`Obj::cached`] wrote, each with what it depends on.
+type Runs<K> = RefCell<Vec<(K, Box<[u8]>)>>;
+
+/// The most runs of members [`Obj::cached`] keeps in one cache on one thread: the
+/// events' classes, activities, severities and outcomes make a few dozen at most.
+const MAX_CACHED: usize = 64;
 
 fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
@@ -154,41 +211,99 @@ fn string_contents(out: &mut Vec<u8>, value: &str) {
     }
 }
 
+/// What an event's members before `time` say (they depend on nothing else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    class_uid: u32,
+    class_name: &'static str,
+    category_uid: u32,
+    category_name: &'static str,
+    activity_id: u32,
+    activity_name: &'static str,
+    type_uid: u64,
+    type_class: Class,
+    type_activity: &'static str,
+}
+
+/// Severity and status: `severity_id`, `severity`, `status_id`, `status`.
+type Status = (u32, &'static str, u32, &'static str);
+
+thread_local! {
+    static HEADS: Runs<Head> = const { RefCell::new(Vec::new()) };
+    static STATUSES: Runs<Status> = const { RefCell::new(Vec::new()) };
+    /// By the product's name, vendor and version: its `product` member.
+    static PRODUCTS: Runs<(String, String, String)> = const { RefCell::new(Vec::new()) };
+}
+
+/// How many runs of members this thread has cached (for tests).
+#[cfg(test)]
+pub(super) fn cached_runs() -> usize {
+    HEADS.with_borrow(Vec::len) + STATUSES.with_borrow(Vec::len) + PRODUCTS.with_borrow(Vec::len)
+}
+
 impl Event<'_> {
+    fn head(&self) -> Head {
+        Head {
+            class_uid: self.class_uid,
+            class_name: self.class_name,
+            category_uid: self.category_uid,
+            category_name: self.category_name,
+            activity_id: self.activity_id,
+            activity_name: self.activity_name,
+            type_uid: self.type_uid,
+            type_class: self.type_name.class,
+            type_activity: self.type_name.activity,
+        }
+    }
+
     /// Appends the event to `out` as one line of JSON, without the line's end.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         let mut o = Obj::open(out);
-        o.num("class_uid", self.class_uid);
-        o.str("class_name", self.class_name);
-        o.num("category_uid", self.category_uid);
-        o.str("category_name", self.category_name);
-        o.num("activity_id", self.activity_id);
-        o.str("activity_name", self.activity_name);
-        o.num("type_uid", self.type_uid);
-        {
-            let out = o.key("type_name");
-            out.push(b'"');
-            string_contents(out, self.type_name.class.name());
-            out.extend_from_slice(b": ");
-            string_contents(out, self.type_name.activity);
-            out.push(b'"');
-        }
-        o.num("time", self.time);
-        o.num("severity_id", self.severity_id);
-        o.str("severity", self.severity);
-        o.num("status_id", self.status_id);
-        o.str("status", self.status);
+        let head = self.head();
+        o.cached(
+            &HEADS,
+            |h| *h == head,
+            || head,
+            |o| {
+                o.num(key!("class_uid"), self.class_uid);
+                o.str(key!("class_name"), self.class_name);
+                o.num(key!("category_uid"), self.category_uid);
+                o.str(key!("category_name"), self.category_name);
+                o.num(key!("activity_id"), self.activity_id);
+                o.str(key!("activity_name"), self.activity_name);
+                o.num(key!("type_uid"), self.type_uid);
+                let out = o.key(key!("type_name"));
+                out.push(b'"');
+                string_contents(out, self.type_name.class.name());
+                out.extend_from_slice(b": ");
+                string_contents(out, self.type_name.activity);
+                out.push(b'"');
+            },
+        );
+        o.num(key!("time"), self.time);
+        let status = (self.severity_id, self.severity, self.status_id, self.status);
+        o.cached(
+            &STATUSES,
+            |s| *s == status,
+            || status,
+            |o| {
+                o.num(key!("severity_id"), self.severity_id);
+                o.str(key!("severity"), self.severity);
+                o.num(key!("status_id"), self.status_id);
+                o.str(key!("status"), self.status);
+            },
+        );
         if let Some(code) = self.status_code {
-            o.num_str("status_code", code);
+            o.num_str(key!("status_code"), code);
         }
         if let Some(detail) = self.status_detail {
-            o.str("status_detail", detail);
+            o.str(key!("status_detail"), detail);
         }
-        o.num("action_id", self.action_id);
-        o.str("action", self.action);
+        o.num(key!("action_id"), self.action_id);
+        o.str(key!("action"), self.action);
         {
             let entry = self.message.0;
-            let out = o.key("message");
+            let out = o.key(key!("message"));
             out.push(b'"');
             string_contents(out, &entry.action);
             out.extend_from_slice(b": ");
@@ -200,46 +315,46 @@ impl Event<'_> {
             }
             out.push(b'"');
         }
-        o.obj("metadata", |o| self.metadata.write(o));
+        o.obj(key!("metadata"), |o| self.metadata.write(o));
         self.actor.write(&mut o);
         if let Some(Endpoint { ip }) = &self.src_endpoint {
-            o.obj("src_endpoint", |o| {
-                let out = o.key("ip");
+            o.obj(key!("src_endpoint"), |o| {
+                let out = o.key(key!("ip"));
                 out.push(b'"');
                 ip_text(out, ip);
                 out.push(b'"');
             });
         }
         if let Some(api) = &self.api {
-            o.obj("api", |o| api.write(o));
+            o.obj(key!("api"), |o| api.write(o));
         }
         if let Some(HttpRequest { http_method, url }) = &self.http_request {
-            o.obj("http_request", |o| {
-                o.str("http_method", http_method);
-                o.obj("url", |o| o.str("path", url.path));
+            o.obj(key!("http_request"), |o| {
+                o.str(key!("http_method"), http_method);
+                o.obj(key!("url"), |o| o.str(key!("path"), url.path));
             });
         }
         if let Some(Cloud { provider, region }) = &self.cloud {
-            o.obj("cloud", |o| {
-                o.str("provider", provider);
-                o.str("region", region);
+            o.obj(key!("cloud"), |o| {
+                o.str(key!("provider"), provider);
+                o.str(key!("region"), region);
             });
         }
         if let Some(user) = &self.user {
-            o.obj("user", |o| user.write(o));
+            o.obj(key!("user"), |o| user.write(o));
         }
         if let Some(id) = self.auth_protocol_id {
-            o.num("auth_protocol_id", id);
+            o.num(key!("auth_protocol_id"), id);
         }
         if let Some(protocol) = self.auth_protocol {
-            o.str("auth_protocol", protocol);
+            o.str(key!("auth_protocol"), protocol);
         }
         if let Some(mfa) = self.is_mfa {
-            o.key("is_mfa")
+            o.key(key!("is_mfa"))
                 .extend_from_slice(if mfa { b"true" } else { b"false" });
         }
         if let Some(service) = &self.service {
-            o.obj("service", |o| o.str("name", service.name));
+            o.obj(key!("service"), |o| o.str(key!("name"), service.name));
         }
         if let Some(Database {
             name,
@@ -247,24 +362,24 @@ impl Event<'_> {
             kind,
         }) = &self.database
         {
-            o.obj("database", |o| {
-                o.str("name", name);
-                o.num("type_id", *type_id);
-                o.str("type", kind);
+            o.obj(key!("database"), |o| {
+                o.str(key!("name"), name);
+                o.num(key!("type_id"), *type_id);
+                o.str(key!("type"), kind);
             });
         }
         if let Some(table) = &self.table {
-            o.obj("table", |o| o.str("name", table.name));
+            o.obj(key!("table"), |o| o.str(key!("name"), table.name));
         }
         if let Some(finding) = &self.finding_info {
-            o.obj("finding_info", |o| finding.write(o));
+            o.obj(key!("finding_info"), |o| finding.write(o));
         }
-        o.obj("unmapped", |o| {
-            o.str("kind", self.unmapped.kind);
-            o.str("outcome", self.unmapped.outcome);
-            o.obj("params", |o| self.unmapped.params.write(o));
+        o.obj(key!("unmapped"), |o| {
+            o.str(key!("kind"), self.unmapped.kind);
+            o.str(key!("outcome"), self.unmapped.outcome);
+            o.obj(key!("params"), |o| self.unmapped.params.write(o));
             if let Some(key) = self.unmapped.api_key_id {
-                o.num("api_key_id", key);
+                o.num(key!("api_key_id"), key);
             }
         });
         o.close();
@@ -273,18 +388,35 @@ impl Event<'_> {
 
 impl Metadata<'_> {
     fn write(&self, o: &mut Obj<'_>) {
-        o.str("version", self.version);
-        o.num_str("uid", self.uid);
-        o.num("sequence", self.sequence);
-        o.str("log_name", self.log_name);
-        o.num("logged_time", self.logged_time);
-        o.obj("product", |o| {
-            o.str("name", self.product.name);
-            o.str("vendor_name", self.product.vendor_name);
-            o.str("version", self.product.version);
-        });
+        o.str(key!("version"), self.version);
+        o.num_str(key!("uid"), self.uid);
+        o.num(key!("sequence"), self.sequence);
+        o.str(key!("log_name"), self.log_name);
+        o.num(key!("logged_time"), self.logged_time);
+        let product = &self.product;
+        o.cached(
+            &PRODUCTS,
+            |(name, vendor, version)| {
+                (name.as_str(), vendor.as_str(), version.as_str())
+                    == (product.name, product.vendor_name, product.version)
+            },
+            || {
+                (
+                    product.name.to_owned(),
+                    product.vendor_name.to_owned(),
+                    product.version.to_owned(),
+                )
+            },
+            |o| {
+                o.obj(key!("product"), |o| {
+                    o.str(key!("name"), product.name);
+                    o.str(key!("vendor_name"), product.vendor_name);
+                    o.str(key!("version"), product.version);
+                });
+            },
+        );
         if let Some(id) = self.correlation_uid {
-            o.num_str("correlation_uid", id);
+            o.num_str(key!("correlation_uid"), id);
         }
     }
 }
@@ -292,54 +424,56 @@ impl Metadata<'_> {
 impl Actor<'_> {
     /// The `actor` member of the event.
     fn write(&self, o: &mut Obj<'_>) {
-        o.obj("actor", |o| match self {
+        o.obj(key!("actor"), |o| match self {
             Actor::Service { app_name, user } => {
-                o.str("app_name", app_name);
+                o.str(key!("app_name"), app_name);
                 match user {
-                    Some(ServedUser::Admin(admin)) => o.obj("user", |o| admin.write(o)),
-                    Some(ServedUser::Customer(user)) => o.obj("user", |o| user.write(o)),
+                    Some(ServedUser::Admin(admin)) => o.obj(key!("user"), |o| admin.write(o)),
+                    Some(ServedUser::Customer(user)) => o.obj(key!("user"), |o| user.write(o)),
                     None => {}
                 }
             }
-            Actor::App { app_name } => o.str("app_name", app_name),
-            Actor::Admin { user } => o.obj("user", |o| user.write(o)),
-            Actor::User { user } => o.obj("user", |o| user.write(o)),
+            Actor::App { app_name } => o.str(key!("app_name"), app_name),
+            Actor::Admin { user } => o.obj(key!("user"), |o| user.write(o)),
+            Actor::User { user } => o.obj(key!("user"), |o| user.write(o)),
         });
     }
 }
 
 impl Admin<'_> {
     fn write(&self, o: &mut Obj<'_>) {
-        o.str("name", self.name);
-        o.num("type_id", self.type_id);
-        o.str("type", self.kind);
+        o.str(key!("name"), self.name);
+        o.num(key!("type_id"), self.type_id);
+        o.str(key!("type"), self.kind);
     }
 }
 
 impl User {
     fn write(&self, o: &mut Obj<'_>) {
         if let Some(uid) = self.uid {
-            o.num_str("uid", uid);
+            o.num_str(key!("uid"), uid);
         }
         if let Some(id) = self.type_id {
-            o.num("type_id", id);
+            o.num(key!("type_id"), id);
         }
         if let Some(kind) = self.kind {
-            o.str("type", kind);
+            o.str(key!("type"), kind);
         }
         if let Some(credential) = self.credential_uid {
-            o.num_str("credential_uid", credential);
+            o.num_str(key!("credential_uid"), credential);
         }
     }
 }
 
 impl Api<'_> {
     fn write(&self, o: &mut Obj<'_>) {
-        o.str("operation", self.operation);
-        o.obj("request", |o| o.num_str("uid", self.request.uid));
-        o.obj("response", |o| {
+        o.str(key!("operation"), self.operation);
+        o.obj(key!("request"), |o| {
+            o.num_str(key!("uid"), self.request.uid)
+        });
+        o.obj(key!("response"), |o| {
             if let Some(code) = self.response.code {
-                o.num("code", code);
+                o.num(key!("code"), code);
             }
         });
     }
@@ -347,10 +481,10 @@ impl Api<'_> {
 
 impl FindingInfo<'_> {
     fn write(&self, o: &mut Obj<'_>) {
-        o.str("uid", self.uid);
-        o.str("title", self.title);
+        o.str(key!("uid"), self.uid);
+        o.str(key!("title"), self.title);
         {
-            let out = o.key("types");
+            let out = o.key(key!("types"));
             out.push(b'[');
             for (i, kind) in self.types.iter().enumerate() {
                 if i > 0 {
@@ -361,14 +495,14 @@ impl FindingInfo<'_> {
             out.push(b']');
         }
         if let Some(analytic) = &self.analytic {
-            o.obj("analytic", |o| {
-                o.str("name", analytic.name);
-                o.num("type_id", analytic.type_id);
-                o.str("type", analytic.kind);
+            o.obj(key!("analytic"), |o| {
+                o.str(key!("name"), analytic.name);
+                o.num(key!("type_id"), analytic.type_id);
+                o.str(key!("type"), analytic.kind);
             });
         }
         if let Some(related) = &self.related_events {
-            let out = o.key("related_events");
+            let out = o.key(key!("related_events"));
             out.push(b'[');
             let uids = related.0.split(',').filter(|uid| !uid.is_empty());
             for (i, uid) in uids.enumerate() {
@@ -376,7 +510,7 @@ impl FindingInfo<'_> {
                     out.push(b',');
                 }
                 let mut event = Obj::open(out);
-                event.str("uid", uid);
+                event.str(key!("uid"), uid);
                 event.close();
             }
             out.push(b']');
