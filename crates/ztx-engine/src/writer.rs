@@ -90,12 +90,7 @@ impl Writer {
         append.effects = effects;
         let durable = !self.pipeline.poisoned.load(Ordering::Acquire)
             && ((changes.is_empty() && append.is_empty()) || self.commit(&changes, &append));
-        if durable {
-            if let (Some(log), Some(prepared)) = (&mut self.audit, after) {
-                let c = log.committed(prepared, append);
-                self.pipeline.hand_audit_nodes(c.start, c.end, c.nodes);
-            }
-        } else {
+        if !durable {
             self.pipeline.poisoned.store(true, Ordering::Release);
             // Not the requests' entries (their requests are refused), but the platform's
             // own accesses happened: they wait for the next commit that succeeds.
@@ -104,6 +99,12 @@ impl Writer {
         let count = u64::try_from(group.len()).unwrap_or(u64::MAX);
         for sealed in group.drain(..) {
             self.answer(sealed, durable);
+        }
+        // The requests have their answers; now the log's own follow-up (the tree's new
+        // edge, the rows to the monitor, the nodes to the upkeep), before the next commit.
+        if durable && let (Some(log), Some(prepared)) = (&mut self.audit, after) {
+            let c = log.committed(prepared, append);
+            self.pipeline.hand_audit_nodes(c.start, c.end, c.nodes);
         }
         // The inbox items marked done just now.
         if self.audit.is_some() {
