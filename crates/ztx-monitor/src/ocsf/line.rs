@@ -211,19 +211,10 @@ fn string_contents(out: &mut Vec<u8>, value: &str) {
     }
 }
 
-/// What an event's members before `time` say (they depend on nothing else).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Head {
-    class_uid: u32,
-    class_name: &'static str,
-    category_uid: u32,
-    category_name: &'static str,
-    activity_id: u32,
-    activity_name: &'static str,
-    type_uid: u64,
-    type_class: Class,
-    type_activity: &'static str,
-}
+/// What an event's members before `time` follow from: its class and its activity's id
+/// and name ([`Event::new`], the only maker of events, derives the class's name, the
+/// category, `type_uid` and `type_name` from these).
+type Head = (Class, u32, &'static str);
 
 /// Severity and status: `severity_id`, `severity`, `status_id`, `status`.
 type Status = (u32, &'static str, u32, &'static str);
@@ -242,24 +233,10 @@ pub(super) fn cached_runs() -> usize {
 }
 
 impl Event<'_> {
-    fn head(&self) -> Head {
-        Head {
-            class_uid: self.class_uid,
-            class_name: self.class_name,
-            category_uid: self.category_uid,
-            category_name: self.category_name,
-            activity_id: self.activity_id,
-            activity_name: self.activity_name,
-            type_uid: self.type_uid,
-            type_class: self.type_name.class,
-            type_activity: self.type_name.activity,
-        }
-    }
-
     /// Appends the event to `out` as one line of JSON, without the line's end.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         let mut o = Obj::open(out);
-        let head = self.head();
+        let head = (self.type_name.class, self.activity_id, self.activity_name);
         o.cached(
             &HEADS,
             |h| *h == head,
