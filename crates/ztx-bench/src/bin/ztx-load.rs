@@ -572,10 +572,7 @@ fn main() -> Result<()> {
             ratios.push(on / off);
         }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
+    let pairs: Vec<(f64, f64)> = without.iter().copied().zip(with.iter().copied()).collect();
     let (off, on) = (median(&mut without), median(&mut with));
     println!(
         "median: audit off {off:.0} orders/s, audit on {on:.0} orders/s: {:.1}% of the throughput",
@@ -592,7 +589,61 @@ fn main() -> Result<()> {
         100.0 * ratio,
         shown.join(", ")
     );
+    if let Some([medians, by_round]) = bootstrap(&pairs) {
+        println!(
+            "95% intervals ({BOOTSTRAP_RESAMPLES} resamples of the rounds): on/off of the medians \
+             {:.1}-{:.1}%, median of the rounds' ratios {:.1}-{:.1}%",
+            100.0 * medians.0,
+            100.0 * medians.1,
+            100.0 * by_round.0,
+            100.0 * by_round.1
+        );
+    }
     Ok(())
+}
+
+/// The median as these comparisons report it: the upper of the two middle values of an
+/// even count.
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// How many times [`bootstrap`] resamples the rounds.
+const BOOTSTRAP_RESAMPLES: usize = 10_000;
+
+/// 95% percentile-bootstrap intervals of the two figures `--compare-audit` reports, the
+/// ratio of the medians and the median of the rounds' ratios, from the rounds'
+/// (unaudited, audited) throughputs: the rounds are drawn again with replacement, with a
+/// fixed seed so that the same rounds give the same intervals. `None` below two rounds.
+fn bootstrap(rounds: &[(f64, f64)]) -> Option<[(f64, f64); 2]> {
+    use rand::{Rng, SeedableRng};
+    if rounds.len() < 2 {
+        return None;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x7a78);
+    let mut medians = Vec::with_capacity(BOOTSTRAP_RESAMPLES);
+    let mut by_round = Vec::with_capacity(BOOTSTRAP_RESAMPLES);
+    let (mut off, mut on, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..BOOTSTRAP_RESAMPLES {
+        off.clear();
+        on.clear();
+        ratios.clear();
+        for _ in 0..rounds.len() {
+            let (without, with) = rounds[rng.gen_range(0..rounds.len())];
+            off.push(without);
+            on.push(with);
+            ratios.push(with / without);
+        }
+        medians.push(median(&mut on) / median(&mut off));
+        by_round.push(median(&mut ratios));
+    }
+    let interval = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        (at(0.025), at(0.975))
+    };
+    Some([interval(&mut medians), interval(&mut by_round)])
 }
 
 fn compare_postgres(args: &Args, ztx: &Path, rounds: usize) -> Result<()> {
@@ -614,10 +665,6 @@ fn compare_postgres(args: &Args, ztx: &Path, rounds: usize) -> Result<()> {
             rates.push(per_s);
         }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let (p, m) = (median(&mut plain), median(&mut mtls));
     println!(
         "median: plain {p:.0} orders/s, mtls {m:.0} orders/s: {:.1}% of the throughput",
@@ -734,5 +781,43 @@ fn report(args: &Args, tally: &Tally, measured: Duration) {
     }
     if let Some(cpu) = &tally.cpu {
         println!("{}", cpu.per_order(tally.ok, ""));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_that_agree_give_an_interval_of_their_one_ratio() {
+        let rounds = vec![(10_000.0, 9_000.0); 8];
+        let [medians, by_round] = bootstrap(&rounds).expect("eight rounds");
+        for (low, high) in [medians, by_round] {
+            assert!((low - 0.9).abs() < 1e-12 && (high - 0.9).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn the_interval_holds_the_estimate_and_narrows_with_more_rounds() {
+        // Ratios 0.80, 0.82, ..., 1.00 around unaudited rates that drift.
+        let rounds: Vec<(f64, f64)> = (0..11)
+            .map(|i| {
+                let off = 10_000.0 + 500.0 * f64::from(i % 3);
+                (off, off * (0.80 + 0.02 * f64::from(i)))
+            })
+            .collect();
+        let mut ratios: Vec<f64> = rounds.iter().map(|(off, on)| on / off).collect();
+        let estimate = median(&mut ratios);
+        let [_, (low, high)] = bootstrap(&rounds).expect("eleven rounds");
+        assert!(low < estimate && estimate < high, "{low} {estimate} {high}");
+        let more: Vec<(f64, f64)> = rounds
+            .iter()
+            .copied()
+            .cycle()
+            .take(rounds.len() * 4)
+            .collect();
+        let [_, (more_low, more_high)] = bootstrap(&more).expect("44 rounds");
+        assert!(more_high - more_low < high - low);
+        assert!(bootstrap(&rounds[..1]).is_none());
     }
 }
