@@ -49,13 +49,23 @@ impl<'a> Obj<'a> {
 
     /// Starts the member `key` and returns where its value goes.
     fn key(&mut self, key: Key) -> &mut Vec<u8> {
+        debug_assert!(
+            key.0
+                .get(2..key.0.len().saturating_sub(2))
+                .is_some_and(|name| !name.bytes().any(needs_escape)),
+            "{} needs escaping",
+            key.0
+        );
         self.members(key.0.as_bytes());
         self.out
     }
 
-    /// Appends `members`, one or more members each led by its comma, dropping the first
+    /// Appends `members`, members each led by its comma (or nothing), dropping the first
     /// comma when they are the object's first.
     fn members(&mut self, members: &[u8]) {
+        if members.is_empty() {
+            return;
+        }
         let skip = usize::from(self.empty);
         self.out
             .extend_from_slice(members.get(skip..).unwrap_or_default());
@@ -104,11 +114,12 @@ impl<'a> Obj<'a> {
             write(self);
             if cache.len() < MAX_CACHED {
                 // Kept with the comma that leads them when they are not the first.
-                let mut members = Vec::with_capacity(self.out.len() - start + 1);
-                if first {
+                let written = self.out.get(start..).unwrap_or_default();
+                let mut members = Vec::with_capacity(written.len() + 1);
+                if first && !written.is_empty() {
                     members.push(b',');
                 }
-                members.extend_from_slice(self.out.get(start..).unwrap_or_default());
+                members.extend_from_slice(written);
                 cache.push((key(), members.into()));
             }
         });
@@ -554,6 +565,46 @@ mod tests {
                 );
             }
         }
+    }
+
+    thread_local! {
+        static RUNS: Runs<u8> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// One object: `before` members, then the run cached under `run` (`"a":1`, or nothing
+    /// for run 0), then `"b":2`.
+    fn with_cached_run(before: bool, run: u8) -> String {
+        let mut out = Vec::new();
+        let mut o = Obj::open(&mut out);
+        if before {
+            o.num(key!("z"), 0);
+        }
+        o.cached(
+            &RUNS,
+            |k| *k == run,
+            || run,
+            |o| {
+                if run != 0 {
+                    o.num(key!("a"), 1);
+                }
+            },
+        );
+        o.num(key!("b"), 2);
+        o.close();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_cached_run_is_copied_as_written_first_or_not() {
+        for _ in 0..2 {
+            // Written the first time through, copied the second, in either place.
+            assert_eq!(with_cached_run(false, 1), r#"{"a":1,"b":2}"#);
+            assert_eq!(with_cached_run(true, 1), r#"{"z":0,"a":1,"b":2}"#);
+            // A run of no members leaves the object as it was.
+            assert_eq!(with_cached_run(false, 0), r#"{"b":2}"#);
+            assert_eq!(with_cached_run(true, 0), r#"{"z":0,"b":2}"#);
+        }
+        assert_eq!(RUNS.with_borrow(Vec::len), 2);
     }
 
     #[test]
