@@ -532,6 +532,9 @@ async fn connection(
 fn main() -> Result<()> {
     let args = Args::parse();
     let ztx = ztx_bin(&args)?;
+    if args.compare_audit == Some(0) || args.compare_postgres == Some(0) {
+        bail!("--compare-audit and --compare-postgres need at least one round");
+    }
     if let Some(rounds) = args.compare_postgres {
         return compare_postgres(&args, &ztx, rounds);
     }

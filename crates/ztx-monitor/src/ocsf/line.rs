@@ -95,7 +95,7 @@ impl<'a> Obj<'a> {
     }
 
     /// Members that depend on nothing but what `matches` compares: written by `write` the
-    /// first time on this thread, copied from `cache` after that. An event's first nine
+    /// first time on this thread, copied from `cache` after that. An event's first eight
     /// members, for one, are the same for every event of its class and activity.
     fn cached<K: 'static>(
         &mut self,
@@ -123,6 +123,16 @@ impl<'a> Obj<'a> {
                 cache.push((key(), members.into()));
             }
         });
+    }
+
+    /// [`Obj::cached`] for a key that is a plain value.
+    fn cached_by<K: Copy + PartialEq + 'static>(
+        &mut self,
+        cache: &'static LocalKey<Runs<K>>,
+        key: K,
+        write: impl FnOnce(&mut Obj<'_>),
+    ) {
+        self.cached(cache, |k| *k == key, || key, write);
     }
 
     fn close(self) {
@@ -248,39 +258,29 @@ impl Event<'_> {
     pub fn write_json(&self, out: &mut Vec<u8>) {
         let mut o = Obj::open(out);
         let head = (self.type_name.class, self.activity_id, self.activity_name);
-        o.cached(
-            &HEADS,
-            |h| *h == head,
-            || head,
-            |o| {
-                o.num(key!("class_uid"), self.class_uid);
-                o.str(key!("class_name"), self.class_name);
-                o.num(key!("category_uid"), self.category_uid);
-                o.str(key!("category_name"), self.category_name);
-                o.num(key!("activity_id"), self.activity_id);
-                o.str(key!("activity_name"), self.activity_name);
-                o.num(key!("type_uid"), self.type_uid);
-                let out = o.key(key!("type_name"));
-                out.push(b'"');
-                string_contents(out, self.type_name.class.name());
-                out.extend_from_slice(b": ");
-                string_contents(out, self.type_name.activity);
-                out.push(b'"');
-            },
-        );
+        o.cached_by(&HEADS, head, |o| {
+            o.num(key!("class_uid"), self.class_uid);
+            o.str(key!("class_name"), self.class_name);
+            o.num(key!("category_uid"), self.category_uid);
+            o.str(key!("category_name"), self.category_name);
+            o.num(key!("activity_id"), self.activity_id);
+            o.str(key!("activity_name"), self.activity_name);
+            o.num(key!("type_uid"), self.type_uid);
+            let out = o.key(key!("type_name"));
+            out.push(b'"');
+            string_contents(out, self.type_name.class.name());
+            out.extend_from_slice(b": ");
+            string_contents(out, self.type_name.activity);
+            out.push(b'"');
+        });
         o.num(key!("time"), self.time);
         let status = (self.severity_id, self.severity, self.status_id, self.status);
-        o.cached(
-            &STATUSES,
-            |s| *s == status,
-            || status,
-            |o| {
-                o.num(key!("severity_id"), self.severity_id);
-                o.str(key!("severity"), self.severity);
-                o.num(key!("status_id"), self.status_id);
-                o.str(key!("status"), self.status);
-            },
-        );
+        o.cached_by(&STATUSES, status, |o| {
+            o.num(key!("severity_id"), self.severity_id);
+            o.str(key!("severity"), self.severity);
+            o.num(key!("status_id"), self.status_id);
+            o.str(key!("status"), self.status);
+        });
         if let Some(code) = self.status_code {
             o.num_str(key!("status_code"), code);
         }
@@ -579,16 +579,11 @@ mod tests {
         if before {
             o.num(key!("z"), 0);
         }
-        o.cached(
-            &RUNS,
-            |k| *k == run,
-            || run,
-            |o| {
-                if run != 0 {
-                    o.num(key!("a"), 1);
-                }
-            },
-        );
+        o.cached_by(&RUNS, run, |o| {
+            if run != 0 {
+                o.num(key!("a"), 1);
+            }
+        });
         o.num(key!("b"), 2);
         o.close();
         String::from_utf8(out).unwrap()
