@@ -7,6 +7,10 @@
 //! on each. Orders are LIMIT GTC at random prices around a mid, so about half cross and
 //! trade and the book stays bounded. Latency is measured per request from just before
 //! signing to the end of the response body.
+//!
+//! With `--reads P`, P% of the requests are signed balance queries (`GET /api/v3/account`)
+//! instead, the read a bot makes most: audited, each is in the log before its answer
+//! leaves, like an order, so it waits for a group commit too.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -73,6 +77,11 @@ struct Args {
     /// plain cluster and one on a TLS-only cluster, alternating.
     #[arg(long)]
     compare_postgres: Option<usize>,
+    /// This share of the requests, in percent, are signed balance queries
+    /// (`GET /api/v3/account`) instead of orders; the rest are orders. The detector's
+    /// account-query burst rule is raised out of the way, like the order limits.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    reads: u8,
     /// Also report the CPU time spent per accepted order during the measured seconds: by
     /// each of the server's threads (grouped by name), by this generator, and by the
     /// whole machine (kernel threads such as the disk's writeback included); and the
@@ -217,12 +226,7 @@ fn start_server(
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let config = dir.path().join("bench.toml");
-    // The default markets, with order limits raised so that the limiter is not what is measured.
-    let text = include_str!("../../../../config/default.toml")
-        .replace("orders_per_10s = 100", "orders_per_10s = 1000000000")
-        .replace("orders_per_day = 200000", "orders_per_day = 1000000000")
-        .replace("weight_per_minute = 6000", "weight_per_minute = 1000000000");
-    std::fs::write(&config, text)?;
+    std::fs::write(&config, bench_config()?)?;
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     let child = Command::new(ztx)
         .args(["serve", "--listen", &addr.to_string(), "--config"])
@@ -245,6 +249,31 @@ fn start_server(
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok((server, addr, data))
+}
+
+/// The default configuration, with the order and request limits and the account-query
+/// burst rule raised, so that neither the limiter nor the detector's ban is what is
+/// measured.
+fn bench_config() -> Result<String> {
+    let mut text = include_str!("../../../../config/default.toml").to_string();
+    for (from, to) in [
+        ("orders_per_10s = 100\n", "orders_per_10s = 1000000000\n"),
+        ("orders_per_day = 200000\n", "orders_per_day = 1000000000\n"),
+        (
+            "weight_per_minute = 6000\n",
+            "weight_per_minute = 1000000000\n",
+        ),
+        (
+            "[detection.account_query_burst]\nthreshold = 40\n",
+            "[detection.account_query_burst]\nthreshold = 1000000000\n",
+        ),
+    ] {
+        if !text.contains(from) {
+            bail!("config/default.toml no longer has {from:?}: the load would hit a limit");
+        }
+        text = text.replace(from, to);
+    }
+    Ok(text)
 }
 
 fn setup_customers(ztx: &Path, data: &Path, n: usize) -> Result<Vec<Key>> {
@@ -320,7 +349,10 @@ fn now_ms() -> u64 {
 
 #[derive(Default)]
 struct Tally {
+    /// Accepted requests, orders and reads.
     ok: u64,
+    /// Of which reads (`--reads`).
+    reads: u64,
     errors: std::collections::BTreeMap<String, u64>,
     latency_us: Option<Histogram<u64>>,
     /// CPU time over the measured seconds, when asked for.
@@ -442,10 +474,10 @@ impl CpuTimes {
         }
     }
 
-    /// Two lines: µs of CPU per order by each server thread group, the server, the
-    /// generator and the machine; then the bytes written per order, each line starting
-    /// with `indent`.
-    fn per_order(&self, orders: u64, indent: &str) -> String {
+    /// Two lines: µs of CPU per request (`unit`: an order, or with `--reads` a request)
+    /// by each server thread group, the server, the generator and the machine; then the
+    /// bytes written per request, each line starting with `indent`.
+    fn per_order(&self, orders: u64, unit: &str, indent: &str) -> String {
         let us = |ns: u64| ns as f64 / 1000.0 / orders.max(1) as f64;
         let mut parts: Vec<String> = self
             .server
@@ -459,7 +491,7 @@ impl CpuTimes {
         parts.push(format!("stolen {:.1}", us(self.machine_steal)));
         let per = |n: u64| n as f64 / orders.max(1) as f64;
         format!(
-            "{indent}CPU µs per order: {}\n{indent}written per order: server {:.0} B · disk {:.0} B \
+            "{indent}CPU µs per {unit}: {}\n{indent}written per {unit}: server {:.0} B · disk {:.0} B \
              in {:.2} writes",
             parts.join(" · "),
             per(self.server_written),
@@ -473,6 +505,7 @@ async fn connection(
     addr: SocketAddr,
     key: Arc<Key>,
     seed: u64,
+    reads: u8,
     measuring: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 ) -> Result<Tally> {
@@ -489,20 +522,35 @@ async fn connection(
     let mac = Hmac::<Sha256>::new_from_slice(&key.secret)?;
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
-        let side = if rng.next().is_multiple_of(2) {
-            "BUY"
+        let read = rng.next() % 100 < u64::from(reads);
+        let (method, path, query) = if read {
+            (
+                hyper::Method::GET,
+                "/api/v3/account",
+                format!("recvWindow=5000&timestamp={}", now_ms()),
+            )
         } else {
-            "SELL"
+            let side = if rng.next().is_multiple_of(2) {
+                "BUY"
+            } else {
+                "SELL"
+            };
+            let price = 49_950 + rng.next() % 101;
+            (
+                hyper::Method::POST,
+                "/api/v3/order",
+                format!(
+                    "symbol=BTCUSDT&side={side}&type=LIMIT&timeInForce=GTC&quantity=0.00100&price={price}.00&recvWindow=5000&timestamp={}",
+                    now_ms()
+                ),
+            )
         };
-        let price = 49_950 + rng.next() % 101;
-        let query = format!(
-            "symbol=BTCUSDT&side={side}&type=LIMIT&timeInForce=GTC&quantity=0.00100&price={price}.00&recvWindow=5000&timestamp={}",
-            now_ms()
-        );
         let mut m = mac.clone();
         m.update(query.as_bytes());
         let signature = hex::encode(m.finalize().into_bytes());
-        let request = hyper::Request::post(format!("/api/v3/order?{query}&signature={signature}"))
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{path}?{query}&signature={signature}"))
             .header("host", addr.to_string())
             .header("x-mbx-apikey", &key.api_key)
             .body(Empty::<Bytes>::new())?;
@@ -515,6 +563,7 @@ async fn connection(
         }
         if status.is_success() {
             tally.ok += 1;
+            tally.reads += u64::from(read);
             if let Some(h) = tally.latency_us.as_mut() {
                 h.record(elapsed.as_micros().max(1) as u64)?;
             }
@@ -561,13 +610,14 @@ fn main() -> Result<()> {
                 .as_ref()
                 .map(|h| h.value_at_quantile(0.99) as f64 / 1000.0);
             println!(
-                "round {round} audit {}: {per_s:.0} orders/s, p99 {:.2} ms, refused {}",
+                "round {round} audit {}: {per_s:.0} {}s/s, p99 {:.2} ms, refused {}",
                 if audited { "on " } else { "off" },
+                unit(&args),
                 h.unwrap_or(0.0),
                 tally.errors.values().sum::<u64>()
             );
             if let Some(cpu) = &tally.cpu {
-                println!("{}", cpu.per_order(tally.ok, "  "));
+                println!("{}", cpu.per_order(tally.ok, unit(&args), "  "));
             }
             rates.push(per_s);
         }
@@ -578,8 +628,9 @@ fn main() -> Result<()> {
     let pairs: Vec<(f64, f64)> = without.iter().copied().zip(with.iter().copied()).collect();
     let (off, on) = (median(&mut without), median(&mut with));
     println!(
-        "median: audit off {off:.0} orders/s, audit on {on:.0} orders/s: {:.1}% of the throughput",
-        100.0 * on / off
+        "median: audit off {off:.0} {unit}s/s, audit on {on:.0} {unit}s/s: {:.1}% of the throughput",
+        100.0 * on / off,
+        unit = unit(&args)
     );
     // In round order (the median sorts them).
     let shown: Vec<String> = ratios
@@ -603,6 +654,12 @@ fn main() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What one request of the load is called in figures: an order, or with `--reads` a
+/// request (of either kind).
+fn unit(args: &Args) -> &'static str {
+    if args.reads > 0 { "request" } else { "order" }
 }
 
 /// The median as these comparisons report it: the upper of the two middle values of an
@@ -661,7 +718,8 @@ fn compare_postgres(args: &Args, ztx: &Path, rounds: usize) -> Result<()> {
                 .as_ref()
                 .map(|h| h.value_at_quantile(0.99) as f64 / 1000.0);
             println!(
-                "round {round} postgres {mode:?}: {per_s:.0} orders/s, p99 {:.2} ms, refused {}",
+                "round {round} postgres {mode:?}: {per_s:.0} {}s/s, p99 {:.2} ms, refused {}",
+                unit(args),
                 p99.unwrap_or(0.0),
                 tally.errors.values().sum::<u64>()
             );
@@ -670,8 +728,9 @@ fn compare_postgres(args: &Args, ztx: &Path, rounds: usize) -> Result<()> {
     }
     let (p, m) = (median(&mut plain), median(&mut mtls));
     println!(
-        "median: plain {p:.0} orders/s, mtls {m:.0} orders/s: {:.1}% of the throughput",
-        100.0 * m / p
+        "median: plain {p:.0} {unit}s/s, mtls {m:.0} {unit}s/s: {:.1}% of the throughput",
+        100.0 * m / p,
+        unit = unit(args)
     );
     Ok(())
 }
@@ -705,6 +764,7 @@ fn run(
                 addr,
                 key,
                 i as u64 + 1,
+                args.reads,
                 measuring.clone(),
                 stop.clone(),
             )));
@@ -725,6 +785,7 @@ fn run(
         for t in tasks {
             let t = t.await.unwrap().unwrap();
             total.ok += t.ok;
+            total.reads += t.reads;
             for (k, v) in t.errors {
                 *total.errors.entry(k).or_default() += v;
             }
@@ -758,7 +819,15 @@ fn report(args: &Args, tally: &Tally, measured: Duration) {
         Some(PgMode::Plain) => "PostgreSQL over plain TCP",
         Some(PgMode::Mtls) => "PostgreSQL over mutual TLS",
     };
-    println!("ztx end-to-end signed orders over HTTP (loopback), {store}, durable before reply");
+    let load = if args.reads > 0 {
+        format!(
+            "signed orders and balance queries ({}% queries)",
+            args.reads
+        )
+    } else {
+        "signed orders".to_string()
+    };
+    println!("ztx end-to-end {load} over HTTP (loopback), {store}, durable before reply");
     println!(
         "machine: {} cores, {cpu}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -771,7 +840,16 @@ fn report(args: &Args, tally: &Tally, measured: Duration) {
         measured.as_secs_f64(),
         args.warmup_seconds
     );
-    println!("accepted orders: {} ({per_s:.0} orders/s)", tally.ok);
+    if args.reads > 0 {
+        println!(
+            "accepted requests: {} ({per_s:.0} requests/s): {} orders, {} balance queries",
+            tally.ok,
+            tally.ok - tally.reads,
+            tally.reads
+        );
+    } else {
+        println!("accepted orders: {} ({per_s:.0} orders/s)", tally.ok);
+    }
     println!(
         "latency: p50 {:.2} ms · p99 {:.2} ms · p99.9 {:.2} ms · max {:.2} ms",
         h.value_at_quantile(0.50) as f64 / 1000.0,
@@ -783,13 +861,29 @@ fn report(args: &Args, tally: &Tally, measured: Duration) {
         println!("refused: {v} × {k}");
     }
     if let Some(cpu) = &tally.cpu {
-        println!("{}", cpu.per_order(tally.ok, ""));
+        println!("{}", cpu.per_order(tally.ok, unit(args), ""));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_load_config_lifts_what_the_load_would_trip_and_nothing_else() {
+        let text = bench_config().expect("the default config names every limit");
+        for lifted in [
+            "orders_per_10s = 1000000000\n",
+            "orders_per_day = 1000000000\n",
+            "weight_per_minute = 1000000000\n",
+            "[detection.account_query_burst]\nthreshold = 1000000000\n",
+        ] {
+            assert!(text.contains(lifted), "{lifted:?} missing");
+        }
+        // The rules the load never trips keep their defaults.
+        assert!(text.contains("[detection.bad_signatures_per_ip]\nthreshold = 10\n"));
+        assert!(text.contains("[detection.outside_allow_list]\nthreshold = 3\n"));
+    }
 
     #[test]
     fn rounds_that_agree_give_an_interval_of_their_one_ratio() {
