@@ -82,12 +82,12 @@ struct Args {
     /// account-query burst rule is raised out of the way, like the order limits.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
     reads: u8,
-    /// Also report the CPU time spent per accepted order during the measured seconds: by
-    /// each of the server's threads (grouped by name), by this generator, and by the
-    /// whole machine (kernel threads such as the disk's writeback included); and the
-    /// bytes written per order, by the server's process (to the page cache, as the
-    /// kernel counts them) and by the machine's disks (what reached the device), from
-    /// `/proc` (Linux only).
+    /// Also report the CPU time spent per accepted order (with `--reads`, per accepted
+    /// request) during the measured seconds: by each of the server's threads (grouped by
+    /// name), by this generator, and by the whole machine (kernel threads such as the
+    /// disk's writeback included); and the bytes written per order (or request), by the
+    /// server's process (to the page cache, as the kernel counts them) and by the
+    /// machine's disks (what reached the device), from `/proc` (Linux only).
     #[arg(long)]
     cpu: bool,
 }
@@ -477,8 +477,8 @@ impl CpuTimes {
     /// Two lines: µs of CPU per request (`unit`: an order, or with `--reads` a request)
     /// by each server thread group, the server, the generator and the machine; then the
     /// bytes written per request, each line starting with `indent`.
-    fn per_order(&self, orders: u64, unit: &str, indent: &str) -> String {
-        let us = |ns: u64| ns as f64 / 1000.0 / orders.max(1) as f64;
+    fn per_request(&self, requests: u64, unit: &str, indent: &str) -> String {
+        let us = |ns: u64| ns as f64 / 1000.0 / requests.max(1) as f64;
         let mut parts: Vec<String> = self
             .server
             .iter()
@@ -489,7 +489,7 @@ impl CpuTimes {
         parts.push(format!("generator {:.1}", us(self.generator)));
         parts.push(format!("machine busy {:.1}", us(self.machine_busy)));
         parts.push(format!("stolen {:.1}", us(self.machine_steal)));
-        let per = |n: u64| n as f64 / orders.max(1) as f64;
+        let per = |n: u64| n as f64 / requests.max(1) as f64;
         format!(
             "{indent}CPU µs per {unit}: {}\n{indent}written per {unit}: server {:.0} B · disk {:.0} B \
              in {:.2} writes",
@@ -522,7 +522,8 @@ async fn connection(
     let mac = Hmac::<Sha256>::new_from_slice(&key.secret)?;
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
-        let read = rng.next() % 100 < u64::from(reads);
+        // Drawn only for a mix, so that an orders-only run sends the orders it always did.
+        let read = reads > 0 && rng.next() % 100 < u64::from(reads);
         let (method, path, query) = if read {
             (
                 hyper::Method::GET,
@@ -617,7 +618,7 @@ fn main() -> Result<()> {
                 tally.errors.values().sum::<u64>()
             );
             if let Some(cpu) = &tally.cpu {
-                println!("{}", cpu.per_order(tally.ok, unit(&args), "  "));
+                println!("{}", cpu.per_request(tally.ok, unit(&args), "  "));
             }
             rates.push(per_s);
         }
@@ -861,7 +862,7 @@ fn report(args: &Args, tally: &Tally, measured: Duration) {
         println!("refused: {v} × {k}");
     }
     if let Some(cpu) = &tally.cpu {
-        println!("{}", cpu.per_order(tally.ok, unit(args), ""));
+        println!("{}", cpu.per_request(tally.ok, unit(args), ""));
     }
 }
 
