@@ -174,6 +174,17 @@ impl Frontier {
         Ok(Frontier { size, peaks })
     }
 
+    /// The edge of a tree of `size` leaves from its perfect subtrees, largest first (as
+    /// [`Frontier::peaks`] gives them): `None` unless there is one per set bit of `size`.
+    pub fn from_peaks(size: u64, peaks: Vec<Hash>) -> Option<Frontier> {
+        (u32::try_from(peaks.len()).ok()? == size.count_ones()).then_some(Frontier { size, peaks })
+    }
+
+    /// The roots of the tree's perfect subtrees, largest first.
+    pub fn peaks(&self) -> &[Hash] {
+        &self.peaks
+    }
+
     pub fn size(&self) -> u64 {
         self.size
     }

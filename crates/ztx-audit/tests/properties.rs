@@ -116,6 +116,26 @@ proptest! {
         // ... and there is one per perfect subtree: n leaves, n - popcount(n) parents.
         prop_assert_eq!(completed.len() as u64, 2 * n - u64::from(n.count_ones()));
     }
+
+    /// A frontier rebuilt from another's peaks (what a range export carries) grows to
+    /// the same roots; peaks of the wrong count are refused.
+    #[test]
+    fn a_frontier_resumed_from_its_peaks_grows_the_same_tree(m in 0u64..300, more in 0u64..300) {
+        let tree = tree_of(m + more);
+        let at_m = Frontier::of(&tree, m).unwrap();
+        let mut resumed = Frontier::from_peaks(m, at_m.peaks().to_vec()).unwrap();
+        prop_assert_eq!(&resumed, &at_m);
+        for i in m..m + more {
+            resumed.push(Hash::leaf(&i.to_be_bytes()), |_| {});
+        }
+        prop_assert_eq!(resumed.root(), root(&tree, m + more).unwrap());
+        let mut extra = at_m.peaks().to_vec();
+        extra.push(Hash::ZERO);
+        prop_assert_eq!(Frontier::from_peaks(m, extra), None);
+        if !at_m.peaks().is_empty() {
+            prop_assert_eq!(Frontier::from_peaks(m, at_m.peaks()[1..].to_vec()), None);
+        }
+    }
 }
 
 fn text() -> impl Strategy<Value = String> {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use ztx_audit::export::{self, ExportWriter};
 use ztx_audit::{Checkpoint, VerifierKey};
+use ztx_store::StoredCheckpoint;
 
 use crate::Location;
 use crate::site::Site;
@@ -28,12 +29,22 @@ enum AuditCommand {
         #[command(flatten)]
         location: Location,
     },
-    /// Write the whole log, with every checkpoint, to a file.
+    /// Write the log, or a range of it, with its checkpoints, to a file: every entry up
+    /// to the newest checkpoint (entries no checkpoint signs yet prove nothing; the log
+    /// signs them within a second).
     Export {
         #[command(flatten)]
         location: Location,
         #[arg(long)]
         out: PathBuf,
+        /// The first entry to export; the tree of those before it goes in the export as
+        /// its peaks, which the checkpoints' roots prove.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Export up to the first checkpoint that signs at least this many entries
+        /// (default: the newest).
+        #[arg(long)]
+        to: Option<u64>,
     },
     /// Check an export offline: exit 0 only if it is intact, signed by KEY, and extends
     /// the trusted checkpoint; otherwise name the first bad entry.
@@ -66,7 +77,12 @@ pub fn run(args: AuditArgs) -> Result<()> {
             println!("{}", key.verifier());
             Ok(())
         }
-        AuditCommand::Export { location, out } => export_log(&location, &out),
+        AuditCommand::Export {
+            location,
+            out,
+            from,
+            to,
+        } => export_log(&location, &out, from, to),
         AuditCommand::Verify {
             file,
             public_key,
@@ -81,30 +97,62 @@ pub fn run(args: AuditArgs) -> Result<()> {
 /// How many rows one read takes.
 const PAGE: u32 = 10_000;
 
-fn export_log(location: &Location, out: &Path) -> Result<()> {
+fn export_log(location: &Location, out: &Path, from: u64, to: Option<u64>) -> Result<()> {
     let site = Site::open(location, false)?;
     let key = site.audit_key(&*site.master_key()?)?;
     let mut store = site.store()?;
     let size = store.audit_size().context("cannot read the audit log")?;
-    let file = File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut writer = ExportWriter::new(BufWriter::new(file), key.name(), size)?;
-    let mut after = 0;
+    let mut checkpoints = Vec::new();
     loop {
-        let page = store.audit_checkpoints(after, PAGE)?;
-        let Some(last) = page.last() else { break };
-        after = last.size;
-        // All of them: one past the entries is the evidence of a cut log.
-        for c in &page {
-            writer.checkpoint(&c.note)?;
+        let page = store.audit_checkpoints(
+            checkpoints.last().map_or(0, |c: &StoredCheckpoint| c.size),
+            PAGE,
+        )?;
+        if page.is_empty() {
+            break;
         }
+        checkpoints.extend(page);
     }
-    let mut next = 0;
-    while next < size {
+    let newest = checkpoints.last().map_or(0, |c| c.size);
+    // A checkpoint past the entries stays in: it is the evidence of a cut log.
+    let end = match to {
+        None => newest,
+        Some(to) => checkpoints
+            .iter()
+            .map(|c| c.size)
+            .find(|&signed| signed >= to)
+            .with_context(|| {
+                format!("no checkpoint signs {to} entries yet: the newest signs {newest}")
+            })?,
+    };
+    if from > end {
+        bail!(
+            "--from {from} is past the end of the export, entry {end} (the checkpoint it ends at)"
+        );
+    }
+    let before = if from == 0 {
+        ztx_audit::Frontier::new()
+    } else {
+        store
+            .audit_frontier(from)
+            .with_context(|| format!("cannot read the tree of the log's first {from} entries"))?
+    };
+    let file = File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut writer = ExportWriter::range(BufWriter::new(file), key.name(), &before, end)?;
+    for c in checkpoints
+        .iter()
+        .filter(|c| (from..=end).contains(&c.size))
+    {
+        writer.checkpoint(&c.note)?;
+    }
+    let stop = end.min(size);
+    let mut next = from;
+    while next < stop {
         let rows = store.audit_entries(next, PAGE)?;
         if rows.is_empty() {
             bail!("the audit log ends at entry {next}, before its size {size}");
         }
-        for row in rows.iter().take_while(|r| r.index < size) {
+        for row in rows.iter().take_while(|r| r.index < stop) {
             writer.entry(row.index, &row.leaf, &row.entry)?;
             next = row.index + 1;
         }
@@ -112,7 +160,20 @@ fn export_log(location: &Location, out: &Path) -> Result<()> {
     writer
         .finish()
         .with_context(|| format!("cannot write {}", out.display()))?;
-    println!("exported {size} entries to {}", out.display());
+    if from == 0 {
+        println!("exported {end} entries to {}", out.display());
+    } else {
+        println!(
+            "exported entries {from} to {end} (not included) to {}",
+            out.display()
+        );
+    }
+    if to.is_none() && size > end {
+        println!(
+            "left out the newest {} entries: no checkpoint signs them yet",
+            size - end
+        );
+    }
     Ok(())
 }
 
@@ -127,49 +188,34 @@ fn read_public_key(public_key: &str) -> Result<VerifierKey> {
 
 /// Refuses a log that publishes two proof-of-liabilities roots for one epoch: the
 /// platform showing different customers different roots, each of them in the log.
-fn one_root_per_epoch(file: &Path) -> Result<()> {
-    use std::io::BufRead as _;
-    let reader = BufReader::new(
-        File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
-    );
-    let mut seen: std::collections::HashMap<String, (u64, String)> =
-        std::collections::HashMap::new();
-    for line in reader.lines() {
-        let line = line.with_context(|| format!("cannot read {}", file.display()))?;
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        let (Some(index), Some(entry)) = (
-            value.get("index").and_then(serde_json::Value::as_u64),
-            value.get("entry").and_then(serde_json::Value::as_str),
-        ) else {
-            continue;
-        };
-        // The export was verified just before: every entry decodes.
-        let Some(entry) = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, entry)
-            .ok()
-            .and_then(|bytes| ztx_audit::Entry::decode(&bytes).ok())
-        else {
-            continue;
-        };
+#[derive(Debug, Default)]
+struct Publications {
+    /// Each epoch's first publication: its entry and root.
+    seen: std::collections::HashMap<String, (u64, String)>,
+}
+
+impl Publications {
+    fn check(&mut self, index: u64, entry: &ztx_audit::Entry) -> Result<(), String> {
         if entry.kind != ztx_audit::Kind::Publication {
-            continue;
+            return Ok(());
         }
-        let param = |name| ztx_api::reserves::publication_param(&entry, name);
+        let param = |name| ztx_api::reserves::publication_param(entry, name);
         let (Some(epoch), Some(root)) = (param("epoch"), param("root")) else {
-            bail!("entry {index} is a publication without one epoch and one root");
+            return Err(format!(
+                "entry {index} is a publication without one epoch and one root"
+            ));
         };
-        if let Some((first, earlier)) = seen.get(&epoch)
+        if let Some((first, earlier)) = self.seen.get(&epoch)
             && *earlier != root
         {
-            bail!(
+            return Err(format!(
                 "entries {first} and {index} publish two roots for proof-of-liabilities \
                  epoch {epoch}: {earlier} and {root}"
-            );
+            ));
         }
-        seen.entry(epoch).or_insert((index, root));
+        self.seen.entry(epoch).or_insert((index, root));
+        Ok(())
     }
-    Ok(())
 }
 
 fn verify(file: &Path, public_key: &str, trusted: Option<&Path>, update: bool) -> Result<()> {
@@ -194,16 +240,39 @@ fn verify(file: &Path, public_key: &str, trusted: Option<&Path>, update: bool) -
     let reader = BufReader::new(
         File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
     );
-    let verified = export::verify(reader, &key, trusted_checkpoint.as_ref())
-        .with_context(|| format!("{} is not an intact log", file.display()))?;
-    one_root_per_epoch(file)?;
+    let mut publications = Publications::default();
+    let verified = export::verify_with(reader, &key, trusted_checkpoint.as_ref(), |i, e| {
+        publications.check(i, e)
+    })
+    .with_context(|| format!("{} is not an intact log", file.display()))?;
+    let what = if verified.start == 0 {
+        format!("{} entries", verified.size)
+    } else {
+        format!(
+            "entries {} to {} of {}",
+            verified.start,
+            verified.size.saturating_sub(1),
+            verified.size
+        )
+    };
     println!(
-        "ok: {} entries, root {}, {} checkpoints verified",
-        verified.size, verified.root, verified.checkpoints
+        "ok: {what}, root {}, {} checkpoints verified",
+        verified.root, verified.checkpoints
     );
     if let (Some(path), true, Some((latest, note))) = (trusted, update, &verified.latest) {
-        online::write_atomically(path, note)?;
-        println!("now trusting the checkpoint at size {}", latest.size);
+        // Never back: an older checkpoint in place of a newer one would let the entries
+        // between them be rewritten unseen (an export whose newest checkpoints were
+        // deleted still verifies against the trusted one).
+        match &trusted_checkpoint {
+            Some(kept) if kept.size >= latest.size => println!(
+                "still trusting the checkpoint at size {}: the export's newest is at size {}",
+                kept.size, latest.size
+            ),
+            _ => {
+                online::write_atomically(path, note)?;
+                println!("now trusting the checkpoint at size {}", latest.size);
+            }
+        }
     }
     Ok(())
 }
@@ -214,8 +283,8 @@ mod tests {
 
     use super::*;
 
-    fn publication(epoch: u64, root: &str) -> String {
-        let entry = ztx_audit::Entry {
+    fn publication(epoch: u64, root: &str) -> ztx_audit::Entry {
+        ztx_audit::Entry {
             prev: ztx_audit::Hash::ZERO,
             time_ms: 1,
             kind: ztx_audit::Kind::Publication,
@@ -232,35 +301,21 @@ mod tests {
             outcome: ztx_audit::Outcome::Success,
             denial: None,
             code: None,
-        };
-        base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            entry.encode().unwrap(),
-        )
+        }
     }
 
     /// The platform shows two customers two roots of one epoch, both logged: the
     /// offline check of the log names the two entries.
     #[test]
     fn two_roots_published_for_one_epoch_are_caught() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("export.jsonl");
-        let lines = |roots: &[(u64, &str)]| {
-            roots
-                .iter()
-                .enumerate()
-                .map(|(i, (epoch, root))| {
-                    format!(
-                        "{{\"index\":{i},\"leaf\":\"00\",\"entry\":\"{}\"}}\n",
-                        publication(*epoch, root)
-                    )
-                })
-                .collect::<String>()
+        let check = |roots: &[(u64, &str)]| {
+            let mut publications = Publications::default();
+            roots.iter().zip(0u64..).try_for_each(|((epoch, root), i)| {
+                publications.check(i, &publication(*epoch, root))
+            })
         };
-        std::fs::write(&file, lines(&[(1, "aa"), (2, "bb"), (1, "aa")])).unwrap();
-        one_root_per_epoch(&file).unwrap();
-        std::fs::write(&file, lines(&[(1, "aa"), (2, "bb"), (1, "cc")])).unwrap();
-        let refused = one_root_per_epoch(&file).unwrap_err().to_string();
+        check(&[(1, "aa"), (2, "bb"), (1, "aa")]).unwrap();
+        let refused = check(&[(1, "aa"), (2, "bb"), (1, "cc")]).unwrap_err();
         assert!(
             refused.contains("entries 0 and 2 publish two roots"),
             "{refused}"
