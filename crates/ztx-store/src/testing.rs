@@ -383,16 +383,27 @@ impl PgCluster {
     }
 
     fn admin(&self) -> Result<postgres::Client, HarnessError> {
+        self.superuser_in("postgres")
+    }
+
+    fn superuser_in(&self, database: &str) -> Result<postgres::Client, HarnessError> {
         let url = if self.tls {
             format!(
-                "host={} port={} user=postgres dbname=postgres",
+                "host={} port={} user=postgres dbname={database}",
                 self.dir.display(),
                 self.port
             )
         } else {
-            self.url("postgres")
+            self.url(database)
         };
         Ok(postgres::Client::connect(&url, postgres::NoTls)?)
+    }
+
+    /// Runs SQL as the cluster's superuser in the database `database_url` names: as the
+    /// owner of the tables `ztx database setup` made there, who can drop their triggers.
+    pub fn execute_in(&self, database_url: &str, sql: &str) -> Result<(), HarnessError> {
+        let database = database_url.rsplit('/').next().unwrap_or_default();
+        Ok(self.superuser_in(database)?.batch_execute(sql)?)
     }
 
     /// The port the server listens on (127.0.0.1).

@@ -404,7 +404,7 @@ fn serves_on_postgresql() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // The service role reads the log it wrote: the export verifies.
     let file = dir.path().join("log.export");
-    let export = succeeds(&[
+    succeeds(&[
         "audit",
         "export",
         "--data-dir",
@@ -423,11 +423,7 @@ fn serves_on_postgresql() {
         "--public-key",
         key.trim(),
     ]);
-    assert!(
-        verify.status.success() && !export.stdout.is_empty(),
-        "{}",
-        stderr(&verify)
-    );
+    assert!(verify.status.success(), "{}", stderr(&verify));
 }
 
 /// Invariant 8: a crash at any instant loses no acknowledged order. Orders stream in from
