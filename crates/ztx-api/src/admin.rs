@@ -82,6 +82,7 @@ pub fn admin_router(app: AppState, token_sha256: [u8; 32], product: Product) -> 
         .route("/ztx/admin/v1/api-keys", post(create_api_key))
         .route("/ztx/admin/v1/deposits", post(deposit))
         .route("/ztx/admin/v1/por/publish", post(publish_reserves))
+        .route("/ztx/admin/v1/vault/rotate", post(vault_rotate))
         .layer(axum::middleware::from_fn_with_state(
             admin.clone(),
             account_for_store_calls,
@@ -392,6 +393,32 @@ async fn deposit(
 
 fn error(status: StatusCode, msg: &str) -> Response {
     (status, Json(json!({ "error": msg }))).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Nothing {}
+
+/// `POST /ztx/admin/v1/vault/rotate` `{}`: logs that the operator is rotating the
+/// key-encryption key. `ztx vault rotate` re-wraps the keys itself, beside the server,
+/// and starts only once this entry is durable.
+async fn vault_rotate(
+    State(admin): State<Admin>,
+    ConnectInfo(peer): ConnectInfo<AdminPeer>,
+    headers: HeaderMap,
+    body: Result<Json<Nothing>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let (who, Nothing {}) =
+        match admitted(&admin, &peer, &headers, operate::VAULT_ROTATE, body).await {
+            Ok(admitted) => admitted,
+            Err(refusal) => return refusal,
+        };
+    let app = &admin.app;
+    let log = app.is_audited().then_some(&app.engine);
+    match operate::record_rotation(log, &who, app.now_ms()).await {
+        Ok(()) => Json(json!({ "logged": operate::VAULT_ROTATE })).into_response(),
+        Err(e) => refused(&e),
+    }
 }
 
 /// `GET /ztx/admin/v1/events?cursor=N&limit=M`: the OCSF events of entries N onwards

@@ -456,6 +456,29 @@ async fn refuse(
     }
 }
 
+/// An operator tool that changes the platform's data beside the server, rather than
+/// through it: the key-encryption key's rotation (`ztx vault rotate`), which re-wraps
+/// every customer's data key. Its entry is durable before the tool starts.
+pub const VAULT_ROTATE: &str = "admin vault rotate";
+
+/// Logs that the operator is about to run [`VAULT_ROTATE`]; the tool runs only once this
+/// returns.
+pub async fn record_rotation(
+    engine: Option<&EngineHandle>,
+    who: &Operator,
+    now_ms: u64,
+) -> Result<(), CommandError> {
+    log(
+        engine,
+        who,
+        VAULT_ROTATE,
+        Vec::new(),
+        Outcome::Success,
+        now_ms,
+    )
+    .await
+}
+
 /// Appends the command's entry; returns once it is durable. Without a log (`None`: a
 /// server run unaudited, for benchmarks only) there is nothing to append to.
 async fn log(

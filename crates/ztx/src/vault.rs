@@ -8,8 +8,11 @@
 use anyhow::{Context, Result};
 use serde_json::json;
 
+use ztx_api::operate;
+
 use crate::Location;
-use crate::site::Site;
+use crate::admin::Route;
+use crate::site::{Site, now_ms};
 
 #[derive(Debug, clap::Args)]
 pub struct VaultArgs {
@@ -89,6 +92,22 @@ pub fn run(args: VaultArgs) -> Result<()> {
             Ok(())
         }
         VaultCommand::Rotate { json } => {
+            // The rotation rewrites every customer's data key: logged before it starts,
+            // by the running server or, with none, an engine of our own (the data
+            // directory's lock held until the rotation ends, so no server starts).
+            let _lock = match crate::admin::route(&site)? {
+                Route::Local(lock) => {
+                    crate::admin::locally(&site, async |engine, _, _, who| {
+                        operate::record_rotation(Some(engine), who, now_ms()).await
+                    })?;
+                    Some(lock)
+                }
+                Route::Server(client) => {
+                    crate::admin::ask_server(&client, "/ztx/admin/v1/vault/rotate", &json!({}))
+                        .context("the server did not log the rotation, so it did not start")?;
+                    None
+                }
+            };
             let added = if keys.has_key_file() {
                 Some(keys.add_kek_version().context("cannot add a key version")?)
             } else {

@@ -45,6 +45,20 @@ fn addresses(data: &Path, customers: u64) -> Vec<String> {
 
 /// Whether `needle` occurs in any file of the directory (the database, its WAL, the
 /// history database).
+/// The operators the audit log names for each `ztx vault rotate`, in order.
+fn rotations_logged(data: &Path) -> Vec<String> {
+    let db = rusqlite::Connection::open(data.join("ztx.sqlite")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT entry FROM audit_entries ORDER BY idx")
+        .unwrap();
+    stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .unwrap()
+        .map(|bytes| ztx_audit::Entry::decode(&bytes.unwrap()).unwrap())
+        .filter(|e| e.action == "admin vault rotate")
+        .map(|e| e.operator.unwrap_or_default().to_string())
+        .collect()
+}
+
 fn appears_in_files(dir: &Path, needle: &str) -> Option<String> {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -94,7 +108,14 @@ fn a_dump_of_the_database_holds_no_address_and_rotation_keeps_every_one_readable
     assert_eq!(before["plainEmails"], 0);
 
     // Online: the server keeps running while the key is rotated.
+    assert_eq!(rotations_logged(&data), Vec::<String>::new());
     let out = succeeds(&["vault", "--data-dir", d, "rotate", "--json"]);
+    // The running server logged it first, naming the operator its certificate names.
+    let logged = rotations_logged(&data);
+    assert!(
+        logged.len() == 1 && logged[0].contains("/operator/"),
+        "{logged:?}"
+    );
     let rotated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rotated["addedVersion"], 2);
     assert_eq!(rotated["rewrapped"], 3);
@@ -145,6 +166,12 @@ fn a_dump_of_the_database_holds_no_address_and_rotation_keeps_every_one_readable
     assert_eq!(
         (again["addedVersion"].clone(), again["rewrapped"].clone()),
         (3.into(), 4.into())
+    );
+    // With no server, an engine of the tool's own logged it, naming the system user.
+    let logged = rotations_logged(&data);
+    assert!(
+        logged.len() == 2 && logged[1].ends_with("@data-dir"),
+        "{logged:?}"
     );
     assert_eq!(addresses(&data, 4)[3], "carol.private@example.net");
 }
