@@ -24,8 +24,10 @@ use ztx_audit::{Denial, Entry, Hash, Kind, Outcome, ToCompactString};
 
 /// Who the detector's entries name as acting.
 pub const DETECTOR: &str = "ztx-monitor";
-/// The most events a finding links to (the latest).
-pub const MAX_RELATED: usize = 32;
+/// The most events a finding links to (the latest): every one that fired it under any
+/// default threshold. Their indices go in one parameter of the finding's entry, within
+/// its 1,024 bytes for logs of up to 10^15 entries.
+pub const MAX_RELATED: usize = 64;
 /// The most customers one finding notifies.
 pub const MAX_NOTIFIED: usize = 8;
 /// The most addresses remembered per key for `new_ip`; past it a key's new addresses
@@ -684,16 +686,39 @@ mod tests {
             .map(|_| request("GET /api/v3/account", ip(3), Some(1), None))
             .collect();
         let findings = feed(&mut d, &burst);
-        assert_eq!(
-            findings
-                .iter()
-                .filter(|f| f.rule == Rule::AccountQueryBurst)
-                .count(),
-            1
-        );
+        let fired: Vec<&Finding> = findings
+            .iter()
+            .filter(|f| f.rule == Rule::AccountQueryBurst)
+            .collect();
+        assert_eq!(fired.len(), 1);
+        // It links every one of the forty, in the entry that records it too.
+        assert_eq!(fired[0].related, (0..40).collect::<Vec<u64>>());
+        let detect = &fired[0].entries(NOW)[0];
+        let events = detect.params.iter().find(|(n, _)| n == "events").unwrap();
+        assert_eq!(events.1.split(',').count(), 40);
         // Counting starts afresh after a firing.
         let again = feed(&mut d, &burst[..39]);
         assert!(again.iter().all(|f| f.rule != Rule::AccountQueryBurst));
+    }
+
+    /// Every default threshold is within what a finding links, and the most it links
+    /// fits the entry's field even at the largest indices a log will reach.
+    #[test]
+    fn a_finding_links_every_event_that_fired_it_by_default() {
+        let config = DetectionConfig::default();
+        for rule in Rule::ALL {
+            assert!(
+                config.rule(rule).threshold as usize <= MAX_RELATED,
+                "{rule:?}"
+            );
+        }
+        let indices = vec![999_999_999_999_999u64; MAX_RELATED];
+        let joined = indices
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(joined.len() <= ztx_audit::MAX_FIELD_LEN);
     }
 
     #[test]
