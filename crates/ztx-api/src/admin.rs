@@ -415,7 +415,7 @@ async fn vault_rotate(
         };
     let app = &admin.app;
     let log = app.is_audited().then_some(&app.engine);
-    match operate::record_rotation(log, &who, app.now_ms()).await {
+    match operate::record_operator_tool(log, &who, operate::VAULT_ROTATE, app.now_ms()).await {
         Ok(()) => Json(json!({ "logged": operate::VAULT_ROTATE })).into_response(),
         Err(e) => refused(&e),
     }

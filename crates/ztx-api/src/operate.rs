@@ -460,23 +460,19 @@ async fn refuse(
 /// through it: the key-encryption key's rotation (`ztx vault rotate`), which re-wraps
 /// every customer's data key. Its entry is durable before the tool starts.
 pub const VAULT_ROTATE: &str = "admin vault rotate";
+/// A server started without the audit log (for benchmarks only): the last entry before
+/// the gap its run leaves, so that the gap is on the record.
+pub const SERVE_UNAUDITED: &str = "admin serve unaudited";
 
-/// Logs that the operator is about to run [`VAULT_ROTATE`]; the tool runs only once this
-/// returns.
-pub async fn record_rotation(
+/// Logs that the operator is about to run `action` ([`VAULT_ROTATE`],
+/// [`SERVE_UNAUDITED`]); it runs only once this returns.
+pub async fn record_operator_tool(
     engine: Option<&EngineHandle>,
     who: &Operator,
+    action: &'static str,
     now_ms: u64,
 ) -> Result<(), CommandError> {
-    log(
-        engine,
-        who,
-        VAULT_ROTATE,
-        Vec::new(),
-        Outcome::Success,
-        now_ms,
-    )
-    .await
+    log(engine, who, action, Vec::new(), Outcome::Success, now_ms).await
 }
 
 /// Appends the command's entry; returns once it is durable. Without a log (`None`: a

@@ -218,7 +218,20 @@ pub(crate) fn locally<T>(
         &Operator,
     ) -> Result<T, CommandError>,
 ) -> Result<T> {
-    let config = site.config(None)?;
+    locally_with(site, &site.config(None)?, command)
+}
+
+/// [`locally`], the engine's markets from `config`.
+pub(crate) fn locally_with<T>(
+    site: &Site,
+    config: &crate::config::Config,
+    command: impl AsyncFnOnce(
+        &EngineHandle,
+        &StorePool,
+        &MasterKey,
+        &Operator,
+    ) -> Result<T, CommandError>,
+) -> Result<T> {
     let master = site.master_key()?;
     let key = site.audit_key(&master)?;
     let clock: ztx_engine::Clock = Arc::new(now_ms);

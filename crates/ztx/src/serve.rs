@@ -29,7 +29,8 @@ pub struct ServeArgs {
     #[arg(long)]
     http_threads: Option<usize>,
     /// Keep no audit log: only for measuring what the log costs (BENCHMARKS.md). A server
-    /// run so breaks the promise that every access is recorded, and says so at start.
+    /// run so breaks the promise that every access is recorded, and says so at start: in
+    /// its output, and as the last entry in the log before the gap.
     #[arg(long, hide = true)]
     unaudited_benchmark_only: bool,
 }
@@ -120,6 +121,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
         feed: Some(feed),
     });
     if !audited {
+        // The log cannot record what this run does, but it records that it ran so.
+        crate::admin::locally_with(&site, &config, async |engine, _, _, who| {
+            ztx_api::operate::record_operator_tool(
+                Some(engine),
+                who,
+                ztx_api::operate::SERVE_UNAUDITED,
+                now_ms(),
+            )
+            .await
+        })
+        .context("cannot log that the server runs without the audit log")?;
         tracing::warn!("running WITHOUT the audit log: for benchmarks only");
     }
     let (engine, handle) = Engine::start_with(

@@ -98,7 +98,13 @@ pub fn run(args: VaultArgs) -> Result<()> {
             let _lock = match crate::admin::route(&site)? {
                 Route::Local(lock) => {
                     crate::admin::locally(&site, async |engine, _, _, who| {
-                        operate::record_rotation(Some(engine), who, now_ms()).await
+                        operate::record_operator_tool(
+                            Some(engine),
+                            who,
+                            operate::VAULT_ROTATE,
+                            now_ms(),
+                        )
+                        .await
                     })?;
                     Some(lock)
                 }

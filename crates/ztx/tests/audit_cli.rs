@@ -584,3 +584,36 @@ fn tampering_on_postgresql_is_caught() {
     tamper("DELETE FROM audit_entries WHERE idx = 4;");
     rejects(&verify(), "entry 4 is bad: missing");
 }
+
+/// A server run without the log (for benchmarks only) leaves a gap in the record of
+/// accesses; the log says when it began, and who started it.
+#[test]
+fn a_server_run_without_the_log_is_on_the_record() {
+    let (_dir, data) = copy_site();
+    let before = entries(&data).len();
+    let (server, addr) = serve(&data, &["--unaudited-benchmark-only"]);
+    http(&addr, "GET", "/api/v3/ping", None);
+    stop_gracefully(server);
+    let after = entries(&data);
+    let logged: Vec<Entry> = after[before..]
+        .iter()
+        .map(|(bytes, _)| Entry::decode(bytes).unwrap())
+        .filter(|e| e.kind == ztx_audit::Kind::Admin)
+        .collect();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0].action, "admin serve unaudited");
+    assert!(
+        logged[0]
+            .operator
+            .as_deref()
+            .is_some_and(|o| o.ends_with("@data-dir"))
+    );
+    // The ping itself is not in the log: that is the gap.
+    assert!(
+        after[before..]
+            .iter()
+            .all(|(bytes, _)| Entry::decode(bytes).unwrap().action != "GET /api/v3/ping")
+    );
+    // The log stays intact across it.
+    assert!(export_and_verify(&data, &[]).status.success());
+}
