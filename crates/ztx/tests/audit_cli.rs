@@ -72,15 +72,23 @@ fn public_key(data: &Path) -> String {
 }
 
 fn export_and_verify(data: &Path, extra: &[&str]) -> Output {
+    export_and_verify_with(data, &[], extra)
+}
+
+/// `ztx audit export` with `export` (e.g. a range), then `ztx audit verify` of the file
+/// with `verify`.
+fn export_and_verify_with(data: &Path, export: &[&str], verify: &[&str]) -> Output {
     let file = data.with_extension("export");
-    let out = ztx(&[
+    let mut args = vec![
         "audit",
         "export",
         "--data-dir",
         data.to_str().unwrap(),
         "--out",
         file.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(export);
+    let out = ztx(&args);
     assert!(out.status.success(), "{}", stderr(&out));
     let key = public_key(data);
     let mut args = vec![
@@ -90,7 +98,7 @@ fn export_and_verify(data: &Path, extra: &[&str]) -> Output {
         "--public-key",
         &key,
     ];
-    args.extend_from_slice(extra);
+    args.extend_from_slice(verify);
     ztx(&args)
 }
 
@@ -370,28 +378,7 @@ fn a_range_of_the_log_verifies_and_an_edit_in_it_is_named() {
     let (dir, data) = site_with_two_checkpoints();
     let size = entries(&data).len();
     let range = |data: &Path, from: &str, extra: &[&str]| {
-        let file = data.with_extension("range");
-        let out = ztx(&[
-            "audit",
-            "export",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--out",
-            file.to_str().unwrap(),
-            "--from",
-            from,
-        ]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        let key = public_key(data);
-        let mut args = vec![
-            "audit",
-            "verify",
-            file.to_str().unwrap(),
-            "--public-key",
-            &key,
-        ];
-        args.extend_from_slice(extra);
-        ztx(&args)
+        export_and_verify_with(data, &["--from", from], extra)
     };
     let out = range(&data, "3", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -520,20 +507,9 @@ fn the_server_publishes_its_key_checkpoints_and_proofs() {
 /// named.
 #[test]
 fn tampering_on_postgresql_is_caught() {
-    let Some(cluster) = ztx_store::testing::PgCluster::shared().unwrap() else {
-        return; // the harness said loudly why (and fails under CI=true)
+    let Some((cluster, owner, url)) = postgres_for_serving() else {
+        return;
     };
-    let owner = cluster.fresh_database().unwrap();
-    let (role, url) = cluster.new_role(&owner).unwrap();
-    let setup = ztx(&[
-        "database",
-        "setup",
-        "--database-url",
-        &owner,
-        "--service-role",
-        &role,
-    ]);
-    assert!(setup.status.success(), "{}", stderr(&setup));
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     let (server, addr) = serve(&data, &["--database-url", &url]);

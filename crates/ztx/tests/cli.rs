@@ -352,22 +352,11 @@ fn database_setup_is_refused_where_there_are_no_roles() {
 
 #[test]
 fn serves_on_postgresql() {
-    let Some(cluster) = ztx_store::testing::PgCluster::shared().unwrap() else {
-        return; // the harness said loudly why (and fails under CI=true)
-    };
-    let owner = cluster.fresh_database().unwrap();
     // As an operator runs it: the owner sets the schema up, the server runs as a role
     // that may only add to and read the audit log.
-    let (role, url) = cluster.new_role(&owner).unwrap();
-    let setup = ztx(&[
-        "database",
-        "setup",
-        "--database-url",
-        &owner,
-        "--service-role",
-        &role,
-    ]);
-    assert!(setup.status.success(), "{}", stderr(&setup));
+    let Some((_, _, url)) = postgres_for_serving() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     let (_server, addr) = serve(&data, &["--database-url", &url]);

@@ -243,19 +243,9 @@ fn a_key_file_readable_by_others_is_refused_by_name() {
 
 #[test]
 fn a_pg_dump_holds_no_address() {
-    let Some(cluster) = ztx_store::testing::PgCluster::shared().unwrap() else {
-        return; // the harness said loudly why (and fails under CI=true)
+    let Some((cluster, owner, url)) = postgres_for_serving() else {
+        return;
     };
-    let owner = cluster.fresh_database().unwrap();
-    let (role, url) = cluster.new_role(&owner).unwrap();
-    succeeds(&[
-        "database",
-        "setup",
-        "--database-url",
-        &owner,
-        "--service-role",
-        &role,
-    ]);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     let d = data.to_str().unwrap();

@@ -217,3 +217,23 @@ pub fn create_customer_as(d: &str, cert: &std::path::Path, email: &str) -> std::
         email,
     ])
 }
+
+/// A fresh database on the shared test cluster, set up as an operator does it: the owner
+/// (the cluster's superuser) runs `ztx database setup`, and the server is to connect as a
+/// role of its own that may only add to and read the audit log. The owner's URL and the
+/// service role's; `None` when the harness has no cluster (it said loudly why, and fails
+/// under CI=true).
+pub fn postgres_for_serving() -> Option<(&'static ztx_store::testing::PgCluster, String, String)> {
+    let cluster = ztx_store::testing::PgCluster::shared().unwrap()?;
+    let owner = cluster.fresh_database().unwrap();
+    let (role, url) = cluster.new_role(&owner).unwrap();
+    succeeds(&[
+        "database",
+        "setup",
+        "--database-url",
+        &owner,
+        "--service-role",
+        &role,
+    ]);
+    Some((cluster, owner, url))
+}
