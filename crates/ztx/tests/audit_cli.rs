@@ -102,6 +102,19 @@ fn export_and_verify_with(data: &Path, export: &[&str], verify: &[&str]) -> Outp
     ztx(&args)
 }
 
+/// Exports and verifies the log, keeping its newest checkpoint as a reader would (in
+/// `dir`/trusted.note); the file's path.
+fn keep_checkpoint(dir: &Path, data: &Path) -> PathBuf {
+    let kept = dir.join("trusted.note");
+    let out = export_and_verify(
+        data,
+        &["--trusted-checkpoint", kept.to_str().unwrap(), "--update"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(kept.exists());
+    kept
+}
+
 /// Runs SQL on the copy's store as its owner, the append-only triggers dropped first.
 fn tamper(data: &Path, sql: &str) {
     let db = rusqlite::Connection::open(data.join("ztx.sqlite")).unwrap();
@@ -262,13 +275,7 @@ fn a_truncated_log_is_caught() {
 #[test]
 fn a_forked_log_is_caught_by_a_kept_checkpoint() {
     let (dir, data) = copy_site();
-    let kept = dir.path().join("trusted.note");
-    let out = export_and_verify(
-        &data,
-        &["--trusted-checkpoint", kept.to_str().unwrap(), "--update"],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(kept.exists());
+    let kept = keep_checkpoint(dir.path(), &data);
     let mut sql =
         String::from("DROP TRIGGER audit_checkpoints_no_delete; DELETE FROM audit_checkpoints;");
     let mut prev = entries(&data)[0].1;
@@ -336,12 +343,7 @@ fn checkpoint_lines(file: &Path) -> Vec<String> {
 #[test]
 fn deleting_the_newest_checkpoints_does_not_roll_back_a_kept_one() {
     let (dir, data) = site_with_two_checkpoints();
-    let kept = dir.path().join("trusted.note");
-    let out = export_and_verify(
-        &data,
-        &["--trusted-checkpoint", kept.to_str().unwrap(), "--update"],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let kept = keep_checkpoint(dir.path(), &data);
     let trusted = std::fs::read_to_string(&kept).unwrap();
     let file = data.with_extension("export");
     let signed = checkpoint_lines(&file);
