@@ -416,7 +416,9 @@ async fn vault_rotate(
     let app = &admin.app;
     let log = app.is_audited().then_some(&app.engine);
     match operate::record_operator_tool(log, &who, operate::VAULT_ROTATE, app.now_ms()).await {
-        Ok(()) => Json(json!({ "logged": operate::VAULT_ROTATE })).into_response(),
+        // A server run without the log (for benchmarks only) has nothing to append to;
+        // its start is the log's last word until it stops.
+        Ok(()) => Json(json!({ "logged": log.is_some() })).into_response(),
         Err(e) => refused(&e),
     }
 }

@@ -161,6 +161,12 @@ pub enum ExportError {
     Unsigned { first: u64, size: u64 },
     #[error("a fork: {0}")]
     Fork(String),
+    /// The export does not reach the trusted checkpoint's size, or starts after it: it
+    /// may be intact, but nothing shows it extends what the reader saw.
+    #[error("cannot check the export against the trusted checkpoint: {0}")]
+    Unchecked(String),
+    #[error("nothing proves {0}")]
+    Unproven(String),
     /// An entry the caller's own check refused.
     #[error("{0}")]
     Refused(String),
@@ -190,8 +196,9 @@ pub fn verify(
     verify_with(reader, key, trusted, |_, _| Ok(()))
 }
 
-/// [`verify`], also handing each entry, decoded, to `check` as it goes: an error it
-/// returns stops the check as [`ExportError::Refused`].
+/// [`verify`], also handing each entry, decoded, to `check` as it goes. The first error
+/// it returns is the answer, as [`ExportError::Refused`], once the export has proven
+/// every entry; any other fault of the export comes first.
 pub fn verify_with(
     reader: impl BufRead,
     key: &VerifierKey,
@@ -225,6 +232,9 @@ pub fn verify_with(
         });
     }
     let mut log = Replay::start(&header, n, trusted)?;
+    // The caller's refusal is of entries not yet proven when it is made (an unsigned
+    // tail could hold anything): it stands only if the export proves them all.
+    let mut refusal = None;
     while let Some((text, n)) = lines.next("a line")? {
         if text.starts_with("{\"checkpoint\"") {
             let line: CheckpointLine = parse(&text, n)?;
@@ -239,9 +249,15 @@ pub fn verify_with(
         }
         let line: EntryLine = parse(&text, n)?;
         let entry = log.entry(&line)?;
-        check(line.index, &entry).map_err(ExportError::Refused)?;
+        if let Err(why) = check(line.index, &entry) {
+            refusal.get_or_insert(why);
+        }
     }
-    log.finish(&header)
+    let verified = log.finish(&header)?;
+    match refusal {
+        Some(why) => Err(ExportError::Refused(why)),
+        None => Ok(verified),
+    }
 }
 
 /// The check's state between lines.
@@ -287,9 +303,9 @@ impl<'t> Replay<'t> {
         if let Some(t) = trusted
             && t.size < header.start
         {
-            return Err(ExportError::Fork(format!(
-                "the trusted checkpoint's {} entries end before this export's first, entry \
-                 {}: export the log from entry {} or earlier to check it against them",
+            return Err(ExportError::Unchecked(format!(
+                "its {} entries end before this export's first, entry {}: export the log \
+                 from entry {} or earlier",
                 t.size, header.start, t.size
             )));
         }
@@ -367,6 +383,11 @@ impl<'t> Replay<'t> {
             ));
         }
         let entry = Entry::decode(&bytes).map_err(|e| bad(format!("not a valid entry: {e}")))?;
+        if index == 0 && entry.prev != Hash::ZERO {
+            return Err(bad(
+                "it names an entry before it, but it is the log's first".into(),
+            ));
+        }
         // A range's first entry names one the export does not hold; the root proves it.
         if let Some(last) = self.last_leaf
             && entry.prev != last
@@ -385,11 +406,21 @@ impl<'t> Replay<'t> {
     /// Checks the root of every checkpoint (and the trusted one) the entries have reached.
     fn check_roots(&mut self) -> Result<(), ExportError> {
         let size = self.frontier.size();
+        let root = self.frontier.root();
+        let trusted_here = self.trusted.filter(|t| t.size == size);
         while let Some((c, _)) = self.checkpoints.get(self.checked) {
             if c.size > size {
                 break;
             }
-            if c.root != self.frontier.root() {
+            if c.root != root {
+                // The reader's checkpoint of this size holds and the export's does not:
+                // the log signed two trees of one size.
+                if trusted_here.is_some_and(|t| t.root == root) {
+                    return Err(ExportError::Fork(format!(
+                        "the log signed two roots at size {size}: the trusted checkpoint's \
+                         and one in the export"
+                    )));
+                }
                 return Err(ExportError::BadCheckpoint {
                     size: c.size,
                     why: self.changed_since(c.size),
@@ -398,14 +429,11 @@ impl<'t> Replay<'t> {
             self.checked += 1;
             self.proven = Some(size);
         }
-        if let Some(t) = self.trusted
-            && t.size == size
-        {
-            if t.root != self.frontier.root() {
+        if let Some(t) = trusted_here {
+            if t.root != root {
                 return Err(ExportError::Fork(format!(
                     "the log's root at size {size} is not the one in the trusted checkpoint: \
-                     it was rewritten before entry {size}, and its own checkpoints sign \
-                     the rewritten history"
+                     its history before entry {size} is not the one the reader saw"
                 )));
             }
             self.proven = Some(size);
@@ -456,10 +484,17 @@ impl<'t> Replay<'t> {
         if let Some(t) = self.trusted
             && t.size > size
         {
-            return Err(ExportError::Fork(format!(
-                "the export ends at {size} entries, before the trusted checkpoint's {}: \
-                 the log was cut or this is another log",
+            return Err(ExportError::Unchecked(format!(
+                "the export ends at {size} entries, before its {}: export the log up to it \
+                 or later (if this is the whole log, it was cut, or it is another log)",
                 t.size
+            )));
+        }
+        if self.start > 0 && self.proven.is_none() {
+            return Err(ExportError::Unproven(format!(
+                "the peaks of the entries before this range: it has no checkpoint of a size \
+                 from {} on",
+                self.start
             )));
         }
         let proven = self.proven.unwrap_or(self.start);
@@ -883,23 +918,111 @@ mod tests {
         );
         let e = check(&join(&range), Some(&checkpoint_at(&log, 4))).unwrap_err();
         assert!(
-            matches!(e, ExportError::Fork(ref why) if why.contains("export the log from entry 4 or earlier")),
+            matches!(e, ExportError::Unchecked(ref why) if why.contains("export the log from entry 4 or earlier")),
             "{e}"
         );
     }
 
+    /// A shorter export may be intact, but nothing shows it extends what the reader saw.
     #[test]
-    fn an_export_that_ends_before_a_trusted_checkpoint_is_a_fork() {
+    fn an_export_that_ends_before_a_trusted_checkpoint_cannot_be_checked() {
         let log = entries(8);
         let e = check(&export(&log, 0, 5, &[5]), Some(&checkpoint_at(&log, 8))).unwrap_err();
         assert_eq!(
             e,
-            ExportError::Fork(
-                "the export ends at 5 entries, before the trusted checkpoint's 8: the log was \
-                 cut or this is another log"
+            ExportError::Unchecked(
+                "the export ends at 5 entries, before its 8: export the log up to it or \
+                 later (if this is the whole log, it was cut, or it is another log)"
                     .into()
             )
         );
+    }
+
+    /// A log rewritten from entry 3 on and signed again with the log's key (stolen):
+    /// alone it verifies; against a checkpoint kept from before it is a fork.
+    #[test]
+    fn a_rewritten_log_signed_again_is_a_fork_of_a_kept_checkpoint() {
+        let honest = entries(8);
+        let mut forged = honest.clone();
+        let mut prev = forged[2].1;
+        for item in forged.iter_mut().skip(3) {
+            let mut e = Entry::decode(&item.0).unwrap();
+            e.prev = prev;
+            e.customer = Some(99);
+            item.0 = e.encode().unwrap();
+            item.1 = Hash::leaf(&item.0);
+            prev = item.1;
+        }
+        let text = export(&forged, 0, 8, &[4, 8]);
+        check(&text, None).unwrap();
+        assert_eq!(
+            check(&text, Some(&checkpoint_at(&honest, 6))),
+            Err(ExportError::Fork(
+                "the log's root at size 6 is not the one in the trusted checkpoint: its \
+                 history before entry 6 is not the one the reader saw"
+                    .into()
+            ))
+        );
+        // Kept at a size the export signs too: the log signed two roots for one size.
+        let kept = checkpoint_at(&forged, 4);
+        let mut text = lines(&export(&honest, 0, 8, &[8]));
+        let honest_4 = checkpoint_at(&honest, 4).sign(&key()).unwrap();
+        text.insert(
+            1,
+            serde_json::to_string(&CheckpointLine {
+                checkpoint: honest_4,
+            })
+            .unwrap(),
+        );
+        // The honest entries hold at 4 against the honest checkpoint, so the kept
+        // (forged) one is the other root at that size.
+        assert_eq!(
+            check(&join(&text), Some(&kept)),
+            Err(ExportError::Fork(
+                "the log's root at size 4 is not the one in the trusted checkpoint: its \
+                 history before entry 4 is not the one the reader saw"
+                    .into()
+            ))
+        );
+        let wrong_4 = checkpoint_at(&forged, 4).sign(&key()).unwrap();
+        text[1] = serde_json::to_string(&CheckpointLine {
+            checkpoint: wrong_4,
+        })
+        .unwrap();
+        assert_eq!(
+            check(&join(&text), Some(&checkpoint_at(&honest, 4))),
+            Err(ExportError::Fork(
+                "the log signed two roots at size 4: the trusted checkpoint's and one in the \
+                 export"
+                    .into()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_first_entry_that_names_a_predecessor_is_refused() {
+        let mut log = entries(3);
+        let mut e = Entry::decode(&log[0].0).unwrap();
+        e.prev = Hash::leaf(b"before");
+        log[0].0 = e.encode().unwrap();
+        log[0].1 = Hash::leaf(&log[0].0);
+        assert_eq!(
+            check(&export(&log, 0, 1, &[1]), None),
+            Err(ExportError::BadEntry {
+                index: 0,
+                why: "it names an entry before it, but it is the log's first".into()
+            })
+        );
+    }
+
+    /// A range with no entries and no checkpoint proves nothing about its peaks.
+    #[test]
+    fn an_empty_range_without_a_checkpoint_proves_nothing() {
+        let log = entries(6);
+        let e = check(&export(&log, 4, 4, &[]), None).unwrap_err();
+        assert!(matches!(e, ExportError::Unproven(_)), "{e}");
+        // With the checkpoint of its start, the peaks are proven.
+        check(&export(&log, 4, 4, &[4]), None).unwrap();
     }
 
     #[test]
@@ -913,9 +1036,12 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, [(2, 2), (3, 3), (4, 4)]);
-        let e = verify_with(text.as_bytes(), &key().verifier(), None, |i, _| {
-            if i == 3 { Err("no".into()) } else { Ok(()) }
-        });
+        let refuse_3 = |i: u64, _: &Entry| if i == 3 { Err("no".into()) } else { Ok(()) };
+        let e = verify_with(text.as_bytes(), &key().verifier(), None, refuse_3);
         assert_eq!(e, Err(ExportError::Refused("no".into())));
+        // An entry no checkpoint signs proves nothing, not even what the check saw in it.
+        let unsigned = export(&log, 2, 5, &[3]);
+        let e = verify_with(unsigned.as_bytes(), &key().verifier(), None, refuse_3);
+        assert_eq!(e, Err(ExportError::Unsigned { first: 3, size: 5 }));
     }
 }

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use ztx_audit::export::{self, ExportWriter};
 use ztx_audit::{Checkpoint, VerifierKey};
-use ztx_store::StoredCheckpoint;
 
 use crate::Location;
 use crate::site::Site;
@@ -101,30 +100,19 @@ fn export_log(location: &Location, out: &Path, from: u64, to: Option<u64>) -> Re
     let site = Site::open(location, false)?;
     let key = site.audit_key(&*site.master_key()?)?;
     let mut store = site.store()?;
-    let size = store.audit_size().context("cannot read the audit log")?;
-    let mut checkpoints = Vec::new();
-    loop {
-        let page = store.audit_checkpoints(
-            checkpoints.last().map_or(0, |c: &StoredCheckpoint| c.size),
-            PAGE,
-        )?;
-        if page.is_empty() {
-            break;
-        }
-        checkpoints.extend(page);
-    }
-    let newest = checkpoints.last().map_or(0, |c| c.size);
-    // A checkpoint past the entries stays in: it is the evidence of a cut log.
+    let newest = store
+        .latest_checkpoint()
+        .context("cannot read the audit log's checkpoints")?
+        .map_or(0, |c| c.size);
     let end = match to {
         None => newest,
-        Some(to) => checkpoints
-            .iter()
-            .map(|c| c.size)
-            .find(|&signed| signed >= to)
-            .with_context(|| {
-                format!("no checkpoint signs {to} entries yet: the newest signs {newest}")
-            })?,
+        Some(to) => first_checkpoint_from(&mut *store, to)?.with_context(|| {
+            format!("no checkpoint signs {to} entries yet: the newest signs {newest}")
+        })?,
     };
+    // Read after the checkpoints: a checkpoint signed since then covers entries that are
+    // already stored. (A checkpoint past the entries is the evidence of a cut log.)
+    let size = store.audit_size().context("cannot read the audit log")?;
     if from > end {
         bail!(
             "--from {from} is past the end of the export, entry {end} (the checkpoint it ends at)"
@@ -139,11 +127,20 @@ fn export_log(location: &Location, out: &Path, from: u64, to: Option<u64>) -> Re
     };
     let file = File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut writer = ExportWriter::range(BufWriter::new(file), key.name(), &before, end)?;
-    for c in checkpoints
-        .iter()
-        .filter(|c| (from..=end).contains(&c.size))
-    {
-        writer.checkpoint(&c.note)?;
+    // Those of sizes `from` to `end`, a page at a time.
+    let mut after = from.saturating_sub(1);
+    'pages: loop {
+        let page = store.audit_checkpoints(after, PAGE)?;
+        let Some(last) = page.last() else { break };
+        after = last.size;
+        for c in &page {
+            if c.size > end {
+                break 'pages;
+            }
+            if c.size >= from {
+                writer.checkpoint(&c.note)?;
+            }
+        }
     }
     let stop = end.min(size);
     let mut next = from;
@@ -175,6 +172,21 @@ fn export_log(location: &Location, out: &Path, from: u64, to: Option<u64>) -> Re
         );
     }
     Ok(())
+}
+
+/// The size of the first checkpoint that signs at least `entries` entries.
+fn first_checkpoint_from(store: &mut dyn ztx_store::Store, entries: u64) -> Result<Option<u64>> {
+    let mut after = entries.saturating_sub(1);
+    loop {
+        let page = store.audit_checkpoints(after, PAGE)?;
+        if let Some(size) = page.iter().map(|c| c.size).find(|&size| size >= entries) {
+            return Ok(Some(size));
+        }
+        match page.last() {
+            Some(last) => after = last.size,
+            None => return Ok(None),
+        }
+    }
 }
 
 /// A public key given on the command line: the key itself, or a file holding it.

@@ -120,9 +120,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
         checkpoint_every: std::time::Duration::from_secs(1),
         feed: Some(feed),
     });
-    if !audited {
-        // The log cannot record what this run does, but it records that it ran so.
+    let (started, dropped) = if audited {
+        (started, dropped)
+    } else {
+        // The log cannot record what this run does, but it records that it ran so, after
+        // the store calls its start made.
+        let accesses = ztx_engine::Accessor::platform().entries(started, dropped, now_ms());
         crate::admin::locally_with(&site, &config, async |engine, _, _, who| {
+            engine.record_all(accesses).await.map_err(|e| {
+                ztx_api::operate::CommandError::Unavailable(format!(
+                    "cannot log the store calls made at start: {e}"
+                ))
+            })?;
             ztx_api::operate::record_operator_tool(
                 Some(engine),
                 who,
@@ -133,7 +142,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         })
         .context("cannot log that the server runs without the audit log")?;
         tracing::warn!("running WITHOUT the audit log: for benchmarks only");
-    }
+        (Vec::new(), 0)
+    };
     let (engine, handle) = Engine::start_with(
         site.store_factory(),
         config.markets.clone(),

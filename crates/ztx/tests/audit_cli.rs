@@ -314,7 +314,8 @@ fn a_forked_log_is_caught_by_a_kept_checkpoint() {
     );
     rejects(
         &export_and_verify(&data, &["--trusted-checkpoint", kept.to_str().unwrap()]),
-        "a fork: the export ends at 0 entries, before the trusted checkpoint's",
+        "cannot check the export against the trusted checkpoint: the export ends at 0 \
+         entries",
     );
 }
 
@@ -407,7 +408,8 @@ fn a_range_of_the_log_verifies_and_an_edit_in_it_is_named() {
             &["--trusted-checkpoint", kept.to_str().unwrap()],
         ),
         &format!(
-            "a fork: the trusted checkpoint's {} entries end before this export's first",
+            "cannot check the export against the trusted checkpoint: its {} entries end \
+             before this export's first",
             older.size
         ),
     );

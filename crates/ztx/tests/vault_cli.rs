@@ -43,8 +43,6 @@ fn addresses(data: &Path, customers: u64) -> Vec<String> {
         .collect()
 }
 
-/// Whether `needle` occurs in any file of the directory (the database, its WAL, the
-/// history database).
 /// The operators the audit log names for each `ztx vault rotate`, in order.
 fn rotations_logged(data: &Path) -> Vec<String> {
     let db = rusqlite::Connection::open(data.join("ztx.sqlite")).unwrap();
@@ -59,6 +57,8 @@ fn rotations_logged(data: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Whether `needle` occurs in any file of the directory (the database, its WAL, the
+/// history database).
 fn appears_in_files(dir: &Path, needle: &str) -> Option<String> {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
