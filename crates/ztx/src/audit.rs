@@ -253,10 +253,20 @@ fn verify(file: &Path, public_key: &str, trusted: Option<&Path>, update: bool) -
         File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
     );
     let mut publications = Publications::default();
-    let verified = export::verify_with(reader, &key, trusted_checkpoint.as_ref(), |i, e| {
+    let verified = match export::verify_with(reader, &key, trusted_checkpoint.as_ref(), |i, e| {
         publications.check(i, e)
-    })
-    .with_context(|| format!("{} is not an intact log", file.display()))?;
+    }) {
+        Ok(verified) => verified,
+        // Intact, and what it holds is the platform's fault.
+        Err(export::ExportError::Refused(why)) => {
+            bail!("{}: the log is intact, but {why}", file.display())
+        }
+        Err(e) => {
+            return Err(
+                anyhow::Error::new(e).context(format!("{} is not an intact log", file.display()))
+            );
+        }
+    };
     let what = if verified.start == 0 {
         format!("{} entries", verified.size)
     } else {
