@@ -88,6 +88,18 @@ impl Monitor {
             .scope(state.reads.with(|s| s.key_addresses()))
             .await
             .map_err(|e| describe(&e))?;
+        // The bans still running, before the first request is served: a restart does
+        // not lift them.
+        let now = state.now_ms();
+        let banned = caller
+            .scope(state.reads.with(move |s| s.ip_bans(now)))
+            .await
+            .map_err(|e| describe(&e))?;
+        for (ip, until_ms) in banned {
+            if let Ok(ip) = ip.parse::<IpAddr>() {
+                state.bans.ban(ip, until_ms, now);
+            }
+        }
         if state.is_audited() {
             caller
                 .flush(&state.engine, state.now_ms())
@@ -289,8 +301,8 @@ impl Monitor {
         Ok(contiguous)
     }
 
-    /// Commits the finding's entries with its effects, then enforces what lives in
-    /// memory (bans) and drops frozen keys from the cache.
+    /// Commits the finding's entries with its effects (a ban stored too, for the next
+    /// start), then enforces the ban in memory and drops frozen keys from the cache.
     async fn respond(&self, finding: &Finding) {
         let now = self.state.now_ms();
         let entries = finding.entries(now);
@@ -307,7 +319,10 @@ impl Monitor {
                     message: message.clone(),
                     at_ms: now,
                 }),
-                Response::BanIp { .. } => {}
+                Response::BanIp { ip, until_ms } => effects.push(SecurityEffect::BanIp {
+                    ip: ip.to_string(),
+                    until_ms: *until_ms,
+                }),
             }
         }
         let mut tries = 0;

@@ -20,9 +20,10 @@ use crate::state::AppState;
 /// has expired the ban is still enforced by replacing the soonest to expire.
 const MAX_BANS: usize = 100_000;
 
-/// Addresses refused until a time, in memory: a ban is a response to a detection
-/// logged in the audit log, and lasts minutes; a restart lifts it, and the detector
-/// bans again if the address goes on.
+/// Addresses refused until a time: a ban is a response to a detection, logged in the
+/// audit log and stored (`ip_bans`) in the same commit; the gate reads this copy in
+/// memory, which the monitor fills from the store as the server starts, so a restart
+/// does not lift a ban.
 #[derive(Debug, Default)]
 pub struct Bans {
     until: Mutex<HashMap<IpAddr, u64>>,

@@ -230,6 +230,8 @@ pub trait Store: Send {
     ) -> Result<()>;
     /// Every address each key was used from.
     fn key_addresses(&mut self) -> Result<Vec<(ApiKeyId, String)>>;
+    /// The addresses banned at `now_ms`, and until when.
+    fn ip_bans(&mut self, now_ms: u64) -> Result<Vec<(String, u64)>>;
 }
 
 /// Implements [`Store`] for a backend by calling the shared operations, each accounted
@@ -494,6 +496,11 @@ macro_rules! impl_store {
                 let r = security::key_addresses(self);
                 self.accounting
                     .note("key_addresses", Query, &["key_addresses"], Platform, r)
+            }
+            fn ip_bans(&mut self, now_ms: u64) -> Result<Vec<(String, u64)>> {
+                let r = security::ip_bans(self, now_ms);
+                self.accounting
+                    .note("ip_bans", Query, &["ip_bans"], Platform, r)
             }
             fn load_state(&mut self) -> Result<ExchangeState> {
                 // One transaction, so the state is a consistent snapshot.

@@ -336,14 +336,19 @@ const CUSTOMER_ROWS: &[(&str, Option<&str>)] = &[
     ("trade_index", Some("owner = ztx_customer()")),
 ];
 
+/// The policy of a table only the platform reads or writes (see [`ROW_SECURITY`]).
+fn platform_rows(table: &str) -> String {
+    format!(
+        "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\n\
+         ALTER TABLE {table} FORCE ROW LEVEL SECURITY;\n\
+         CREATE POLICY all_rows ON {table} USING (ztx_platform()) WITH CHECK (ztx_platform());\n"
+    )
+}
+
 fn row_security() -> String {
     let mut ddl = ROW_SECURITY.replace("{policies}", "");
     for (table, mine) in CUSTOMER_ROWS {
-        ddl.push_str(&format!(
-            "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\n\
-             ALTER TABLE {table} FORCE ROW LEVEL SECURITY;\n\
-             CREATE POLICY all_rows ON {table} USING (ztx_platform()) WITH CHECK (ztx_platform());\n"
-        ));
+        ddl.push_str(&platform_rows(table));
         if let Some(mine) = mine {
             ddl.push_str(&format!(
                 "CREATE POLICY own_rows ON {table} FOR SELECT USING ({mine});\n"
@@ -411,11 +416,21 @@ fn audit_security() -> String {
         .collect()
 }
 
+/// Version 8: the addresses detection banned, and until when, so that a restart does not
+/// lift a ban (the server loads those still running as it starts). Written only in the
+/// commit that logs the ban. Platform only: on PostgreSQL no customer scope reads it.
+const V8: &str = "
+CREATE TABLE ip_bans (
+    ip TEXT PRIMARY KEY,
+    until_ms BIGINT NOT NULL
+);
+{ip_bans_security}";
+
 /// Every migration in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// The schema the history tables are created in, as a qualifier for [`HISTORY`].
 pub(crate) const HISTORY_SCHEMA: &str = "history.";
@@ -430,12 +445,18 @@ pub(crate) fn render(ddl: &str, dialect: Dialect) -> String {
         Dialect::Sqlite => (APPEND_ONLY_SQLITE, ""),
         Dialect::Postgres => (APPEND_ONLY_POSTGRES, AUDIT_NODES),
     };
-    let (row_security, customer_keys_security, audit_security) = match dialect {
-        Dialect::Sqlite => (String::new(), "", String::new()),
-        Dialect::Postgres => (row_security(), CUSTOMER_KEYS_SECURITY, audit_security()),
+    let (row_security, customer_keys_security, audit_security, ip_bans_security) = match dialect {
+        Dialect::Sqlite => (String::new(), "", String::new(), String::new()),
+        Dialect::Postgres => (
+            row_security(),
+            CUSTOMER_KEYS_SECURITY,
+            audit_security(),
+            platform_rows("ip_bans"),
+        ),
     };
     ddl.replace("{history_tables}", history_tables)
         .replace("{row_security}", &row_security)
+        .replace("{ip_bans_security}", &ip_bans_security)
         .replace("{customer_keys_security}", customer_keys_security)
         .replace("{audit_security}", &audit_security)
         .replace("{append_only}", append_only)
@@ -551,6 +572,7 @@ mod tests {
                 .replace("{row_security}", "")
                 .replace("{customer_keys_security}", "")
                 .replace("{audit_security}", "")
+                .replace("{ip_bans_security}", "")
                 .replace("{audit_history}", AUDIT_NODES);
             dialects_differ_only_in_placeholders(&with_history);
         }

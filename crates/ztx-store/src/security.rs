@@ -35,6 +35,11 @@ pub enum SecurityEffect {
         ip: String,
         at_ms: u64,
     },
+    /// Refuse `ip` until `until_ms` (a longer ban already running is kept).
+    BanIp {
+        ip: String,
+        until_ms: u64,
+    },
 }
 
 /// A notification, as its customer reads it.
@@ -70,6 +75,9 @@ const INSERT_NOTIFICATION: &str = "INSERT INTO notifications \
      (id, customer_id, created_ms, finding, message) VALUES ($1, $2, $3, $4, $5)";
 const INSERT_OUTBOX: &str = "INSERT INTO notification_outbox \
      (id, notification_id, channel, created_ms, attempts) VALUES ($1, $2, $3, $4, 0)";
+const BAN: &str = "INSERT INTO ip_bans (ip, until_ms) VALUES ($1, $2) \
+     ON CONFLICT (ip) DO UPDATE SET until_ms = excluded.until_ms \
+     WHERE ip_bans.until_ms < excluded.until_ms";
 const REMEMBER: &str = "INSERT INTO key_addresses (api_key_id, ip, first_ms) VALUES ($1, $2, $3) \
      ON CONFLICT (api_key_id, ip) DO NOTHING";
 
@@ -136,6 +144,9 @@ pub(crate) fn apply(tx: &mut dyn Conn, effects: &[SecurityEffect]) -> Result<()>
                         sql::int(*at_ms, "first_ms")?,
                     ],
                 )?;
+            }
+            SecurityEffect::BanIp { ip, until_ms } => {
+                tx.exec(BAN, &[sql::text(ip), sql::int(*until_ms, "until_ms")?])?;
             }
         }
     }
@@ -230,6 +241,20 @@ pub(crate) fn outbox_attempt(
         return Err(StoreError::UnknownOutboxMessage(outbox));
     }
     Ok(())
+}
+
+/// The bans still running at `now_ms`, for the server to enforce as it starts.
+pub(crate) fn ip_bans(conn: &mut dyn Conn, now_ms: u64) -> Result<Vec<(String, u64)>> {
+    let rows = conn.query(
+        "SELECT ip, until_ms FROM ip_bans WHERE until_ms > $1 ORDER BY ip",
+        &[sql::int(now_ms, "now_ms")?],
+    )?;
+    rows.into_iter()
+        .map(|row| {
+            let mut r = RowReader::new("ip_bans", row);
+            Ok((r.text("ip")?, r.u64("until_ms")?))
+        })
+        .collect()
 }
 
 /// Every address every key was used from, for the detector to start with.

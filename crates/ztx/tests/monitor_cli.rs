@@ -349,3 +349,31 @@ fn the_security_monitor_yields_to_the_request_path() {
         );
     }
 }
+
+/// A ban is stored with the entry that records it: killing the server and starting it
+/// again does not lift it.
+#[test]
+fn a_ban_outlives_a_crash_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let (server, addr) = serve(&data, &[]);
+    let d = data.to_str().unwrap();
+    let (api_key, _) = customer_with_key(d, "saver@example.com");
+    // Ten forged signatures from one address (the default threshold) get it banned.
+    for _ in 0..10 {
+        let (status, _) = http(
+            &addr,
+            "GET",
+            &signed("/api/v3/account", "", "not-the-secret"),
+            Some(&api_key),
+        );
+        assert!(status == 400 || status == 401 || status == 418, "{status}");
+    }
+    eventually("the address to be banned", || {
+        http(&addr, "GET", "/api/v3/ping", None).0 == 418
+    });
+    drop(server); // SIGKILL
+    let (_server, addr) = serve(&data, &[]);
+    let (status, body) = http(&addr, "GET", "/api/v3/ping", None);
+    assert_eq!(status, 418, "{body}");
+}

@@ -37,6 +37,7 @@ macro_rules! store_suite {
                 audit::audit_rows_refuse_update_and_delete,
                 security::security_effects_commit_with_their_entries,
                 security::a_response_is_not_applied_without_its_entry,
+                security::bans_outlive_a_restart,
                 suite::apply_then_load_round_trips,
                 suite::reopening_keeps_data_and_migrates_once,
                 suite::mode_is_written_once,

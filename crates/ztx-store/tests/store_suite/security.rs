@@ -161,6 +161,49 @@ pub fn security_effects_commit_with_their_entries(fx: &dyn Fixture) {
     );
 }
 
+/// A ban is stored with its entry, so that the next start enforces it; a shorter ban
+/// of the same address does not cut a longer one, and a ban that ran out is not loaded.
+pub fn bans_outlive_a_restart(fx: &dyn Fixture) {
+    let mut store = fx.open();
+    let ban = |ip: &str, until_ms| SecurityEffect::BanIp {
+        ip: ip.into(),
+        until_ms,
+    };
+    let first = AuditAppend {
+        rows: vec![entry(0)],
+        effects: vec![ban("192.0.2.7", 5_000), ban("2001:db8::9", 900)],
+        ..AuditAppend::default()
+    };
+    store.commit(&Changes::default(), &first).unwrap();
+    let shorter = AuditAppend {
+        rows: vec![entry(1)],
+        effects: vec![ban("192.0.2.7", 2_000)],
+        ..AuditAppend::default()
+    };
+    store.commit(&Changes::default(), &shorter).unwrap();
+    drop(store);
+    let mut store = fx.open();
+    assert_eq!(
+        store.ip_bans(500).unwrap(),
+        vec![
+            ("192.0.2.7".to_owned(), 5_000),
+            ("2001:db8::9".to_owned(), 900)
+        ]
+    );
+    assert_eq!(
+        store.ip_bans(1_000).unwrap(),
+        vec![("192.0.2.7".to_owned(), 5_000)]
+    );
+    // Without its entry, no ban.
+    let broken = AuditAppend {
+        rows: vec![entry(7)],
+        effects: vec![ban("198.51.100.1", 9_000)],
+        ..AuditAppend::default()
+    };
+    assert!(store.commit(&Changes::default(), &broken).is_err());
+    assert_eq!(store.ip_bans(1_000).unwrap().len(), 1);
+}
+
 /// A response whose entry cannot be appended (here: a gap in the log) is not carried
 /// out either: the two are one commit.
 pub fn a_response_is_not_applied_without_its_entry(fx: &dyn Fixture) {
