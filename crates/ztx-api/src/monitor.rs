@@ -322,6 +322,7 @@ impl Monitor {
                 Response::BanIp { ip, until_ms } => effects.push(SecurityEffect::BanIp {
                     ip: ip.to_string(),
                     until_ms: *until_ms,
+                    at_ms: now,
                 }),
             }
         }

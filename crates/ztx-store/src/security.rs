@@ -35,10 +35,12 @@ pub enum SecurityEffect {
         ip: String,
         at_ms: u64,
     },
-    /// Refuse `ip` until `until_ms` (a longer ban already running is kept).
+    /// Refuse `ip` until `until_ms` (a longer ban already running is kept); bans that
+    /// ran out by `at_ms` are dropped on the way, so the table holds the running ones.
     BanIp {
         ip: String,
         until_ms: u64,
+        at_ms: u64,
     },
 }
 
@@ -75,6 +77,7 @@ const INSERT_NOTIFICATION: &str = "INSERT INTO notifications \
      (id, customer_id, created_ms, finding, message) VALUES ($1, $2, $3, $4, $5)";
 const INSERT_OUTBOX: &str = "INSERT INTO notification_outbox \
      (id, notification_id, channel, created_ms, attempts) VALUES ($1, $2, $3, $4, 0)";
+const PRUNE_BANS: &str = "DELETE FROM ip_bans WHERE until_ms <= $1";
 const BAN: &str = "INSERT INTO ip_bans (ip, until_ms) VALUES ($1, $2) \
      ON CONFLICT (ip) DO UPDATE SET until_ms = excluded.until_ms \
      WHERE ip_bans.until_ms < excluded.until_ms";
@@ -145,7 +148,12 @@ pub(crate) fn apply(tx: &mut dyn Conn, effects: &[SecurityEffect]) -> Result<()>
                     ],
                 )?;
             }
-            SecurityEffect::BanIp { ip, until_ms } => {
+            SecurityEffect::BanIp {
+                ip,
+                until_ms,
+                at_ms,
+            } => {
+                tx.exec(PRUNE_BANS, &[sql::int(*at_ms, "at_ms")?])?;
                 tx.exec(BAN, &[sql::text(ip), sql::int(*until_ms, "until_ms")?])?;
             }
         }

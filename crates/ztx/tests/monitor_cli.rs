@@ -358,16 +358,22 @@ fn a_ban_outlives_a_crash_and_a_restart() {
     let data = dir.path().join("d");
     let (server, addr) = serve(&data, &[]);
     let d = data.to_str().unwrap();
-    let (api_key, _) = customer_with_key(d, "saver@example.com");
-    // Ten forged signatures from one address (the default threshold) get it banned.
-    for _ in 0..10 {
-        let (status, _) = http(
-            &addr,
-            "GET",
-            &signed("/api/v3/account", "", "not-the-secret"),
-            Some(&api_key),
-        );
-        assert!(status == 400 || status == 401 || status == 418, "{status}");
+    // Twelve forged signatures from one address (the default threshold is ten), spread
+    // over three keys so that none reaches its own freezing threshold of five (a frozen
+    // key's requests are refused before their signature is checked).
+    let keys: Vec<String> = (0..3)
+        .map(|i| customer_with_key(d, &format!("saver{i}@example.com")).0)
+        .collect();
+    for _ in 0..4 {
+        for api_key in &keys {
+            let (status, _) = http(
+                &addr,
+                "GET",
+                &signed("/api/v3/account", "", "not-the-secret"),
+                Some(api_key),
+            );
+            assert!(status == 400 || status == 418, "{status}");
+        }
     }
     eventually("the address to be banned", || {
         http(&addr, "GET", "/api/v3/ping", None).0 == 418

@@ -165,19 +165,20 @@ pub fn security_effects_commit_with_their_entries(fx: &dyn Fixture) {
 /// of the same address does not cut a longer one, and a ban that ran out is not loaded.
 pub fn bans_outlive_a_restart(fx: &dyn Fixture) {
     let mut store = fx.open();
-    let ban = |ip: &str, until_ms| SecurityEffect::BanIp {
+    let ban = |ip: &str, until_ms, at_ms| SecurityEffect::BanIp {
         ip: ip.into(),
         until_ms,
+        at_ms,
     };
     let first = AuditAppend {
         rows: vec![entry(0)],
-        effects: vec![ban("192.0.2.7", 5_000), ban("2001:db8::9", 900)],
+        effects: vec![ban("192.0.2.7", 5_000, 100), ban("2001:db8::9", 900, 100)],
         ..AuditAppend::default()
     };
     store.commit(&Changes::default(), &first).unwrap();
     let shorter = AuditAppend {
         rows: vec![entry(1)],
-        effects: vec![ban("192.0.2.7", 2_000)],
+        effects: vec![ban("192.0.2.7", 2_000, 200)],
         ..AuditAppend::default()
     };
     store.commit(&Changes::default(), &shorter).unwrap();
@@ -197,11 +198,25 @@ pub fn bans_outlive_a_restart(fx: &dyn Fixture) {
     // Without its entry, no ban.
     let broken = AuditAppend {
         rows: vec![entry(7)],
-        effects: vec![ban("198.51.100.1", 9_000)],
+        effects: vec![ban("198.51.100.1", 9_000, 1_000)],
         ..AuditAppend::default()
     };
     assert!(store.commit(&Changes::default(), &broken).is_err());
     assert_eq!(store.ip_bans(1_000).unwrap().len(), 1);
+    // A later ban drops those that ran out: the table holds the running ones.
+    let later = AuditAppend {
+        rows: vec![entry(2)],
+        effects: vec![ban("198.51.100.2", 9_000, 1_000)],
+        ..AuditAppend::default()
+    };
+    store.commit(&Changes::default(), &later).unwrap();
+    assert_eq!(
+        store.ip_bans(0).unwrap(),
+        vec![
+            ("192.0.2.7".to_owned(), 5_000),
+            ("198.51.100.2".to_owned(), 9_000)
+        ]
+    );
 }
 
 /// A response whose entry cannot be appended (here: a gap in the log) is not carried
