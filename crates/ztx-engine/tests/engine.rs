@@ -639,6 +639,25 @@ fn checkpoints_are_signed_while_entries_arrive(db: &Db) {
         }
         seen.push(signed);
     }
+    // The period holds while entries keep arriving: over two seconds of them, a
+    // checkpoint at least every few periods (not only when the engine stops).
+    let before = store.latest_checkpoint().unwrap().map_or(0, |c| c.size);
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        rt.block_on(handle.record(entry("GET /api/v3/ping")))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let signed = store.audit_checkpoints(before, 1_000).unwrap();
+    assert!(
+        signed.len() >= 5,
+        "{} checkpoints in 2 s at a 100 ms period",
+        signed.len()
+    );
+    for pair in signed.windows(2) {
+        let gap = pair[1].created_ms - pair[0].created_ms;
+        assert!(gap >= 100, "signed {gap} ms after the one before");
+    }
 }
 
 /// An idle engine's log stops growing: the accounts of its own upkeep (which indexes the
