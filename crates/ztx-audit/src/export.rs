@@ -154,8 +154,8 @@ pub enum ExportError {
     Truncated { have: u64, signed: u64 },
     #[error(
         "entry {first} is bad: no signed checkpoint covers it (nor the {} after it), so \
-         nothing proves them; the log signs its entries within a second, so export them \
-         again after that",
+         nothing proves them (`ztx audit export` leaves out the entries the log has not \
+         signed yet)",
         .size.saturating_sub(.first.saturating_add(1))
     )]
     Unsigned { first: u64, size: u64 },
@@ -1039,7 +1039,15 @@ mod tests {
         let refuse_3 = |i: u64, _: &Entry| if i == 3 { Err("no".into()) } else { Ok(()) };
         let e = verify_with(text.as_bytes(), &key().verifier(), None, refuse_3);
         assert_eq!(e, Err(ExportError::Refused("no".into())));
-        // An entry no checkpoint signs proves nothing, not even what the check saw in it.
+    }
+
+    /// Entries appended after the last checkpoint, chained but signed by nothing, that
+    /// the caller's check would refuse (a second root for an epoch, say): the answer is
+    /// that nothing proves them, not an accusation built on them.
+    #[test]
+    fn a_forged_unsigned_tail_cannot_make_the_check_accuse_the_platform() {
+        let log = entries(5);
+        let refuse_3 = |i: u64, _: &Entry| if i == 3 { Err("no".into()) } else { Ok(()) };
         let unsigned = export(&log, 2, 5, &[3]);
         let e = verify_with(unsigned.as_bytes(), &key().verifier(), None, refuse_3);
         assert_eq!(e, Err(ExportError::Unsigned { first: 3, size: 5 }));

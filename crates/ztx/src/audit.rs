@@ -157,12 +157,19 @@ fn export_log(location: &Location, out: &Path, from: u64, to: Option<u64>) -> Re
     writer
         .finish()
         .with_context(|| format!("cannot write {}", out.display()))?;
+    let written = next - from;
     if from == 0 {
-        println!("exported {end} entries to {}", out.display());
+        println!("exported {written} entries to {}", out.display());
     } else {
         println!(
-            "exported entries {from} to {end} (not included) to {}",
+            "exported {written} entries, {from} to {next} (not included), to {}",
             out.display()
+        );
+    }
+    if next < end {
+        println!(
+            "the log holds {size} entries, fewer than its checkpoint of {end} signs: \
+             the check of this export will say it was cut"
         );
     }
     if to.is_none() && size > end {
