@@ -19,6 +19,8 @@ pub const SERVICE_API: &str = "api";
 pub const SERVICE_ADMIN: &str = "admin";
 /// The security monitor, following the log.
 pub const SERVICE_MONITOR: &str = "monitor";
+/// The webhook sender, delivering from the outbox.
+pub const SERVICE_WEBHOOKS: &str = "webhooks";
 
 tokio::task_local! {
     static CALLER: Caller;

@@ -1,7 +1,7 @@
 //! What the API writes to the audit log: one entry for every request, public or signed,
 //! allowed or refused, durable before its answer leaves — and for a command, in the
-//! very commit of its effects. Parameters are logged as received except the signature;
-//! the API key is logged by its number, never its text.
+//! very commit of its effects. Parameters are logged as received except the signature
+//! and [`REMOVED_PARAMS`]; the API key is logged by its number, never its text.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -109,12 +109,25 @@ pub fn arriving(method: &Method, path: &str, ip: IpAddr, now_ms: u64, request_id
     }
 }
 
-/// The parameters to log: all but the signature.
+/// Parameters whose values are logged as [`REMOVED`]: a webhook's address may carry
+/// the receiver's own token in its path (the change's entry names its host).
+pub const REMOVED_PARAMS: &[&str] = &["url"];
+/// What a removed value is logged as.
+pub const REMOVED: &str = "<removed>";
+
+/// The parameters to log: all but the signature, secrets' values removed.
 pub fn loggable(params: &Params) -> Vec<(Text, Text)> {
     params
         .iter()
         .filter(|p| p.name() != crate::auth::SIGNATURE_PARAM)
-        .map(|p| (p.name().into(), p.value().into()))
+        .map(|p| {
+            let value = if REMOVED_PARAMS.contains(&p.name()) {
+                REMOVED
+            } else {
+                p.value()
+            };
+            (p.name().into(), value.into())
+        })
         .collect()
 }
 

@@ -1,10 +1,10 @@
 //! Sealed columns between the vault and the store: sealing a new customer's address and
 //! a new API key's secret, and rotating the key-encryption key over every stored data
-//! key (customers' and API keys').
+//! key (customers', API keys' and webhooks').
 
 use ztx_store::{
     ApiKeyId, KeyRewrap, SealedEmailRow, SecretReseal, Store, StoreError, StoredSecret,
-    WrappedDataKey,
+    WebhookRewrap, WrappedDataKey,
 };
 use ztx_vault::contact::{ContactKeys, SealedEmail, SealedSecret};
 use ztx_vault::envelope::WrappedKey;
@@ -26,6 +26,8 @@ pub struct Rotation {
     /// HMAC secrets an older release sealed under the master key, sealed anew under a
     /// data key of their own.
     pub resealed_secrets: u64,
+    /// Webhooks' data keys re-wrapped.
+    pub rewrapped_webhook_keys: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,12 @@ pub enum RotationError {
     #[error("API key {id}'s secret: {source}")]
     Secret {
         id: u64,
+        #[source]
+        source: VaultError,
+    },
+    #[error("customer {customer}'s webhook key: {source}")]
+    Webhook {
+        customer: u64,
         #[source]
         source: VaultError,
     },
@@ -130,7 +138,46 @@ pub fn rotate(
     let (rewrapped, resealed) = rotate_secrets(store, keys, master)?;
     rotation.rewrapped_secret_keys = rewrapped;
     rotation.resealed_secrets = resealed;
+    rotation.rewrapped_webhook_keys = rotate_webhooks(store, keys, current_version)?;
     Ok(rotation)
+}
+
+/// Re-wraps every webhook's data key not under `current_version`, a batch per
+/// transaction, each only if the customer did not register another meanwhile; how many.
+pub fn rotate_webhooks(
+    store: &mut dyn Store,
+    keys: &ContactKeys,
+    current_version: u32,
+) -> Result<u64, RotationError> {
+    let mut rewrapped = 0u64;
+    let mut after = ztx_core::CustomerId(0);
+    loop {
+        let batch = store.webhook_keys(after, current_version, ROTATION_BATCH)?;
+        let Some(last) = batch.last() else { break };
+        after = last.customer;
+        let mut rewraps = Vec::with_capacity(batch.len());
+        for row in &batch {
+            let from = WrappedKey {
+                kek_version: row.kek_version,
+                sealed: row.data_key.clone(),
+            };
+            let new = keys
+                .rewrap_webhook_key(row.customer.0, &from)
+                .map_err(|source| RotationError::Webhook {
+                    customer: row.customer.0,
+                    source,
+                })?;
+            if let Some(new) = new {
+                rewraps.push(WebhookRewrap {
+                    customer: row.customer,
+                    from_key: stored_key(from),
+                    to_key: stored_key(new),
+                });
+            }
+        }
+        rewrapped = rewrapped.saturating_add(store.rewrap_webhook_keys(&rewraps)?);
+    }
+    Ok(rewrapped)
 }
 
 /// Re-wraps every API key's data key not under the current version, and seals anew

@@ -221,6 +221,13 @@ impl ApiError {
             format!("Param '{a}' or '{b}' must be sent, but both were empty/null!"),
         )
     }
+    /// -1130 naming the parameter and what is wrong with its value.
+    pub fn invalid_param(param: &str, why: &dyn std::fmt::Display) -> Self {
+        Self::bad_request(
+            -1130,
+            format!("Data sent for parameter '{param}' is not valid: {why}."),
+        )
+    }
     /// -1104: parameters the endpoint does not read.
     pub fn unread_parameters(read: usize, sent: usize) -> Self {
         Self::bad_request(

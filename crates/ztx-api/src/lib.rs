@@ -25,6 +25,7 @@ pub mod security;
 pub mod state;
 pub mod trade;
 pub mod transparency;
+pub mod webhooks;
 
 pub use auth::{
     ClientKey, Ed25519Key, HmacSecret, KeyError, SignaturePayload, check_api_key_format,

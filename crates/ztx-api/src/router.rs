@@ -13,7 +13,7 @@ use crate::error::ApiError;
 pub use crate::gate::MAX_BODY_BYTES;
 use crate::gate::{Access, Call, Raw, Weight, serve};
 use crate::state::AppState;
-use crate::{account, market, reserves, security, trade, transparency};
+use crate::{account, market, reserves, security, trade, transparency, webhooks};
 
 /// Declares a handler that passes through the gate with fixed access and weight.
 macro_rules! endpoint {
@@ -101,6 +101,9 @@ endpoint!(
     security::notifications
 );
 endpoint!(unfreeze, Unfreeze, Fixed(1), false, security::unfreeze);
+endpoint!(webhook_show, Read, Fixed(1), false, webhooks::show);
+endpoint!(webhook_set, Read, Fixed(1), false, webhooks::set);
+endpoint!(webhook_remove, Read, Fixed(1), false, webhooks::remove);
 endpoint!(por_root, Public, Fixed(1), false, reserves::root);
 endpoint!(por_proof, Read, Fixed(5), false, reserves::proof);
 endpoint!(not_found, Public, Fixed(1), false, no_such_endpoint);
@@ -144,6 +147,10 @@ pub fn router(state: AppState) -> Router {
         .route("/ztx/v1/audit/consistency", get(audit_consistency))
         .route("/ztx/v1/notifications", get(notifications))
         .route("/ztx/v1/apiKey/unfreeze", post(unfreeze))
+        .route(
+            "/ztx/v1/webhook",
+            get(webhook_show).post(webhook_set).delete(webhook_remove),
+        )
         .route("/ztx/v1/por/root", get(por_root))
         .route("/ztx/v1/por/proof", get(por_proof))
         .fallback(not_found)

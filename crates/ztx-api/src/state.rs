@@ -224,6 +224,8 @@ pub struct AppState {
     log_key: Option<Arc<str>>,
     /// The proof-of-liabilities epochs this server publishes.
     reserves: Option<Arc<crate::reserves::Reserves>>,
+    /// Which addresses customers' webhooks may go to.
+    webhooks: crate::webhooks::WebhookPolicy,
 }
 
 impl std::fmt::Debug for AppState {
@@ -257,6 +259,7 @@ impl AppState {
             audit: false,
             log_key: None,
             reserves: None,
+            webhooks: crate::webhooks::WebhookPolicy::default(),
             // Numbers that do not repeat across restarts of a server whose clock runs.
             request_ids: Arc::new(AtomicU64::new((clock)().saturating_mul(1_000))),
             clock,
@@ -281,6 +284,16 @@ impl AppState {
     pub fn with_reserves(mut self, reserves: Arc<crate::reserves::Reserves>) -> Self {
         self.reserves = Some(reserves);
         self
+    }
+
+    /// Lets webhooks go where `policy` allows.
+    pub fn with_webhook_policy(mut self, policy: crate::webhooks::WebhookPolicy) -> Self {
+        self.webhooks = policy;
+        self
+    }
+
+    pub fn webhook_policy(&self) -> crate::webhooks::WebhookPolicy {
+        self.webhooks
     }
 
     pub fn reserves(&self) -> Option<Arc<crate::reserves::Reserves>> {

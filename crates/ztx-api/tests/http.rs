@@ -29,6 +29,8 @@ mod orders;
 mod security;
 #[path = "http/socket.rs"]
 mod socket;
+#[path = "http/webhooks.rs"]
+mod webhooks;
 
 use std::net::{IpAddr, Ipv4Addr};
 

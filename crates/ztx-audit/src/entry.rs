@@ -54,7 +54,8 @@ pub enum Kind {
     Request = 1,
     /// An operator's command.
     Admin = 2,
-    /// A change of an API key's permissions, allow-list or state.
+    /// A change of an API key's permissions, allow-list or state, or of where the
+    /// customer's notifications go (a webhook set or removed).
     KeyChange = 3,
     /// The platform's response to a detection (a ban, a frozen key, a notification).
     Response = 4,

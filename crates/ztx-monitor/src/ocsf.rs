@@ -11,7 +11,7 @@
 //! | request for the audit log itself (`/ztx/v1/audit/…`) | Datastore Activity (6005) | Read (1) |
 //! | any other request, allowed or refused | API Activity (6003) | by HTTP method: POST Create (1), GET Read (2), PUT Update (3), DELETE Delete (4), else Other (99) |
 //! | admin command reading data (`… events`, `… export`) | Datastore Activity (6005) | Read (1) |
-//! | other admin command, change of a key | Account Change (3001) | by its verb: create Create (1), enable Enable (2), disable Disable (5), delete Delete (6), permissions or allow-list Attach Policy (7), freeze Lock (9), unfreeze Unlock (12), else Other (99) |
+//! | other admin command, change of a key or of a customer's webhook | Account Change (3001) | by its verb: create Create (1), enable Enable (2), disable Disable (5), delete Delete (6), permissions or allow-list Attach Policy (7), freeze Lock (9), unfreeze Unlock (12), else (`webhook set`, `webhook remove`) Other (99) |
 //! | detection (`detect <rule>`) | Detection Finding (2004) | Create (1) |
 //! | response to a detection (ban, notification) | Detection Finding (2004) | Update (2), same `finding_info.uid` |
 //! | publication (a proof-of-reserves root) | Datastore Activity (6005) | Write (5) |

@@ -6,6 +6,7 @@ use ztx_core::CustomerId;
 use crate::error::{Result, StoreError};
 use crate::model::{
     ApiKeyId, CustomerKeyRow, KeyRewrap, KeyStatus, SealedEmailRow, SecretReseal, StoredSecret,
+    WebhookRewrap,
 };
 use crate::sql::{self, Backend, Conn, Param, RowReader};
 
@@ -44,19 +45,7 @@ pub(crate) fn keys(
         ],
     )?;
     rows.into_iter()
-        .map(|row| {
-            let mut r = RowReader::new("customer_keys", row);
-            let customer = CustomerId(r.u64("customer_id")?);
-            let version = r.u64("kek_version")?;
-            Ok(CustomerKeyRow {
-                customer,
-                kek_version: u32::try_from(version)
-                    .map_err(|_| r.corrupt_here("kek_version", format!("version {version}")))?,
-                data_key: r
-                    .opt_blob("data_key")?
-                    .ok_or_else(|| r.corrupt_here("data_key", "unexpected NULL"))?,
-            })
-        })
+        .map(|row| key_row(RowReader::new("customer_keys", row)))
         .collect()
 }
 
@@ -75,6 +64,64 @@ pub(crate) fn rewrap<B: Backend>(db: &mut B, rows: &[KeyRewrap]) -> Result<u64> 
                     Param::Blob(row.data_key.clone()),
                     sql::int(row.customer.0, "customer id")?,
                     Param::Int(i64::from(row.from_version)),
+                ],
+            )?);
+        }
+        Ok(changed)
+    })
+}
+
+/// Up to `limit` webhooks' wrapped data keys, of customers after `after`, by customer,
+/// of KEK versions other than `except_version`.
+pub(crate) fn webhook_keys(
+    conn: &mut dyn Conn,
+    after: CustomerId,
+    except_version: u32,
+    limit: u32,
+) -> Result<Vec<CustomerKeyRow>> {
+    let rows = conn.query(
+        "SELECT customer_id, kek_version, data_key FROM webhooks \
+         WHERE customer_id > $1 AND kek_version <> $2 ORDER BY customer_id LIMIT $3",
+        &[
+            sql::int(after.0, "customer id")?,
+            Param::Int(i64::from(except_version)),
+            sql::limit(limit),
+        ],
+    )?;
+    rows.into_iter()
+        .map(|row| key_row(RowReader::new("webhooks", row)))
+        .collect()
+}
+
+fn key_row(mut r: RowReader) -> Result<CustomerKeyRow> {
+    let customer = CustomerId(r.u64("customer_id")?);
+    let version = r.u64("kek_version")?;
+    Ok(CustomerKeyRow {
+        customer,
+        kek_version: u32::try_from(version)
+            .map_err(|_| r.corrupt_here("kek_version", format!("version {version}")))?,
+        data_key: r
+            .opt_blob("data_key")?
+            .ok_or_else(|| r.corrupt_here("data_key", "unexpected NULL"))?,
+    })
+}
+
+/// Replaces each webhook's wrapped key that is still the one under its `from_version`
+/// (a concurrent rotation, or a new registration, may have replaced it), in one
+/// transaction. How many it replaced.
+pub(crate) fn rewrap_webhooks<B: Backend>(db: &mut B, rows: &[WebhookRewrap]) -> Result<u64> {
+    db.transaction(|tx| {
+        let mut changed = 0u64;
+        for row in rows {
+            changed = changed.saturating_add(tx.exec(
+                "UPDATE webhooks SET kek_version = $1, data_key = $2 \
+                 WHERE customer_id = $3 AND kek_version = $4 AND data_key = $5",
+                &[
+                    Param::Int(i64::from(row.to_key.kek_version)),
+                    Param::Blob(row.to_key.wrapped.clone()),
+                    sql::int(row.customer.0, "customer id")?,
+                    Param::Int(i64::from(row.from_key.kek_version)),
+                    Param::Blob(row.from_key.wrapped.clone()),
                 ],
             )?);
         }
@@ -141,6 +188,16 @@ pub(crate) fn status(conn: &mut dyn Conn) -> Result<KeyStatus> {
     )?)
     .ok_or_else(|| StoreError::corrupt("customers", "count", "COUNT returned no row"))?;
     status.plain_emails = RowReader::new("customers", row).u64("count")?;
+    for row in conn.query(
+        "SELECT kek_version, COUNT(*) FROM webhooks GROUP BY kek_version ORDER BY 1",
+        &[],
+    )? {
+        let mut r = RowReader::new("webhooks", row);
+        let version = r.u64("kek_version")?;
+        let version = u32::try_from(version)
+            .map_err(|_| StoreError::corrupt("webhooks", "kek_version", version.to_string()))?;
+        status.webhook_keys.push((version, r.u64("count")?));
+    }
     for row in conn.query(
         "SELECT secret_kek_version, COUNT(*) FROM api_keys WHERE kind = 'hmac' \
          GROUP BY secret_kek_version ORDER BY 1",

@@ -34,7 +34,8 @@ pub use error::{Result, StoreError};
 pub use model::{
     ApiKeyCredential, ApiKeyId, ApiKeyRecord, Candle, CustomerKeyRow, CustomerRecord, InboxCommand,
     InboxCompletion, InboxId, InboxItem, KeyRewrap, KeyStatus, Mode, NewApiKey, OrderQuery,
-    SealedEmailRow, SecretReseal, StoredEmail, StoredSecret, WrappedDataKey,
+    SealedEmailRow, SecretReseal, StoredEmail, StoredSecret, StoredWebhook, WebhookRewrap,
+    WrappedDataKey,
 };
 pub use pg::{
     APPEND_ONLY_TABLES, KEY_MATERIAL_TABLES, PgStore, SUPPORT_COLUMNS, connect as pg_connect,
@@ -42,7 +43,10 @@ pub use pg::{
 };
 pub use schema::SCHEMA_VERSION;
 pub use scope::CustomerScope;
-pub use security::{CHANNELS, Notification, OutboxMessage, SecurityEffect};
+pub use security::{
+    Channel, Destination, Notification, OUTBOX_MAX_ATTEMPTS, OutboxMessage, SecurityEffect,
+    outbox_retry_after_ms,
+};
 pub use sqlite::SqliteStore;
 
 /// Opens a new connection to the same store each call (a SQLite file or a PostgreSQL
@@ -218,10 +222,26 @@ pub trait Store: Send {
     /// Up to `limit` checkpoints of sizes above `after_size`, smallest first.
     fn audit_checkpoints(&mut self, after_size: u64, limit: u32) -> Result<Vec<StoredCheckpoint>>;
 
-    /// Outbox messages not yet delivered, oldest first, for a sender.
-    fn pending_outbox(&mut self, limit: u32) -> Result<Vec<OutboxMessage>>;
-    /// A sender's attempt at message `id`: delivered, or failed with the error (the
-    /// message stays pending).
+    /// Up to `limit` outbox messages of `channel` due at `now_ms`, oldest first, each
+    /// with its destination sealed, for a sender.
+    fn pending_outbox(
+        &mut self,
+        channel: Channel,
+        now_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>>;
+    /// Up to `limit` webhooks' wrapped data keys, of customers after `after`, of KEK
+    /// versions other than `except_version`, for a rotation.
+    fn webhook_keys(
+        &mut self,
+        after: CustomerId,
+        except_version: u32,
+        limit: u32,
+    ) -> Result<Vec<CustomerKeyRow>>;
+    /// Replaces webhooks' wrapped data keys (each only if unchanged meanwhile); how many.
+    fn rewrap_webhook_keys(&mut self, rows: &[WebhookRewrap]) -> Result<u64>;
+    /// A sender's attempt at message `id`: delivered, or failed with the error (tried
+    /// again after [`outbox_retry_after_ms`], given up after [`OUTBOX_MAX_ATTEMPTS`]).
     fn outbox_attempt(
         &mut self,
         id: u64,
@@ -325,7 +345,7 @@ macro_rules! impl_store {
                 self.accounting.note_one(
                     "key_status",
                     Query,
-                    &["customers", "customer_keys", "api_keys"],
+                    &["customers", "customer_keys", "api_keys", "webhooks"],
                     Platform,
                     r,
                 )
@@ -467,15 +487,39 @@ macro_rules! impl_store {
                     r,
                 )
             }
-            fn pending_outbox(&mut self, limit: u32) -> Result<Vec<OutboxMessage>> {
-                let r = security::pending_outbox(self, limit);
-                self.accounting.note(
-                    "pending_outbox",
-                    Query,
-                    &["notification_outbox", "customers", "customer_keys"],
-                    Platform,
-                    r,
-                )
+            fn pending_outbox(
+                &mut self,
+                channel: Channel,
+                now_ms: u64,
+                limit: u32,
+            ) -> Result<Vec<OutboxMessage>> {
+                let r = security::pending_outbox(self, channel, now_ms, limit);
+                let tables: &'static [&'static str] = match channel {
+                    Channel::Email => &[
+                        "notification_outbox",
+                        "notifications",
+                        "customers",
+                        "customer_keys",
+                    ],
+                    Channel::Webhook => &["notification_outbox", "notifications", "webhooks"],
+                };
+                self.accounting
+                    .note("pending_outbox", Query, tables, Platform, r)
+            }
+            fn webhook_keys(
+                &mut self,
+                after: CustomerId,
+                except_version: u32,
+                limit: u32,
+            ) -> Result<Vec<CustomerKeyRow>> {
+                let r = contact::webhook_keys(self, after, except_version, limit);
+                self.accounting
+                    .note("webhook_keys", Query, &["webhooks"], Platform, r)
+            }
+            fn rewrap_webhook_keys(&mut self, rows: &[WebhookRewrap]) -> Result<u64> {
+                let r = contact::rewrap_webhooks(self, rows);
+                self.accounting
+                    .note("rewrap_webhook_keys", Update, &["webhooks"], Platform, r)
             }
             fn outbox_attempt(
                 &mut self,

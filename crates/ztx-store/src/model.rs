@@ -177,6 +177,48 @@ pub struct KeyStatus {
     pub secret_keys: Vec<(u32, u64)>,
     /// HMAC secrets still sealed under the master key by an older release.
     pub master_sealed_secrets: u64,
+    /// Webhooks' data keys per KEK version, ascending.
+    pub webhook_keys: Vec<(u32, u64)>,
+}
+
+/// A webhook's data key re-wrapped: replaced only if the stored one is still
+/// `from_key` (a customer may register a new webhook, with a key of its own, meanwhile).
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookRewrap {
+    pub customer: CustomerId,
+    pub from_key: WrappedDataKey,
+    pub to_key: WrappedDataKey,
+}
+
+impl fmt::Debug for WebhookRewrap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookRewrap")
+            .field("customer", &self.customer)
+            .field("from_version", &self.from_key.kek_version)
+            .field("to_version", &self.to_key.kek_version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A customer's webhook as stored: its address and signing secret sealed by a data key
+/// of its own, that key wrapped by a KEK version (`ztx_vault::contact::SealedWebhook`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredWebhook {
+    pub customer: CustomerId,
+    pub url_sealed: Vec<u8>,
+    pub secret_sealed: Vec<u8>,
+    pub data_key: WrappedDataKey,
+    pub created_ms: u64,
+}
+
+impl fmt::Debug for StoredWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredWebhook")
+            .field("customer", &self.customer)
+            .field("kek_version", &self.data_key.kek_version)
+            .field("created_ms", &self.created_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The store's id of an API key row (not the public key string).

@@ -426,11 +426,34 @@ CREATE TABLE ip_bans (
 );
 {ip_bans_security}";
 
+/// Version 9: customers' webhooks, and an outbox that retries. A customer registers at
+/// most one webhook: its address and signing secret sealed by a data key of its own,
+/// stored wrapped by a KEK version beside them (the sender opens them and may not read
+/// `customer_keys`), so a KEK rotation re-wraps it like an API key's. A notification
+/// gets a `webhook` outbox message when its customer has one. A failed delivery is tried
+/// again from `next_ms`, and after the last try, or once the webhook is removed, the
+/// message is given up (`given_up_ms`). Webhooks are customer rows: on PostgreSQL a
+/// customer scope reads its own.
+const V9: &str = "
+CREATE TABLE webhooks (
+    customer_id BIGINT PRIMARY KEY REFERENCES customers (id),
+    url_sealed {blob} NOT NULL,
+    secret_sealed {blob} NOT NULL,
+    kek_version BIGINT NOT NULL,
+    data_key {blob} NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE INDEX webhooks_kek_version ON webhooks (kek_version, customer_id);
+ALTER TABLE notification_outbox ADD COLUMN next_ms BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE notification_outbox ADD COLUMN given_up_ms BIGINT;
+CREATE INDEX notification_outbox_due ON notification_outbox (channel, delivered_ms, id);
+{webhooks_security}";
+
 /// Every migration in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// The schema the history tables are created in, as a qualifier for [`HISTORY`].
 pub(crate) const HISTORY_SCHEMA: &str = "history.";
@@ -454,7 +477,15 @@ pub(crate) fn render(ddl: &str, dialect: Dialect) -> String {
             platform_rows("ip_bans"),
         ),
     };
+    let webhooks_security = match dialect {
+        Dialect::Sqlite => String::new(),
+        Dialect::Postgres => format!(
+            "{}CREATE POLICY own_rows ON webhooks FOR SELECT USING (customer_id = ztx_customer());\n",
+            platform_rows("webhooks")
+        ),
+    };
     ddl.replace("{history_tables}", history_tables)
+        .replace("{webhooks_security}", &webhooks_security)
         .replace("{row_security}", &row_security)
         .replace("{ip_bans_security}", &ip_bans_security)
         .replace("{customer_keys_security}", customer_keys_security)
@@ -573,6 +604,7 @@ mod tests {
                 .replace("{customer_keys_security}", "")
                 .replace("{audit_security}", "")
                 .replace("{ip_bans_security}", "")
+                .replace("{webhooks_security}", "")
                 .replace("{audit_history}", AUDIT_NODES);
             dialects_differ_only_in_placeholders(&with_history);
         }

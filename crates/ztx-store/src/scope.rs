@@ -14,7 +14,7 @@ use ztx_core::{CustomerId, Order, OrderId, Trade, TradeId};
 use crate::access::Activity::{Query, Read};
 use crate::access::{Accounting, Segment};
 use crate::error::Result;
-use crate::model::{ApiKeyRecord, CustomerRecord, OrderQuery};
+use crate::model::{ApiKeyRecord, CustomerRecord, OrderQuery, StoredWebhook};
 use crate::security::Notification;
 use crate::sql::Conn;
 use crate::{read, security};
@@ -156,5 +156,12 @@ impl<'a> CustomerScope<'a> {
             self.segment(),
             r,
         )
+    }
+
+    /// The customer's webhook, sealed, if they registered one.
+    pub fn webhook(&mut self) -> Result<Option<StoredWebhook>> {
+        let r = security::webhook(&mut *self.conn, self.customer);
+        self.accounting
+            .note("webhook", Read, &["webhooks"], self.segment(), r)
     }
 }

@@ -31,6 +31,10 @@ const DATA_KEY_VERSION: u32 = 1;
 const SECRET_TABLE: &str = "api_keys";
 const SECRET_COLUMN: &str = "secret_sealed";
 const SECRET_VERSION: u32 = 2;
+/// Where a customer's webhook is stored (one a customer, keyed by the customer).
+const WEBHOOK_TABLE: &str = "webhooks";
+const WEBHOOK_URL_COLUMN: &str = "url_sealed";
+const WEBHOOK_SECRET_COLUMN: &str = "secret_sealed";
 
 /// An API key's HMAC secret as stored: sealed by a data key of that key's own (the
 /// exchange opens secrets on every key-cache miss, and may not read `customer_keys`),
@@ -47,6 +51,42 @@ impl std::fmt::Debug for SealedSecret {
             .field("sealed", &format_args!("<{} bytes>", self.sealed.len()))
             .field("kek_version", &self.key.kek_version)
             .finish()
+    }
+}
+
+/// A customer's webhook as stored: the address notifications are posted to and the
+/// secret their signatures are made with, both sealed by a data key of the webhook's own
+/// (the sender opens them and may not read `customer_keys`), that key wrapped by a KEK
+/// version.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedWebhook {
+    pub url_sealed: Vec<u8>,
+    pub secret_sealed: Vec<u8>,
+    pub key: WrappedKey,
+}
+
+impl std::fmt::Debug for SealedWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedWebhook")
+            .field(
+                "url_sealed",
+                &format_args!("<{} bytes>", self.url_sealed.len()),
+            )
+            .field("kek_version", &self.key.kek_version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A webhook opened for delivery.
+pub struct OpenedWebhook {
+    pub url: String,
+    pub secret: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for OpenedWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The address may carry a token of its own (many receivers put one in the path).
+        f.write_str("OpenedWebhook { .. }")
     }
 }
 
@@ -250,6 +290,61 @@ impl ContactKeys {
         key.open(&sealed.sealed, &secret_aad(api_key))
     }
 
+    /// Seals customer `customer`'s webhook (its address and signing secret) under a
+    /// fresh data key of the webhook's own.
+    pub fn seal_webhook(
+        &self,
+        customer: u64,
+        url: &str,
+        secret: &[u8],
+    ) -> Result<SealedWebhook, VaultError> {
+        self.reload()?;
+        let key = DataKey::generate();
+        let row = customer.to_be_bytes();
+        Ok(SealedWebhook {
+            url_sealed: key.seal(url.as_bytes(), &webhook_aad(WEBHOOK_URL_COLUMN, &row)),
+            secret_sealed: key.seal(secret, &webhook_aad(WEBHOOK_SECRET_COLUMN, &row)),
+            key: self.read().wrap(&key, &webhook_owner(customer))?,
+        })
+    }
+
+    /// Opens what [`ContactKeys::seal_webhook`] sealed for the same customer.
+    pub fn open_webhook(
+        &self,
+        customer: u64,
+        sealed: &SealedWebhook,
+    ) -> Result<OpenedWebhook, VaultError> {
+        let owner = webhook_owner(customer);
+        let unwrapped = self.read().unwrap(&sealed.key, &owner);
+        let key = match unwrapped {
+            Err(VaultError::UnknownKekVersion(_)) if self.kek_path.is_some() => {
+                self.reload()?;
+                self.read().unwrap(&sealed.key, &owner)?
+            }
+            other => other?,
+        };
+        let row = customer.to_be_bytes();
+        let url = key.open(&sealed.url_sealed, &webhook_aad(WEBHOOK_URL_COLUMN, &row))?;
+        let secret = key.open(
+            &sealed.secret_sealed,
+            &webhook_aad(WEBHOOK_SECRET_COLUMN, &row),
+        )?;
+        Ok(OpenedWebhook {
+            url: String::from_utf8(url.to_vec()).map_err(|_| VaultError::Unauthentic)?,
+            secret,
+        })
+    }
+
+    /// Customer `customer`'s webhook data key wrapped again under the current version;
+    /// `None` when it already is.
+    pub fn rewrap_webhook_key(
+        &self,
+        customer: u64,
+        key: &WrappedKey,
+    ) -> Result<Option<WrappedKey>, VaultError> {
+        crate::envelope::rewrap(&*self.read(), key, &webhook_owner(customer))
+    }
+
     /// API key `api_key`'s data key wrapped again under the current version; `None` when
     /// it already is.
     pub fn rewrap_secret_key(
@@ -292,6 +387,21 @@ fn secret_aad(api_key: &str) -> Aad<'_> {
         column: SECRET_COLUMN,
         row_key: api_key.as_bytes(),
         key_version: SECRET_VERSION,
+    }
+}
+
+/// Whom a webhook's data key is wrapped for: its customer's number, in a namespace of
+/// its own (neither a customer's data key nor an API key's stands in for it).
+fn webhook_owner(customer: u64) -> Vec<u8> {
+    [b"webhooks/".as_slice(), &customer.to_be_bytes()].concat()
+}
+
+fn webhook_aad<'a>(column: &'a str, row: &'a [u8]) -> Aad<'a> {
+    Aad {
+        table: WEBHOOK_TABLE,
+        column,
+        row_key: row,
+        key_version: DATA_KEY_VERSION,
     }
 }
 
@@ -386,6 +496,45 @@ mod tests {
         assert_eq!(
             keys.open_secret("keyA", &rewrapped).unwrap().as_slice(),
             b"s3cret"
+        );
+    }
+
+    #[test]
+    fn a_webhook_opens_for_its_customer_only_and_survives_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ContactKeys::load_or_create(dir.path()).unwrap();
+        let sealed = keys
+            .seal_webhook(7, "https://hooks.example.com/t0ken", b"whsec")
+            .unwrap();
+        let opened = keys.open_webhook(7, &sealed).unwrap();
+        assert_eq!(opened.url, "https://hooks.example.com/t0ken");
+        assert_eq!(opened.secret.as_slice(), b"whsec");
+        assert!(!format!("{sealed:?}{opened:?}").contains("t0ken"));
+        // Another customer's row: nothing opens.
+        assert!(keys.open_webhook(8, &sealed).is_err());
+        // The address and the secret cannot trade places.
+        let swapped = SealedWebhook {
+            url_sealed: sealed.secret_sealed.clone(),
+            secret_sealed: sealed.url_sealed.clone(),
+            key: sealed.key.clone(),
+        };
+        assert!(keys.open_webhook(7, &swapped).is_err());
+        // The customer's own data key does not stand in for the webhook's.
+        let email = keys.seal_email(7, "a@example.com").unwrap();
+        let borrowed = SealedWebhook {
+            key: email.key.clone(),
+            ..sealed.clone()
+        };
+        assert!(keys.open_webhook(7, &borrowed).is_err());
+        assert_eq!(keys.add_kek_version().unwrap(), 2);
+        let key = keys.rewrap_webhook_key(7, &sealed.key).unwrap().unwrap();
+        assert_eq!(key.kek_version, 2);
+        assert!(keys.rewrap_webhook_key(7, &key).unwrap().is_none());
+        let rewrapped = SealedWebhook { key, ..sealed };
+        let again = ContactKeys::load_or_create(dir.path()).unwrap();
+        assert_eq!(
+            again.open_webhook(7, &rewrapped).unwrap().url,
+            "https://hooks.example.com/t0ken"
         );
     }
 

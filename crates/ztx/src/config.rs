@@ -28,6 +28,8 @@ struct RawConfig {
     detection: DetectionConfig,
     #[serde(default)]
     events: SinkConfig,
+    #[serde(default)]
+    webhooks: WebhookConfig,
     assets: Vec<RawAsset>,
     markets: Vec<RawMarket>,
 }
@@ -65,6 +67,33 @@ struct RawMarket {
     taker_fee_bps: u32,
 }
 
+/// Customers' webhooks: whether the server delivers them, and where they may go.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Whether this server posts notifications to customers' webhooks (registering one
+    /// works either way; messages wait in the outbox for a sender).
+    #[serde(default = "yes")]
+    pub deliver: bool,
+    /// Development only: `http://` webhooks, and ones on this machine or a private
+    /// network. Refused in production mode.
+    #[serde(default)]
+    pub allow_insecure: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            deliver: true,
+            allow_insecure: false,
+        }
+    }
+}
+
 /// A checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -74,6 +103,7 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub detection: DetectionConfig,
     pub events: SinkConfig,
+    pub webhooks: WebhookConfig,
     pub markets: Vec<MarketSpec>,
 }
 
@@ -108,6 +138,12 @@ impl Config {
         };
         raw.detection.validate().map_err(|e| anyhow!("{e}"))?;
         raw.events.validate().map_err(|e| anyhow!("{e}"))?;
+        if raw.webhooks.allow_insecure && mode == Mode::Production {
+            bail!(
+                "webhooks.allow_insecure is for development: in production a webhook must be \
+                 https:// on a public address"
+            );
+        }
         let mut assets: Vec<Asset> = Vec::new();
         for a in &raw.assets {
             let code = AssetCode::new(&a.code).ok_or_else(|| {
@@ -134,6 +170,7 @@ impl Config {
             admin_listen,
             detection: raw.detection,
             events: raw.events,
+            webhooks: raw.webhooks,
             rate_limits: RateLimits {
                 weight_per_minute: raw.rate_limits.weight_per_minute,
                 orders_per_10s: raw.rate_limits.orders_per_10s,
@@ -241,6 +278,19 @@ mod tests {
             Config::parse(&old).unwrap().detection,
             DetectionConfig::default()
         );
+    }
+
+    #[test]
+    fn insecure_webhooks_are_for_development_only() {
+        let c = Config::parse(DEFAULT_CONFIG).unwrap();
+        assert_eq!(c.webhooks, WebhookConfig::default());
+        let dev = DEFAULT_CONFIG.replace("allow_insecure = false", "allow_insecure = true");
+        assert!(Config::parse(&dev).unwrap().webhooks.allow_insecure);
+        let production = dev.replace("mode = \"development\"", "mode = \"production\"");
+        let e = format!("{:#}", Config::parse(&production).unwrap_err());
+        assert!(e.contains("webhooks.allow_insecure"), "{e}");
+        let production = DEFAULT_CONFIG.replace("mode = \"development\"", "mode = \"production\"");
+        assert!(!Config::parse(&production).unwrap().webhooks.allow_insecure);
     }
 
     #[test]

@@ -193,6 +193,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             clock,
         )
         .audited(audited)
+        .with_webhook_policy(ztx_api::webhooks::WebhookPolicy {
+            allow_insecure: config.webhooks.allow_insecure,
+        })
         .with_log_key(&verifier)
         .with_reserves(reserves.clone());
         // The latest epoch's tree, rebuilt from its snapshot now rather than on the
@@ -242,6 +245,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 .context("cannot start the security monitor")?;
             monitor_thread = Some(thread);
         }
+        let (stop_webhooks, webhooks_stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut webhooks = None;
+        if config.webhooks.deliver {
+            let sender = ztx_api::webhooks::Sender::new(state.clone())
+                .map_err(|e| anyhow::anyhow!("cannot start the webhook sender: {e}"))?;
+            webhooks = Some(tokio::spawn(sender.run(async {
+                let _ = webhooks_stopped.await;
+            })));
+        }
         let admin_app = ztx_api::admin::admin_router(state.clone(), admin_token, product)
             .into_make_service_with_connect_info::<ztx_api::admin::AdminPeer>();
         let refusals = state.clone();
@@ -276,6 +288,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .await
             .context("the server failed")?;
         tracing::info!("stopped accepting requests; finishing the engine");
+        let _ = stop_webhooks.send(());
+        if let Some(webhooks) = webhooks {
+            let _ = webhooks.await;
+        }
         // The monitor catches up once more, then lets go of the engine.
         let _ = stop_monitor.send(());
         if let Some(thread) = monitor_thread {

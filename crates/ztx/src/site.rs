@@ -153,6 +153,7 @@ impl Site {
                 .data_keys
                 .iter()
                 .chain(&status.secret_keys)
+                .chain(&status.webhook_keys)
                 .map(|(_, n)| n)
                 .sum(),
             // A service role may not count the data keys (PostgreSQL): any customer whose

@@ -50,6 +50,7 @@ pub fn run(args: VaultArgs) -> Result<()> {
                 .data_keys
                 .iter()
                 .chain(&status.secret_keys)
+                .chain(&status.webhook_keys)
                 .filter(|(v, _)| *v != current)
                 .map(|(_, n)| n)
                 .sum();
@@ -66,6 +67,7 @@ pub fn run(args: VaultArgs) -> Result<()> {
                         "currentVersion": current,
                         "dataKeysByVersion": by_version(&status.data_keys),
                         "apiKeyDataKeysByVersion": by_version(&status.secret_keys),
+                        "webhookDataKeysByVersion": by_version(&status.webhook_keys),
                         "underOldVersions": stale,
                         "plainEmails": status.plain_emails,
                         "masterSealedSecrets": status.master_sealed_secrets,
@@ -81,6 +83,9 @@ pub fn run(args: VaultArgs) -> Result<()> {
                 }
                 for (version, n) in &status.secret_keys {
                     println!("  version {version}: {n} API keys' data keys");
+                }
+                for (version, n) in &status.webhook_keys {
+                    println!("  version {version}: {n} webhooks' data keys");
                 }
                 println!("data keys under an older version: {stale}");
                 println!("addresses not yet sealed: {}", status.plain_emails);
@@ -135,7 +140,8 @@ pub fn run(args: VaultArgs) -> Result<()> {
                     json!({ "addedVersion": added, "currentVersion": done.current_version,
                             "rewrapped": done.rewrapped, "sealedAddresses": done.sealed_addresses,
                             "rewrappedApiKeys": done.rewrapped_secret_keys,
-                            "resealedSecrets": done.resealed_secrets })
+                            "resealedSecrets": done.resealed_secrets,
+                            "rewrappedWebhooks": done.rewrapped_webhook_keys })
                 );
             } else {
                 match added {
@@ -153,6 +159,10 @@ pub fn run(args: VaultArgs) -> Result<()> {
                 println!(
                     "re-wrapped {} API keys' data keys; moved {} secrets off the master key",
                     done.rewrapped_secret_keys, done.resealed_secrets
+                );
+                println!(
+                    "re-wrapped {} webhooks' data keys",
+                    done.rewrapped_webhook_keys
                 );
             }
             Ok(())

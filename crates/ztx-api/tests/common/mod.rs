@@ -336,6 +336,33 @@ impl Exchange {
         .unwrap()
     }
 
+    /// Lets webhooks go to `http://` and this machine (the development setting), so
+    /// that a test's own receiver can take them.
+    pub fn allow_insecure_webhooks(&mut self) {
+        self.state = self
+            .state
+            .clone()
+            .with_webhook_policy(ztx_api::webhooks::WebhookPolicy {
+                allow_insecure: true,
+            });
+        self.router = ztx_api::router(self.state.clone());
+    }
+
+    /// The webhook sender over this exchange; tests step it by hand.
+    pub fn webhook_sender(&self) -> ztx_api::webhooks::Sender {
+        ztx_api::webhooks::Sender::trusting(self.state.clone(), rustls::RootCertStore::empty())
+    }
+
+    /// What `ztx vault rotate` does to webhooks: a new KEK version, their data keys
+    /// re-wrapped under it (the harness's customers' keys are stand-ins, which only
+    /// `ztx admin` would seal for real). The new version, and how many it re-wrapped.
+    pub fn rotate_webhook_keys(&self) -> (u32, u64) {
+        let version = self.contacts.add_kek_version().unwrap();
+        let done =
+            ztx_api::contacts::rotate_webhooks(&mut self.store(), &self.contacts, version).unwrap();
+        (version, done)
+    }
+
     /// The engine's feed of committed audit rows, for one monitor to follow.
     pub fn take_feed(&self) -> tokio::sync::mpsc::Receiver<Vec<ztx_engine::Committed>> {
         self.feed

@@ -118,9 +118,12 @@ async fn a_signature_failure_burst_freezes_the_key_until_its_customer_re_enables
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0]["finding"], param(&entries[0], "finding").unwrap());
     assert!(notes[0]["message"].as_str().unwrap().contains("frozen"));
-    let outbox = ex.store().pending_outbox(10).unwrap();
+    let outbox = ex
+        .store()
+        .pending_outbox(ztx_store::Channel::Email, 1 << 62, 10)
+        .unwrap();
     assert_eq!(outbox.len(), 1);
-    assert_eq!(outbox[0].channel, "email");
+    assert_eq!(outbox[0].channel(), ztx_store::Channel::Email);
     assert_eq!(outbox[0].notification.customer, alice.customer);
     // Bob was not told anything.
     let bobs = ex

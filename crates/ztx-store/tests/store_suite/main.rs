@@ -38,6 +38,7 @@ macro_rules! store_suite {
                 security::security_effects_commit_with_their_entries,
                 security::a_response_is_not_applied_without_its_entry,
                 security::bans_outlive_a_restart,
+                security::a_webhook_gets_its_customers_notifications_until_removed,
                 suite::apply_then_load_round_trips,
                 suite::reopening_keeps_data_and_migrates_once,
                 suite::mode_is_written_once,

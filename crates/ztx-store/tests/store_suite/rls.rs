@@ -43,6 +43,10 @@ const UNFILTERED: &[(&str, &str)] = &[
         "SELECT DISTINCT customer_id FROM notifications ORDER BY 1",
     ),
     ("inbox", "SELECT DISTINCT customer_id FROM inbox ORDER BY 1"),
+    (
+        "webhooks",
+        "SELECT DISTINCT customer_id FROM webhooks ORDER BY 1",
+    ),
 ];
 
 /// A store on a fresh database, opened as a service role (not the owner, not a
@@ -103,11 +107,29 @@ fn populated(customers: u64, orders_each: u64) -> Option<(Box<dyn Store>, String
             .push(trade(c, "BTCUSDT", c, c + 1, c, 30_000, 1, c % 2 == 0));
     }
     let effects = (1..=customers)
-        .map(|c| SecurityEffect::Notify {
-            customer: CustomerId(c),
-            finding: format!("f-{c}"),
-            message: "about you".into(),
-            at_ms: 1,
+        .flat_map(|c| {
+            [
+                SecurityEffect::SetWebhook {
+                    customer: CustomerId(c),
+                    webhook: Some(ztx_store::StoredWebhook {
+                        customer: CustomerId(c),
+                        url_sealed: vec![1; 8],
+                        secret_sealed: vec![2; 8],
+                        data_key: ztx_store::WrappedDataKey {
+                            kek_version: 1,
+                            wrapped: vec![3; 8],
+                        },
+                        created_ms: 1,
+                    }),
+                    at_ms: 1,
+                },
+                SecurityEffect::Notify {
+                    customer: CustomerId(c),
+                    finding: format!("f-{c}"),
+                    message: "about you".into(),
+                    at_ms: 1,
+                },
+            ]
         })
         .collect();
     store.apply(&changes).unwrap();

@@ -3,7 +3,11 @@
 
 use ztx_audit::Hash;
 use ztx_core::{Changes, CustomerId};
-use ztx_store::{ApiKeyCredential, AuditAppend, AuditRow, NewApiKey, SecurityEffect, Store};
+use ztx_store::Channel::{Email, Webhook};
+use ztx_store::{
+    ApiKeyCredential, AuditAppend, AuditRow, Destination, NewApiKey, SecurityEffect, Store,
+    StoredWebhook, WebhookRewrap, WrappedDataKey,
+};
 
 use crate::common::*;
 
@@ -110,25 +114,62 @@ pub fn security_effects_commit_with_their_entries(fx: &dyn Fixture) {
     );
 
     // Each waits in the outbox, addressed, until a sender delivers it.
-    let pending = store.pending_outbox(10).unwrap();
+    let pending = store.pending_outbox(Email, 60, 10).unwrap();
     assert_eq!(pending.len(), 3);
-    let sealed = |c| ztx_store::StoredEmail::Sealed(ztx_store::testing::stand_in_sealed(c));
-    assert_eq!(pending[0].email, sealed(alice));
-    assert_eq!(pending[1].email, sealed(bob));
+    let sealed = |c| {
+        Destination::Email(ztx_store::StoredEmail::Sealed(
+            ztx_store::testing::stand_in_sealed(c),
+        ))
+    };
+    assert_eq!(pending[0].to, sealed(alice));
+    assert_eq!(pending[1].to, sealed(bob));
     assert_eq!(pending[0].notification.message, "about f-1");
+    // Nobody registered a webhook: e-mail only.
+    assert!(store.pending_outbox(Webhook, 60, 10).unwrap().is_empty());
     store
         .outbox_attempt(pending[0].id, Err("mail server down"), 60)
         .unwrap();
-    let again = store.pending_outbox(10).unwrap();
+    let retry_at = 60 + ztx_store::outbox_retry_after_ms(1);
+    let again = store.pending_outbox(Email, retry_at - 1, 10).unwrap();
+    assert_eq!(again.len(), 2, "a failure waits for its retry time");
+    let again = store.pending_outbox(Email, retry_at, 10).unwrap();
     assert_eq!(
         (again.len(), again[0].attempts),
         (3, 1),
-        "a failure leaves it pending"
+        "then it is pending again"
     );
-    store.outbox_attempt(pending[0].id, Ok(()), 70).unwrap();
-    assert_eq!(store.pending_outbox(10).unwrap().len(), 2);
+    store
+        .outbox_attempt(pending[0].id, Ok(()), retry_at)
+        .unwrap();
+    assert_eq!(store.pending_outbox(Email, retry_at, 10).unwrap().len(), 2);
     assert!(matches!(
-        store.outbox_attempt(pending[0].id, Ok(()), 80),
+        store.outbox_attempt(pending[0].id, Ok(()), retry_at + 1),
+        Err(ztx_store::StoreError::UnknownOutboxMessage(_))
+    ));
+    // A message that keeps failing is given up after the last try.
+    let failing = pending[1].id;
+    let mut now = retry_at;
+    for attempt in 1..=ztx_store::OUTBOX_MAX_ATTEMPTS {
+        assert!(
+            store
+                .pending_outbox(Email, now, 10)
+                .unwrap()
+                .iter()
+                .any(|m| m.id == failing && m.attempts == attempt - 1),
+            "attempt {attempt}"
+        );
+        store.outbox_attempt(failing, Err("refused"), now).unwrap();
+        now += ztx_store::outbox_retry_after_ms(attempt);
+    }
+    assert!(
+        store
+            .pending_outbox(Email, u64::MAX >> 2, 10)
+            .unwrap()
+            .iter()
+            .all(|m| m.id != failing)
+    );
+    assert!(matches!(
+        store.outbox_attempt(failing, Err("again"), now),
         Err(ztx_store::StoreError::UnknownOutboxMessage(_))
     ));
 
@@ -251,5 +292,151 @@ pub fn a_response_is_not_applied_without_its_entry(fx: &dyn Fixture) {
             .unwrap()
             .is_empty()
     );
-    assert!(store.pending_outbox(10).unwrap().is_empty());
+    assert!(store.pending_outbox(Email, 100, 10).unwrap().is_empty());
+}
+
+fn webhook(customer: CustomerId, tag: u8, version: u32) -> StoredWebhook {
+    StoredWebhook {
+        customer,
+        url_sealed: vec![tag; 40],
+        secret_sealed: vec![tag ^ 0xff; 48],
+        data_key: WrappedDataKey {
+            kek_version: version,
+            wrapped: vec![tag; 60],
+        },
+        created_ms: u64::from(tag),
+    }
+}
+
+fn commit_effects(store: &mut Box<dyn Store>, effects: Vec<SecurityEffect>) {
+    let index = store.audit_size().unwrap();
+    let batch = AuditAppend {
+        rows: vec![entry(index)],
+        effects,
+        ..AuditAppend::default()
+    };
+    store.commit(&Changes::default(), &batch).unwrap();
+}
+
+pub fn a_webhook_gets_its_customers_notifications_until_removed(fx: &dyn Fixture) {
+    let mut store = fx.open();
+    let alice = ztx_store::testing::create_customer(&mut *store, "alice@example.com", 1).unwrap();
+    let bob = ztx_store::testing::create_customer(&mut *store, "bob@example.com", 1).unwrap();
+    let notify = |customer, finding: &str| SecurityEffect::Notify {
+        customer,
+        finding: finding.into(),
+        message: format!("about {finding}"),
+        at_ms: 50,
+    };
+    commit_effects(
+        &mut store,
+        vec![SecurityEffect::SetWebhook {
+            customer: alice,
+            webhook: Some(webhook(alice, 1, 1)),
+            at_ms: 10,
+        }],
+    );
+    assert_eq!(
+        store.customer_scope(alice).unwrap().webhook().unwrap(),
+        Some(webhook(alice, 1, 1))
+    );
+    assert_eq!(store.customer_scope(bob).unwrap().webhook().unwrap(), None);
+    commit_effects(&mut store, vec![notify(alice, "f-1"), notify(bob, "f-2")]);
+    // Alice's notification goes by e-mail and to her webhook; Bob's by e-mail only.
+    let hooks = store.pending_outbox(Webhook, 50, 10).unwrap();
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0].to, Destination::Webhook(webhook(alice, 1, 1)));
+    assert_eq!(hooks[0].channel(), Webhook);
+    assert_eq!(hooks[0].notification.finding, "f-1");
+    assert_eq!(store.pending_outbox(Email, 50, 10).unwrap().len(), 2);
+
+    // Replaced: what waits goes to the webhook registered now.
+    commit_effects(
+        &mut store,
+        vec![SecurityEffect::SetWebhook {
+            customer: alice,
+            webhook: Some(webhook(alice, 2, 1)),
+            at_ms: 60,
+        }],
+    );
+    let hooks = store.pending_outbox(Webhook, 60, 10).unwrap();
+    assert_eq!(hooks[0].to, Destination::Webhook(webhook(alice, 2, 1)));
+
+    // The rotation's view: the key, its re-wrapping (only over the key it read), the
+    // status by version.
+    let keys = store.webhook_keys(CustomerId(0), 2, 10).unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!((keys[0].customer, keys[0].kek_version), (alice, 1));
+    assert_eq!(store.key_status().unwrap().webhook_keys, vec![(1, 1)]);
+    let stale = WebhookRewrap {
+        customer: alice,
+        from_key: webhook(alice, 1, 1).data_key,
+        to_key: webhook(alice, 9, 2).data_key,
+    };
+    assert_eq!(
+        store.rewrap_webhook_keys(&[stale]).unwrap(),
+        0,
+        "a key replaced since it was read is not overwritten"
+    );
+    let current = WebhookRewrap {
+        customer: alice,
+        from_key: webhook(alice, 2, 1).data_key,
+        to_key: webhook(alice, 9, 2).data_key,
+    };
+    assert_eq!(store.rewrap_webhook_keys(&[current]).unwrap(), 1);
+    assert!(store.webhook_keys(CustomerId(0), 2, 10).unwrap().is_empty());
+    assert_eq!(store.key_status().unwrap().webhook_keys, vec![(2, 1)]);
+    let stored = store
+        .customer_scope(alice)
+        .unwrap()
+        .webhook()
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.data_key, webhook(alice, 9, 2).data_key);
+    assert_eq!(stored.url_sealed, webhook(alice, 2, 1).url_sealed);
+
+    // Removed: the message waiting for it is given up, later ones go by e-mail only.
+    commit_effects(
+        &mut store,
+        vec![SecurityEffect::SetWebhook {
+            customer: alice,
+            webhook: None,
+            at_ms: 70,
+        }],
+    );
+    assert_eq!(
+        store.customer_scope(alice).unwrap().webhook().unwrap(),
+        None
+    );
+    assert!(store.pending_outbox(Webhook, 70, 10).unwrap().is_empty());
+    commit_effects(&mut store, vec![notify(alice, "f-3")]);
+    assert!(store.pending_outbox(Webhook, 80, 10).unwrap().is_empty());
+    commit_effects(
+        &mut store,
+        vec![SecurityEffect::SetWebhook {
+            customer: alice,
+            webhook: Some(webhook(alice, 3, 2)),
+            at_ms: 90,
+        }],
+    );
+    assert!(
+        store.pending_outbox(Webhook, 90, 10).unwrap().is_empty(),
+        "a message given up stays given up"
+    );
+
+    // A webhook set for another customer than the effect's is refused, and nothing of
+    // its commit is kept.
+    let size = store.audit_size().unwrap();
+    let crossed = AuditAppend {
+        rows: vec![entry(size)],
+        effects: vec![SecurityEffect::SetWebhook {
+            customer: bob,
+            webhook: Some(webhook(alice, 4, 2)),
+            at_ms: 100,
+        }],
+        ..AuditAppend::default()
+    };
+    assert!(store.commit(&Changes::default(), &crossed).is_err());
+    assert_eq!(store.audit_size().unwrap(), size);
+    assert_eq!(store.customer_scope(bob).unwrap().webhook().unwrap(), None);
 }
