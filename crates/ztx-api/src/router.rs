@@ -101,9 +101,11 @@ endpoint!(
     security::notifications
 );
 endpoint!(unfreeze, Unfreeze, Fixed(1), false, security::unfreeze);
-endpoint!(webhook_show, Read, Fixed(1), false, webhooks::show);
-endpoint!(webhook_set, Read, Fixed(1), false, webhooks::set);
-endpoint!(webhook_remove, Read, Fixed(1), false, webhooks::remove);
+// A key that may trade: a read-only one is what a portfolio tracker gets, and the
+// webhook receives the customer's security notices.
+endpoint!(webhook_show, Trade, Fixed(1), false, webhooks::show);
+endpoint!(webhook_set, Trade, Fixed(10), false, webhooks::set);
+endpoint!(webhook_remove, Trade, Fixed(1), false, webhooks::remove);
 endpoint!(por_root, Public, Fixed(1), false, reserves::root);
 endpoint!(por_proof, Read, Fixed(5), false, reserves::proof);
 endpoint!(not_found, Public, Fixed(1), false, no_such_endpoint);

@@ -1,12 +1,18 @@
-//! Customers' webhooks: a customer registers one address (`POST /ztx/v1/webhook`), and
-//! every notification of theirs is posted to it, signed with a secret only they and the
+//! Customers' webhooks: a customer registers one address (`POST /ztx/v1/webhook`, with
+//! a key that may trade: read-only keys are the ones handed to portfolio trackers, and
+//! whoever holds the webhook reads the customer's security notices), and every
+//! notification of theirs is posted to it, signed with a secret only they and the
 //! platform hold, besides going out by e-mail.
 //!
 //! The address and the secret are sealed at rest under a data key of the webhook's own
 //! (`ztx_vault::contact::SealedWebhook`); a change is logged in the commit that makes it
 //! and told to the customer. The [`Sender`] delivers from the outbox: it logs its reads
-//! of the sealed rows before anything leaves, posts each message once per attempt
-//! (no redirects followed), and records the outcome, a failure to be tried again later.
+//! of the sealed rows before anything leaves, posts each message once per attempt on a
+//! task of its own (no redirects followed; at most a few at once per customer, so one
+//! receiver that never answers holds up nobody else's), and records the outcome, a
+//! failure to be tried again later. A message read just before its customer replaced
+//! the webhook may still reach the old one: the change gives up only what is not yet
+//! under way.
 //!
 //! An address must be `https://` on a host whose every address is public: a webhook is
 //! a request the platform makes on a customer's behalf, and one aimed at the platform's
@@ -47,8 +53,8 @@ pub const SIGNATURE_HEADER: &str = "ztx-signature";
 pub const ID_HEADER: &str = "ztx-webhook-id";
 /// How long one delivery may take, connecting included.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
-/// The most messages taken per look; each is posted on a task of its own.
-const BATCH: u32 = 32;
+/// The look's limit should the bounds below not fit (they do).
+const BATCH: u32 = 64;
 /// How often the outbox is looked at.
 const POLL: Duration = Duration::from_secs(1);
 /// What a notification not made by a detection carries as its finding.
@@ -63,7 +69,7 @@ pub struct WebhookPolicy {
 }
 
 /// A webhook address that passed [`parse_url`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct WebhookUrl {
     text: String,
     https: bool,
@@ -73,6 +79,16 @@ pub struct WebhookUrl {
     ip: Option<IpAddr>,
     port: u16,
     path_and_query: String,
+}
+
+impl std::fmt::Debug for WebhookUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The path and query may hold the receiver's token.
+        f.debug_struct("WebhookUrl")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WebhookUrl {
@@ -152,7 +168,15 @@ pub fn parse_url(text: &str, policy: WebhookPolicy) -> Result<WebhookUrl, UrlErr
         }
     }
     let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    // `https://host?q` has a query but no path: the request's target is `/?q`.
+    let path = match uri.path() {
+        "" => "/",
+        path => path,
+    };
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
     Ok(WebhookUrl {
         text: text.to_owned(),
         https,
@@ -228,9 +252,14 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         let [c, d] = lo.to_be_bytes();
         Ipv4Addr::new(a, b, c, d)
     };
-    // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) reach the IPv4 address they embed.
+    // NAT64's well-known prefix (64:ff9b::/96) and 6to4 (2002::/16) reach the IPv4
+    // address they embed; the rest of 64:ff9b::/16 is local-use NAT64 (RFC 8215),
+    // whose embedded address is wherever the operator's translator puts it.
     if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
         return is_public_v4(embedded(s[6], s[7]));
+    }
+    if s[0] == 0x64 && s[1] == 0xff9b {
+        return false;
     }
     if s[0] == 0x2002 {
         return is_public_v4(embedded(s[1], s[2]));
@@ -322,15 +351,27 @@ pub async fn show(state: AppState, call: Call) -> Result<Response, ApiError> {
         .contacts_arc()
         .open_webhook(customer.0, &sealing(&stored))
         .map_err(|e| ApiError::unknown().with_detail(format!("cannot open the webhook: {e}")))?;
-    Ok(Json(json!({ "url": opened.url, "createdAt": stored.created_ms })).into_response())
+    Ok(Json(json!({ "url": opened.url.as_str(), "createdAt": stored.created_ms })).into_response())
 }
 
-/// `POST /ztx/v1/webhook?url=…`: registers the customer's webhook, replacing any; the
-/// answer carries the new signing secret, shown this once. The customer is told by
-/// e-mail (and at the webhook registered now).
+/// `POST /ztx/v1/webhook` with `url=…` in the body: registers the customer's webhook,
+/// replacing any (what waited for the old one is given up); the answer carries the new
+/// signing secret, shown this once. The customer is told by e-mail and at the webhook
+/// registered now. The address is refused in the query string, which proxies and load
+/// balancers log.
 pub async fn set(state: AppState, call: Call) -> Result<Response, ApiError> {
     let customer = call.customer()?;
     let text = call.params.required_str("url")?;
+    if call
+        .params
+        .iter()
+        .any(|p| p.name() == "url" && p.source() == crate::params::Source::Query)
+    {
+        return Err(ApiError::invalid_param(
+            "url",
+            &"send it in the request body, not the query string",
+        ));
+    }
     call.params.ensure_all_read()?;
     let url =
         parse_url(text, state.webhook_policy()).map_err(|e| ApiError::invalid_param("url", &e))?;
@@ -424,16 +465,18 @@ async fn change(
     let mut entries: Vec<Entry> = request.iter().cloned().collect();
     entries.extend(accessed.iter().cloned());
     entries.push(entry);
+    // The change first: the notice then goes to the webhook registered now (none once
+    // removed), and what waited for the old one is given up.
     let effects = vec![
+        SecurityEffect::SetWebhook {
+            customer,
+            webhook,
+            at_ms: call.now_ms,
+        },
         SecurityEffect::Notify {
             customer,
             finding: ACCOUNT_CHANGE.into(),
             message,
-            at_ms: call.now_ms,
-        },
-        SecurityEffect::SetWebhook {
-            customer,
-            webhook,
             at_ms: call.now_ms,
         },
     ];
@@ -460,11 +503,24 @@ fn sealing(stored: &StoredWebhook) -> SealedWebhook {
 
 // ---- delivery --------------------------------------------------------------------
 
-/// Delivers the outbox's webhook messages.
+/// The most deliveries under way at once, over all customers.
+const MAX_IN_FLIGHT: usize = 256;
+/// The most deliveries under way at once for one customer: a receiver that never
+/// answers holds up its own customer's messages, not everyone's.
+const MAX_IN_FLIGHT_PER_CUSTOMER: usize = 4;
+/// How long connecting (and resolving) may take, within [`DELIVERY_TIMEOUT`].
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Messages being delivered, by outbox id, with their customers.
+type InFlight = Arc<std::sync::Mutex<std::collections::HashMap<u64, CustomerId>>>;
+
+/// Delivers the outbox's webhook messages: each on a task of its own, so a slow
+/// receiver delays nobody else's.
 #[derive(Clone)]
 pub struct Sender {
     state: AppState,
     tls: Arc<rustls::ClientConfig>,
+    in_flight: InFlight,
 }
 
 impl std::fmt::Debug for Sender {
@@ -502,15 +558,16 @@ impl Sender {
         Sender {
             state,
             tls: Arc::new(tls),
+            in_flight: Arc::default(),
         }
     }
 
-    /// Delivers until `stop` resolves.
+    /// Delivers until `stop` resolves; deliveries under way then finish on their own.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         let mut failing = false;
         loop {
-            match self.step().await {
+            match self.start().await {
                 Ok(_) => failing = false,
                 Err(e) => {
                     if !failing {
@@ -526,83 +583,132 @@ impl Sender {
         }
     }
 
-    /// Delivers the messages due now, at most a batch; how many it tried.
+    /// Delivers the messages due now (those not under way already, within the bounds
+    /// on deliveries at once), and waits for them; how many it tried.
     pub async fn step(&self) -> Result<usize, String> {
+        let started = self.start().await?;
+        let tried = started.len();
+        for task in started {
+            let _ = task.await;
+        }
+        Ok(tried)
+    }
+
+    /// Starts delivering what is due and not under way already (within the bounds on
+    /// deliveries at once); the tasks it started, each done once its outcome is
+    /// recorded.
+    pub async fn start(&self) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
         let state = &self.state;
-        let caller = Caller::new(Accessor {
-            service: SERVICE_WEBHOOKS,
-            principal: Principal::Platform,
-            request_id: 0,
-            api_key: None,
-            client_ip: None,
-        });
+        let caller = sender_caller();
         let now = state.now_ms();
+        let busy = self.in_flight_ids().len();
+        let room = MAX_IN_FLIGHT.saturating_sub(busy);
+        if room == 0 {
+            return Ok(Vec::new());
+        }
+        // Past the ones under way, which the store still lists as due.
+        let limit =
+            u32::try_from(busy.saturating_add(room).min(MAX_IN_FLIGHT * 2)).unwrap_or(BATCH);
         let due = caller
             .scope(
                 state
                     .reads
-                    .with(move |s| s.pending_outbox(Channel::Webhook, now, BATCH)),
+                    .with(move |s| s.pending_outbox(Channel::Webhook, now, limit)),
             )
             .await
             .map_err(|e| e.detail().unwrap_or(e.msg()).to_owned())?;
-        if due.is_empty() {
-            // A look that found nothing read no row; logging it would add an entry a
-            // second for as long as the server runs.
+        let chosen = self.choose(due, room);
+        if chosen.is_empty() {
+            // A look that started nothing sends nothing; logging it would add an entry
+            // a second for as long as the server runs.
             drop(caller.take_entries(0));
-            return Ok(0);
+            return Ok(Vec::new());
         }
-        // The reads of the sealed rows are in the log before anything leaves.
-        self.flush(&caller).await?;
-        let mut tasks = tokio::task::JoinSet::new();
-        for message in due.iter().cloned() {
-            let sender = self.clone();
-            tasks.spawn(async move {
-                let outcome = sender.deliver(&message).await;
-                (message.id, outcome)
-            });
-        }
-        let mut outcomes = Vec::with_capacity(due.len());
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(e) => tracing::error!(error = %e, "webhooks: a delivery task failed"),
+        // The read of the sealed rows is in the log before anything leaves.
+        if let Err(e) = flush(state, &caller).await {
+            let mut in_flight = self.in_flight_ids();
+            for message in &chosen {
+                in_flight.remove(&message.id);
             }
+            return Err(e);
         }
+        let mut started = Vec::with_capacity(chosen.len());
+        for message in chosen {
+            let sender = self.clone();
+            started.push(tokio::spawn(async move { sender.attempt(message).await }));
+        }
+        Ok(started)
+    }
+
+    fn in_flight_ids(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, CustomerId>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Of `due`, oldest first, those not under way, at most `room`, and at most
+    /// [`MAX_IN_FLIGHT_PER_CUSTOMER`] under way per customer; marked as under way.
+    fn choose(&self, due: Vec<OutboxMessage>, room: usize) -> Vec<OutboxMessage> {
+        let mut in_flight = self.in_flight_ids();
+        let mut per_customer: std::collections::HashMap<CustomerId, usize> =
+            std::collections::HashMap::new();
+        for customer in in_flight.values() {
+            *per_customer.entry(*customer).or_default() += 1;
+        }
+        let mut chosen = Vec::new();
+        for message in due {
+            if chosen.len() >= room {
+                break;
+            }
+            let customer = message.notification.customer;
+            let busy = per_customer.entry(customer).or_default();
+            if in_flight.contains_key(&message.id) || *busy >= MAX_IN_FLIGHT_PER_CUSTOMER {
+                continue;
+            }
+            *busy += 1;
+            in_flight.insert(message.id, customer);
+            chosen.push(message);
+        }
+        chosen
+    }
+
+    /// Delivers one message and records how it went (a delivery that panicked counts
+    /// as failed, so it is tried again later like any other).
+    async fn attempt(self, message: OutboxMessage) {
+        let id = message.id;
+        let sender = self.clone();
+        let outcome = match tokio::spawn(async move { sender.deliver(&message).await }).await {
+            Ok(outcome) => outcome,
+            Err(e) => Err(format!("the delivery failed: {e}")),
+        };
+        if let Err(e) = &outcome {
+            tracing::info!(outbox = id, error = %e, "webhook delivery failed");
+        }
+        let state = &self.state;
+        let caller = sender_caller();
         let done = state.now_ms();
         let recorded = caller
             .scope(state.reads.with(move |s| {
-                for (id, outcome) in &outcomes {
-                    if let Err(e) = outcome {
-                        tracing::info!(outbox = id, error = %e, "webhook delivery failed");
-                    }
-                    match s.outbox_attempt(
-                        *id,
-                        outcome.as_ref().map(|_| ()).map_err(String::as_str),
-                        done,
-                    ) {
-                        // Given up meanwhile (the webhook was removed): nothing to record.
-                        Ok(()) | Err(ztx_store::StoreError::UnknownOutboxMessage(_)) => {}
-                        Err(e) => return Err(e),
-                    }
+                match s.outbox_attempt(
+                    id,
+                    outcome.as_ref().map(|_| ()).map_err(String::as_str),
+                    done,
+                ) {
+                    // Given up meanwhile (the webhook was replaced or removed).
+                    Ok(()) | Err(ztx_store::StoreError::UnknownOutboxMessage(_)) => Ok(()),
+                    Err(e) => Err(e),
                 }
-                Ok(())
             }))
-            .await
-            .map_err(|e| e.detail().unwrap_or(e.msg()).to_owned());
-        self.flush(&caller).await?;
-        recorded?;
-        Ok(due.len())
-    }
-
-    async fn flush(&self, caller: &Caller) -> Result<(), String> {
-        if !self.state.is_audited() {
-            drop(caller.take_entries(0));
-            return Ok(());
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!(outbox = id, error = %e.detail().unwrap_or(e.msg()), "webhooks: cannot record a delivery");
         }
-        caller
-            .flush(&self.state.engine, self.state.now_ms())
-            .await
-            .map_err(|e| format!("cannot log the webhook sender's store calls: {e}"))
+        if let Err(e) = flush(state, &caller).await {
+            tracing::error!(outbox = id, error = %e, "webhooks: cannot log a delivery's record");
+        }
+        self.in_flight_ids().remove(&id);
     }
 
     /// Posts one message; `Err` says why it did not arrive.
@@ -641,6 +747,28 @@ impl Sender {
     }
 }
 
+/// The sender as the caller of its store calls.
+fn sender_caller() -> Caller {
+    Caller::new(Accessor {
+        service: SERVICE_WEBHOOKS,
+        principal: Principal::Platform,
+        request_id: 0,
+        api_key: None,
+        client_ip: None,
+    })
+}
+
+async fn flush(state: &AppState, caller: &Caller) -> Result<(), String> {
+    if !state.is_audited() {
+        drop(caller.take_entries(0));
+        return Ok(());
+    }
+    caller
+        .flush(&state.engine, state.now_ms())
+        .await
+        .map_err(|e| format!("cannot log the webhook sender's store calls: {e}"))
+}
+
 /// The addresses to connect to for `url`: its own, or what its name resolves to — all of
 /// them public unless the policy allows otherwise (a name that resolves to one inside
 /// the platform's network is refused, even beside public ones).
@@ -675,11 +803,28 @@ async fn post(
     body: String,
 ) -> Result<(), String> {
     let mut last = String::new();
-    for addr in addresses(url, policy).await? {
-        let stream = match tokio::net::TcpStream::connect(addr).await {
-            Ok(stream) => stream,
-            Err(e) => {
+    let found = tokio::time::timeout(CONNECT_TIMEOUT, addresses(url, policy))
+        .await
+        .map_err(|_| {
+            format!(
+                "cannot resolve {} within {} s",
+                url.host,
+                CONNECT_TIMEOUT.as_secs()
+            )
+        })??;
+    for addr in found {
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr));
+        let stream = match connected.await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
                 last = format!("cannot connect to {addr}: {e}");
+                continue;
+            }
+            Err(_) => {
+                last = format!(
+                    "cannot connect to {addr} within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                );
                 continue;
             }
         };
@@ -769,6 +914,15 @@ mod tests {
         assert_eq!(url.path_and_query, "/");
         let url = parse_url("https://[2606:4700::1111]/h", STRICT).unwrap();
         assert_eq!(url.host(), "2606:4700::1111");
+        // A query without a path is sent to `/`.
+        let url = parse_url("https://hooks.example.com?token=t0k", STRICT).unwrap();
+        assert_eq!(url.path_and_query, "/?token=t0k");
+        // Its debug form names the host, never the path and query.
+        let shown = format!("{url:?}");
+        assert!(
+            shown.contains("hooks.example.com") && !shown.contains("t0k"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -822,6 +976,8 @@ mod tests {
             "https://[::ffff:127.0.0.1]/",
             "https://[::ffff:169.254.169.254]/",
             "https://[64:ff9b::a00:1]/",
+            "https://[64:ff9b:1::a9fe:a9fe]/",
+            "https://[64:ff9b:1:a9fe:a9:fe00::]/",
             "https://[2002:c0a8:101::1]/",
             "https://[fd00::1]/",
             "https://[fe80::1]/",

@@ -817,6 +817,22 @@ mod tests {
         assert_eq!(event(6, &entry, &product())["activity_id"], 12);
     }
 
+    #[test]
+    fn a_webhook_change_is_an_account_change_of_the_customer() {
+        let mut entry = request("webhook set", Outcome::Success, None);
+        entry.kind = Kind::KeyChange;
+        entry.params = vec![("host".into(), "hooks.example.com".into())];
+        let e = event(7, &entry, &product());
+        assert_eq!(e["class_uid"], 3001);
+        assert_eq!(
+            (e["activity_id"].clone(), e["activity_name"].clone()),
+            (99.into(), "Other".into())
+        );
+        assert_eq!(e["unmapped"]["params"]["host"], "hooks.example.com");
+        entry.action = "webhook remove".into();
+        assert_eq!(event(8, &entry, &product())["class_uid"], 3001);
+    }
+
     /// The detector's finding `finding` of the events `events`, high severity.
     fn detection(finding: &str, events: &str) -> Entry {
         let mut entry = request("detect bad_signatures_per_key", Outcome::Success, None);

@@ -431,8 +431,9 @@ CREATE TABLE ip_bans (
 /// stored wrapped by a KEK version beside them (the sender opens them and may not read
 /// `customer_keys`), so a KEK rotation re-wraps it like an API key's. A notification
 /// gets a `webhook` outbox message when its customer has one. A failed delivery is tried
-/// again from `next_ms`, and after the last try, or once the webhook is removed, the
-/// message is given up (`given_up_ms`). Webhooks are customer rows: on PostgreSQL a
+/// again from `next_ms`, and after the last try, or once the webhook is replaced or
+/// removed, the message is given up (`given_up_ms`); the index holds only messages
+/// still to send. Webhooks are customer rows: on PostgreSQL a
 /// customer scope reads its own.
 const V9: &str = "
 CREATE TABLE webhooks (
@@ -446,7 +447,8 @@ CREATE TABLE webhooks (
 CREATE INDEX webhooks_kek_version ON webhooks (kek_version, customer_id);
 ALTER TABLE notification_outbox ADD COLUMN next_ms BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE notification_outbox ADD COLUMN given_up_ms BIGINT;
-CREATE INDEX notification_outbox_due ON notification_outbox (channel, delivered_ms, id);
+CREATE INDEX notification_outbox_due ON notification_outbox (channel, id)
+    WHERE delivered_ms IS NULL AND given_up_ms IS NULL;
 {webhooks_security}";
 
 /// Every migration in order; entry `i` brings the schema to version `i + 1`.

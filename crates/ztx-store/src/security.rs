@@ -43,8 +43,8 @@ pub enum SecurityEffect {
         until_ms: u64,
         at_ms: u64,
     },
-    /// Registers (replacing any) the customer's webhook, or with `None` removes it and
-    /// gives up the messages still waiting for it.
+    /// Registers (replacing any) the customer's webhook, or with `None` removes it; the
+    /// messages still waiting for the webhook it replaces are given up either way.
     SetWebhook {
         customer: CustomerId,
         webhook: Option<StoredWebhook>,
@@ -86,7 +86,8 @@ impl Channel {
 pub enum Destination {
     /// The customer's e-mail address.
     Email(StoredEmail),
-    /// The customer's webhook as registered now (a replaced one is not kept).
+    /// The customer's webhook (the one registered when the message was made: a change
+    /// gives up the messages waiting for the webhook it replaces).
     Webhook(StoredWebhook),
 }
 
@@ -113,15 +114,15 @@ impl OutboxMessage {
 pub const OUTBOX_MAX_ATTEMPTS: u64 = 10;
 
 /// How long after its `attempts`-th failed delivery a message is tried again: ten
-/// seconds, doubling, at most an hour (ten tries span about two and a half hours).
+/// seconds, doubling, at most an hour (the ten tries of [`OUTBOX_MAX_ATTEMPTS`] span
+/// 5,110 s, about an hour and a half).
 pub fn outbox_retry_after_ms(attempts: u64) -> u64 {
     const FIRST_MS: u64 = 10_000;
     const MOST_MS: u64 = 3_600_000;
-    let doublings = u32::try_from(attempts.saturating_sub(1)).unwrap_or(u32::MAX);
-    FIRST_MS
-        .checked_shl(doublings)
-        .filter(|ms| *ms <= MOST_MS)
-        .unwrap_or(MOST_MS)
+    // 10 s doubled nine times is past the hour already: no bits are shifted out below.
+    let doublings = attempts.saturating_sub(1).min(20);
+    let doublings = u32::try_from(doublings).unwrap_or(20);
+    (FIRST_MS << doublings).min(MOST_MS)
 }
 
 const FREEZE: &str = "UPDATE api_keys SET frozen_ms = $1 WHERE id = $2 AND frozen_ms IS NULL";
@@ -142,8 +143,9 @@ const SET_WEBHOOK: &str = "INSERT INTO webhooks \
      kek_version = excluded.kek_version, data_key = excluded.data_key, \
      created_ms = excluded.created_ms";
 const REMOVE_WEBHOOK: &str = "DELETE FROM webhooks WHERE customer_id = $1";
+/// A webhook replaced or removed: what waited for it is not sent to another address.
 const GIVE_UP_WEBHOOK_MESSAGES: &str = "UPDATE notification_outbox \
-     SET given_up_ms = $1, last_error = 'the webhook was removed' \
+     SET given_up_ms = $1, last_error = 'the webhook was replaced or removed' \
      WHERE channel = 'webhook' AND delivered_ms IS NULL AND given_up_ms IS NULL \
      AND notification_id IN (SELECT id FROM notifications WHERE customer_id = $2)";
 const PRUNE_BANS: &str = "DELETE FROM ip_bans WHERE until_ms <= $1";
@@ -220,7 +222,7 @@ pub(crate) fn apply(tx: &mut dyn Conn, effects: &[SecurityEffect]) -> Result<()>
             SecurityEffect::SetWebhook {
                 customer,
                 webhook: Some(webhook),
-                ..
+                at_ms,
             } => {
                 if webhook.customer != *customer {
                     return Err(StoreError::corrupt(
@@ -232,6 +234,13 @@ pub(crate) fn apply(tx: &mut dyn Conn, effects: &[SecurityEffect]) -> Result<()>
                         ),
                     ));
                 }
+                tx.exec(
+                    GIVE_UP_WEBHOOK_MESSAGES,
+                    &[
+                        sql::int(*at_ms, "given_up_ms")?,
+                        sql::int(customer.0, "customer id")?,
+                    ],
+                )?;
                 tx.exec(
                     SET_WEBHOOK,
                     &[
@@ -465,7 +474,8 @@ pub(crate) fn outbox_attempt(
             // Only if no other sender recorded an attempt meanwhile.
             conn.exec(
                 "UPDATE notification_outbox SET attempts = $1, last_error = $2, next_ms = $3, \
-                 given_up_ms = $4 WHERE id = $5 AND attempts = $6 AND delivered_ms IS NULL",
+                 given_up_ms = $4 WHERE id = $5 AND attempts = $6 AND delivered_ms IS NULL \
+                 AND given_up_ms IS NULL",
                 &[
                     sql::int(attempts, "attempts")?,
                     sql::text(error),

@@ -79,7 +79,7 @@ impl std::fmt::Debug for SealedWebhook {
 
 /// A webhook opened for delivery.
 pub struct OpenedWebhook {
-    pub url: String,
+    pub url: Zeroizing<String>,
     pub secret: Zeroizing<Vec<u8>>,
 }
 
@@ -330,7 +330,9 @@ impl ContactKeys {
             &webhook_aad(WEBHOOK_SECRET_COLUMN, &row),
         )?;
         Ok(OpenedWebhook {
-            url: String::from_utf8(url.to_vec()).map_err(|_| VaultError::Unauthentic)?,
+            url: Zeroizing::new(
+                String::from_utf8(url.to_vec()).map_err(|_| VaultError::Unauthentic)?,
+            ),
             secret,
         })
     }
@@ -507,7 +509,7 @@ mod tests {
             .seal_webhook(7, "https://hooks.example.com/t0ken", b"whsec")
             .unwrap();
         let opened = keys.open_webhook(7, &sealed).unwrap();
-        assert_eq!(opened.url, "https://hooks.example.com/t0ken");
+        assert_eq!(opened.url.as_str(), "https://hooks.example.com/t0ken");
         assert_eq!(opened.secret.as_slice(), b"whsec");
         assert!(!format!("{sealed:?}{opened:?}").contains("t0ken"));
         // Another customer's row: nothing opens.
@@ -533,7 +535,7 @@ mod tests {
         let rewrapped = SealedWebhook { key, ..sealed };
         let again = ContactKeys::load_or_create(dir.path()).unwrap();
         assert_eq!(
-            again.open_webhook(7, &rewrapped).unwrap().url,
+            again.open_webhook(7, &rewrapped).unwrap().url.as_str(),
             "https://hooks.example.com/t0ken"
         );
     }

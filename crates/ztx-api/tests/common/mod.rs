@@ -384,6 +384,18 @@ impl Exchange {
             .unwrap();
     }
 
+    /// From now on the store refuses to append to the audit log (a trigger, as its
+    /// owner could add one): every commit fails.
+    pub fn break_audit_appends(&self) {
+        rusqlite::Connection::open(&self.path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_entries \
+                 BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+            )
+            .unwrap();
+    }
+
     pub fn store(&self) -> SqliteStore {
         SqliteStore::open(&self.path).unwrap()
     }

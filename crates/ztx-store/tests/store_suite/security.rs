@@ -350,7 +350,8 @@ pub fn a_webhook_gets_its_customers_notifications_until_removed(fx: &dyn Fixture
     assert_eq!(hooks[0].notification.finding, "f-1");
     assert_eq!(store.pending_outbox(Email, 50, 10).unwrap().len(), 2);
 
-    // Replaced: what waits goes to the webhook registered now.
+    // Replaced: what waited for the old webhook is given up, not sent to the new one
+    // (a key that can change the webhook cannot collect what was meant for the last).
     commit_effects(
         &mut store,
         vec![SecurityEffect::SetWebhook {
@@ -359,8 +360,32 @@ pub fn a_webhook_gets_its_customers_notifications_until_removed(fx: &dyn Fixture
             at_ms: 60,
         }],
     );
+    assert!(store.pending_outbox(Webhook, 60, 10).unwrap().is_empty());
+    commit_effects(&mut store, vec![notify(alice, "f-1b")]);
     let hooks = store.pending_outbox(Webhook, 60, 10).unwrap();
+    assert_eq!(hooks.len(), 1);
     assert_eq!(hooks[0].to, Destination::Webhook(webhook(alice, 2, 1)));
+    assert_eq!(hooks[0].notification.finding, "f-1b");
+    // A failure recorded after the message was given up does not bring it back.
+    let given_up = hooks[0].id;
+    commit_effects(
+        &mut store,
+        vec![SecurityEffect::SetWebhook {
+            customer: alice,
+            webhook: Some(webhook(alice, 2, 1)),
+            at_ms: 61,
+        }],
+    );
+    assert!(matches!(
+        store.outbox_attempt(given_up, Err("timed out"), 62),
+        Err(ztx_store::StoreError::UnknownOutboxMessage(_))
+    ));
+    assert!(
+        store
+            .pending_outbox(Webhook, 1 << 62, 10)
+            .unwrap()
+            .is_empty()
+    );
 
     // The rotation's view: the key, its re-wrapping (only over the key it read), the
     // status by version.
@@ -396,6 +421,8 @@ pub fn a_webhook_gets_its_customers_notifications_until_removed(fx: &dyn Fixture
     assert_eq!(stored.url_sealed, webhook(alice, 2, 1).url_sealed);
 
     // Removed: the message waiting for it is given up, later ones go by e-mail only.
+    commit_effects(&mut store, vec![notify(alice, "f-2b")]);
+    assert_eq!(store.pending_outbox(Webhook, 70, 10).unwrap().len(), 1);
     commit_effects(
         &mut store,
         vec![SecurityEffect::SetWebhook {
