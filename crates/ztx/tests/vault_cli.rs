@@ -369,3 +369,36 @@ fn a_malformed_key_file_is_refused_naming_the_file_and_the_line() {
     let out = ztx(&["serve", "--data-dir", d, "--listen", "127.0.0.1:0"]);
     fails_with(&out, "no key-encryption key");
 }
+
+#[test]
+fn a_rotation_the_running_server_cannot_log_does_not_start() {
+    // A server holds the data directory (its lock), but its admin API does not answer:
+    // the rotation, which must be in the log before it rewrites a key, is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let d = data.to_str().unwrap();
+    drop(serve(&data, &[]));
+    create(d, "dana@example.com");
+    let before = status(d);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data.join("serve.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone = closed.local_addr().unwrap();
+    drop(closed);
+    std::fs::write(data.join("admin.addr"), format!("{gone}\n")).unwrap();
+
+    let out = ztx(&["vault", "--data-dir", d, "rotate", "--json"]);
+    fails_with(&out, "did not log the rotation, so it did not start");
+    lock.unlock().unwrap();
+    // Nothing moved: no key version added, every data key where it was, nothing logged.
+    let after = status(d);
+    assert_eq!(after["kekVersions"], before["kekVersions"]);
+    assert_eq!(after["dataKeysByVersion"], before["dataKeysByVersion"]);
+    assert!(rotations_logged(&data).is_empty());
+    assert_eq!(addresses(&data, 1), ["dana@example.com"]);
+}
