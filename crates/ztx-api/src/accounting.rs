@@ -21,6 +21,8 @@ pub const SERVICE_ADMIN: &str = "admin";
 pub const SERVICE_MONITOR: &str = "monitor";
 /// The webhook sender, delivering from the outbox.
 pub const SERVICE_WEBHOOKS: &str = "webhooks";
+/// The e-mail sender, delivering from the outbox.
+pub const SERVICE_EMAIL: &str = "email";
 
 tokio::task_local! {
     static CALLER: Caller;

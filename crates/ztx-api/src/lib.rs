@@ -9,6 +9,7 @@ pub mod admin_tls;
 pub mod audit;
 pub mod auth;
 pub mod contacts;
+pub mod email;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -17,6 +18,7 @@ pub mod json;
 pub mod market;
 pub mod monitor;
 pub mod operate;
+pub mod outbox;
 pub mod params;
 pub mod ratelimit;
 pub mod reserves;

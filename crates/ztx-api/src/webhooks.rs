@@ -35,11 +35,10 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 use ztx_audit::{Entry, Kind, Outcome, Text};
 use ztx_core::CustomerId;
-use ztx_engine::{Accessor, Principal};
 use ztx_store::{Channel, Destination, OutboxMessage, SecurityEffect, StoredWebhook};
 use ztx_vault::contact::SealedWebhook;
 
-use crate::accounting::{Caller, SERVICE_WEBHOOKS};
+use crate::accounting::SERVICE_WEBHOOKS;
 use crate::error::ApiError;
 use crate::gate::Call;
 use crate::state::AppState;
@@ -53,10 +52,6 @@ pub const SIGNATURE_HEADER: &str = "ztx-signature";
 pub const ID_HEADER: &str = "ztx-webhook-id";
 /// How long one delivery may take, connecting included.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
-/// The look's limit should the bounds below not fit (they do).
-const BATCH: u32 = 64;
-/// How often the outbox is looked at.
-const POLL: Duration = Duration::from_secs(1);
 /// What a notification not made by a detection carries as its finding.
 pub const ACCOUNT_CHANGE: &str = "account-change";
 
@@ -503,30 +498,16 @@ fn sealing(stored: &StoredWebhook) -> SealedWebhook {
 
 // ---- delivery --------------------------------------------------------------------
 
-/// The most deliveries under way at once, over all customers.
-const MAX_IN_FLIGHT: usize = 256;
-/// The most deliveries under way at once for one customer: a receiver that never
-/// answers holds up its own customer's messages, not everyone's.
-const MAX_IN_FLIGHT_PER_CUSTOMER: usize = 4;
 /// How long connecting (and resolving) may take, within [`DELIVERY_TIMEOUT`].
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Messages being delivered, by outbox id, with their customers.
-type InFlight = Arc<std::sync::Mutex<std::collections::HashMap<u64, CustomerId>>>;
+/// Delivers the outbox's webhook messages (see [`crate::outbox`]).
+pub type Sender = crate::outbox::Sender<WebhookCourier>;
 
-/// Delivers the outbox's webhook messages: each on a task of its own, so a slow
-/// receiver delays nobody else's.
-#[derive(Clone)]
-pub struct Sender {
-    state: AppState,
+/// Posts webhook messages, signed, over TLS trusting the roots it was given.
+#[derive(Debug)]
+pub struct WebhookCourier {
     tls: Arc<rustls::ClientConfig>,
-    in_flight: InFlight,
-}
-
-impl std::fmt::Debug for Sender {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Sender")
-    }
 }
 
 impl Sender {
@@ -555,173 +536,24 @@ impl Sender {
         .with_safe_default_protocol_versions()
         .map(|b| b.with_root_certificates(roots).with_no_client_auth())
         .unwrap_or_else(|_| unreachable!("ring supports the default protocol versions"));
-        Sender {
-            state,
-            tls: Arc::new(tls),
-            in_flight: Arc::default(),
-        }
+        crate::outbox::Sender::with_courier(state, WebhookCourier { tls: Arc::new(tls) })
     }
+}
 
-    /// Delivers until `stop` resolves; deliveries under way then finish on their own.
-    pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
-        tokio::pin!(stop);
-        let mut failing = false;
-        loop {
-            match self.start().await {
-                Ok(_) => failing = false,
-                Err(e) => {
-                    if !failing {
-                        tracing::error!(error = %e, "webhooks: cannot deliver from the outbox");
-                    }
-                    failing = true;
-                }
-            }
-            tokio::select! {
-                () = &mut stop => return,
-                () = tokio::time::sleep(POLL) => {}
-            }
-        }
-    }
-
-    /// Delivers the messages due now (those not under way already, within the bounds
-    /// on deliveries at once), and waits for them; how many it tried.
-    pub async fn step(&self) -> Result<usize, String> {
-        let started = self.start().await?;
-        let tried = started.len();
-        for task in started {
-            let _ = task.await;
-        }
-        Ok(tried)
-    }
-
-    /// Starts delivering what is due and not under way already (within the bounds on
-    /// deliveries at once); the tasks it started, each done once its outcome is
-    /// recorded.
-    pub async fn start(&self) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
-        let state = &self.state;
-        let caller = sender_caller();
-        let now = state.now_ms();
-        let busy = self.in_flight_ids().len();
-        let room = MAX_IN_FLIGHT.saturating_sub(busy);
-        if room == 0 {
-            return Ok(Vec::new());
-        }
-        // Past the ones under way, which the store still lists as due.
-        let limit =
-            u32::try_from(busy.saturating_add(room).min(MAX_IN_FLIGHT * 2)).unwrap_or(BATCH);
-        let due = caller
-            .scope(
-                state
-                    .reads
-                    .with(move |s| s.pending_outbox(Channel::Webhook, now, limit)),
-            )
-            .await
-            .map_err(|e| e.detail().unwrap_or(e.msg()).to_owned())?;
-        let chosen = self.choose(due, room);
-        if chosen.is_empty() {
-            // A look that started nothing sends nothing; logging it would add an entry
-            // a second for as long as the server runs.
-            drop(caller.take_entries(0));
-            return Ok(Vec::new());
-        }
-        // The read of the sealed rows is in the log before anything leaves.
-        if let Err(e) = flush(state, &caller).await {
-            let mut in_flight = self.in_flight_ids();
-            for message in &chosen {
-                in_flight.remove(&message.id);
-            }
-            return Err(e);
-        }
-        let mut started = Vec::with_capacity(chosen.len());
-        for message in chosen {
-            let sender = self.clone();
-            started.push(tokio::spawn(async move { sender.attempt(message).await }));
-        }
-        Ok(started)
-    }
-
-    fn in_flight_ids(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, CustomerId>> {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Of `due`, oldest first, those not under way, at most `room`, and at most
-    /// [`MAX_IN_FLIGHT_PER_CUSTOMER`] under way per customer; marked as under way.
-    fn choose(&self, due: Vec<OutboxMessage>, room: usize) -> Vec<OutboxMessage> {
-        let mut in_flight = self.in_flight_ids();
-        let mut per_customer: std::collections::HashMap<CustomerId, usize> =
-            std::collections::HashMap::new();
-        for customer in in_flight.values() {
-            *per_customer.entry(*customer).or_default() += 1;
-        }
-        let mut chosen = Vec::new();
-        for message in due {
-            if chosen.len() >= room {
-                break;
-            }
-            let customer = message.notification.customer;
-            let busy = per_customer.entry(customer).or_default();
-            if in_flight.contains_key(&message.id) || *busy >= MAX_IN_FLIGHT_PER_CUSTOMER {
-                continue;
-            }
-            *busy += 1;
-            in_flight.insert(message.id, customer);
-            chosen.push(message);
-        }
-        chosen
-    }
-
-    /// Delivers one message and records how it went (a delivery that panicked counts
-    /// as failed, so it is tried again later like any other).
-    async fn attempt(self, message: OutboxMessage) {
-        let id = message.id;
-        let sender = self.clone();
-        let outcome = match tokio::spawn(async move { sender.deliver(&message).await }).await {
-            Ok(outcome) => outcome,
-            Err(e) => Err(format!("the delivery failed: {e}")),
-        };
-        if let Err(e) = &outcome {
-            tracing::info!(outbox = id, error = %e, "webhook delivery failed");
-        }
-        let state = &self.state;
-        let caller = sender_caller();
-        let done = state.now_ms();
-        let recorded = caller
-            .scope(state.reads.with(move |s| {
-                match s.outbox_attempt(
-                    id,
-                    outcome.as_ref().map(|_| ()).map_err(String::as_str),
-                    done,
-                ) {
-                    // Given up meanwhile (the webhook was replaced or removed).
-                    Ok(()) | Err(ztx_store::StoreError::UnknownOutboxMessage(_)) => Ok(()),
-                    Err(e) => Err(e),
-                }
-            }))
-            .await;
-        if let Err(e) = recorded {
-            tracing::error!(outbox = id, error = %e.detail().unwrap_or(e.msg()), "webhooks: cannot record a delivery");
-        }
-        if let Err(e) = flush(state, &caller).await {
-            tracing::error!(outbox = id, error = %e, "webhooks: cannot log a delivery's record");
-        }
-        self.in_flight_ids().remove(&id);
-    }
+impl crate::outbox::Courier for WebhookCourier {
+    const CHANNEL: Channel = Channel::Webhook;
+    const SERVICE: &'static str = SERVICE_WEBHOOKS;
 
     /// Posts one message; `Err` says why it did not arrive.
-    async fn deliver(&self, message: &OutboxMessage) -> Result<(), String> {
+    async fn deliver(&self, state: &AppState, message: &OutboxMessage) -> Result<(), String> {
         let Destination::Webhook(stored) = &message.to else {
             return Err("not a webhook message".into());
         };
-        let opened = self
-            .state
+        let opened = state
             .contacts_arc()
             .open_webhook(stored.customer.0, &sealing(stored))
             .map_err(|e| format!("cannot open the webhook: {e}"))?;
-        let policy = self.state.webhook_policy();
+        let policy = state.webhook_policy();
         let url = parse_url(&opened.url, policy).map_err(|e| format!("the address: {e}"))?;
         let n = &message.notification;
         let body = json!({
@@ -732,7 +564,7 @@ impl Sender {
             "message": n.message,
         })
         .to_string();
-        let signed = signature(&opened.secret, self.state.now_ms(), body.as_bytes());
+        let signed = signature(&opened.secret, state.now_ms(), body.as_bytes());
         let headers = [
             ("content-type", "application/json".to_owned()),
             (ID_HEADER, message.id.to_string()),
@@ -745,28 +577,6 @@ impl Sender {
         .await
         .map_err(|_| format!("no answer within {} s", DELIVERY_TIMEOUT.as_secs()))?
     }
-}
-
-/// The sender as the caller of its store calls.
-fn sender_caller() -> Caller {
-    Caller::new(Accessor {
-        service: SERVICE_WEBHOOKS,
-        principal: Principal::Platform,
-        request_id: 0,
-        api_key: None,
-        client_ip: None,
-    })
-}
-
-async fn flush(state: &AppState, caller: &Caller) -> Result<(), String> {
-    if !state.is_audited() {
-        drop(caller.take_entries(0));
-        return Ok(());
-    }
-    caller
-        .flush(&state.engine, state.now_ms())
-        .await
-        .map_err(|e| format!("cannot log the webhook sender's store calls: {e}"))
 }
 
 /// The addresses to connect to for `url`: its own, or what its name resolves to — all of

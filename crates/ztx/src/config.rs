@@ -30,6 +30,8 @@ struct RawConfig {
     events: SinkConfig,
     #[serde(default)]
     webhooks: WebhookConfig,
+    #[serde(default)]
+    email: RawEmail,
     assets: Vec<RawAsset>,
     markets: Vec<RawMarket>,
 }
@@ -94,6 +96,28 @@ impl Default for WebhookConfig {
     }
 }
 
+/// E-mail notifications, as written (see [`EmailConfig`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmail {
+    #[serde(default)]
+    smtp: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    allow_plaintext: bool,
+}
+
+/// Where e-mail notifications go out: the SMTP relay and the sender's address; `None`
+/// when no relay is configured (messages then wait in the outbox). The relay's login is
+/// read from `ZTX_SMTP_USER` and `ZTX_SMTP_PASSWORD` when the server starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailConfig {
+    pub smtp: String,
+    pub from: String,
+    pub allow_plaintext: bool,
+}
+
 /// A checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -104,6 +128,7 @@ pub struct Config {
     pub detection: DetectionConfig,
     pub events: SinkConfig,
     pub webhooks: WebhookConfig,
+    pub email: Option<EmailConfig>,
     pub markets: Vec<MarketSpec>,
 }
 
@@ -138,6 +163,7 @@ impl Config {
         };
         raw.detection.validate().map_err(|e| anyhow!("{e}"))?;
         raw.events.validate().map_err(|e| anyhow!("{e}"))?;
+        let email = email(&raw.email, mode)?;
         if raw.webhooks.allow_insecure && mode == Mode::Production {
             bail!(
                 "webhooks.allow_insecure is for development: in production a webhook must be \
@@ -171,6 +197,7 @@ impl Config {
             detection: raw.detection,
             events: raw.events,
             webhooks: raw.webhooks,
+            email,
             rate_limits: RateLimits {
                 weight_per_minute: raw.rate_limits.weight_per_minute,
                 orders_per_10s: raw.rate_limits.orders_per_10s,
@@ -214,6 +241,44 @@ fn market(m: &RawMarket, assets: &[Asset]) -> Result<MarketSpec> {
         taker_fee_bps: m.taker_fee_bps,
     })
     .map_err(|e| anyhow!("{e}"))
+}
+
+fn email(raw: &RawEmail, mode: Mode) -> Result<Option<EmailConfig>> {
+    if raw.smtp.is_empty() {
+        return Ok(None);
+    }
+    if raw.from.is_empty() {
+        bail!("email.from is needed with email.smtp: the address notifications come from");
+    }
+    if raw.allow_plaintext && mode == Mode::Production {
+        bail!(
+            "email.allow_plaintext is for development: in production the relay is reached \
+             over TLS (smtps://, or smtp:// with STARTTLS)"
+        );
+    }
+    let config = EmailConfig {
+        smtp: raw.smtp.clone(),
+        from: raw.from.clone(),
+        allow_plaintext: raw.allow_plaintext,
+    };
+    // Checked now, so that a bad relay address stops the start with its name.
+    ztx_api::email::EmailCourier::new(&config.for_api(None)).map_err(|e| anyhow!("email.{e}"))?;
+    Ok(Some(config))
+}
+
+impl EmailConfig {
+    /// The sender's settings, with the relay's login if there is one.
+    pub fn for_api(
+        &self,
+        credentials: Option<(String, zeroize::Zeroizing<String>)>,
+    ) -> ztx_api::email::EmailConfig {
+        ztx_api::email::EmailConfig {
+            smtp: self.smtp.clone(),
+            from: self.from.clone(),
+            allow_plaintext: self.allow_plaintext,
+            credentials,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -291,6 +356,37 @@ mod tests {
         assert!(e.contains("webhooks.allow_insecure"), "{e}");
         let production = DEFAULT_CONFIG.replace("mode = \"development\"", "mode = \"production\"");
         assert!(!Config::parse(&production).unwrap().webhooks.allow_insecure);
+    }
+
+    #[test]
+    fn email_needs_a_sender_and_tls_in_production() {
+        assert_eq!(Config::parse(DEFAULT_CONFIG).unwrap().email, None);
+        let with = |smtp: &str, extra: &str| {
+            DEFAULT_CONFIG.replace("smtp = \"\"", &format!("smtp = \"{smtp}\"\n{extra}"))
+        };
+        let relay = with("smtps://smtp.example.com", "");
+        let c = Config::parse(&relay).unwrap().email.unwrap();
+        assert_eq!(c.smtp, "smtps://smtp.example.com");
+        let e = format!(
+            "{:#}",
+            Config::parse(&relay.replace("from = \"ztx security <security@localhost>\"", ""))
+                .unwrap_err()
+        );
+        assert!(e.contains("email.from"), "{e}");
+        let e = format!("{:#}", Config::parse(&with("ftp://x", "")).unwrap_err());
+        assert!(e.contains("email.smtp"), "{e}");
+        let plain = with("smtp://127.0.0.1:2525", "")
+            .replace("allow_plaintext = false", "allow_plaintext = true");
+        assert!(
+            Config::parse(&plain)
+                .unwrap()
+                .email
+                .unwrap()
+                .allow_plaintext
+        );
+        let production = plain.replace("mode = \"development\"", "mode = \"production\"");
+        let e = format!("{:#}", Config::parse(&production).unwrap_err());
+        assert!(e.contains("email.allow_plaintext"), "{e}");
     }
 
     #[test]

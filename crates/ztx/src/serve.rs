@@ -254,6 +254,23 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 let _ = webhooks_stopped.await;
             })));
         }
+        let (stop_email, email_stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut email = None;
+        if let Some(relay) = &config.email {
+            let credentials = match (
+                std::env::var("ZTX_SMTP_USER"),
+                std::env::var("ZTX_SMTP_PASSWORD"),
+            ) {
+                (Ok(user), Ok(password)) => Some((user, zeroize::Zeroizing::new(password))),
+                _ => None,
+            };
+            let sender = ztx_api::email::Sender::smtp(state.clone(), &relay.for_api(credentials))
+                .map_err(|e| anyhow::anyhow!("cannot start the e-mail sender: email.{e}"))?;
+            email = Some(tokio::spawn(sender.run(async {
+                let _ = email_stopped.await;
+            })));
+            tracing::info!(relay = %relay.smtp, "e-mail notifications go out through the relay");
+        }
         let admin_app = ztx_api::admin::admin_router(state.clone(), admin_token, product)
             .into_make_service_with_connect_info::<ztx_api::admin::AdminPeer>();
         let refusals = state.clone();
@@ -291,6 +308,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let _ = stop_webhooks.send(());
         if let Some(webhooks) = webhooks {
             let _ = webhooks.await;
+        }
+        let _ = stop_email.send(());
+        if let Some(email) = email {
+            let _ = email.await;
         }
         // The monitor catches up once more, then lets go of the engine.
         let _ = stop_monitor.send(());

@@ -8,8 +8,11 @@
 //! `$HOME/.cache/ztx-e2e-venv/<hash>`), keyed by a hash of that file and of the Python
 //! version, so a changed pin builds a new one and later runs reuse it.
 //!
-//! When Python or PyPI is not available the test prints `SKIPPED: …` and passes, unless
-//! `CI=true`, where it fails.
+//! A second test sends a customer's security notice through a real SMTP server
+//! (`aiosmtpd`, from the same environment) and reads the message it stored.
+//!
+//! When Python or PyPI is not available the tests print `SKIPPED: …` and pass, unless
+//! `CI=true`, where they fail.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -143,6 +146,157 @@ fn binance_connector_and_ccxt_against_a_real_server() {
         server.log.display(),
         fs::read_to_string(&server.log).unwrap_or_default()
     );
+}
+
+/// The shipped configuration, which the e-mail test points at its relay.
+const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
+const MAIL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[test]
+fn a_security_notice_reaches_the_customer_through_a_real_smtp_server() {
+    let Some(python) = venv_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The relay: aiosmtpd, keeping each message it takes in a maildir.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let maildir = dir.path().join("mail");
+    let smtpd = Command::new(&python)
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(&maildir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(dir.path().join("smtpd.stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let _smtpd = Killed(smtpd);
+    let relay: SocketAddr = ([127, 0, 0, 1], port).into();
+    let deadline = Instant::now() + SERVER_START;
+    while TcpStream::connect_timeout(&relay, Duration::from_millis(500)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "aiosmtpd does not listen on {relay}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The server sends through it (plain SMTP on this machine: a development setting).
+    let data = dir.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    let config = DEFAULT_CONFIG
+        .replace(
+            "smtp = \"\"",
+            &format!("smtp = \"smtp://127.0.0.1:{port}\""),
+        )
+        .replace(
+            "from = \"ztx security <security@localhost>\"",
+            "from = \"ztx e2e <security@e2e.test>\"",
+        )
+        .replace("allow_plaintext = false", "allow_plaintext = true");
+    assert!(config.contains(&format!("127.0.0.1:{port}")));
+    fs::write(data.join("config.toml"), config).unwrap();
+    let server = Server::start(&data, dir.path());
+    let customer = server.admin(&[
+        "customer",
+        "create",
+        "--email",
+        "notice.me@e2e.test",
+        "--json",
+    ]);
+    let customer = customer["customer_id"].as_u64().unwrap().to_string();
+    let key = server.admin(&[
+        "api-key",
+        "create",
+        "--customer",
+        &customer,
+        "--permissions",
+        "read",
+        "--json",
+    ]);
+    let api_key = key["api_key"].as_str().unwrap();
+
+    // Five requests with her key but a forged signature: detection freezes the key and
+    // notifies her.
+    let addr: SocketAddr = server
+        .base_url
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    for _ in 0..5 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let answer = http_get(
+            addr,
+            &format!(
+                "/api/v3/account?timestamp={now}&signature={}",
+                "0".repeat(64)
+            ),
+            &[("X-MBX-APIKEY", api_key)],
+        );
+        assert!(answer.contains("-1022"), "{answer}");
+    }
+
+    // The message arrives at the relay, addressed to her, saying what happened.
+    let new = maildir.join("new");
+    let deadline = Instant::now() + MAIL_TIMEOUT;
+    let message = loop {
+        let found: Vec<PathBuf> = fs::read_dir(&new)
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        if let Some(path) = found.first() {
+            break fs::read_to_string(path).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no e-mail within {MAIL_TIMEOUT:?}; server log:\n{}",
+            fs::read_to_string(&server.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(message.contains("To: notice.me@e2e.test"), "{message}");
+    assert!(
+        message.contains("From: \"ztx e2e\" <security@e2e.test>"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Subject: Security notice about your account"),
+        "{message}"
+    );
+    assert!(message.contains("frozen"), "{message}");
+    // Delivered once.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(fs::read_dir(&new).unwrap().count(), 1);
+}
+
+/// A child process killed when dropped, also when the test panics.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET target` over HTTP/1.1 with `headers`; the whole answer as text.
+fn http_get(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> String {
+    use std::io::Read as _;
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let mut request = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
 }
 
 /// A running `ztx serve`; killed when dropped, also when the test panics.
@@ -286,7 +440,10 @@ fn bin_python(venv: &Path) -> PathBuf {
 /// Whether the clients import in this venv.
 fn usable(python: &Path) -> bool {
     Command::new(python)
-        .args(["-c", "import binance.spot, ccxt, cryptography, requests"])
+        .args([
+            "-c",
+            "import binance.spot, ccxt, cryptography, requests, aiosmtpd",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
