@@ -102,12 +102,11 @@ pub async fn unfreeze(state: AppState, call: Call) -> Result<Response, ApiError>
     if key.frozen_ms.is_none() {
         return Ok(answer());
     }
-    let request = call.audit.take_for_command();
-    let change = Entry {
+    let change = |request_id| Entry {
         prev: ztx_audit::Hash::ZERO,
         time_ms: call.now_ms,
         kind: Kind::KeyChange,
-        request_id: request.as_ref().map_or(0, |e| e.request_id),
+        request_id,
         customer: Some(key.customer.0),
         api_key: Some(key.id.0),
         operator: None,
@@ -118,21 +117,35 @@ pub async fn unfreeze(state: AppState, call: Call) -> Result<Response, ApiError>
         denial: None,
         code: None,
     };
-    // The request, the store calls it made, then the change, in the commit that lifts it.
+    let effect = SecurityEffect::UnfreezeKey { key: key.id };
+    commit_change(&state, &call, change, vec![effect]).await?;
+    state.forget_key(key.id);
+    Ok(answer())
+}
+
+/// Commits a customer's change: the request's entry, the store calls it made, then the
+/// change's own entry (`change` of the request's id), with `effects`, in one commit. If
+/// it cannot be written, the request's entry and the calls go back to be logged alone.
+pub(crate) async fn commit_change(
+    state: &AppState,
+    call: &Call,
+    change: impl FnOnce(u64) -> Entry,
+    effects: Vec<SecurityEffect>,
+) -> Result<(), ApiError> {
+    let request = call.audit.take_for_command();
+    let change = change(request.as_ref().map_or(0, |e| e.request_id));
     let accessed = crate::accounting::take_for_commit(call.now_ms);
     let mut entries: Vec<Entry> = request.iter().cloned().collect();
     entries.extend(accessed.iter().cloned());
     entries.push(change);
-    let effect = SecurityEffect::UnfreezeKey { key: key.id };
-    if let Err(e) = state.engine.respond(entries, vec![effect]).await {
+    if let Err(e) = state.engine.respond(entries, effects).await {
         if let Some(request) = request {
             call.audit.put_back(request);
         }
         crate::accounting::put_back(accessed);
         return Err(crate::trade::engine_error(e));
     }
-    state.forget_key(key.id);
-    Ok(answer())
+    Ok(())
 }
 
 #[cfg(test)]

@@ -436,16 +436,15 @@ async fn change(
     message: String,
     webhook: Option<StoredWebhook>,
 ) -> Result<(), ApiError> {
-    let request = call.audit.take_for_command();
     let mut params: Vec<(Text, Text)> = Vec::new();
     if !host.is_empty() {
         params.push(("host".into(), host.into()));
     }
-    let entry = Entry {
+    let entry = |request_id| Entry {
         prev: ztx_audit::Hash::ZERO,
         time_ms: call.now_ms,
         kind: Kind::KeyChange,
-        request_id: request.as_ref().map_or(0, |e| e.request_id),
+        request_id,
         customer: Some(customer.0),
         api_key: call.key.as_ref().map(|k| k.id.0),
         operator: None,
@@ -456,10 +455,6 @@ async fn change(
         denial: None,
         code: None,
     };
-    let accessed = crate::accounting::take_for_commit(call.now_ms);
-    let mut entries: Vec<Entry> = request.iter().cloned().collect();
-    entries.extend(accessed.iter().cloned());
-    entries.push(entry);
     // The change first: the notice then goes to the webhook registered now (none once
     // removed), and what waited for the old one is given up.
     let effects = vec![
@@ -475,14 +470,7 @@ async fn change(
             at_ms: call.now_ms,
         },
     ];
-    if let Err(e) = state.engine.respond(entries, effects).await {
-        if let Some(request) = request {
-            call.audit.put_back(request);
-        }
-        crate::accounting::put_back(accessed);
-        return Err(crate::trade::engine_error(e));
-    }
-    Ok(())
+    crate::security::commit_change(state, call, entry, effects).await
 }
 
 fn sealing(stored: &StoredWebhook) -> SealedWebhook {

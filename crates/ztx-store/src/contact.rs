@@ -27,17 +27,37 @@ pub(crate) fn insert_key(
     Ok(())
 }
 
-/// Up to `limit` wrapped data keys of customers after `after`, by customer, of KEK
-/// versions other than `except_version`.
+/// Where wrapped data keys are kept by customer: each customer's own, and each
+/// customer's webhook's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyTable {
+    Customers,
+    Webhooks,
+}
+
+/// Up to `limit` wrapped data keys in `table` of customers after `after`, by customer,
+/// of KEK versions other than `except_version`.
 pub(crate) fn keys(
     conn: &mut dyn Conn,
+    table: KeyTable,
     after: CustomerId,
     except_version: u32,
     limit: u32,
 ) -> Result<Vec<CustomerKeyRow>> {
+    let (name, query) = match table {
+        KeyTable::Customers => (
+            "customer_keys",
+            "SELECT customer_id, kek_version, data_key FROM customer_keys \
+             WHERE customer_id > $1 AND kek_version <> $2 ORDER BY customer_id LIMIT $3",
+        ),
+        KeyTable::Webhooks => (
+            "webhooks",
+            "SELECT customer_id, kek_version, data_key FROM webhooks \
+             WHERE customer_id > $1 AND kek_version <> $2 ORDER BY customer_id LIMIT $3",
+        ),
+    };
     let rows = conn.query(
-        "SELECT customer_id, kek_version, data_key FROM customer_keys \
-         WHERE customer_id > $1 AND kek_version <> $2 ORDER BY customer_id LIMIT $3",
+        query,
         &[
             sql::int(after.0, "customer id")?,
             Param::Int(i64::from(except_version)),
@@ -45,7 +65,7 @@ pub(crate) fn keys(
         ],
     )?;
     rows.into_iter()
-        .map(|row| key_row(RowReader::new("customer_keys", row)))
+        .map(|row| key_row(RowReader::new(name, row)))
         .collect()
 }
 
@@ -69,28 +89,6 @@ pub(crate) fn rewrap<B: Backend>(db: &mut B, rows: &[KeyRewrap]) -> Result<u64> 
         }
         Ok(changed)
     })
-}
-
-/// Up to `limit` webhooks' wrapped data keys, of customers after `after`, by customer,
-/// of KEK versions other than `except_version`.
-pub(crate) fn webhook_keys(
-    conn: &mut dyn Conn,
-    after: CustomerId,
-    except_version: u32,
-    limit: u32,
-) -> Result<Vec<CustomerKeyRow>> {
-    let rows = conn.query(
-        "SELECT customer_id, kek_version, data_key FROM webhooks \
-         WHERE customer_id > $1 AND kek_version <> $2 ORDER BY customer_id LIMIT $3",
-        &[
-            sql::int(after.0, "customer id")?,
-            Param::Int(i64::from(except_version)),
-            sql::limit(limit),
-        ],
-    )?;
-    rows.into_iter()
-        .map(|row| key_row(RowReader::new("webhooks", row)))
-        .collect()
 }
 
 fn key_row(mut r: RowReader) -> Result<CustomerKeyRow> {

@@ -291,7 +291,7 @@ macro_rules! impl_store {
                 except_version: u32,
                 limit: u32,
             ) -> Result<Vec<CustomerKeyRow>> {
-                let r = contact::keys(self, after, except_version, limit);
+                let r = contact::keys(self, Customers, after, except_version, limit);
                 self.accounting
                     .note("customer_keys", Query, &["customer_keys"], Platform, r)
             }
@@ -512,7 +512,7 @@ macro_rules! impl_store {
                 except_version: u32,
                 limit: u32,
             ) -> Result<Vec<CustomerKeyRow>> {
-                let r = contact::webhook_keys(self, after, except_version, limit);
+                let r = contact::keys(self, Webhooks, after, except_version, limit);
                 self.accounting
                     .note("webhook_keys", Query, &["webhooks"], Platform, r)
             }
@@ -644,6 +644,7 @@ macro_rules! impl_store {
 
 use access::Activity::{Create, Query, Read, Update, Write};
 use access::Segment::Platform;
+use contact::KeyTable::{Customers, Webhooks};
 
 /// A customer's record and the data key its address is sealed under.
 const CUSTOMER_TABLES: &[&str] = &["customers", "customer_keys"];

@@ -229,6 +229,20 @@ impl ContactKeys {
         Ok(())
     }
 
+    /// The data key `wrapped` for `owner`, reading the key file again when it names a
+    /// version not held (another process may have added it).
+    fn unwrap_for(&self, wrapped: &WrappedKey, owner: &[u8]) -> Result<DataKey, VaultError> {
+        // The read lock is let go before a reload takes the write lock.
+        let unwrapped = self.read().unwrap(wrapped, owner);
+        match unwrapped {
+            Err(VaultError::UnknownKekVersion(_)) if self.kek_path.is_some() => {
+                self.reload()?;
+                self.read().unwrap(wrapped, owner)
+            }
+            other => other,
+        }
+    }
+
     /// The address's blind index, as stored (hex). Addresses are compared as given:
     /// callers normalise them first.
     pub fn email_index(&self, email: &str) -> String {
@@ -250,14 +264,7 @@ impl ContactKeys {
     /// Opens what [`ContactKeys::seal_email`] sealed for the same customer.
     pub fn open_email(&self, customer: u64, sealed: &SealedEmail) -> Result<String, VaultError> {
         let row = customer.to_be_bytes();
-        let unwrapped = self.read().unwrap(&sealed.key, &row);
-        let key = match unwrapped {
-            Err(VaultError::UnknownKekVersion(_)) if self.kek_path.is_some() => {
-                self.reload()?;
-                self.read().unwrap(&sealed.key, &row)?
-            }
-            other => other?,
-        };
+        let key = self.unwrap_for(&sealed.key, &row)?;
         let bytes = key.open(&sealed.sealed, &aad(&row))?;
         String::from_utf8(bytes.to_vec()).map_err(|_| VaultError::Unauthentic)
     }
@@ -279,14 +286,7 @@ impl ContactKeys {
         sealed: &SealedSecret,
     ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         let owner = secret_owner(api_key);
-        let unwrapped = self.read().unwrap(&sealed.key, &owner);
-        let key = match unwrapped {
-            Err(VaultError::UnknownKekVersion(_)) if self.kek_path.is_some() => {
-                self.reload()?;
-                self.read().unwrap(&sealed.key, &owner)?
-            }
-            other => other?,
-        };
+        let key = self.unwrap_for(&sealed.key, &owner)?;
         key.open(&sealed.sealed, &secret_aad(api_key))
     }
 
@@ -315,14 +315,7 @@ impl ContactKeys {
         sealed: &SealedWebhook,
     ) -> Result<OpenedWebhook, VaultError> {
         let owner = webhook_owner(customer);
-        let unwrapped = self.read().unwrap(&sealed.key, &owner);
-        let key = match unwrapped {
-            Err(VaultError::UnknownKekVersion(_)) if self.kek_path.is_some() => {
-                self.reload()?;
-                self.read().unwrap(&sealed.key, &owner)?
-            }
-            other => other?,
-        };
+        let key = self.unwrap_for(&sealed.key, &owner)?;
         let row = customer.to_be_bytes();
         let url = key.open(&sealed.url_sealed, &webhook_aad(WEBHOOK_URL_COLUMN, &row))?;
         let secret = key.open(

@@ -375,24 +375,21 @@ impl Exchange {
     /// From now on the store refuses to insert an order (a trigger, as its owner could
     /// add one): every commit with an order in it fails.
     pub fn break_order_inserts(&self) {
-        rusqlite::Connection::open(&self.path)
-            .unwrap()
-            .execute_batch(
-                "CREATE TRIGGER fail_orders BEFORE INSERT ON orders \
-                 BEGIN SELECT RAISE(ABORT, 'injected'); END;",
-            )
-            .unwrap();
+        self.refuse_inserts_into("orders");
     }
 
-    /// From now on the store refuses to append to the audit log (a trigger, as its
-    /// owner could add one): every commit fails.
+    /// From now on the store refuses to append to the audit log: every commit fails.
     pub fn break_audit_appends(&self) {
+        self.refuse_inserts_into("audit_entries");
+    }
+
+    fn refuse_inserts_into(&self, table: &str) {
         rusqlite::Connection::open(&self.path)
             .unwrap()
-            .execute_batch(
-                "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_entries \
-                 BEGIN SELECT RAISE(ABORT, 'injected'); END;",
-            )
+            .execute_batch(&format!(
+                "CREATE TRIGGER fail_{table} BEFORE INSERT ON {table} \
+                 BEGIN SELECT RAISE(ABORT, 'injected'); END;"
+            ))
             .unwrap();
     }
 
