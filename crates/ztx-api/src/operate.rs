@@ -423,13 +423,18 @@ pub fn check_email(email: &str) -> Result<(), CommandError> {
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
         })
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        // And an address as mail is sent to it: `Name <a@b.c>` would be delivered to
+        // another address than the one stored (and indexed for uniqueness).
+        && email.parse::<lettre::Address>().is_ok_and(|a| AsRef::<str>::as_ref(&a) == email);
     if ok {
         Ok(())
     } else {
         // Not echoed: the message goes into the append-only log.
         Err(CommandError::Invalid(
-            "not an e-mail address: it needs a local part, @ and a dotted domain, no spaces".into(),
+            "not an e-mail address: it needs a local part, @ and a dotted domain, and nothing \
+             around them (no spaces, no name in <>)"
+                .into(),
         ))
     }
 }
@@ -520,5 +525,30 @@ fn entry(
         outcome,
         denial: None,
         code: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_stored_only_as_mail_would_be_sent_to_it() {
+        for good in ["a@example.com", "first.last+tag@mail.example.org"] {
+            assert!(check_email(good).is_ok(), "{good}");
+        }
+        // `Foo<a@b.c>` would be mailed to a@b.c while stored (and indexed) as itself.
+        for bad in [
+            "Foo<a@example.com>",
+            "Foo <a@example.com>",
+            "<a@example.com>",
+            "a@example.com>",
+            "a b@example.com",
+            "a@example",
+            "@example.com",
+            "a@",
+        ] {
+            assert!(check_email(bad).is_err(), "{bad}");
+        }
     }
 }

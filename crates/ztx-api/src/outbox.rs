@@ -5,10 +5,13 @@
 //! its read of the sealed destinations is in the audit log before anything leaves (a
 //! look that starts nothing is not logged, or it would add an entry a second for as long
 //! as the server runs). Each message then goes on a task of its own — at most
-//! [`MAX_IN_FLIGHT`] at once and [`MAX_IN_FLIGHT_PER_CUSTOMER`] per customer, so a
-//! destination that never answers holds up only its own customer's — and its outcome is
-//! recorded: delivered, or failed and tried again later (given up after the last try).
-//! A delivery task that panics counts as a failure.
+//! [`Courier::MAX_IN_FLIGHT`] at once and [`MAX_IN_FLIGHT_PER_CUSTOMER`] per customer
+//! (the store returns no more of one customer's a look), so a destination that never
+//! answers holds up only its own customer's — and its outcome is recorded: delivered,
+//! or failed and tried again later (given up after the last try). A delivery task that
+//! panics counts as a failure; a message whose outcome cannot be recorded is held back
+//! a minute rather than sent again at the next look; a stopping server waits for the
+//! deliveries under way.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,10 +27,15 @@ use crate::state::AppState;
 
 /// How often the outbox is looked at.
 const POLL: Duration = Duration::from_secs(1);
-/// The most deliveries under way at once, over all customers.
-pub const MAX_IN_FLIGHT: usize = 256;
-/// The most deliveries under way at once for one customer.
-pub const MAX_IN_FLIGHT_PER_CUSTOMER: usize = 4;
+/// The most deliveries under way at once for one customer (the store returns no more
+/// of one customer's a look).
+pub const MAX_IN_FLIGHT_PER_CUSTOMER: u32 = ztx_store::OUTBOX_PER_CUSTOMER;
+/// How long a message whose outcome could not be recorded is held back: without the
+/// record it is still due in the store, and would go out again at the next look.
+const HOLD_UNRECORDED: Duration = Duration::from_secs(60);
+/// How long a stopping sender waits for deliveries under way, so that their outcomes
+/// are recorded (what is not would go out again after a restart).
+const DRAIN: Duration = Duration::from_secs(30);
 
 /// Carries one channel's messages.
 pub trait Courier: Send + Sync + 'static {
@@ -35,6 +43,8 @@ pub trait Courier: Send + Sync + 'static {
     const CHANNEL: Channel;
     /// The service its store calls are logged as.
     const SERVICE: &'static str;
+    /// The most deliveries under way at once, over all customers.
+    const MAX_IN_FLIGHT: usize;
     /// Delivers one message; `Err` says why it did not arrive.
     fn deliver(
         &self,
@@ -80,13 +90,19 @@ impl<C: Courier> Sender<C> {
         }
     }
 
-    /// Delivers until `stop` resolves; deliveries under way then finish on their own.
+    /// Delivers until `stop` resolves, then waits (up to [`DRAIN`]) for the deliveries
+    /// under way, so that their outcomes are recorded.
     pub async fn run(self, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
         let mut failing = false;
+        let mut under_way: Vec<tokio::task::JoinHandle<()>> = Vec::new();
         loop {
             match self.start().await {
-                Ok(_) => failing = false,
+                Ok(started) => {
+                    failing = false;
+                    under_way.retain(|task| !task.is_finished());
+                    under_way.extend(started);
+                }
                 Err(e) => {
                     if !failing {
                         tracing::error!(channel = C::CHANNEL.as_str(), error = %e, "cannot deliver from the outbox");
@@ -95,9 +111,20 @@ impl<C: Courier> Sender<C> {
                 }
             }
             tokio::select! {
-                () = &mut stop => return,
+                () = &mut stop => break,
                 () = tokio::time::sleep(POLL) => {}
             }
+        }
+        let drained = tokio::time::timeout(DRAIN, async {
+            for task in under_way {
+                let _ = task.await;
+            }
+        });
+        if drained.await.is_err() {
+            tracing::warn!(
+                channel = C::CHANNEL.as_str(),
+                "stopped with deliveries still under way; they go out again after a restart"
+            );
         }
     }
 
@@ -119,13 +146,16 @@ impl<C: Courier> Sender<C> {
         let state = &self.state;
         let caller = self.caller();
         let now = state.now_ms();
-        let busy = self.in_flight().len();
-        let room = MAX_IN_FLIGHT.saturating_sub(busy);
+        // What is under way before the read: a delivery that ends during it is still
+        // listed as due by the read, and must not go out again.
+        let before: std::collections::HashSet<u64> = self.in_flight().keys().copied().collect();
+        let room = C::MAX_IN_FLIGHT.saturating_sub(before.len());
         if room == 0 {
             return Ok(Vec::new());
         }
-        // Past the ones under way, which the store still lists as due.
-        let limit = u32::try_from(busy.saturating_add(room)).unwrap_or(u32::MAX);
+        // Room past the ones under way, which the store still lists as due.
+        let limit =
+            u32::try_from(C::MAX_IN_FLIGHT.saturating_add(before.len())).unwrap_or(u32::MAX);
         let due = caller
             .scope(
                 state
@@ -134,6 +164,10 @@ impl<C: Courier> Sender<C> {
             )
             .await
             .map_err(|e| e.detail().unwrap_or(e.msg()).to_owned())?;
+        let due = due
+            .into_iter()
+            .filter(|m| !before.contains(&m.id))
+            .collect();
         let chosen = self.choose(due, room);
         if chosen.is_empty() {
             drop(caller.take_entries(0));
@@ -186,7 +220,9 @@ impl<C: Courier> Sender<C> {
             }
             let customer = message.notification.customer;
             let busy = per_customer.entry(customer).or_default();
-            if in_flight.contains_key(&message.id) || *busy >= MAX_IN_FLIGHT_PER_CUSTOMER {
+            if in_flight.contains_key(&message.id)
+                || u32::try_from(*busy).unwrap_or(u32::MAX) >= MAX_IN_FLIGHT_PER_CUSTOMER
+            {
                 continue;
             }
             *busy += 1;
@@ -199,6 +235,13 @@ impl<C: Courier> Sender<C> {
     /// Delivers one message and records how it went.
     async fn attempt(self, message: OutboxMessage) {
         let id = message.id;
+        // Lets the message go when this ends, however it ends (a panic included); held
+        // back a while when its outcome could not be recorded.
+        let mut release = Release {
+            in_flight: self.in_flight.clone(),
+            id,
+            hold: Some(HOLD_UNRECORDED),
+        };
         let (courier, state) = (self.courier.clone(), self.state.clone());
         let delivery = tokio::spawn(async move { courier.deliver(&state, &message).await });
         let outcome = match delivery.await {
@@ -222,13 +265,43 @@ impl<C: Courier> Sender<C> {
                 }
             }))
             .await;
-        if let Err(e) = recorded {
-            tracing::error!(channel, outbox = id, error = %e.detail().unwrap_or(e.msg()), "cannot record a delivery");
+        match recorded {
+            Ok(()) => release.hold = None,
+            Err(e) => {
+                tracing::error!(channel, outbox = id, error = %e.detail().unwrap_or(e.msg()), "cannot record a delivery; holding the message back");
+            }
         }
         if let Err(e) = flush(state, &caller).await {
             tracing::error!(channel, outbox = id, error = %e, "cannot log a delivery's record");
         }
-        self.in_flight().remove(&id);
+    }
+}
+
+/// Takes a message off the ones under way when dropped, at once or after `hold`.
+struct Release {
+    in_flight: InFlight,
+    id: u64,
+    hold: Option<Duration>,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let (in_flight, id) = (self.in_flight.clone(), self.id);
+        let release = move || {
+            in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
+        };
+        match (self.hold, tokio::runtime::Handle::try_current()) {
+            (Some(hold), Ok(runtime)) => {
+                runtime.spawn(async move {
+                    tokio::time::sleep(hold).await;
+                    release();
+                });
+            }
+            _ => release(),
+        }
     }
 }
 

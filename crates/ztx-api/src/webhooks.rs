@@ -531,6 +531,7 @@ impl Sender {
 impl crate::outbox::Courier for WebhookCourier {
     const CHANNEL: Channel = Channel::Webhook;
     const SERVICE: &'static str = SERVICE_WEBHOOKS;
+    const MAX_IN_FLIGHT: usize = 256;
 
     /// Posts one message; `Err` says why it did not arrive.
     async fn deliver(&self, state: &AppState, message: &OutboxMessage) -> Result<(), String> {

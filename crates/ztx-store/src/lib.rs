@@ -44,8 +44,8 @@ pub use pg::{
 pub use schema::SCHEMA_VERSION;
 pub use scope::CustomerScope;
 pub use security::{
-    Channel, Destination, Notification, OUTBOX_MAX_ATTEMPTS, OutboxMessage, SecurityEffect,
-    outbox_retry_after_ms,
+    Channel, Destination, Notification, OUTBOX_MAX_ATTEMPTS, OUTBOX_PER_CUSTOMER, OutboxMessage,
+    SecurityEffect, outbox_retry_after_ms,
 };
 pub use sqlite::SqliteStore;
 
@@ -222,8 +222,9 @@ pub trait Store: Send {
     /// Up to `limit` checkpoints of sizes above `after_size`, smallest first.
     fn audit_checkpoints(&mut self, after_size: u64, limit: u32) -> Result<Vec<StoredCheckpoint>>;
 
-    /// Up to `limit` outbox messages of `channel` due at `now_ms`, oldest first, each
-    /// with its destination sealed, for a sender.
+    /// Up to `limit` outbox messages of `channel` due at `now_ms`, oldest first, at most
+    /// [`OUTBOX_PER_CUSTOMER`] of each customer's, each with its destination sealed,
+    /// for a sender.
     fn pending_outbox(
         &mut self,
         channel: Channel,

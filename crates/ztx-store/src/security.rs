@@ -110,12 +110,16 @@ impl OutboxMessage {
     }
 }
 
-/// How many deliveries a message gets before it is given up.
-pub const OUTBOX_MAX_ATTEMPTS: u64 = 10;
+/// How many deliveries a message gets before it is given up: with
+/// [`outbox_retry_after_ms`], they span about 21 hours, so a relay or receiver down for
+/// most of a day still gets every message.
+pub const OUTBOX_MAX_ATTEMPTS: u64 = 30;
+/// The most messages of one customer a look at the outbox returns.
+pub const OUTBOX_PER_CUSTOMER: u32 = 4;
 
 /// How long after its `attempts`-th failed delivery a message is tried again: ten
-/// seconds, doubling, at most an hour (the ten tries of [`OUTBOX_MAX_ATTEMPTS`] span
-/// 5,110 s, about an hour and a half).
+/// seconds, doubling, at most an hour (the tries of [`OUTBOX_MAX_ATTEMPTS`] span
+/// 5,110 s for the first ten, then an hour each).
 pub fn outbox_retry_after_ms(attempts: u64) -> u64 {
     const FIRST_MS: u64 = 10_000;
     const MOST_MS: u64 = 3_600_000;
@@ -325,19 +329,23 @@ pub(crate) fn notifications(
 }
 
 /// Up to `limit` messages of `channel` due at `now_ms` (neither delivered nor given
-/// up, and past their retry time), oldest first, each with where it goes.
+/// up, and past their retry time), oldest first, at most [`OUTBOX_PER_CUSTOMER`] of
+/// each customer's, each with where it goes.
 pub(crate) fn pending_outbox(
     conn: &mut dyn Conn,
     channel: Channel,
     now_ms: u64,
     limit: u32,
 ) -> Result<Vec<OutboxMessage>> {
+    // At most OUTBOX_PER_CUSTOMER of each customer's, oldest first: one customer's
+    // backlog cannot fill a look.
     macro_rules! due {
         ($select:literal) => {
             concat!(
+                "SELECT * FROM (",
                 $select,
                 " WHERE o.channel = $1 AND o.delivered_ms IS NULL AND o.given_up_ms IS NULL \
-                 AND o.next_ms <= $2 ORDER BY o.id LIMIT $3"
+                 AND o.next_ms <= $2) due WHERE nth <= $3 ORDER BY outbox_id LIMIT $4"
             )
         };
     }
@@ -345,7 +353,8 @@ pub(crate) fn pending_outbox(
         Channel::Email => due!(
             "SELECT o.id AS outbox_id, o.attempts, \
                     c.email_index, c.email_sealed, k.kek_version, k.data_key, \
-                    n.id, n.customer_id, n.created_ms, n.finding, n.message \
+                    n.id, n.customer_id, n.created_ms, n.finding, n.message, \
+                    ROW_NUMBER() OVER (PARTITION BY n.customer_id ORDER BY o.id) AS nth \
              FROM notification_outbox o \
              JOIN notifications n ON n.id = o.notification_id \
              JOIN customers c ON c.id = n.customer_id \
@@ -355,7 +364,8 @@ pub(crate) fn pending_outbox(
             "SELECT o.id AS outbox_id, o.attempts, \
                     w.url_sealed, w.secret_sealed, w.kek_version, w.data_key, \
                     w.created_ms AS webhook_created_ms, \
-                    n.id, n.customer_id, n.created_ms, n.finding, n.message \
+                    n.id, n.customer_id, n.created_ms, n.finding, n.message, \
+                    ROW_NUMBER() OVER (PARTITION BY n.customer_id ORDER BY o.id) AS nth \
              FROM notification_outbox o \
              JOIN notifications n ON n.id = o.notification_id \
              JOIN webhooks w ON w.customer_id = n.customer_id"
@@ -366,6 +376,7 @@ pub(crate) fn pending_outbox(
         &[
             sql::text(channel.as_str()),
             sql::int(now_ms, "now_ms")?,
+            sql::limit(OUTBOX_PER_CUSTOMER),
             sql::limit(limit),
         ],
     )?;

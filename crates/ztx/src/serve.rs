@@ -257,12 +257,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let (stop_email, email_stopped) = tokio::sync::oneshot::channel::<()>();
         let mut email = None;
         if let Some(relay) = &config.email {
+            use std::env::VarError::NotPresent;
             let credentials = match (
                 std::env::var("ZTX_SMTP_USER"),
                 std::env::var("ZTX_SMTP_PASSWORD"),
             ) {
                 (Ok(user), Ok(password)) => Some((user, zeroize::Zeroizing::new(password))),
-                _ => None,
+                (Err(NotPresent), Err(NotPresent)) => None,
+                _ => anyhow::bail!(
+                    "the relay's login needs both ZTX_SMTP_USER and ZTX_SMTP_PASSWORD (UTF-8), \
+                     or neither"
+                ),
             };
             let sender = ztx_api::email::Sender::smtp(state.clone(), &relay.for_api(credentials))
                 .map_err(|e| anyhow::anyhow!("cannot start the e-mail sender: email.{e}"))?;

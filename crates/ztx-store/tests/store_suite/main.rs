@@ -39,6 +39,7 @@ macro_rules! store_suite {
                 security::a_response_is_not_applied_without_its_entry,
                 security::bans_outlive_a_restart,
                 security::a_webhook_gets_its_customers_notifications_until_removed,
+                security::a_look_at_the_outbox_takes_a_few_of_each_customers,
                 suite::apply_then_load_round_trips,
                 suite::reopening_keeps_data_and_migrates_once,
                 suite::mode_is_written_once,

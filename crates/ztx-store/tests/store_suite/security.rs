@@ -467,3 +467,42 @@ pub fn a_webhook_gets_its_customers_notifications_until_removed(fx: &dyn Fixture
     assert_eq!(store.audit_size().unwrap(), size);
     assert_eq!(store.customer_scope(bob).unwrap().webhook().unwrap(), None);
 }
+
+pub fn a_look_at_the_outbox_takes_a_few_of_each_customers(fx: &dyn Fixture) {
+    let mut store = fx.open();
+    let alice = ztx_store::testing::create_customer(&mut *store, "alice@example.com", 1).unwrap();
+    let bob = ztx_store::testing::create_customer(&mut *store, "bob@example.com", 1).unwrap();
+    let notify = |customer, n: u32| SecurityEffect::Notify {
+        customer,
+        finding: format!("f-{n}"),
+        message: "about you".into(),
+        at_ms: 5,
+    };
+    // Alice's backlog first, then one of Bob's.
+    let mut effects: Vec<SecurityEffect> = (0..10).map(|n| notify(alice, n)).collect();
+    effects.push(notify(bob, 10));
+    commit_effects(&mut store, effects);
+    let due = store.pending_outbox(Email, 5, 100).unwrap();
+    let of = |c| due.iter().filter(|m| m.notification.customer == c).count();
+    let per = usize::try_from(ztx_store::OUTBOX_PER_CUSTOMER).unwrap();
+    assert_eq!(
+        (of(alice), of(bob)),
+        (per, 1),
+        "Bob's is not stuck behind hers"
+    );
+    // Her oldest, in order.
+    let hers: Vec<&str> = due
+        .iter()
+        .filter(|m| m.notification.customer == alice)
+        .map(|m| m.notification.finding.as_str())
+        .collect();
+    assert_eq!(hers, ["f-0", "f-1", "f-2", "f-3"]);
+    // The limit still holds over all customers.
+    assert_eq!(store.pending_outbox(Email, 5, 2).unwrap().len(), 2);
+    // Once hers are delivered, the next of hers come up.
+    for m in due.iter().filter(|m| m.notification.customer == alice) {
+        store.outbox_attempt(m.id, Ok(()), 6).unwrap();
+    }
+    let next = store.pending_outbox(Email, 6, 100).unwrap();
+    assert_eq!(next[0].notification.finding, "f-4");
+}
