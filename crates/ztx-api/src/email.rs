@@ -108,17 +108,17 @@ impl EmailCourier {
             ));
         }
         let host = authority.host();
-        let relay_error = |e: lettre::transport::smtp::Error| format!("smtp: {e}");
+        let setup = |e: lettre::transport::smtp::Error| format!("smtp: {e}");
         let builder = match uri.scheme_str() {
             Some("smtps") => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
-                .map_err(relay_error)?
+                .map_err(setup)?
                 .port(authority.port_u16().unwrap_or(465)),
             Some("smtp") if config.allow_plaintext => {
                 AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
                     .port(authority.port_u16().unwrap_or(25))
             }
             Some("smtp") => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-                .map_err(relay_error)?
+                .map_err(setup)?
                 .port(authority.port_u16().unwrap_or(587)),
             _ => {
                 return Err(format!(
@@ -139,9 +139,7 @@ impl EmailCourier {
             from,
         })
     }
-}
 
-impl EmailCourier {
     /// Hands one message to the relay; an error names what went wrong without the
     /// relay's own words, which often repeat the recipient's address.
     pub async fn send(&self, to: &Address, subject: String, text: String) -> Result<(), String> {

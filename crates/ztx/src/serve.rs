@@ -248,8 +248,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let (stop_webhooks, webhooks_stopped) = tokio::sync::oneshot::channel::<()>();
         let mut webhooks = None;
         if config.webhooks.deliver {
-            let sender = ztx_api::webhooks::Sender::new(state.clone())
-                .map_err(|e| anyhow::anyhow!("cannot start the webhook sender: {e}"))?;
+            let sender = ztx_api::webhooks::Sender::new(state.clone());
             webhooks = Some(tokio::spawn(sender.run(async {
                 let _ = webhooks_stopped.await;
             })));
