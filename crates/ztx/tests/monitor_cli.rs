@@ -383,3 +383,143 @@ fn a_ban_outlives_a_crash_and_a_restart() {
     let (status, body) = http(&addr, "GET", "/api/v3/ping", None);
     assert_eq!(status, 418, "{body}");
 }
+
+/// One request a receiver got: its headers (names lower-cased) and body.
+type Received = (Vec<(String, String)>, String);
+
+/// A webhook receiver on a loopback port, answering 200 to each request; what it got,
+/// request by request.
+fn webhook_receiver() -> (u16, std::sync::mpsc::Receiver<Received>) {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut headers = Vec::new();
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                if let Some((name, value)) = line.trim_end().split_once(':') {
+                    headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+                }
+                line.clear();
+            }
+            let length: usize = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = tx.send((headers, String::from_utf8(body).unwrap()));
+        }
+    });
+    (port, rx)
+}
+
+/// A signed POST with its parameters in the body; (status, body).
+fn signed_post(addr: &str, path: &str, params: &str, secret: &str, api_key: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let params = format!("{params}&timestamp={}", now_ms());
+    let signature =
+        ztx_api::HmacSecret::new(secret.as_bytes().to_vec()).sign_hex(params.as_bytes());
+    let body = format!("{params}&signature={signature}");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nX-MBX-APIKEY: {api_key}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+#[test]
+fn on_postgresql_a_detection_reaches_the_customers_webhook() {
+    // The whole path on PostgreSQL under a service role and row security: the customer
+    // registers over HTTP, the sender reads the sealed webhook, the monitor's notice
+    // is posted, signed with the secret the customer got.
+    let Some((_cluster, _owner, url)) = postgres_for_serving() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    std::fs::create_dir_all(&data).unwrap();
+    // Development mode, and the receiver is on this machine.
+    let config = default_config().replace("allow_insecure = false", "allow_insecure = true");
+    std::fs::write(data.join("config.toml"), config).unwrap();
+    let (port, received) = webhook_receiver();
+    let (_server, addr) = serve(&data, &["--database-url", &url]);
+    let d = data.to_str().unwrap();
+    let (api_key, secret) = customer_with_key(d, "hooked@example.com");
+
+    let hook = format!("http%3A%2F%2F127.0.0.1%3A{port}%2Fhook");
+    let (status, body) = signed_post(
+        &addr,
+        "/ztx/v1/webhook",
+        &format!("url={hook}"),
+        &secret,
+        &api_key,
+    );
+    assert_eq!(status, 200, "{body}");
+    let registered: Value = serde_json::from_str(&body).unwrap();
+    let whsec = registered["secret"].as_str().unwrap().to_owned();
+    let (status, body) = http(
+        &addr,
+        "GET",
+        &signed("/ztx/v1/webhook", "", &secret),
+        Some(&api_key),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("127.0.0.1:{port}/hook")), "{body}");
+
+    let arrive = |what: &str| {
+        let (headers, body) = received
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no webhook for {what}"));
+        let signature = headers
+            .iter()
+            .find(|(n, _)| n == ztx_api::webhooks::SIGNATURE_HEADER)
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        ztx_api::webhooks::verify_signature(
+            whsec.as_bytes(),
+            &signature,
+            body.as_bytes(),
+            now_ms(),
+            300_000,
+        )
+        .unwrap();
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    // The notice of the registration itself, then the detection's.
+    assert_eq!(arrive("the registration")["finding"], "account-change");
+    for _ in 0..5 {
+        let (status, _) = http(
+            &addr,
+            "GET",
+            &signed("/api/v3/account", "", "not-the-secret"),
+            Some(&api_key),
+        );
+        assert_eq!(status, 400);
+    }
+    let notice = arrive("the detection");
+    assert!(
+        notice["message"].as_str().unwrap().contains("frozen"),
+        "{notice}"
+    );
+}
