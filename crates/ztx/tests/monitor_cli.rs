@@ -14,6 +14,19 @@ mod common;
 use common::*;
 use serde_json::Value;
 
+/// `n` account reads with `api_key` but a forged signature, each refused.
+fn forge_signatures(addr: &str, api_key: &str, n: usize) {
+    for _ in 0..n {
+        let (status, _) = http(
+            addr,
+            "GET",
+            &signed("/api/v3/account", "", "not-the-secret"),
+            Some(api_key),
+        );
+        assert_eq!(status, 400);
+    }
+}
+
 fn events(d: &str, extra: &[&str]) -> Vec<Value> {
     let mut args = vec!["admin", "--data-dir", d, "events", "--limit", "1000"];
     args.extend_from_slice(extra);
@@ -43,15 +56,7 @@ fn a_forged_signature_burst_is_detected_answered_and_reported() {
         .0,
         200
     );
-    for _ in 0..5 {
-        let (status, _) = http(
-            &addr,
-            "GET",
-            &signed("/api/v3/account", "", "not-the-secret"),
-            Some(&api_key),
-        );
-        assert_eq!(status, 400);
-    }
+    forge_signatures(&addr, &api_key, 5);
     // The monitor follows the log: once it has acted, the key is frozen.
     eventually("the key to be frozen", || {
         let (status, body) = http(
@@ -423,29 +428,11 @@ fn webhook_receiver() -> (u16, std::sync::mpsc::Receiver<Received>) {
 
 /// A signed POST with its parameters in the body; (status, body).
 fn signed_post(addr: &str, path: &str, params: &str, secret: &str, api_key: &str) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
     let params = format!("{params}&timestamp={}", now_ms());
     let signature =
         ztx_api::HmacSecret::new(secret.as_bytes().to_vec()).sign_hex(params.as_bytes());
     let body = format!("{params}&signature={signature}");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nX-MBX-APIKEY: {api_key}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    let status = answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = answer
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned();
-    (status, body)
+    http_with_body(addr, "POST", path, Some(api_key), &body)
 }
 
 #[test]
@@ -508,15 +495,7 @@ fn on_postgresql_a_detection_reaches_the_customers_webhook() {
     };
     // The notice of the registration itself, then the detection's.
     assert_eq!(arrive("the registration")["finding"], "account-change");
-    for _ in 0..5 {
-        let (status, _) = http(
-            &addr,
-            "GET",
-            &signed("/api/v3/account", "", "not-the-secret"),
-            Some(&api_key),
-        );
-        assert_eq!(status, 400);
-    }
+    forge_signatures(&addr, &api_key, 5);
     let notice = arrive("the detection");
     assert!(
         notice["message"].as_str().unwrap().contains("frozen"),

@@ -98,12 +98,30 @@ pub fn serve_logging(data: &Path, extra: &[&str], log: Stdio, level: &str) -> (S
 
 /// One HTTP/1.1 request on a fresh connection; returns (status, body).
 pub fn http(addr: &str, method: &str, target: &str, api_key: Option<&str>) -> (u16, String) {
+    http_with_body(addr, method, target, api_key, "")
+}
+
+/// [`http`] with a form body.
+pub fn http_with_body(
+    addr: &str,
+    method: &str,
+    target: &str,
+    api_key: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     let key = api_key
         .map(|k| format!("X-MBX-APIKEY: {k}\r\n"))
         .unwrap_or_default();
-    write!(s, "{method} {target} HTTP/1.1\r\nHost: x\r\n{key}Content-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "{method} {target} HTTP/1.1\r\nHost: x\r\n{key}\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     let status = answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
