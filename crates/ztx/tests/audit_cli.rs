@@ -75,9 +75,9 @@ fn export_and_verify(data: &Path, extra: &[&str]) -> Output {
     export_and_verify_with(data, &[], extra)
 }
 
-/// `ztx audit export` with `export` (e.g. a range), then `ztx audit verify` of the file
-/// with `verify`.
-fn export_and_verify_with(data: &Path, export: &[&str], verify: &[&str]) -> Output {
+/// `ztx audit export` of `data`'s log, with `extra` (e.g. a range), to a file beside it:
+/// the file, and how the command ended.
+fn export_to(data: &Path, extra: &[&str]) -> (std::path::PathBuf, Output) {
     let file = data.with_extension("export");
     let mut args = vec![
         "audit",
@@ -87,8 +87,15 @@ fn export_and_verify_with(data: &Path, export: &[&str], verify: &[&str]) -> Outp
         "--out",
         file.to_str().unwrap(),
     ];
-    args.extend_from_slice(export);
+    args.extend_from_slice(extra);
     let out = ztx(&args);
+    (file, out)
+}
+
+/// `ztx audit export` with `export` (e.g. a range), then `ztx audit verify` of the file
+/// with `verify`.
+fn export_and_verify_with(data: &Path, export: &[&str], verify: &[&str]) -> Output {
+    let (file, out) = export_to(data, export);
     assert!(out.status.success(), "{}", stderr(&out));
     let key = public_key(data);
     let mut args = vec![
@@ -297,15 +304,7 @@ fn a_forked_log_is_caught_by_a_kept_checkpoint() {
     // Alone, the rewritten log proves nothing: no checkpoint signs its entries, so the
     // export leaves them out and says so (a file holding them is refused, as the
     // export module's tests show).
-    let file = data.with_extension("export");
-    let out = ztx(&[
-        "audit",
-        "export",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--out",
-        file.to_str().unwrap(),
-    ]);
+    let (_, out) = export_to(&data, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(

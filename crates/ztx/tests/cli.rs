@@ -588,3 +588,22 @@ fn serve_survives_a_closed_stdout() {
     assert_eq!(http(&addr, "GET", "/api/v3/ping", None).0, 200);
     assert!(server.0.try_wait().unwrap().is_none(), "the server died");
 }
+
+#[test]
+fn a_half_given_smtp_login_stops_the_start_rather_than_mail_without_it() {
+    // With only the user set, the server would reach the relay without a login and
+    // every notice would bounce; it refuses to start and says what is missing.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    std::fs::create_dir_all(&data).unwrap();
+    let config = default_config().replace("smtp = \"\"", "smtp = \"smtps://smtp.example.com\"");
+    std::fs::write(data.join("config.toml"), config).unwrap();
+    let out = std::process::Command::new(ZTX)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("ZTX_SMTP_USER", "ops")
+        .env_remove("ZTX_SMTP_PASSWORD")
+        .output()
+        .unwrap();
+    fails_with(&out, "needs both ZTX_SMTP_USER and ZTX_SMTP_PASSWORD");
+}
